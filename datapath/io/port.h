@@ -1,0 +1,43 @@
+// The contract between the workers and whatever moves frames in and out of the process.
+//
+// A PortIo is one interface the datapath drives (a tap's kernel side, a veth near end, later an uplink or a vhost-user
+// device). It has rx_queues() receive queues (AF_PACKET: one socket per queue, joined in a PACKET_FANOUT group when
+// there is more than one) and one transmit ring per worker, so no two threads ever touch the same ring.
+//
+// Threading: rx_* for queue q are called only by the worker that owns (port, q); tx_* for worker w only by worker w.
+// The control thread creates and destroys ports; a port is destroyed only after every worker has acknowledged a
+// snapshot that no longer contains it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "datapath/pipeline/packet.h"
+
+namespace vpcd::dp {
+
+class PortIo {
+ public:
+  virtual ~PortIo() = default;
+
+  virtual const std::string& ifname() const = 0;
+  virtual unsigned rx_queues() const = 0;
+  // A file descriptor that becomes readable (EPOLLIN) when queue q has frames; -1 if the port cannot be polled.
+  virtual int rx_fd(unsigned q) const = 0;
+
+  // Fills up to `max` packets from queue q: data/len/wire_len/vnet/flags(kHasVnet) are set, everything else is left
+  // for the pipeline (in_port is set by the caller). The bytes stay valid until rx_release(q). A frame the ring
+  // truncated is still returned, with len < wire_len (the parser drops it as kTruncated).
+  virtual unsigned rx_burst(unsigned q, Packet* pkts, unsigned max) noexcept = 0;
+  // Gives back to the kernel every ring block whose packets have all been returned by rx_burst. Call after the batch
+  // that used them has been transmitted or dropped.
+  virtual void rx_release(unsigned q) noexcept = 0;
+
+  // Copies p (vnet header + frame) into worker w's transmit ring. false: ring full or frame too large (the caller
+  // counts the drop).
+  virtual bool tx_enqueue(unsigned w, const Packet& p) noexcept = 0;
+  // Hands everything enqueued by worker w to the kernel (one sendto).
+  virtual void tx_flush(unsigned w) noexcept = 0;
+};
+
+}  // namespace vpcd::dp

@@ -1,0 +1,66 @@
+// Every reason the datapath drops a frame, as data (STYLE.md section 2). Each has a stable snake_case name used in
+// counters, /metrics and the REST stats. Add new reasons before kCount and give each one a parser or stage test.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace vpcd::dp {
+
+#define VPCD_FOREACH_DROP_REASON(X)                                                        \
+  /* parse */                                                                              \
+  X(kTooShortEthernet, "too_short_ethernet")                                               \
+  X(kTooShortVlan, "too_short_vlan")                                                       \
+  X(kTooManyVlanTags, "too_many_vlan_tags")                                                \
+  X(kTooShortArp, "too_short_arp")                                                         \
+  X(kBadArpFormat, "bad_arp_format")                                                       \
+  X(kTooShortIpv4, "too_short_ipv4")                                                       \
+  X(kBadIpv4Version, "bad_ipv4_version")                                                   \
+  X(kBadIpv4HeaderLen, "bad_ipv4_header_len")                                              \
+  X(kBadIpv4TotalLen, "bad_ipv4_total_len")                                                \
+  X(kTooShortIpv6, "too_short_ipv6")                                                       \
+  X(kBadIpv6Version, "bad_ipv6_version")                                                   \
+  X(kBadIpv6PayloadLen, "bad_ipv6_payload_len")                                            \
+  X(kTooShortTcp, "too_short_tcp")                                                         \
+  X(kBadTcpHeaderLen, "bad_tcp_header_len")                                                \
+  X(kTooShortUdp, "too_short_udp")                                                         \
+  X(kBadUdpLen, "bad_udp_len")                                                             \
+  X(kTooShortIcmp, "too_short_icmp")                                                       \
+  X(kBadVnetHeader, "bad_vnet_header")                                                     \
+  X(kTruncated, "truncated") /* the ring gave us less than the frame (snaplen) */          \
+  X(kSourceMacMulticast, "source_mac_multicast")                                           \
+  /* port security */                                                                      \
+  X(kSpoofedSourceMac, "spoofed_source_mac")                                               \
+  X(kSpoofedSourceIp, "spoofed_source_ip")                                                 \
+  X(kSpoofedArp, "spoofed_arp")                                                            \
+  X(kVlanTagged, "vlan_tagged") /* guests' NICs are untagged access ports */               \
+  /* switch */                                                                             \
+  X(kNoVpc, "no_vpc") /* the port belongs to no VPC (being removed) */                     \
+  X(kHairpin, "hairpin") /* destination learned on the input port */                       \
+  X(kFloodEmpty, "flood_no_ports") /* broadcast with no other port in the VPC */           \
+  X(kNotRouted, "not_routed") /* to the gateway MAC; no router in this build */            \
+  X(kTooBig, "too_big") /* larger than the output port's MTU */                            \
+  /* output */                                                                             \
+  X(kTxRingFull, "tx_ring_full")                                                           \
+  X(kTxError, "tx_error")                                                                  \
+  X(kPortDown, "port_down")
+
+enum class DropReason : uint8_t {
+#define VPCD_X(sym, str) sym,
+  VPCD_FOREACH_DROP_REASON(VPCD_X)
+#undef VPCD_X
+      kCount
+};
+
+inline constexpr std::array<std::string_view, size_t(DropReason::kCount)> kDropReasonNames = {
+#define VPCD_X(sym, str) str,
+    VPCD_FOREACH_DROP_REASON(VPCD_X)
+#undef VPCD_X
+};
+static_assert(kDropReasonNames.size() == size_t(DropReason::kCount));
+
+constexpr std::string_view drop_reason_name(DropReason r) noexcept { return kDropReasonNames[size_t(r)]; }
+
+}  // namespace vpcd::dp

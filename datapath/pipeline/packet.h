@@ -1,0 +1,57 @@
+// A packet in flight: a view of a frame in an RX ring (or a test buffer) plus the metadata the stages fill in.
+//
+// The frame bytes are not owned: they live in the RX ring block (TPACKET_V3) until the worker has run the whole batch
+// and returned the block. `vnet` is the virtio_net_hdr the kernel gave with the frame (PACKET_VNET_HDR): GSO super-frames
+// and partial checksums travel with it unchanged to the output port, which writes it back in front of the frame.
+#pragma once
+
+#include <linux/virtio_net.h>
+
+#include <cstdint>
+
+#include "datapath/pipeline/drop_reason.h"
+#include "datapath/proto/types.h"
+
+namespace vpcd::dp {
+
+inline constexpr uint16_t kInvalidPort = 0xffff;
+inline constexpr uint16_t kFloodPort = 0xfffe;  // out_port value: flood within the VPC
+
+// Parsed-header flags (Packet::flags).
+enum PacketFlags : uint16_t {
+  kHasVlan = 1 << 0,
+  kIsArp = 1 << 1,
+  kIsIpv4 = 1 << 2,
+  kIsIpv6 = 1 << 3,
+  kIsTcp = 1 << 4,
+  kIsUdp = 1 << 5,
+  kIsIcmp = 1 << 6,    // ICMP or ICMPv6
+  kIsFragment = 1 << 7,  // IPv4 non-first fragment (no L4 header) or MF set
+  kHasVnet = 1 << 8,     // vnet header present and meaningful
+};
+
+struct Packet {
+  uint8_t* data = nullptr;  // first byte of the Ethernet header
+  uint32_t len = 0;         // bytes available at data
+  uint32_t wire_len = 0;    // original frame length (>= len when the ring truncated it)
+  virtio_net_hdr vnet{};    // as received; host byte order fields on x86 (virtio 1.0 little-endian)
+
+  uint16_t in_port = kInvalidPort;
+  uint16_t out_port = kInvalidPort;  // a port index, kFloodPort, or kInvalidPort
+  uint16_t flags = 0;
+  uint16_t ethertype = 0;  // host order, after VLAN tags
+  uint16_t vlan_tci = 0;   // host order, when kHasVlan
+  uint8_t l3_offset = 0;   // from data; Ethernet + VLAN tags
+  uint8_t ip_proto = 0;    // IPv4 protocol / IPv6 next header (after skipping none)
+  uint16_t l4_offset = 0;  // from data; 0 when no L4 header was parsed
+  uint16_t l4_len = 0;     // L4 header + payload bytes as stated by IP
+  Ipv4Addr ip4_src, ip4_dst;  // when kIsIpv4 (and for ARP: sender / target protocol address)
+  uint16_t src_port = 0, dst_port = 0;  // TCP/UDP host order, ICMP: type/code and id
+  DropReason drop = DropReason::kCount;  // kCount = not dropped
+
+  const uint8_t* dst_mac() const noexcept { return data; }
+  const uint8_t* src_mac() const noexcept { return data + 6; }
+  bool dropped() const noexcept { return drop != DropReason::kCount; }
+};
+
+}  // namespace vpcd::dp
