@@ -5,7 +5,6 @@
 #pragma once
 
 #include <array>
-#include <bit>
 #include <compare>
 #include <cstdint>
 #include <cstring>
@@ -17,14 +16,14 @@ namespace vpcd {
 
 struct be16 {
   uint16_t raw = 0;  // network byte order
-  static constexpr be16 from_host(uint16_t v) noexcept { return be16{std::byteswap(v)}; }
-  constexpr uint16_t to_host() const noexcept { return std::byteswap(raw); }
+  static constexpr be16 from_host(uint16_t v) noexcept { return be16{__builtin_bswap16(v)}; }
+  constexpr uint16_t to_host() const noexcept { return __builtin_bswap16(raw); }
   friend constexpr bool operator==(be16, be16) = default;
 };
 struct be32 {
   uint32_t raw = 0;  // network byte order
-  static constexpr be32 from_host(uint32_t v) noexcept { return be32{std::byteswap(v)}; }
-  constexpr uint32_t to_host() const noexcept { return std::byteswap(raw); }
+  static constexpr be32 from_host(uint32_t v) noexcept { return be32{__builtin_bswap32(v)}; }
+  constexpr uint32_t to_host() const noexcept { return __builtin_bswap32(raw); }
   friend constexpr bool operator==(be32, be32) = default;
 };
 static_assert(sizeof(be16) == 2 && sizeof(be32) == 4);

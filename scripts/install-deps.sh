@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs every Debian package vpcd needs to build, run and test (Debian 12, as root). Idempotent.
+# Usage: scripts/install-deps.sh [build|test|bench|all]   (default: test)
+set -euo pipefail
+what=${1:-test}
+export DEBIAN_FRONTEND=noninteractive
+
+build_pkgs=(build-essential cmake ninja-build pkg-config git
+  libboost-dev libssl-dev libsqlite3-dev libnl-3-dev libnl-route-3-dev nlohmann-json3-dev uuid-dev
+  libcpprest-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
+  iproute2 openssl ca-certificates procps)
+test_pkgs=(python3 python3-pytest iputils-ping iperf3 ethtool curl sqlite3 kmod psmisc)
+bench_pkgs=(netsniff-ng openvswitch-switch wrk)
+
+pkgs=("${build_pkgs[@]}")
+case "$what" in
+  build) ;;
+  test) pkgs+=("${test_pkgs[@]}") ;;
+  bench) pkgs+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  all) pkgs+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  *) echo "usage: $0 [build|test|bench|all]" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}" >&2
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

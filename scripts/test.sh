@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds vpcd and runs every test tier: unit tests under ASan+UBSan, then unit, integration (network namespaces, root),
+# API (real HTTPS) and slow (QEMU guest, browser) tiers on the normal build. Installs what it needs (Debian 12, root).
+#   scripts/test.sh            everything
+#   scripts/test.sh -L unit    only some ctest labels (passed to ctest)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "test.sh: run as root (the integration tests create namespaces and interfaces)" >&2; exit 1; }
+bash scripts/install-deps.sh test
+jobs=$(nproc)
+
+echo "== sanitizer build (ASan+UBSan): unit tests"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DVPCD_SANITIZE=ON -DVPCD_WERROR=ON -DVPCD_BENCH=OFF >/dev/null
+cmake --build build-asan -j "$jobs" --target vpcd_unit_tests
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan -L unit --output-on-failure -j "$jobs"
+
+echo "== release build: all tiers"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVPCD_WERROR=ON >/dev/null
+cmake --build build -j "$jobs"
+ctest --test-dir build --output-on-failure "$@"
