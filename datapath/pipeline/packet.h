@@ -5,7 +5,11 @@
 // and partial checksums travel with it unchanged to the output port, which writes it back in front of the frame.
 #pragma once
 
+// <linux/virtio_net.h> names a member `class` (struct virtio_net_ctrl_hdr), a C++ keyword: rename it while including.
+// Nothing in vpcd uses that struct.
+#define class class_
 #include <linux/virtio_net.h>
+#undef class
 
 #include <cstdint>
 
