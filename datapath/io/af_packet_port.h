@@ -60,7 +60,7 @@ class AfPacketPort final : public PortIo {
   // Frames the kernel dropped on queue q because its ring was full (PACKET_STATISTICS tp_drops, accumulated; reading
   // resets the kernel's counter, so call it only from queue q's owner or while the port is idle).
   uint64_t rx_kernel_drops(unsigned q) noexcept;
-  // Frames the kernel rejected from worker w's ring (TP_STATUS_WRONG_FORMAT) and failed sendto calls.
+  // Failed sendto calls on worker w's ring (the kernel skips frames it rejects: PACKET_LOSS).
   uint64_t tx_errors(unsigned w) const noexcept;
 
  private:
