@@ -3,7 +3,7 @@
 #include "datapath/io/tap_device.h"
 
 #include <fcntl.h>
-#include <linux/if.h>
+#include <net/if.h>
 #include <linux/if_tun.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -135,6 +135,12 @@ bool tap_remove(const std::string& ifname, std::string* err) {
 int tap_open_queue(const std::string& ifname) {
   if (!name_ok(ifname)) {
     errno = EINVAL;
+    return -1;
+  }
+  // TUNSETIFF would create a new (non-persistent) tap under a missing name; a hypervisor attaching to vpcd's tap
+  // expects the device to be there.
+  if (::if_nametoindex(ifname.c_str()) == 0) {
+    errno = ENODEV;
     return -1;
   }
   int err_no = 0;
