@@ -2,9 +2,9 @@
 //
 // TX ring version: the kernel's transmit path (tpacket_snd) walks fixed-size frames one by one for both V2 and V3 and
 // only reads tp_len from the header, so the two behave the same (V3 adds the requirement tp_next_offset == 0). We use
-// V3 so RX and TX share one header layout (struct tpacket3_hdr); the iperf3 integration test measured both within
-// run-to-run noise on this kernel. PACKET_LOSS is set on the TX socket: without it a frame the kernel rejects stays
-// TP_STATUS_WRONG_FORMAT at the kernel's ring head and blocks every later frame; with it the kernel skips the frame.
+// V3 so RX and TX share one header layout (struct tpacket3_hdr).
+// PACKET_LOSS is set on the TX socket: without it a frame the kernel rejects stays TP_STATUS_WRONG_FORMAT at the
+// kernel's ring head and blocks every later frame; with it the kernel skips the frame.
 #include "datapath/io/af_packet_port.h"
 
 #include <arpa/inet.h>
@@ -187,6 +187,7 @@ bool AfPacketPort::open_tx(TxQueue& t, const AfPacketOptions& o, std::string* er
     return false;
   }
   t.frame_bytes = kTxFrameBytes;
+  t.frames_per_block = per_block;
   t.frames = req.tp_frame_nr;
   t.ring.bytes = size_t(kTxBlockBytes) * blocks;
   void* base = ::mmap(nullptr, t.ring.bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
@@ -291,7 +292,9 @@ void AfPacketPort::rx_release(unsigned qi) noexcept {
 bool AfPacketPort::tx_enqueue(unsigned w, const Packet& p) noexcept {
   TxQueue& t = *tx_[w];
   if (p.len > kAfPacketMaxTxFrame || p.len < ETH_HLEN || p.len < p.wire_len) [[unlikely]] return false;
-  auto* h = reinterpret_cast<tpacket3_hdr*>(t.ring.base + size_t(t.next) * t.frame_bytes);
+  // Frames do not cross blocks: the kernel addresses slot i as block i / per_block, frame i % per_block.
+  auto* h = reinterpret_cast<tpacket3_hdr*>(t.ring.base + size_t(t.next / t.frames_per_block) * kTxBlockBytes +
+                                            size_t(t.next % t.frames_per_block) * t.frame_bytes);
   if ((load_acquire(h->tp_status) & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING)) != 0) return false;  // full
   uint8_t* d = reinterpret_cast<uint8_t*>(h) + kTxDataOffset;
   if (p.flags & kHasVnet) {

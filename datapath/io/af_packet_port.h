@@ -85,6 +85,7 @@ class AfPacketPort final : public PortIo {
     UniqueFd fd;
     Ring ring;
     uint32_t frame_bytes = 0;
+    uint32_t frames_per_block = 0;
     uint32_t frames = 0;
     uint32_t next = 0;     // next slot to fill
     uint32_t pending = 0;  // slots marked SEND_REQUEST since the last flush

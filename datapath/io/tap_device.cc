@@ -3,7 +3,7 @@
 #include "datapath/io/tap_device.h"
 
 #include <fcntl.h>
-#include <linux/if.h>
+#include <net/if.h>
 #include <linux/if_tun.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -11,7 +11,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 
 #include "datapath/io/netlink.h"
 #include "datapath/io/unique_fd.h"
@@ -46,18 +45,6 @@ UniqueFd attach_queue(const std::string& name, int* err_no) {
   return fd;
 }
 
-// tun_flags from sysfs (hex), or -1.
-long tun_flags(const std::string& name) {
-  std::ifstream f("/sys/class/net/" + name + "/tun_flags");
-  std::string s;
-  if (!(f >> s)) return -1;
-  try {
-    return std::stol(s, nullptr, 16);
-  } catch (...) {
-    return -1;
-  }
-}
-
 }  // namespace
 
 bool tap_ensure(const TapBackend& tap, const std::string& alias, std::string* err) {
@@ -73,23 +60,29 @@ bool tap_ensure(const TapBackend& tap, const std::string& alias, std::string* er
     *err = e;
     return false;
   }
-  if (existing) {
-    const long flags = tun_flags(tap.ifname);
-    if (existing->kind != "tun" || flags < 0) {
-      *err = "interface " + tap.ifname + " exists and is not a tap device";
-      return false;
-    }
-    if ((flags & kTapFlags) != kTapFlags) {
-      char buf[24];
-      std::snprintf(buf, sizeof buf, "0x%lx", flags);
-      *err = "tap " + tap.ifname + " exists with other flags (" + buf + "; need tap, no_pi, vnet_hdr, multi_queue)";
-      return false;
-    }
+  if (existing && existing->kind != "tun") {
+    *err = "interface " + tap.ifname + " exists and is not a tap device";
+    return false;
   }
+  // On an existing device TUNSETIFF fails with EINVAL unless it is a tap with the same multiqueue setting.
   int err_no = 0;
   UniqueFd fd = attach_queue(tap.ifname, &err_no);
   if (!fd) {
-    *err = errno_text("tap " + tap.ifname + ": TUNSETIFF", err_no);
+    *err = err_no == EINVAL && existing
+               ? "tap " + tap.ifname + " exists with other flags (need tap, multi_queue)"
+               : errno_text("tap " + tap.ifname + ": TUNSETIFF", err_no);
+    return false;
+  }
+  ifreq ifr{};
+  if (::ioctl(fd.get(), TUNGETIFF, &ifr) != 0) {
+    *err = errno_text("tap " + tap.ifname + ": TUNGETIFF", errno);
+    return false;
+  }
+  if ((ifr.ifr_flags & kTapFlags) != kTapFlags) {
+    // A hypervisor attached first with other features (no vnet header, or packet info).
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "0x%x", unsigned(uint16_t(ifr.ifr_flags)));
+    *err = "tap " + tap.ifname + " is attached with other flags (" + buf + "; need tap, no_pi, vnet_hdr, multi_queue)";
     return false;
   }
   if (::ioctl(fd.get(), TUNSETPERSIST, 1) != 0) {
@@ -142,6 +135,12 @@ bool tap_remove(const std::string& ifname, std::string* err) {
 int tap_open_queue(const std::string& ifname) {
   if (!name_ok(ifname)) {
     errno = EINVAL;
+    return -1;
+  }
+  // TUNSETIFF would create a new (non-persistent) tap under a missing name; a hypervisor attaching to vpcd's tap
+  // expects the device to be there.
+  if (::if_nametoindex(ifname.c_str()) == 0) {
+    errno = ENODEV;
     return -1;
   }
   int err_no = 0;
