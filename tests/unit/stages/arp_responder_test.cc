@@ -99,6 +99,16 @@ TEST(ArpResponder, SwitchesWhatItDoesNotAnswer) {
   }
 }
 
+TEST(ArpResponder, GratuitousTakeoverIsFloodedNotAnswered) {
+  // c (port security off, e.g. keepalived) announces a known address as its own: it must reach the others.
+  Net net;
+  auto garp = FrameBuilder().eth(kC, kBroadcastMac).arp(1, kC, kIpB, MacAddr{}, kIpB).build();
+  net.receive(net.c, garp);
+  EXPECT_TRUE(net.out(net.c).empty());
+  EXPECT_EQ(net.out(net.a), std::vector<std::vector<uint8_t>>{garp});
+  EXPECT_EQ(net.out(net.b), std::vector<std::vector<uint8_t>>{garp});
+}
+
 TEST(ArpResponder, UnicastReplyIsSwitchedToItsDestination) {
   Net net;
   auto reply = FrameBuilder().eth(kA, kB).arp(2, kA, kIpA, kB, kIpB).build();
