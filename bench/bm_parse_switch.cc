@@ -5,6 +5,7 @@
 // Arg: batch size (32 = OVS NETDEV_MAX_BURST, 256 = VPP frame).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <memory>
 #include <vector>
 
@@ -106,6 +107,44 @@ void run(benchmark::State& state, bool learned) {
 
 void BM_ParseSwitchUnicast(benchmark::State& state) { run(state, false); }
 void BM_ParseSwitchLearned(benchmark::State& state) { run(state, true); }
+// The static FIB's structure (flat_map.h): FlatU64Map probe vs binary search in a sorted vector, N NIC MACs, lookups
+// of present MACs in a scrambled order.
+std::vector<MacAddr> fib_macs(size_t n) {
+  std::vector<MacAddr> macs;
+  for (size_t i = 0; i < n; ++i) macs.push_back(MacAddr::from_u64(0x02163e000000ull + i * 0x10001));
+  return macs;
+}
+
+void BM_FibFlatHash(benchmark::State& state) {
+  auto macs = fib_macs(size_t(state.range(0)));
+  std::vector<std::pair<MacAddr, uint16_t>> entries;
+  for (size_t i = 0; i < macs.size(); ++i) entries.emplace_back(macs[i], uint16_t(i));
+  StaticMacFib fib(entries);
+  size_t i = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(fib.find(macs[i]));
+    i = (i + 7) % macs.size();
+  }
+  state.SetItemsProcessed(int64_t(state.iterations()));
+}
+
+void BM_FibSortedVector(benchmark::State& state) {
+  auto macs = fib_macs(size_t(state.range(0)));
+  std::vector<std::pair<uint64_t, uint16_t>> sorted;
+  for (size_t i = 0; i < macs.size(); ++i) sorted.emplace_back(macs[i].to_u64(), uint16_t(i));
+  std::sort(sorted.begin(), sorted.end());
+  size_t i = 0;
+  for (auto _ : state) {
+    const uint64_t k = macs[i].to_u64();
+    auto it = std::lower_bound(sorted.begin(), sorted.end(), k, [](const auto& e, uint64_t v) { return e.first < v; });
+    benchmark::DoNotOptimize(it != sorted.end() && it->first == k ? it->second : kInvalidPort);
+    i = (i + 7) % macs.size();
+  }
+  state.SetItemsProcessed(int64_t(state.iterations()));
+}
+
+BENCHMARK(BM_FibFlatHash)->Arg(8)->Arg(64)->Arg(512);
+BENCHMARK(BM_FibSortedVector)->Arg(8)->Arg(64)->Arg(512);
 BENCHMARK(BM_ParseSwitchUnicast)->Arg(32)->Arg(256);
 BENCHMARK(BM_ParseSwitchLearned)->Arg(32)->Arg(256);
 
