@@ -103,6 +103,10 @@ TEST(Pipeline, PortInNoVpcAndUnknownPort) {
   net.cfg.ports.emplace_back();  // a hole
   run_batch(net.ctx, net.cfg, uint16_t(net.cfg.ports.size() - 1), std::span<Packet>(&p, 1));
   EXPECT_EQ(net.ctx.unknown_port_drops, 2u);
+  net.ctx.worker = kMaxWorkers;  // no counter slot for it: nothing is touched
+  run_batch(net.ctx, net.cfg, a, std::span<Packet>(&p, 1));
+  EXPECT_EQ(net.ctx.unknown_port_drops, 3u);
+  EXPECT_EQ(net.counters(a).rx_packets, 0u);
 }
 
 TEST(Pipeline, LargeBatchesAreSplitAndCountersUseWorkerSlot) {
