@@ -1,6 +1,7 @@
 // FrameBuilder implementation. See frame_builder.h. Threading: value type.
 #include "datapath/proto/frame_builder.h"
 
+#include <algorithm>
 #include <cstring>
 #include <type_traits>
 
@@ -213,17 +214,20 @@ std::vector<uint8_t> FrameBuilder::build() const {
       break;
     }
     case L3::kIpv4: {
+      std::vector<uint8_t> options = ip4_opts_.options;
+      options.resize(std::min<size_t>((options.size() + 3) / 4 * 4, kIpv4MaxHdrLen - kIpv4MinHdrLen), 0);
+      const size_t hdr_len = kIpv4MinHdrLen + options.size();
       Ipv4Hdr h{};
-      h.ver_ihl = 0x45;
+      h.ver_ihl = uint8_t(0x40 | hdr_len / 4);
       h.tos = ip4_opts_.tos;
-      h.tot_len = be16::from_host(uint16_t(kIpv4MinHdrLen + l4.size()));
+      h.tot_len = be16::from_host(uint16_t(hdr_len + l4.size()));
       h.id = be16::from_host(ip4_opts_.id);
       h.frag_off = be16::from_host(ip4_opts_.frag_off);
       h.ttl = ip4_opts_.ttl;
       h.proto = l4_ == L4::kNone ? ip4_opts_.proto : proto;
       h.src = ip4_src_.to_be();
       h.dst = ip4_dst_.to_be();
-      h.csum = internet_checksum({reinterpret_cast<const uint8_t*>(&h), sizeof(h)});
+      h.csum = internet_checksum(options, ones_sum({reinterpret_cast<const uint8_t*>(&h), sizeof(h)}));
       if (has_csum) {
         be16 c = l4_ == L4::kIcmp ? internet_checksum(l4)
                  : l4_ == L4::kUdp ? udp_checksum_ipv4(ip4_src_, ip4_dst_, l4)
@@ -231,6 +235,7 @@ std::vector<uint8_t> FrameBuilder::build() const {
         store_at(l4, csum_at, c);
       }
       append(out, h);
+      out.insert(out.end(), options.begin(), options.end());
       break;
     }
     case L3::kIpv6: {

@@ -30,6 +30,7 @@ struct Ipv4Opts {
   uint16_t id = 0;
   uint16_t frag_off = 0;  // host order: kIpv4FlagDf | kIpv4FlagMf | offset in 8-byte units
   uint8_t proto = 0xfd;   // used only without an L4 layer (0xfd: RFC 3692 experimentation)
+  std::vector<uint8_t> options;  // raw option bytes; zero-padded to a multiple of 4 (at most 40 bytes kept)
 };
 
 struct TcpOpts {
