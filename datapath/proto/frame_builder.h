@@ -19,7 +19,9 @@
 
 #include "datapath/pipeline/packet.h"
 #include "datapath/proto/ethernet.h"
+#include "datapath/proto/ipv4.h"
 #include "datapath/proto/ipv6.h"
+#include "datapath/proto/l4.h"
 #include "datapath/proto/types.h"
 
 namespace vpcd::proto {
