@@ -6,9 +6,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <optional>
 #include <random>
 #include <set>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -431,6 +436,55 @@ TEST(Parse, Cases) {
     ++checked;
   }
   EXPECT_EQ(checked, kCases.size());
+}
+
+// OVS test-flows style: replay every frame captured from the kernel (tests/data/kernel_frames.hex); all must parse.
+// GSO super-frames come with the virtio_net_hdr the kernel gave PACKET_VNET_HDR, and must parse with it.
+TEST(Parse, ReplaysKernelCapture) {
+  const auto path = std::filesystem::path(__FILE__).parent_path() / "../../data/kernel_frames.hex";
+  std::ifstream in(path);
+  ASSERT_TRUE(in) << path;
+  size_t frames = 0, gso_frames = 0;
+  std::set<uint16_t> l4_kinds;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    SCOPED_TRACE(line.substr(0, 80));
+    std::istringstream fields(line);
+    std::string first, vnet_hex, frame_hex;
+    fields >> first;
+    const bool has_vnet = first == "vnet";
+    if (has_vnet) {
+      fields >> vnet_hex >> frame_hex;
+    } else {
+      frame_hex = first;
+    }
+    std::vector<uint8_t> buf = from_hex(frame_hex);
+    buf.shrink_to_fit();
+    Packet p = proto::make_packet(buf);
+    if (has_vnet) {
+      const auto v = from_hex(vnet_hex);
+      ASSERT_EQ(v.size(), sizeof(virtio_net_hdr));
+      std::memcpy(&p.vnet, v.data(), sizeof(virtio_net_hdr));  // little-endian fields, as on x86
+      p.flags |= kHasVnet;
+    }
+    parse(p);
+    ++frames;
+    EXPECT_FALSE(p.dropped()) << verdict(p.drop);
+    expect_in_bounds(p);
+    l4_kinds.insert(p.flags & (kIsTcp | kIsUdp | kIsIcmp | kIsArp));
+    if (has_vnet && p.vnet.gso_type != VIRTIO_NET_HDR_GSO_NONE) {
+      ++gso_frames;
+      // A super-frame: one L4 header, more payload than one segment, and the IP length covers all of it.
+      EXPECT_GT(p.l4_len, p.vnet.gso_size);
+      EXPECT_EQ(size_t(p.l4_offset) + p.l4_len, p.len);
+      EXPECT_LE(p.vnet.hdr_len, p.len);
+    }
+  }
+  std::printf("checked %zu captured frames (%zu GSO super-frames)\n", frames, gso_frames);
+  EXPECT_GE(frames, 20u);
+  EXPECT_GE(gso_frames, 2u);  // a UDP_L4 and a TCPV4 super-frame
+  EXPECT_GE(l4_kinds.size(), 4u);
 }
 
 TEST(Parse, EveryParseDropReasonHasACase) {
