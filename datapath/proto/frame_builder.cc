@@ -73,6 +73,7 @@ FrameBuilder& FrameBuilder::ipv6(const Ipv6Addr& src, const Ipv6Addr& dst, uint8
 }
 
 FrameBuilder& FrameBuilder::ipv6_ext(uint8_t type, size_t len_bytes) {
+  len_bytes = std::clamp<size_t>((len_bytes + 7) / 8 * 8, 8, 2048);  // (hdr_ext_len + 1) * 8
   ip6_exts_.push_back({type, len_bytes, 0, 0});
   return *this;
 }
@@ -100,6 +101,7 @@ FrameBuilder& FrameBuilder::tcp(uint16_t src_port, uint16_t dst_port, const TcpO
 
 FrameBuilder& FrameBuilder::icmp(uint8_t type, uint8_t code, uint32_t rest_of_header) {
   l4_ = L4::kIcmp;
+  echo_ = Echo::kNone;
   icmp_type_ = type;
   icmp_code_ = code;
   icmp_rest_ = rest_of_header;
@@ -107,9 +109,9 @@ FrameBuilder& FrameBuilder::icmp(uint8_t type, uint8_t code, uint32_t rest_of_he
 }
 
 FrameBuilder& FrameBuilder::icmp_echo(bool request, uint16_t id, uint16_t seq) {
-  const bool v6 = l3_ == L3::kIpv6;
-  const uint8_t type = request ? (v6 ? kIcmpv6EchoRequest : kIcmpEchoRequest) : (v6 ? kIcmpv6EchoReply : kIcmpEchoReply);
-  return icmp(type, 0, uint32_t(id) << 16 | seq);
+  icmp(0, 0, uint32_t(id) << 16 | seq);
+  echo_ = request ? Echo::kRequest : Echo::kReply;  // the type is picked in build(), once L3 is known
+  return *this;
 }
 
 FrameBuilder& FrameBuilder::payload(std::span<const uint8_t> bytes) {
@@ -151,7 +153,11 @@ std::vector<uint8_t> FrameBuilder::build_l4(size_t l4_len_bytes) const {
       break;
     }
     case L4::kIcmp: {
-      IcmpEchoHdr h{icmp_type_, icmp_code_, {}, be16::from_host(uint16_t(icmp_rest_ >> 16)),
+      const bool v6 = l3_ == L3::kIpv6;
+      uint8_t type = icmp_type_;
+      if (echo_ == Echo::kRequest) type = v6 ? kIcmpv6EchoRequest : kIcmpEchoRequest;
+      if (echo_ == Echo::kReply) type = v6 ? kIcmpv6EchoReply : kIcmpEchoReply;
+      IcmpEchoHdr h{type, icmp_code_, {}, be16::from_host(uint16_t(icmp_rest_ >> 16)),
                     be16::from_host(uint16_t(icmp_rest_))};
       append(out, h);
       break;

@@ -112,6 +112,24 @@ TEST(FrameBuilder, Ipv6UdpAndExtensionHeaders) {
   EXPECT_TRUE(checksum_valid(frame.subspan(70), ipv6_pseudo_sum(a, b, kIpProtoUdp, 13)));
 }
 
+TEST(FrameBuilder, EchoTypeFollowsL3WhateverTheCallOrder) {
+  const auto a = *Ipv6Addr::parse("fd00::1"), b = *Ipv6Addr::parse("fd00::2");
+  const auto v6 = FrameBuilder().icmp_echo(true, 5, 6).ipv6(a, b).build();
+  EXPECT_EQ(v6[54], kIcmpv6EchoRequest);
+  EXPECT_TRUE(checksum_valid(std::span<const uint8_t>(v6).subspan(54), ipv6_pseudo_sum(a, b, kIpProtoIcmpv6, 8)));
+  const auto v4 = FrameBuilder().icmp_echo(false, 5, 6).ipv4({1}, {2}).build();
+  EXPECT_EQ(v4[34], kIcmpEchoReply);
+  EXPECT_EQ(v4[23], kIpProtoIcmp);
+  EXPECT_TRUE(checksum_valid(std::span<const uint8_t>(v4).subspan(34)));
+}
+
+TEST(FrameBuilder, Ipv6ExtLengthIsRoundedToEightByteUnits) {
+  const auto f = FrameBuilder().ipv6({}, {}).ipv6_ext(kIpProtoDstOpts, 3).ipv6_ext(kIpProtoDstOpts, 9).build();
+  ASSERT_EQ(f.size(), 14u + 40 + 8 + 16);
+  EXPECT_EQ(f[55], 0);  // 8 bytes
+  EXPECT_EQ(f[63], 1);  // 16 bytes
+}
+
 TEST(FrameBuilder, PadToAndMakePacket) {
   auto f = FrameBuilder().arp(kArpOpReply, kCapA, kCapIpA, kCapB, kCapIpB).pad_to(kEthMinFrameLen).build();
   ASSERT_EQ(f.size(), kEthMinFrameLen);
