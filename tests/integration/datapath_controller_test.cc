@@ -454,3 +454,42 @@ TEST_F(DatapathTest, RemoveStaleOsObjectsDeletesOnlyUnnamedOnes) {
 
 }  // namespace
 }  // namespace vpcd::dp
+
+namespace vpcd::dp {
+namespace {
+
+// stats() and nic_states() from another thread while apply() adds and removes NICs (run under TSan by hand too).
+TEST_F(DatapathTest, StatsAndStatesAreSafeDuringApply) {
+  VpcSpec v = vpc("vpc-x", 800);
+  ctl_->add_vpc(v);
+  std::string ns = ns_name("x1"), keep_ns = ns_name("x2");
+  ctl_->add_nic(netns_nic("keep", v, keep_ns, "02:00:00:00:06:03", "10.0.0.3"));
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> reads{0};
+  std::thread reader([&] {
+    while (!stop.load()) {
+      Stats s = ctl_->stats();
+      auto states = ctl_->nic_states();
+      if (s.workers.size() == 2 && states.count("keep")) reads.fetch_add(1);
+    }
+  });
+  for (int i = 0; i < 10; ++i) {
+    NicState s = ctl_->add_nic(netns_nic("x1", v, ns, "02:00:00:00:06:02", "10.0.0.2"));
+    guard_->add_link(s.host_ifname);
+    EXPECT_EQ(s.status, NicStatus::kUp) << s.detail;
+    auto r = in_ns(ns, {"ping", "-c", "1", "-W", "1", "10.0.0.3"}, 5s);
+    EXPECT_EQ(ping_received(r.output), 1) << r.output;
+    ctl_->remove_nic("x1");
+  }
+  stop = true;
+  reader.join();
+  EXPECT_GT(reads.load(), 10u);
+  Stats s = ctl_->stats();
+  // The removed NIC's pings (10 requests out, 10 replies in) stay in the totals after its port is gone.
+  EXPECT_EQ(s.nics.count("x1"), 0u);
+  EXPECT_GE(s.totals.rx_packets, s.nics["keep"].rx_packets + 10);
+  EXPECT_GE(s.totals.tx_packets, s.nics["keep"].tx_packets + 10);
+}
+
+}  // namespace
+}  // namespace vpcd::dp
