@@ -415,8 +415,12 @@ TEST_F(DatapathTest, BackendFailureIsReportedAndDoesNotStopOthers) {
   NicSpec bad = netns_nic("bad", v, "bad/name", "02:00:00:00:04:02", "10.0.0.2");
   NicSpec orphan = netns_nic("orphan", v, ok_ns + "x", "02:00:00:00:04:04", "10.0.0.4");
   orphan.vpc_id = "no-such-vpc";
-  d.nics = {bad, orphan, netns_nic("good", v, ok_ns, "02:00:00:00:04:03", "10.0.0.3")};
-  auto states = apply_up(d, {"bad", "orphan"});
+  // Same namespace and interface name as "good": must not take over its interface.
+  NicSpec twin = netns_nic("twin", v, ok_ns, "02:00:00:00:04:05", "10.0.0.5");
+  d.nics = {bad, orphan, netns_nic("good", v, ok_ns, "02:00:00:00:04:03", "10.0.0.3"), twin};
+  auto states = apply_up(d, {"bad", "orphan", "twin"});
+  EXPECT_EQ(states["twin"].status, NicStatus::kError);
+  EXPECT_NE(states["twin"].detail.find("already used by NIC good"), std::string::npos) << states["twin"].detail;
   EXPECT_EQ(states["bad"].status, NicStatus::kError);
   EXPECT_NE(states["bad"].detail.find("bad/name"), std::string::npos) << states["bad"].detail;
   EXPECT_EQ(states["orphan"].status, NicStatus::kError);
