@@ -324,6 +324,48 @@ TEST_F(TwoGuests, TruncatedFrameIsReturnedShort) {
   EXPECT_TRUE(found);
 }
 
+// The receive path untags 802.1Q frames into skb metadata before packet sockets see them (TP_STATUS_VLAN_VALID); the
+// port puts the tag back so the pipeline sees the frame as it was on the wire.
+TEST_F(TwoGuests, VlanTagIsReinserted) {
+  auto hub_port = open_in_hub("h1", AfPacketOptions{});
+  ASSERT_TRUE(hub_port);
+  std::string err;
+  UniqueFd a_fd = netns_open(a_.name(), &err);
+  ASSERT_TRUE(a_fd.valid()) << err;
+  std::unique_ptr<AfPacketPort> guest_port;
+  {
+    NetnsGuard g(a_fd.get());
+    ASSERT_TRUE(g.ok()) << g.error();
+    guest_port = AfPacketPort::open("eth0", AfPacketOptions{}, &err);
+  }
+  ASSERT_TRUE(guest_port) << err;
+  uint8_t frame[18 + 80];
+  const uint8_t hdr[18] = {0x02, 0, 0, 0, 0, 0x09, 0x02, 0, 0, 0, 0, 0x01, 0x81, 0x00, 0x20, 0x64, 0x88, 0xb5};
+  std::memcpy(frame, hdr, sizeof hdr);
+  for (size_t i = sizeof hdr; i < sizeof frame; ++i) frame[i] = uint8_t(i * 3);
+  Packet p;
+  p.data = frame;
+  p.len = p.wire_len = sizeof frame;
+  ASSERT_TRUE(guest_port->tx_enqueue(0, p));
+  guest_port->tx_flush(0);
+  bool found = false;
+  Packet pkts[8];
+  for (auto t0 = Clock::now(); !found && Clock::now() - t0 < 3s;) {
+    unsigned n = hub_port->rx_burst(0, pkts, 8);
+    for (unsigned k = 0; k < n; ++k) {
+      if (pkts[k].len >= 6 && pkts[k].data[5] == 0x09 && pkts[k].data[0] == 0x02) {
+        found = true;
+        EXPECT_EQ(pkts[k].len, sizeof frame);
+        EXPECT_EQ(pkts[k].wire_len, sizeof frame);
+        EXPECT_EQ(std::memcmp(pkts[k].data, frame, sizeof frame), 0) << "tag not restored in place";
+      }
+    }
+    hub_port->rx_release(0);
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_TRUE(found);
+}
+
 TEST(AfPacketPortOpen, RejectsBadOptionsAndMissingInterface) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root";
   std::string err;
