@@ -196,6 +196,16 @@ TEST(Netns, CreateDeleteAndGuard) {
   ASSERT_TRUE(in_ns->rename("vb", "vc", &err)) << err;
   EXPECT_NE(sh_out("ip -n " + name + " link show va").find("mtu 1234"), std::string::npos);
   EXPECT_EQ(sh("ip -n " + name + " link show vc"), 0);
+  // Move one end into a second namespace.
+  const std::string name2 = unique("vpcd-io-ns2-");
+  ScopedNetns ns2(name2);
+  ASSERT_TRUE(ns2.ok());
+  UniqueFd fd2 = netns_open(name2, &err);
+  ASSERT_TRUE(fd2.valid()) << err;
+  ASSERT_TRUE(in_ns->move_to_netns("vc", fd2.get(), &err)) << err;
+  EXPECT_EQ(sh("ip -n " + name2 + " link show vc"), 0);
+  EXPECT_FALSE(in_ns->find_link("vc", &err));
+  EXPECT_TRUE(err.empty()) << err;
   EXPECT_FALSE(in_ns->set_mtu("nonexistent0", 1400, &err));
   EXPECT_FALSE(err.empty());
   in_ns.reset();
