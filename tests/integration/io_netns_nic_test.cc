@@ -145,6 +145,16 @@ TEST_F(NetnsNic, RefusesANameTakenByAnotherKindOfInterface) {
   sh("ip link del " + p_.host_ifname);
 }
 
+TEST_F(NetnsNic, RemoveLeavesAVethWithAForeignAlias) {
+  std::string err;
+  ASSERT_TRUE(netns_nic_ensure(p_, &err)) << err;
+  ASSERT_EQ(sh("ip link set " + p_.host_ifname + " alias someone-else"), 0);
+  netns_nic_remove(p_);
+  EXPECT_TRUE(link_by_name(p_.host_ifname, &err)) << "removed a veth that is not ours";
+  EXPECT_TRUE(netns_exists(p_.netns)) << "its peer is still in the namespace";
+  ASSERT_EQ(sh("ip link del " + p_.host_ifname), 0);
+}
+
 TEST_F(NetnsNic, RejectsBadParameters) {
   std::string err;
   NetnsNicParams bad = p_;
