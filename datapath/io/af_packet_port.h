@@ -10,7 +10,7 @@
 // TX: one socket per worker with a frame ring (TPACKET_V3 header layout; the kernel's transmit path is the same for
 // V2 and V3, see af_packet_port.cc), PACKET_VNET_HDR and PACKET_QDISC_BYPASS; every frame slot holds a 64 KiB GSO
 // super-frame plus its virtio_net_hdr. tx_enqueue copies into the next free slot, tx_flush issues one
-// sendto(MSG_DONTWAIT).
+// sendto(MSG_DONTWAIT) (and remembers to call again when the kernel stopped early on a full send buffer).
 //
 // Ring status words are shared with the kernel: read with acquire, written with release (std::atomic_ref).
 //
@@ -103,6 +103,7 @@ class AfPacketPort final : public PortIo {
   AfPacketPort() = default;
   bool open_rx(RxQueue& q, const AfPacketOptions& o, int fanout_id, int* fanout_out, std::string* err);
   bool open_tx(TxQueue& t, const AfPacketOptions& o, std::string* err);
+  static uint8_t* tx_slot(const TxQueue& t, uint32_t i) noexcept;
 
   std::string ifname_;
   int ifindex_ = 0;
