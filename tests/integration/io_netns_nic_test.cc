@@ -145,6 +145,16 @@ TEST_F(NetnsNic, RefusesANameTakenByAnotherKindOfInterface) {
   sh("ip link del " + p_.host_ifname);
 }
 
+TEST_F(NetnsNic, RemoveLeavesAVethWithAForeignAlias) {
+  std::string err;
+  ASSERT_TRUE(netns_nic_ensure(p_, &err)) << err;
+  ASSERT_EQ(sh("ip link set " + p_.host_ifname + " alias someone-else"), 0);
+  netns_nic_remove(p_);
+  EXPECT_TRUE(link_by_name(p_.host_ifname, &err)) << "removed a veth that is not ours";
+  EXPECT_TRUE(netns_exists(p_.netns)) << "its peer is still in the namespace";
+  ASSERT_EQ(sh("ip link del " + p_.host_ifname), 0);
+}
+
 TEST_F(NetnsNic, RejectsBadParameters) {
   std::string err;
   NetnsNicParams bad = p_;
@@ -196,6 +206,16 @@ TEST(Netns, CreateDeleteAndGuard) {
   ASSERT_TRUE(in_ns->rename("vb", "vc", &err)) << err;
   EXPECT_NE(sh_out("ip -n " + name + " link show va").find("mtu 1234"), std::string::npos);
   EXPECT_EQ(sh("ip -n " + name + " link show vc"), 0);
+  // Move one end into a second namespace.
+  const std::string name2 = unique("vpcd-io-ns2-");
+  ScopedNetns ns2(name2);
+  ASSERT_TRUE(ns2.ok());
+  UniqueFd fd2 = netns_open(name2, &err);
+  ASSERT_TRUE(fd2.valid()) << err;
+  ASSERT_TRUE(in_ns->move_to_netns("vc", fd2.get(), &err)) << err;
+  EXPECT_EQ(sh("ip -n " + name2 + " link show vc"), 0);
+  EXPECT_FALSE(in_ns->find_link("vc", &err));
+  EXPECT_TRUE(err.empty()) << err;
   EXPECT_FALSE(in_ns->set_mtu("nonexistent0", 1400, &err));
   EXPECT_FALSE(err.empty());
   in_ns.reset();
