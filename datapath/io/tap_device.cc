@@ -19,7 +19,10 @@ namespace vpcd::dp {
 
 namespace {
 
-constexpr int kTapFlags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE;
+// IFF_MULTI_QUEUE only when the NIC has more than one queue: QEMU opens a `queues=1` tap without it, and the kernel
+// refuses (EINVAL) a TUNSETIFF whose multiqueue setting differs from the device's.
+constexpr int kTapBaseFlags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+constexpr int tap_flags(bool multi_queue) { return kTapBaseFlags | (multi_queue ? IFF_MULTI_QUEUE : 0); }
 constexpr int kVnetHdrBytes = 12;  // virtio_net_hdr_mrg_rxbuf, what QEMU sets
 
 std::string errno_text(const std::string& what, int e) { return what + ": " + std::strerror(e); }
@@ -29,7 +32,7 @@ bool name_ok(const std::string& n) {
 }
 
 // Opens /dev/net/tun and attaches one queue of `name` (creating the device when absent).
-UniqueFd attach_queue(const std::string& name, int* err_no) {
+UniqueFd attach_queue(const std::string& name, bool multi_queue, int* err_no) {
   UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
   if (!fd) {
     *err_no = errno;
@@ -37,7 +40,7 @@ UniqueFd attach_queue(const std::string& name, int* err_no) {
   }
   ifreq ifr{};
   std::memcpy(ifr.ifr_name, name.c_str(), name.size());
-  ifr.ifr_flags = kTapFlags;
+  ifr.ifr_flags = short(tap_flags(multi_queue));
   if (::ioctl(fd.get(), TUNSETIFF, &ifr) != 0) {
     *err_no = errno;
     fd.reset();
@@ -65,11 +68,14 @@ bool tap_ensure(const TapBackend& tap, const std::string& alias, std::string* er
     return false;
   }
   // On an existing device TUNSETIFF fails with EINVAL unless it is a tap with the same multiqueue setting.
+  const bool multi_queue = tap.queues > 1;
+  const int want = tap_flags(multi_queue);
   int err_no = 0;
-  UniqueFd fd = attach_queue(tap.ifname, &err_no);
+  UniqueFd fd = attach_queue(tap.ifname, multi_queue, &err_no);
   if (!fd) {
     *err = err_no == EINVAL && existing
-               ? "tap " + tap.ifname + " exists with other flags (need tap, multi_queue)"
+               ? "tap " + tap.ifname + " exists with other flags (need tap" +
+                     (multi_queue ? ", multi_queue" : ", single queue") + ")"
                : errno_text("tap " + tap.ifname + ": TUNSETIFF", err_no);
     return false;
   }
@@ -78,11 +84,12 @@ bool tap_ensure(const TapBackend& tap, const std::string& alias, std::string* er
     *err = errno_text("tap " + tap.ifname + ": TUNGETIFF", errno);
     return false;
   }
-  if ((ifr.ifr_flags & kTapFlags) != kTapFlags) {
+  if ((ifr.ifr_flags & want) != want) {
     // A hypervisor attached first with other features (no vnet header, or packet info).
     char buf[24];
     std::snprintf(buf, sizeof buf, "0x%x", unsigned(uint16_t(ifr.ifr_flags)));
-    *err = "tap " + tap.ifname + " is attached with other flags (" + buf + "; need tap, no_pi, vnet_hdr, multi_queue)";
+    *err = "tap " + tap.ifname + " is attached with other flags (" + buf + "; need tap, no_pi, vnet_hdr" +
+           (multi_queue ? ", multi_queue)" : ")");
     return false;
   }
   if (::ioctl(fd.get(), TUNSETPERSIST, 1) != 0) {
@@ -123,7 +130,8 @@ bool tap_remove(const std::string& ifname, std::string* err) {
   if (nl->delete_link(ifname, err)) return true;
   // Fallback for kernels without RTM_DELLINK for tun: drop persistence; the device goes with the last fd.
   int err_no = 0;
-  UniqueFd fd = attach_queue(ifname, &err_no);
+  UniqueFd fd = attach_queue(ifname, true, &err_no);
+  if (!fd && err_no == EINVAL) fd = attach_queue(ifname, false, &err_no);
   if (!fd || ::ioctl(fd.get(), TUNSETPERSIST, 0) != 0) {
     *err = errno_text("tap " + ifname + ": remove", fd ? errno : err_no);
     return false;
@@ -143,8 +151,10 @@ int tap_open_queue(const std::string& ifname) {
     errno = ENODEV;
     return -1;
   }
+  // Like QEMU: the queue's multiqueue flag must match the device's; try the device's multiqueue setting first.
   int err_no = 0;
-  UniqueFd fd = attach_queue(ifname, &err_no);
+  UniqueFd fd = attach_queue(ifname, true, &err_no);
+  if (!fd && err_no == EINVAL) fd = attach_queue(ifname, false, &err_no);
   if (!fd) {
     errno = err_no;
     return -1;

@@ -29,7 +29,7 @@ using namespace std::chrono_literals;
 class TwoGuests : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+    ASSERT_EQ(::geteuid(), 0u) << "integration tests need root";
     ASSERT_TRUE(hub_.ok() && a_.ok() && b_.ok());
     ASSERT_EQ(sh("ip -n " + hub_.name() + " link add h1 type veth peer name eth0 netns " + a_.name()), 0);
     ASSERT_EQ(sh("ip -n " + hub_.name() + " link add h2 type veth peer name eth0 netns " + b_.name()), 0);
@@ -367,7 +367,7 @@ TEST_F(TwoGuests, VlanTagIsReinserted) {
 }
 
 TEST(AfPacketPortOpen, RejectsBadOptionsAndMissingInterface) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  ASSERT_EQ(::geteuid(), 0u) << "integration tests need root";
   std::string err;
   AfPacketOptions o;
   EXPECT_EQ(AfPacketPort::open("vpcd-no-such0", o, &err), nullptr);

@@ -16,7 +16,7 @@ namespace {
 using namespace iotest;
 
 TEST(IoFdLeak, RepeatedOpenCloseLeavesNoFd) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  ASSERT_EQ(::geteuid(), 0u) << "integration tests need root";
   ScopedNetns ns(unique("vpcd-io-fd-"));
   ASSERT_TRUE(ns.ok());
   ASSERT_EQ(sh("ip -n " + ns.name() + " link add v0 type veth peer name v1"), 0);

@@ -21,7 +21,7 @@ using namespace iotest;
 class NetnsNic : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+    ASSERT_EQ(::geteuid(), 0u) << "integration tests need root";
     ASSERT_TRUE(host_.ok());
     std::string err;
     host_fd_ = netns_open(host_.name(), &err);
@@ -169,7 +169,7 @@ TEST_F(NetnsNic, RejectsBadParameters) {
 }
 
 TEST(Netns, CreateDeleteAndGuard) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  ASSERT_EQ(::geteuid(), 0u) << "integration tests need root";
   const std::string name = unique("vpcd-io-ns-");
   NetnsCleanup cleanup(name);
   std::string err;

@@ -33,7 +33,7 @@ constexpr uid_t kNobody = 65534;
 class Tap : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+    ASSERT_EQ(::geteuid(), 0u) << "integration tests need root";
     ASSERT_TRUE(ns_.ok());
     std::string err;
     ns_fd_ = netns_open(ns_.name(), &err);
@@ -91,7 +91,7 @@ TEST_F(Tap, CreatesPersistentTapWithOwnerAndAttachesQueues) {
   // Owner applied: uid nobody may attach (its capabilities are gone, so only the owner check lets it in) ...
   EXPECT_EQ(attach_as_nobody(tap_.ifname), 0);
   // ... and on a tap owned by someone else, it may not (the kernel lets anyone attach to a tap with no owner/group).
-  TapBackend unowned{unique("viou"), 1, uid_t(12345), std::nullopt};
+  TapBackend unowned{unique("viou"), 2, uid_t(12345), std::nullopt};
   ASSERT_TRUE(tap_ensure(unowned, alias_, &err)) << err;
   EXPECT_EQ(attach_as_nobody(unowned.ifname), EPERM);
   EXPECT_TRUE(tap_remove(unowned.ifname, &err)) << err;
@@ -184,11 +184,19 @@ TEST_F(Tap, RefusesANameTakenByAnotherKindOfInterface) {
   sh("ip link del " + tap_.ifname);
 }
 
-TEST_F(Tap, RefusesATapWithoutMultiqueue) {
-  ASSERT_EQ(sh("ip tuntap add dev " + tap_.ifname + " mode tap vnet_hdr"), 0);  // single queue
+TEST_F(Tap, MultiqueueSettingMustMatchTheQueueCount) {
+  ASSERT_EQ(sh("ip tuntap add dev " + tap_.ifname + " mode tap vnet_hdr"), 0);  // single queue, as QEMU queues=1 needs
   std::string err;
-  EXPECT_FALSE(tap_ensure(tap_, alias_, &err));
+  TapBackend mq = tap_;
+  mq.queues = 2;
+  EXPECT_FALSE(tap_ensure(mq, alias_, &err));
   EXPECT_NE(err.find("other flags"), std::string::npos) << err;
+  TapBackend single = tap_;
+  single.queues = 1;
+  EXPECT_TRUE(tap_ensure(single, alias_, &err)) << err;  // adopted
+  int fd = tap_open_queue(tap_.ifname);
+  EXPECT_GE(fd, 0) << std::strerror(errno);
+  if (fd >= 0) ::close(fd);
 }
 
 }  // namespace
