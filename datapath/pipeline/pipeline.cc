@@ -61,7 +61,7 @@ void run_chunk(WorkerContext& ctx, const DataplaneConfig& cfg, const PortConfig&
 
 void run_batch(WorkerContext& ctx, const DataplaneConfig& cfg, uint16_t in_port, std::span<Packet> pkts) noexcept {
   const PortConfig* in = cfg.port(in_port);
-  if (!in) [[unlikely]] {
+  if (!in || ctx.worker >= kMaxWorkers) [[unlikely]] {
     ctx.unknown_port_drops += pkts.size();
     return;
   }

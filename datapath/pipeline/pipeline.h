@@ -31,7 +31,8 @@ struct WorkerContext {
   unsigned worker = 0;                                  // < kMaxWorkers: tx ring and counter slot
   uint32_t (*clock_s)() noexcept = &monotonic_seconds;  // injectable for aging tests
 
-  // Frames for a port id the snapshot does not have (no counters to put them on). Written by this worker only.
+  // Frames dropped with no port counters to put them on: an input port id the snapshot does not have, or a worker
+  // index >= kMaxWorkers (a bug in the caller). Written by this worker only.
   uint64_t unknown_port_drops = 0;
 
   // Scratch, owned by the pipeline.

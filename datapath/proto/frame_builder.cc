@@ -1,6 +1,7 @@
 // FrameBuilder implementation. See frame_builder.h. Threading: value type.
 #include "datapath/proto/frame_builder.h"
 
+#include <algorithm>
 #include <cstring>
 #include <type_traits>
 
@@ -72,6 +73,7 @@ FrameBuilder& FrameBuilder::ipv6(const Ipv6Addr& src, const Ipv6Addr& dst, uint8
 }
 
 FrameBuilder& FrameBuilder::ipv6_ext(uint8_t type, size_t len_bytes) {
+  len_bytes = std::clamp<size_t>((len_bytes + 7) / 8 * 8, 8, 2048);  // (hdr_ext_len + 1) * 8
   ip6_exts_.push_back({type, len_bytes, 0, 0});
   return *this;
 }
@@ -99,6 +101,7 @@ FrameBuilder& FrameBuilder::tcp(uint16_t src_port, uint16_t dst_port, const TcpO
 
 FrameBuilder& FrameBuilder::icmp(uint8_t type, uint8_t code, uint32_t rest_of_header) {
   l4_ = L4::kIcmp;
+  echo_ = Echo::kNone;
   icmp_type_ = type;
   icmp_code_ = code;
   icmp_rest_ = rest_of_header;
@@ -106,9 +109,9 @@ FrameBuilder& FrameBuilder::icmp(uint8_t type, uint8_t code, uint32_t rest_of_he
 }
 
 FrameBuilder& FrameBuilder::icmp_echo(bool request, uint16_t id, uint16_t seq) {
-  const bool v6 = l3_ == L3::kIpv6;
-  const uint8_t type = request ? (v6 ? kIcmpv6EchoRequest : kIcmpEchoRequest) : (v6 ? kIcmpv6EchoReply : kIcmpEchoReply);
-  return icmp(type, 0, uint32_t(id) << 16 | seq);
+  icmp(0, 0, uint32_t(id) << 16 | seq);
+  echo_ = request ? Echo::kRequest : Echo::kReply;  // the type is picked in build(), once L3 is known
+  return *this;
 }
 
 FrameBuilder& FrameBuilder::payload(std::span<const uint8_t> bytes) {
@@ -150,7 +153,11 @@ std::vector<uint8_t> FrameBuilder::build_l4(size_t l4_len_bytes) const {
       break;
     }
     case L4::kIcmp: {
-      IcmpEchoHdr h{icmp_type_, icmp_code_, {}, be16::from_host(uint16_t(icmp_rest_ >> 16)),
+      const bool v6 = l3_ == L3::kIpv6;
+      uint8_t type = icmp_type_;
+      if (echo_ == Echo::kRequest) type = v6 ? kIcmpv6EchoRequest : kIcmpEchoRequest;
+      if (echo_ == Echo::kReply) type = v6 ? kIcmpv6EchoReply : kIcmpEchoReply;
+      IcmpEchoHdr h{type, icmp_code_, {}, be16::from_host(uint16_t(icmp_rest_ >> 16)),
                     be16::from_host(uint16_t(icmp_rest_))};
       append(out, h);
       break;
@@ -213,17 +220,20 @@ std::vector<uint8_t> FrameBuilder::build() const {
       break;
     }
     case L3::kIpv4: {
+      std::vector<uint8_t> options = ip4_opts_.options;
+      options.resize(std::min<size_t>((options.size() + 3) / 4 * 4, kIpv4MaxHdrLen - kIpv4MinHdrLen), 0);
+      const size_t hdr_len = kIpv4MinHdrLen + options.size();
       Ipv4Hdr h{};
-      h.ver_ihl = 0x45;
+      h.ver_ihl = uint8_t(0x40 | hdr_len / 4);
       h.tos = ip4_opts_.tos;
-      h.tot_len = be16::from_host(uint16_t(kIpv4MinHdrLen + l4.size()));
+      h.tot_len = be16::from_host(uint16_t(hdr_len + l4.size()));
       h.id = be16::from_host(ip4_opts_.id);
       h.frag_off = be16::from_host(ip4_opts_.frag_off);
       h.ttl = ip4_opts_.ttl;
       h.proto = l4_ == L4::kNone ? ip4_opts_.proto : proto;
       h.src = ip4_src_.to_be();
       h.dst = ip4_dst_.to_be();
-      h.csum = internet_checksum({reinterpret_cast<const uint8_t*>(&h), sizeof(h)});
+      h.csum = internet_checksum(options, ones_sum({reinterpret_cast<const uint8_t*>(&h), sizeof(h)}));
       if (has_csum) {
         be16 c = l4_ == L4::kIcmp ? internet_checksum(l4)
                  : l4_ == L4::kUdp ? udp_checksum_ipv4(ip4_src_, ip4_dst_, l4)
@@ -231,6 +241,7 @@ std::vector<uint8_t> FrameBuilder::build() const {
         store_at(l4, csum_at, c);
       }
       append(out, h);
+      out.insert(out.end(), options.begin(), options.end());
       break;
     }
     case L3::kIpv6: {

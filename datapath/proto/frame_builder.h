@@ -7,6 +7,7 @@
 // extension headers), L4 (UDP / TCP / ICMP / ICMPv6), payload, then zero padding up to pad_to(). IPv4 total length,
 // IPv6 payload length, UDP length and every checksum are computed (UDP over IPv6 always gets a checksum). Without an
 // L4 layer the payload follows L3 directly and the IP protocol comes from Ipv4Opts::proto / ipv6 next_hdr argument.
+// Lengths are not range-checked: keep IP payloads under 64 KiB.
 // Threading: a value type, one per thread.
 #pragma once
 
@@ -19,7 +20,9 @@
 
 #include "datapath/pipeline/packet.h"
 #include "datapath/proto/ethernet.h"
+#include "datapath/proto/ipv4.h"
 #include "datapath/proto/ipv6.h"
+#include "datapath/proto/l4.h"
 #include "datapath/proto/types.h"
 
 namespace vpcd::proto {
@@ -30,6 +33,7 @@ struct Ipv4Opts {
   uint16_t id = 0;
   uint16_t frag_off = 0;  // host order: kIpv4FlagDf | kIpv4FlagMf | offset in 8-byte units
   uint8_t proto = 0xfd;   // used only without an L4 layer (0xfd: RFC 3692 experimentation)
+  std::vector<uint8_t> options;  // raw option bytes; zero-padded to a multiple of 4 (at most 40 bytes kept)
 };
 
 struct TcpOpts {
@@ -47,8 +51,8 @@ class FrameBuilder {
   FrameBuilder& arp(uint16_t op, MacAddr sha, Ipv4Addr spa, MacAddr tha, Ipv4Addr tpa);
   FrameBuilder& ipv4(Ipv4Addr src, Ipv4Addr dst, const Ipv4Opts& opts = {});
   FrameBuilder& ipv6(const Ipv6Addr& src, const Ipv6Addr& dst, uint8_t hop_limit = 64, uint8_t next_hdr = 0xfd);
-  // An IPv6 hop-by-hop (0), routing (43) or destination-options (60) header of len_bytes (a multiple of 8, >= 8),
-  // padded with PadN options; in call order after the fixed header.
+  // An IPv6 hop-by-hop (0), routing (43) or destination-options (60) header of len_bytes (rounded up to a multiple of
+  // 8 in 8..2048), padded with one PadN option; in call order after the fixed header.
   FrameBuilder& ipv6_ext(uint8_t type, size_t len_bytes = 8);
   FrameBuilder& ipv6_frag(uint16_t offset_units, bool more, uint32_t id = 1);
   FrameBuilder& udp(uint16_t src_port, uint16_t dst_port);
@@ -65,6 +69,7 @@ class FrameBuilder {
  private:
   enum class L3 : uint8_t { kNone, kArp, kIpv4, kIpv6 };
   enum class L4 : uint8_t { kNone, kUdp, kTcp, kIcmp };
+  enum class Echo : uint8_t { kNone, kRequest, kReply };
   struct Ext {
     uint8_t type;
     size_t len_bytes;
@@ -95,6 +100,7 @@ class FrameBuilder {
   uint16_t src_port_ = 0, dst_port_ = 0;
   TcpOpts tcp_opts_;
   uint8_t icmp_type_ = 0, icmp_code_ = 0;
+  Echo echo_ = Echo::kNone;  // icmp_echo(): ICMP or ICMPv6 echo type, chosen by the L3 layer
   uint32_t icmp_rest_ = 0;
   std::vector<uint8_t> payload_;
   size_t pad_to_ = 0;

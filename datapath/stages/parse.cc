@@ -16,8 +16,8 @@ using namespace vpcd::proto;
 
 constexpr DropReason kOk = DropReason::kCount;
 
-// VIRTIO_NET_HDR_GSO_UDP_L4 (virtio 1.1, Linux 5.18+ in virtio_net_hdr_from_skb) is missing from Debian 12's
-// linux-libc-dev 6.1 headers, so it is spelled out here.
+// VIRTIO_NET_HDR_GSO_UDP_L4 (UDP segmentation offload) came to the uapi header after Debian 12's linux-libc-dev 6.1,
+// so it is spelled out here; the running 6.18 kernel emits it (see tests/data/kernel_frames.hex).
 constexpr uint8_t kVnetGsoUdpL4 = 5;
 
 uint8_t vnet_gso_type(const Packet& p) noexcept {

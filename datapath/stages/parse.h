@@ -21,7 +21,8 @@
 // - TCP: 20 bytes, 5 <= doff and doff*4 <= L4 bytes. UDP: 8 bytes, 8 <= udp.len <= L4 bytes, except (a) in a first
 //   fragment, where only 8 <= udp.len is required (the datagram continues in later fragments), and (b) in a UDP GSO
 //   super-frame (kHasVnet with gso_type UDP or UDP_L4), where udp.len is not checked at all: the segmenter rewrites it
-//   per segment and the kernel may hand us the super-frame with either the whole length or 0 there.
+//   per segment, so it carries no information we rely on. (Linux 6.18 writes the whole length there, see the UDP_L4
+//   frame in tests/data/kernel_frames.hex, but GRO/BIG-packet paths may differ; nothing downstream reads it.)
 //   ICMP (IPv4 proto 1) / ICMPv6 (IPv6 next header 58): 4 bytes; echo request/reply need 8. dst_port = type << 8 |
 //   code; src_port = echo identifier (0 for other types).
 // - l4_offset/l4_len are set only when an L4 header was parsed; l4_len is the L4 byte count stated by IP.
