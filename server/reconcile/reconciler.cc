@@ -5,8 +5,9 @@
 #include "server/reconcile/reconciler.h"
 
 #include <exception>
-#include <iostream>
 #include <set>
+
+#include "server/common/log.h"
 
 namespace vpcd::reconcile {
 namespace {
@@ -17,11 +18,6 @@ uint64_t micros_since(Clock::time_point t) {
   return uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count());
 }
 
-void log_line(std::string_view level, std::string_view msg) {
-  std::string line = "reconciler: ";
-  line.append(level).append(": ").append(msg).append("\n");
-  std::cerr << line << std::flush;
-}
 
 }  // namespace
 
@@ -136,7 +132,7 @@ bool Reconciler::run_pass() {
     }
   }
   if (!error.empty()) {
-    log_line("error", "pass failed (will retry): " + error);
+    log::error("reconciler: pass failed (will retry): " + error);
     return false;
   }
   if (!stale_removed_) {
@@ -145,7 +141,7 @@ bool Reconciler::run_pass() {
     try {
       target_.remove_stale_os_objects();
     } catch (const std::exception& e) {
-      log_line("error", std::string("removing stale OS objects: ") + e.what());
+      log::error(std::string("reconciler: removing stale OS objects: ") + e.what());
     }
   }
   idle_cv_.notify_all();
