@@ -135,6 +135,7 @@ def test_kill9_during_concurrent_writes(state_dir):  # noqa: F811
         for t in threads:
             t.join(timeout=60)
         assert acked_at_kill >= KILL_AFTER_ACKS
+        print("SIGKILL after %d acknowledged writes from %d threads" % (acked_at_kill, THREADS))
         assert not errors, errors[:5]
 
         with sqlite3.connect(os.path.join(state_dir, "vpcd.db")) as db:
