@@ -2,7 +2,10 @@
 // transport's router, auth and limits are tested in their own suites) against an in-memory store.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
 
 #include "server/api/api.h"
 #include "server/api/validate.h"
@@ -125,7 +128,7 @@ class ApiTest : public ::testing::Test {
   }
 
   Store store_;
-  int changes_ = 0;
+  std::atomic<int> changes_{0};
   ApiContext ctx_;
   std::vector<RouteDef> routes_;
 };
@@ -561,6 +564,47 @@ TEST_F(ApiTest, WritesAreAudited) {
   EXPECT_EQ(ev.body["items"][1]["token_id"], "test-token");
   EXPECT_TRUE(is_uuid(ev.body["items"][1]["object_id"].get<std::string>()));
   EXPECT_EQ(call("GET", "/v1/events?vpc_id=x").status, 400);
+}
+
+TEST_F(ApiTest, AuditLogKeepsTheNewestTenThousand) {
+  {
+    auto session = store_.session();
+    store::Transaction tx(session.db());
+    for (int i = 0; i < 10000; ++i)
+      store::Query(session.db(),
+                   "INSERT INTO events (time, token_id, method, kind, object_id, status) VALUES ('t', 'x', 'POST', "
+                   "'vpcs', ?, 201)",
+                   std::to_string(i))
+          .run();
+    tx.commit();
+  }
+  make_vpc();
+  auto ev = call("GET", "/v1/events?limit=1&offset=9999");
+  EXPECT_EQ(ev.body["total"], 10000);
+  EXPECT_EQ(ev.body["items"][0]["object_id"], "1");  // "0" was trimmed
+}
+
+TEST_F(ApiTest, ConcurrentWritersGetDistinctVnis) {
+  std::vector<std::thread> threads;
+  std::atomic<int> created{0};
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 20; ++i) {
+        http::Request req;
+        req.method = "POST";
+        req.path = "/v1/vpcs";
+        req.headers["content-type"] = "application/json";
+        req.body = json{{"cidrs", {"10." + std::to_string(t * 20 + i) + ".0.0/16"}}}.dump();
+        for (auto& r : routes_)
+          if (r.method == "POST" && r.pattern == "/v1/vpcs" && r.handler(req).status == 201) ++created;
+      }
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(created.load(), 80);
+  auto all = call("GET", "/v1/vpcs?limit=1000");
+  std::set<int64_t> vnis;
+  for (const auto& v : all.body["items"]) vnis.insert(v["vni"].get<int64_t>());
+  EXPECT_EQ(vnis.size(), 80u);
 }
 
 }  // namespace
