@@ -308,6 +308,21 @@ TEST_F(HttpServerTest, NonJsonBodyIs415) {
   EXPECT_EQ(r->result_int(), 201u);
 }
 
+TEST_F(HttpServerTest, ExpectContinueGets100ThenTheResponse) {
+  start(options());
+  auto c = connect();
+  ASSERT_TRUE(c->write_raw("POST /v1/things HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin-secret\r\n"
+                           "Content-Type: application/json\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"));
+  auto r = c->read_reply();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 100u);
+  ASSERT_TRUE(c->write_raw("{}"));
+  r = c->read_reply();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 201u);
+  EXPECT_EQ(r->body(), "{}");
+}
+
 TEST_F(HttpServerTest, KeepAliveServesManyRequestsOnOneConnection) {
   start(options());
   auto c = connect();
@@ -476,6 +491,32 @@ TEST_F(HttpServerTest, ServesStaticFilesAndRefusesTraversal) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->result_int(), 404u);
   EXPECT_EQ(header(*r, "Content-Type"), "application/problem+json");
+}
+
+TEST_F(HttpServerTest, AccessLogHasOneLinePerRequestWithoutSecrets) {
+  ServerOptions o = options();
+  o.access_log = true;
+  start(o);
+  auto c = connect();
+  testing::internal::CaptureStderr();
+  ASSERT_TRUE(c->request("POST", "/v1/things", "admin-secret", R"({"password":"hunter2"})"));
+  ASSERT_TRUE(c->request("GET", "/v1/nothing", "viewer-secret"));
+  server_->stop_graceful(2s);  // joins the server threads, so every line is written
+  std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(err.find("admin-secret"), std::string::npos) << err;
+  EXPECT_EQ(err.find("viewer-secret"), std::string::npos) << err;
+  EXPECT_EQ(err.find("hunter2"), std::string::npos) << err;
+  auto post = err.find("access 127.0.0.1 POST /v1/things 201 ");
+  ASSERT_NE(post, std::string::npos) << err;
+  EXPECT_NE(err.find("access 127.0.0.1 GET /v1/nothing 404 "), std::string::npos) << err;
+  // RFC 3339 UTC timestamp at the start of the line.
+  auto line_start = err.rfind('\n', post);
+  line_start = line_start == std::string::npos ? 0 : line_start + 1;
+  std::string ts = err.substr(line_start, 24);
+  EXPECT_EQ(ts.size(), 24u);
+  EXPECT_EQ(ts[4], '-');
+  EXPECT_EQ(ts[10], 'T');
+  EXPECT_EQ(ts[23], 'Z');
 }
 
 TEST_F(HttpServerTest, PlainHttpWhenTlsIsOff) {
