@@ -350,7 +350,7 @@ TEST_F(HttpServerTest, SlowlorisIsClosedAfterHeaderTimeout) {
   ASSERT_TRUE(c->write_raw("GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: "));
   EXPECT_TRUE(c->closed_within(5000ms));
   auto waited = std::chrono::steady_clock::now() - t0;
-  EXPECT_LT(waited, 3s);
+  EXPECT_LT(waited, 4s);
   EXPECT_GE(waited, 900ms);
   // Beast closes the socket when the timer fires; the counting handler runs just after.
   auto deadline = std::chrono::steady_clock::now() + 2s;
@@ -441,7 +441,7 @@ TEST_F(HttpServerTest, GracefulStopFinishesInFlightRequest) {
   EXPECT_EQ(slow_reply->result_int(), 200u);
   EXPECT_EQ(slow_reply->body(), R"({"slow":true})");
   EXPECT_FALSE(slow_reply->keep_alive());
-  EXPECT_LT(took, 2s);  // neither the idle connection nor the TLS close held the drain
+  EXPECT_LT(took, 4s);  // deadline 10s: neither the idle connection nor the TLS close held the drain
   EXPECT_TRUE(idle->closed_within(2000ms));
   EXPECT_EQ(server_->metrics().connections_open, 0u);
 
