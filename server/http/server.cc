@@ -42,8 +42,8 @@ using tcp = boost::asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
 constexpr size_t kHeaderLimit = 8 * 1024;
-constexpr auto kLingerTime = std::chrono::seconds(2);
-constexpr size_t kLingerBytes = 1 << 20;
+constexpr auto kLingerTime = std::chrono::seconds(3);
+constexpr size_t kLingerBytes = 64u << 20;  // clients such as python-requests send the whole body first
 constexpr auto kCloseTimeout = std::chrono::seconds(2);
 constexpr const char* kCsp =
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "

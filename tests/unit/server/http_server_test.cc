@@ -267,6 +267,15 @@ TEST_F(HttpServerTest, BigContentLengthIs413BeforeTheBody) {
   EXPECT_FALSE(r->keep_alive());
   EXPECT_TRUE(c->closed_within(5000ms));
 
+  // A client that sends the whole oversized body before reading (python-requests does) still gets the 413.
+  auto eager = connect();
+  ASSERT_TRUE(eager->write_raw("POST /v1/things HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin-secret\r\n"
+                               "Content-Type: application/json\r\nContent-Length: 3000000\r\n\r\n" +
+                               std::string(3000000, 'a')));
+  r = eager->read_reply();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 413u);
+
   // At the limit is fine.
   auto c2 = connect();
   r = c2->request("POST", "/v1/things", "admin-secret", "\"" + std::string(1022, 'a') + "\"");
