@@ -43,22 +43,26 @@ function keyed(coll, keys) {
   return out;
 }
 
-// GET /v1/stats -> {nics: Map, uplinks: Map, workers: [], drops: {reason: n}, total_drops}.
-// The box-wide drops are the reported totals when present, else the sum over NICs, uplinks and workers.
+// GET /v1/stats -> {nics: Map, uplinks: Map, workers: [], totals, drops: {reason: n}, total_drops}.
+// vpcd sends {"totals": {...}, "nics": {"ID": {...}}, "workers": [...]}; the box-wide drops are totals.drops (or a
+// top-level "drops") when present, else the sum over NICs, uplinks and workers.
 export function normalize_box_stats(json) {
   const j = json && typeof json === 'object' ? json : {};
   const nics = keyed(j.nics, ['id', 'nic_id']);
   const uplinks = keyed(j.uplinks, ['id', 'uplink_id', 'ifname']);
   const workers = Array.isArray(j.workers) ? j.workers.map((w) => ({ ...normalize_counters(w), raw: w })) : [];
+  const totals = j.totals && typeof j.totals === 'object' ? normalize_counters(j.totals) : null;
   let drops = {};
-  if (j.drops && typeof j.drops === 'object') {
+  if (totals) {
+    drops = totals.drops;
+  } else if (j.drops && typeof j.drops === 'object') {
     drops = normalize_counters({ drops: j.drops }).drops;
   } else {
     for (const c of [...nics.values(), ...uplinks.values(), ...workers]) {
       for (const [r, n] of Object.entries(c.drops)) drops[r] = (drops[r] || 0) + n;
     }
   }
-  return { nics, uplinks, workers, drops, total_drops: Object.values(drops).reduce((a, b) => a + b, 0) };
+  return { nics, uplinks, workers, totals, drops, total_drops: Object.values(drops).reduce((a, b) => a + b, 0) };
 }
 
 // Samples of one object's counters over time; rates between consecutive samples. A counter that goes down (the

@@ -44,6 +44,12 @@ test('normalize_box_stats keys NICs and uplinks and sums drops when no total is 
   assert.equal(b.total_drops, 6);
   const t = normalize_box_stats({ drops: { x: 10 }, nics: [{ id: 'n', drops: { x: 99 } }] });
   assert.equal(t.total_drops, 10);
+  const v = normalize_box_stats({ totals: { rx_packets: 9, drops: { no_route: 4 } }, nics: { n: { drops: { x: 1 } } },
+    workers: [{ packets: 3 }] });
+  assert.equal(v.totals.rx_packets, 9);
+  assert.deepEqual(v.drops, { no_route: 4 });
+  assert.equal(v.workers.length, 1);
+  assert.equal(v.nics.get('n').drops.x, 1);
 });
 
 test('CounterHistory turns counters into rates and survives resets', () => {

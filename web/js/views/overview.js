@@ -62,10 +62,13 @@ export async function render_overview(root, ctx) {
     for (const n of nics) by_state[n.state] = (by_state[n.state] || 0) + 1;
     const drops = box_history.drops_within(60000);
     const window = drops.span_ms >= 59000 ? 'last minute' : `last ${Math.round(drops.span_ms / 1000)} s`;
-    const workers = box.workers.length || (Number.isInteger(stats?.workers) ? stats.workers : null);
+    const workers = box.workers.length;
+    const reconcile_error = typeof stats?.reconciler?.last_error === 'string' ? stats.reconciler.last_error : '';
     clear(health_box).append(
-      kpi('Box', health.status === 'ok' ? 'healthy' : health.status || 'unknown', health.status === 'ok' ? 'ok' : 'bad',
-        `vpcd ${health.version || ''}${workers ? `, ${workers} workers` : ''}`),
+      kpi('Box', health.status === 'ok' ? 'healthy' : health.status || 'unknown',
+        health.status !== 'ok' ? 'bad' : reconcile_error ? 'warn' : 'ok',
+        reconcile_error ? `reconciler: ${reconcile_error}`
+          : `vpcd ${health.version || ''}${workers ? `, ${workers} workers` : ''}`, 'kpi-box'),
       kpi('VPCs', format_count(vpcs.length), '', `${subnets.length} subnets`),
       kpi('NICs', format_count(nics.length), by_state.error ? 'bad' : '',
         `${by_state.up} up, ${by_state.down} down, ${by_state.error} error`, 'kpi-nics'),

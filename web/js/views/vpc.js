@@ -3,7 +3,7 @@
 import { h, clear } from '../dom.js';
 import { ApiError } from '../api.js';
 import { display_name, format_count, format_time, parse_list, short_id } from '../format.js';
-import { CounterHistory } from '../stats.js';
+import { CounterHistory, normalize_box_stats } from '../stats.js';
 import { build_backend, build_rule, compact, int_or_undefined } from '../fields.js';
 import { make_form, delete_button, table, section, state_badge, error_text } from '../ui.js';
 import { rate_cell, drop_cell, chart_cell } from './overview.js';
@@ -270,7 +270,10 @@ export async function render_vpc(root, ctx, vpc_id) {
 
   async function refresh_live(nics) {
     const now = Date.now();
-    const results = await Promise.all(nics.map((n) => ctx.api.get(`/nics/${n.id}/stats`).catch(() => null)));
+    // One GET /v1/stats carries every NIC's counters; GET /v1/nics/ID/stats is the fallback for NICs it lacks.
+    const box = await ctx.api.get('/stats').then(normalize_box_stats).catch(() => null);
+    const results = await Promise.all(nics.map((n) => box?.nics.get(n.id) ||
+      ctx.api.get(`/nics/${n.id}/stats`).catch(() => null)));
     nics.forEach((n, i) => {
       if (!results[i]) return;
       if (!hist.has(n.id)) hist.set(n.id, new CounterHistory(30));
