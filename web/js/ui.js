@@ -42,7 +42,8 @@ export function make_form({ id, title, fields, submit_label = 'Create', on_submi
     if (def.required) input.setAttribute('aria-required', 'true');
     const err = h('p', { id: err_id, class: 'field-error', hidden: true });
     const row = h('div', { class: `form-row form-row-${def.type || 'text'}` },
-      h('label', { for: input_id }, def.label, def.required ? h('span', { class: 'req', 'aria-hidden': 'true' }, ' *') : null),
+      h('div', { class: 'label-line' }, h('label', { for: input_id }, def.label),
+        def.required ? h('span', { class: 'req', 'aria-hidden': 'true' }, '*') : null),
       input,
       def.help ? h('small', { id: `${input_id}-help`, class: 'help' }, def.help) : null,
       err);
@@ -99,6 +100,7 @@ export function make_form({ id, title, fields, submit_label = 'Create', on_submi
     try {
       const result = await on_submit(values());
       ok_msg.textContent = 'Done.';
+      setTimeout(() => { ok_msg.textContent = ''; }, 4000);
       for (const { input, def } of rows.values()) {
         if (def.keep || def.type === 'select' || def.type === 'checkbox') continue;
         if (def.type === 'multiselect') [...input.options].forEach((o) => { o.selected = false; });

@@ -28,7 +28,7 @@ const subnet_cidr = `10.${octet}.1.0/24`;
 const ip_a = `10.${octet}.1.10`;
 const ip_b = `10.${octet}.1.11`;
 
-let browser;
+let browser;  // a persistent context: chromium gets its own fresh --user-data-dir this way
 let user_data_dir;
 let api;
 const pings = [];
@@ -43,8 +43,8 @@ function ip(...args) {
 }
 
 async function new_page() {
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
-  const page = await ctx.newPage();
+  // Each page (tab) has its own sessionStorage, so the admin's and the viewer's logins stay apart.
+  const page = await browser.newPage();
   page.on('console', (m) => {
     if (m.type() === 'error' && !expected_network.test(m.text())) console_errors.push(`${m.text()} @ ${page.url()}`);
   });
@@ -55,7 +55,7 @@ async function new_page() {
 
 async function login(page, token) {
   await page.goto(url);
-  await page.getByLabel('API token').fill(token);
+  await page.getByLabel('API token', { exact: true }).fill(token);
   await page.getByRole('button', { name: 'Log in' }).click();
   await page.getByRole('heading', { name: 'Overview' }).waitFor();
 }
@@ -83,10 +83,10 @@ before(async () => {
   if (!ready) return;
   mkdirSync(shots, { recursive: true });
   user_data_dir = mkdtempSync(join(tmpdir(), 'vpcd-chromium-'));
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium', headless: true,
+  browser = await chromium.launchPersistentContext(user_data_dir, {
+    executablePath: '/usr/bin/chromium', headless: true, ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 },
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', `--user-data-dir=${user_data_dir}`],
+      '--disable-component-update', '--disable-sync'],
   });
   api = await request.newContext({ baseURL: url, ignoreHTTPSErrors: true,
     extraHTTPHeaders: { Authorization: `Bearer ${admin_token}` } });
@@ -121,7 +121,7 @@ test('dashboard end to end against a real vpcd', { skip, timeout: 240000 }, asyn
 
   await t.test('log in with an admin token', async () => {
     await page.goto(url);
-    await page.getByLabel('API token').fill('not-a-token');
+    await page.getByLabel('API token', { exact: true }).fill('not-a-token');
     await page.getByRole('button', { name: 'Log in' }).click();
     await page.locator('#login-error').filter({ hasText: 'not valid' }).waitFor();
     await login(page, admin_token);
@@ -131,20 +131,20 @@ test('dashboard end to end against a real vpcd', { skip, timeout: 240000 }, asyn
 
   await t.test('a bad CIDR shows the API error next to the field', async () => {
     const form = page.locator('#create-vpc');
-    await form.getByLabel('Name').fill(`${tag}-bad`);
-    await form.getByLabel('CIDRs').fill('10.0.0.0/33');
+    await form.getByLabel('Name', { exact: true }).fill(`${tag}-bad`);
+    await form.getByLabel('CIDRs', { exact: true }).fill('10.0.0.0/33');
     await form.getByRole('button', { name: 'Create VPC' }).click();
     const err = page.locator('#create-vpc-cidrs-err');
     await err.waitFor({ state: 'visible' });
     assert.match(await err.textContent(), /\S/);
-    assert.equal(await form.getByLabel('CIDRs').getAttribute('aria-invalid'), 'true');
+    assert.equal(await form.getByLabel('CIDRs', { exact: true }).getAttribute('aria-invalid'), 'true');
     assert.ok(await page.evaluate(() => document.activeElement?.id === 'create-vpc-cidrs'), 'focus moves to the field');
   });
 
   await t.test('create a VPC through the form', async () => {
     const form = page.locator('#create-vpc');
-    await form.getByLabel('Name').fill(`${tag}-vpc`);
-    await form.getByLabel('CIDRs').fill(vpc_cidr);
+    await form.getByLabel('Name', { exact: true }).fill(`${tag}-vpc`);
+    await form.getByLabel('CIDRs', { exact: true }).fill(vpc_cidr);
     await form.getByRole('button', { name: 'Create VPC' }).click();
     const link = page.locator('#vpc-list a', { hasText: `${tag}-vpc` });
     await link.waitFor();
@@ -156,19 +156,19 @@ test('dashboard end to end against a real vpcd', { skip, timeout: 240000 }, asyn
 
   await t.test('create a subnet and two netns NICs through the forms', async () => {
     const sf = page.locator('#create-subnet');
-    await sf.getByLabel('Name').fill(`${tag}-sn`);
-    await sf.getByLabel('CIDR').fill(subnet_cidr);
+    await sf.getByLabel('Name', { exact: true }).fill(`${tag}-sn`);
+    await sf.getByLabel('CIDR', { exact: true }).fill(subnet_cidr);
     await sf.getByRole('button', { name: 'Create subnet' }).click();
     await page.locator('#subnet-list td', { hasText: subnet_cidr }).waitFor();
 
     const nf = page.locator('#create-nic');
-    await until('the subnet in the NIC form', async () => (await nf.getByLabel('Subnet').locator('option').count()) > 0);
+    await until('the subnet in the NIC form', async () => (await nf.getByLabel('Subnet', { exact: true }).locator('option').count()) > 0);
     for (const [name, ns, addr] of [[`${tag}-a`, ns_a, ip_a], [`${tag}-b`, ns_b, ip_b]]) {
-      await nf.getByLabel('Name').fill(name);
-      await nf.getByLabel('Backend').selectOption('netns');
-      await nf.getByLabel('Namespace').fill(ns);
-      await nf.getByLabel('Interface name').fill('eth0');
-      await nf.getByLabel('IPs').fill(addr);
+      await nf.getByLabel('Name', { exact: true }).fill(name);
+      await nf.getByLabel('Backend', { exact: true }).selectOption('netns');
+      await nf.getByLabel('Namespace', { exact: true }).fill(ns);
+      await nf.getByLabel('Interface name', { exact: true }).fill('eth0');
+      await nf.getByLabel('IPs', { exact: true }).fill(addr);
       await nf.getByRole('button', { name: 'Create NIC' }).click();
       const row = page.locator('#nic-list tr', { hasText: name });
       await row.waitFor();
@@ -244,13 +244,13 @@ test('dashboard end to end against a real vpcd', { skip, timeout: 240000 }, asyn
     await vp.evaluate(() => sessionStorage.setItem('vpcd.role', 'admin'));
     await vp.goto(`${url}/#/`);
     const form = vp.locator('#create-vpc');
-    await form.getByLabel('CIDRs').fill('10.250.0.0/16');
-    await form.getByLabel('Name').fill(`${tag}-forced`);
+    await form.getByLabel('CIDRs', { exact: true }).fill('10.250.0.0/16');
+    await form.getByLabel('Name', { exact: true }).fill(`${tag}-forced`);
     await form.getByRole('button', { name: 'Create VPC' }).click();
     const err = form.locator('.form-error');
     await err.waitFor({ state: 'visible' });
     assert.match(await err.textContent(), /403/);
-    await vp.context().close();
+    await vp.close();
     const res = await api.get('/v1/vpcs?limit=1000');
     assert.ok(!(await res.json()).items.some((v) => v.name === `${tag}-forced`), 'the forced write changed nothing');
   });

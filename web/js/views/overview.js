@@ -10,9 +10,10 @@ import { sparkline } from '../chart.js';
 export async function render_overview(root, ctx) {
   const health_box = h('div', { class: 'kpis', id: 'kpis' });
   const uplinks_box = h('div', { id: 'uplinks' });
+  const traffic_box = h('div', { id: 'box-traffic' });
   const vpcs_box = h('div', { id: 'vpc-list' });
   const status = h('p', { class: 'status-line', role: 'status' });
-  const box_history = new CounterHistory(40);
+  const box_history = new CounterHistory(40);  // 80 s at one sample per 2 s
   const uplink_hist = new Map();
   let last_sig = '';
 
@@ -33,6 +34,7 @@ export async function render_overview(root, ctx) {
         })),
         on_done: () => refresh(true),
       }) : null),
+    section('Traffic, all ports', traffic_box),
     section('Uplinks', uplinks_box));
 
   async function refresh(force = false) {
@@ -50,7 +52,8 @@ export async function render_overview(root, ctx) {
     status.textContent = '';
     const now = Date.now();
     const box = normalize_box_stats(stats);
-    box_history.push(now, { drops: box.drops });
+    box_history.push(now, box.totals || { drops: box.drops });
+    render_traffic(box_history, Boolean(stats));
     for (const u of uplinks) {
       const c = box.uplinks.get(u.id) || box.uplinks.get(u.ifname);
       if (!c) continue;
@@ -68,7 +71,7 @@ export async function render_overview(root, ctx) {
       kpi('Box', health.status === 'ok' ? 'healthy' : health.status || 'unknown',
         health.status !== 'ok' ? 'bad' : reconcile_error ? 'warn' : 'ok',
         reconcile_error ? `reconciler: ${reconcile_error}`
-          : `vpcd ${health.version || ''}${workers ? `, ${workers} workers` : ''}`, 'kpi-box'),
+          : `vpcd ${health.version || ''}${workers ? `, ${workers} worker${workers > 1 ? 's' : ''}` : ''}`, 'kpi-box'),
       kpi('VPCs', format_count(vpcs.length), '', `${subnets.length} subnets`),
       kpi('NICs', format_count(nics.length), by_state.error ? 'bad' : '',
         `${by_state.up} up, ${by_state.down} down, ${by_state.error} error`, 'kpi-nics'),
@@ -80,7 +83,7 @@ export async function render_overview(root, ctx) {
       { title: 'Interface', cell: (u) => u.ifname },
       { title: 'Address', cell: (u) => u.address || '-' },
       { title: 'Role', cell: (u) => u.role || '-' },
-      { title: 'State', cell: (u) => state_badge(u.state) },
+      { title: 'State', cell: (u) => (u.state ? state_badge(u.state) : '-') },
       { title: 'Rx', cls: 'num', cell: (u) => rate_cell(uplink_hist.get(u.id), 'rx') },
       { title: 'Tx', cls: 'num', cell: (u) => rate_cell(uplink_hist.get(u.id), 'tx') },
       { title: 'Drops/s', cls: 'num', cell: (u) => drop_cell(uplink_hist.get(u.id)) },
@@ -106,6 +109,26 @@ export async function render_overview(root, ctx) {
     ], vpcs, { empty: 'No VPCs yet.' }));
   }
 
+  function render_traffic(hist, have_stats) {
+    if (!have_stats) {
+      clear(traffic_box).append(h('p', { class: 'empty' }, 'The server reports no counters.'));
+      return;
+    }
+    const c = hist.latest();
+    const reasons = Object.entries(c.drops).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
+    clear(traffic_box).append(h('div', { class: 'traffic' },
+      h('div', {},
+        h('p', {}, h('strong', {}, 'Received '), rate_cell(hist, 'rx')),
+        h('p', {}, h('strong', {}, 'Sent '), rate_cell(hist, 'tx'))),
+      h('div', { class: 'chart-big' }, sparkline([
+        { values: hist.series('rx_pps'), cls: 'rx' }, { values: hist.series('tx_pps'), cls: 'tx' },
+      ], { width: 320, height: 70, capacity: 40, label: 'packet rate of all ports: receive and transmit' }),
+      h('small', { class: 'help' }, h('span', { class: 'rate-rx' }, 'rx'), ' / ', h('span', { class: 'rate-tx' }, 'tx'),
+        ' packets per second, last 80 s')),
+      h('div', {}, h('h3', {}, 'Drops by reason (since start)'), reasons.length === 0 ? h('p', { class: 'empty' }, 'none')
+        : h('ul', { class: 'reasons', id: 'drop-reasons' }, reasons.map(([r, n]) => h('li', {}, `${r}: ${format_count(n)}`))))));
+  }
+
   await refresh(true);
   ctx.every(2000, () => refresh());
 }
@@ -116,8 +139,9 @@ function kpi(title, value, tone, sub, id) {
 }
 
 export function rate_cell(hist, dir) {
-  const r = hist?.latest_rate();
-  if (!r) return '-';
+  if (!hist) return '-';
+  const r = hist.latest_rate();
+  if (!r) return h('span', { class: 'muted' }, 'measuring\u2026');
   return h('span', { class: `rate rate-${dir}` }, format_pps(r[`${dir}_pps`]), h('br'), format_bps(r[`${dir}_bps`]));
 }
 
