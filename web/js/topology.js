@@ -39,8 +39,9 @@ export function layout_topology(model) {
   const side_w = vteps.size ? kCol + kGap : 0;
   const width = Math.max(main_w + side_w, 2 * kCol + 3 * kGap);
 
-  // Row 0: uplinks, spread across the main area.
-  const y_up = kGap;
+  // Row 0: uplinks, spread across the main area (below a bus line for the VXLAN tunnels when there are VTEPs).
+  const y_bus = kGap / 2;
+  const y_up = vteps.size ? kGap + 12 : kGap;
   const up_w = uplinks.length ? Math.min(kCol, (main_w - kGap * (uplinks.length + 1)) / uplinks.length) : 0;
   uplinks.forEach((u, i) => {
     nodes.push({
@@ -85,15 +86,20 @@ export function layout_topology(model) {
   });
 
   // Side column: remote VTEPs, tunnelled from the underlay uplinks (or from the router when there is none).
-  let y_v = y_up;
+  let y_v = y_up;  // VTEP column starts level with the uplinks
   const tunnel_from = nodes.filter((n) => n.kind === 'uplink' && /underlay|both/.test(n.sub));
   for (const v of vteps.values()) {
     const x = main_w;
     const macs = v.macs.length ? `${v.macs.length} remote NIC${v.macs.length > 1 ? 's' : ''}` : 'flood target';
     nodes.push({ id: v.id, kind: 'vtep', x, y: y_v, w: kCol, h: kBoxH, label: clip(`VTEP ${v.ip}`), sub: macs, state: '' });
     const srcs = tunnel_from.length ? tunnel_from : [vpc_node];
+    // Tunnels leave the top of the uplink, run along the bus above the uplinks and drop into the VTEP column, so they
+    // never cross another box.
     for (const u of srcs) {
-      edges.push({ from: u.id, to: v.id, kind: 'tunnel', x1: u.x + u.w, y1: u.y + u.h / 2, x2: x, y2: y_v + kBoxH / 2 });
+      const x1 = u.x + u.w / 2;
+      const y2 = y_v + kBoxH / 2;
+      edges.push({ from: u.id, to: v.id, kind: 'tunnel', x1, y1: u.y, x2: x, y2,
+        d: `M${x1} ${u.y} V${y_bus} H${x - kGap / 2} V${y2} H${x}` });
     }
     y_v += kBoxH + kGap;
   }
@@ -108,7 +114,9 @@ export function render_topology(layout, { title = 'VPC topology' } = {}) {
   });
   svg.append(s('title', {}, title));
   for (const e of layout.edges) {
-    if (e.kind === 'port') {
+    if (e.d) {
+      svg.append(s('path', { class: `edge edge-${e.kind}`, d: e.d }));
+    } else if (e.kind === 'port') {
       svg.append(s('path', { class: `edge edge-${e.kind}`, d: `M${e.x1} ${e.y1} V${e.y2} H${e.x2}` }));
     } else {
       svg.append(s('line', { class: `edge edge-${e.kind}`, x1: e.x1, y1: e.y1, x2: e.x2, y2: e.y2 }));
