@@ -127,26 +127,36 @@ export function make_form({ id, title, fields, submit_label = 'Create', on_submi
   return form;
 }
 
-// A delete button that asks once more before acting; errors (409 with the dependants, 403) appear beside it.
-export function delete_button(what, action) {
+// A delete button that asks once more before acting; errors (409 with the dependants, 403) appear beside it. The
+// armed state is kept by `key` (the object's id) for 5 s, so a list redrawn between the two clicks keeps asking for the confirmation.
+const armed_at = new Map();
+const kArmMs = 5000;
+
+export function delete_button(what, action, key = what) {
   const msg = h('span', { class: 'inline-error', role: 'alert' });
-  const btn = h('button', { type: 'button', class: 'danger small', 'aria-label': `Delete ${what}` }, 'Delete');
-  let armed = null;
-  const disarm = () => {
-    clearTimeout(armed);
-    armed = null;
-    btn.textContent = 'Delete';
-    btn.setAttribute('aria-label', `Delete ${what}`);
+  const btn = h('button', { type: 'button', class: 'danger small' });
+  let timer = null;
+  const show = (armed) => {
+    btn.textContent = armed ? 'Confirm' : 'Delete';
+    btn.setAttribute('aria-label', `${armed ? 'Confirm delete' : 'Delete'} ${what}`);
   };
+  const arm = (ms) => {
+    show(true);
+    clearTimeout(timer);
+    timer = setTimeout(() => { armed_at.delete(key); show(false); }, ms);
+  };
+  const since = Date.now() - (armed_at.get(key) ?? -Infinity);
+  if (since < kArmMs) arm(kArmMs - since); else show(false);
   btn.addEventListener('click', async () => {
-    if (!armed) {
+    if (!armed_at.has(key) || Date.now() - armed_at.get(key) >= kArmMs) {
       msg.textContent = '';
-      btn.textContent = 'Confirm';
-      btn.setAttribute('aria-label', `Confirm delete ${what}`);
-      armed = setTimeout(disarm, 5000);
+      armed_at.set(key, Date.now());
+      arm(kArmMs);
       return;
     }
-    disarm();
+    armed_at.delete(key);
+    clearTimeout(timer);
+    show(false);
     btn.disabled = true;
     try {
       await action();

@@ -1,7 +1,7 @@
 // End-to-end test of the vpcd dashboard in Debian's headless chromium (driven by playwright-core) against a real vpcd
 // that tests/browser/run.sh started: log in, create a VPC, a subnet and two netns NICs through the forms, see them in
 // the lists and the topology, ping between the guests and watch the counters rise, a bad CIDR's error next to its
-// field, a viewer without write controls whose forced write shows 403, delete everything, no console errors.
+// field (VPC form and security-group rule form), a security group with a rule, a viewer without write controls whose forced write shows 403, delete everything, no console errors.
 // Env: VPCD_URL, VPCD_ADMIN_TOKEN, VPCD_VIEWER_TOKEN, VPCD_SCREENSHOT_DIR. Needs root (ip netns).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -201,6 +201,34 @@ test('dashboard end to end against a real vpcd', { skip, timeout: 240000 }, asyn
     assert.equal(await page.locator(`#nic-live tr[data-id="${id_a}"] svg.spark path.spark-line`).count() > 0, true,
       'a chart is drawn');
     await page.screenshot({ path: join(shots, 'vpc.png'), fullPage: true });
+  });
+
+  await t.test('a security group and its rules through the forms', async () => {
+    const gf = page.locator('#create-sg');
+    await gf.getByLabel('Name', { exact: true }).fill(`${tag}-sg`);
+    await gf.getByRole('button', { name: 'Create group' }).click();
+    const card = page.locator('.sg', { hasText: `Group ${tag}-sg` });
+    await card.waitFor();
+    const rf = card.locator('form');
+    await rf.getByLabel('Protocol', { exact: true }).selectOption('tcp');
+    await rf.getByLabel('From port', { exact: true }).fill('22');
+    await rf.getByLabel('CIDR', { exact: true }).fill('10.1.0.0/99');
+    await rf.getByRole('button', { name: 'Add rule' }).click();
+    const err = rf.locator('[id$="-cidr-err"]');
+    await err.waitFor({ state: 'visible' });
+    assert.match(await err.textContent(), /cidr/i, 'the rule CIDR error is shown at the CIDR field');
+    await rf.getByLabel('CIDR', { exact: true }).fill('10.1.0.0/16');
+    await rf.getByRole('button', { name: 'Add rule' }).click();
+    const rule = page.locator('.sg', { hasText: `Group ${tag}-sg` }).locator('tr', { hasText: '10.1.0.0/16' });
+    await rule.waitFor();
+    assert.match(await rule.textContent(), /ingress.*tcp.*22/);
+    await rule.getByRole('button', { name: /^Delete rule/ }).click();
+    await rule.getByRole('button', { name: /^Confirm delete rule/ }).click();
+    await rule.waitFor({ state: 'detached' });
+    const head = page.locator('.sg', { hasText: `Group ${tag}-sg` }).locator('h3').first();
+    await head.getByRole('button', { name: /^Delete security group/ }).click();
+    await head.getByRole('button', { name: /^Confirm delete security group/ }).click();
+    await page.locator('.sg', { hasText: `Group ${tag}-sg` }).waitFor({ state: 'detached' });
   });
 
   await t.test('the topology shows the VPC, subnet and NICs', async () => {

@@ -105,7 +105,7 @@ export async function render_overview(root, ctx) {
       ...(ctx.role === 'admin' ? [{ title: 'Actions', cell: (v) => delete_button(`VPC ${display_name(v)}`, async () => {
         await ctx.api.del(`/vpcs/${v.id}`);
         await refresh(true);
-      }) }] : []),
+      }, v.id) }] : []),
     ], vpcs, { empty: 'No VPCs yet.' }));
   }
 

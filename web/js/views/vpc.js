@@ -145,7 +145,7 @@ export async function render_vpc(root, ctx, vpc_id) {
   const del = (kind, obj, what) => delete_button(`${what} ${display_name(obj)}`, async () => {
     await ctx.api.del(`/${kind}/${obj.id}`);
     await refresh(true);
-  });
+  }, obj.id);
 
   async function refresh(force = false) {
     if (force) for (const k of Object.keys(sigs)) delete sigs[k];
@@ -190,7 +190,7 @@ export async function render_vpc(root, ctx, vpc_id) {
           admin ? delete_button(`VPC ${display_name(vpc)}`, async () => {
             await ctx.api.del(`/vpcs/${vpc_id}`);
             location.hash = '#/';
-          }) : null));
+          }, vpc_id) : null));
     }
 
     if (changed('subnets', [subnets, nics.map((n) => n.subnet_id)])) {
@@ -311,7 +311,7 @@ export async function render_vpc(root, ctx, vpc_id) {
           ...(admin ? [{ title: 'Actions', cell: (r) => delete_button(`rule ${rules.indexOf(r) + 1}`, async () => {
             await save_rules(rules.filter((x) => x !== r));
             await refresh(true);
-          }) }] : []),
+          }, `${sg.id}/${sg.revision}/${rules.indexOf(r)}`) }] : []),
         ], rules, { empty: 'No rules: nothing is allowed in but from this VPC.', row_id: (r) => String(rules.indexOf(r)) }));
       if (admin) {
         card.append(make_form({
