@@ -1,0 +1,380 @@
+#!/usr/bin/env python3
+"""End-to-end comparison of vpcd with the Linux bridge and Open vSwitch's userspace datapath on this machine.
+
+Two guest namespaces are joined by each switch in turn, in one run, and measured the same way:
+  - TCP throughput: iperf3, 1 and 4 streams, --duration seconds;
+  - 64-byte frames: trafgen (Debian netsniff-ng) on one core in guest 1 sends 60-byte UDP frames to guest 2 for
+    --duration seconds; delivered = guest 2's eth0 rx_packets delta, offered = guest 1's eth0 tx_packets delta;
+  - ping RTT (20 echoes, 50 ms apart);
+  - CPU: the whole machine's busy time (/proc/stat) and the switch process's own (vpcd, ovs-vswitchd), in cores.
+Then the ratios of vpcd to each peer.
+
+Everything it creates (namespaces vbe<pid>-*, OVS private run dir, a vpcd state dir) is removed at the end, also on
+failure. Traffic only flows between the namespaces it creates, to addresses that exist only there (10.77.0.0/24).
+
+Usage (root): python3 bench/e2e/compare.py [--build-dir build] [--switches vpcd,bridge,ovs,ovs-tso,ovs-afxdp]
+                                           [--duration 5] [--runs 1] [--workers 1] [--json out.json]
+"""
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+PID = os.getpid()
+G1, G2, SW = f"vbe{PID}g1", f"vbe{PID}g2", f"vbe{PID}sw"
+IP1, IP2, PREFIX = "10.77.0.1", "10.77.0.2", 24
+MAC1, MAC2 = "02:77:00:00:00:01", "02:77:00:00:00:02"
+MTU = 1500
+
+
+def sh(cmd, check=True, timeout=60, capture=True):
+    r = subprocess.run(cmd, shell=isinstance(cmd, str), check=False, timeout=timeout,
+                       stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE if capture else None,
+                       text=True)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"command failed ({r.returncode}): {cmd}\n{r.stdout}\n{r.stderr}")
+    return r.stdout if capture else ""
+
+
+def nsx(ns, cmd, **kw):
+    return sh(f"ip netns exec {ns} {cmd}", **kw)
+
+
+def netns_list():
+    return [l.split()[0] for l in sh("ip netns list").splitlines() if l.strip()]
+
+
+def cleanup_namespaces():
+    for ns in netns_list():
+        if ns.startswith(f"vbe{PID}"):
+            sh(f"ip netns del {ns}", check=False)
+
+
+def cpu_busy_jiffies():
+    with open("/proc/stat") as f:
+        parts = [int(x) for x in f.readline().split()[1:]]
+    idle = parts[3] + parts[4]
+    return sum(parts) - idle
+
+
+def proc_jiffies(pids):
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total
+
+
+def counter(ns, ifname, name):
+    return int(nsx(ns, f"cat /sys/class/net/{ifname}/statistics/{name}").strip())
+
+
+class CpuMeter:
+    def __init__(self, pids):
+        self.pids, self.hz = pids, os.sysconf("SC_CLK_TCK")
+
+    def __enter__(self):
+        self.t0, self.b0, self.p0 = time.monotonic(), cpu_busy_jiffies(), proc_jiffies(self.pids)
+        return self
+
+    def __exit__(self, *exc):
+        dt = time.monotonic() - self.t0
+        self.machine = (cpu_busy_jiffies() - self.b0) / self.hz / dt
+        self.switch = (proc_jiffies(self.pids) - self.p0) / self.hz / dt if self.pids else None
+
+
+def measure_tcp(streams, duration, pids):
+    server = subprocess.Popen(["ip", "netns", "exec", G2, "iperf3", "-s", "-1", "-B", IP2],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        with CpuMeter(pids) as cpu:
+            out = nsx(G1, f"timeout {duration + 20} iperf3 -c {IP2} -t {duration} -P {streams} -J",
+                      timeout=duration + 30, check=False)
+        try:
+            res = json.loads(out)
+            gbps = res["end"]["sum_received"]["bits_per_second"] / 1e9
+            retr = res["end"]["sum_sent"].get("retransmits")
+        except (ValueError, KeyError):
+            gbps, retr = 0.0, None
+        return {"gbit_s": round(gbps, 3), "retransmits": retr, "cpu_machine": round(cpu.machine, 2),
+                "cpu_switch": None if cpu.switch is None else round(cpu.switch, 2)}
+    finally:
+        server.kill()
+        server.wait()
+
+
+def measure_small_frames(duration, pids):
+    conf = tempfile.NamedTemporaryFile("w", suffix=".trafgen", delete=False)
+    conf.write("{\n  eth(da=%s, sa=%s, type=0x0800),\n  ipv4(saddr=%s, daddr=%s, ttl=64),\n"
+               "  udp(sport=40000, dport=9),\n  fill(0x00, 18),\n}\n" % (MAC2, MAC1, IP1, IP2))
+    conf.close()
+    try:
+        rx0, tx0 = counter(G2, "eth0", "rx_packets"), counter(G1, "eth0", "tx_packets")
+        with CpuMeter(pids) as cpu:
+            nsx(G1, f"timeout -s INT {duration} trafgen --dev eth0 --conf {conf.name} --cpus 1 --qdisc-path -q",
+                check=False, timeout=duration + 20)
+            time.sleep(0.2)
+        rx, tx = counter(G2, "eth0", "rx_packets") - rx0, counter(G1, "eth0", "tx_packets") - tx0
+        return {"delivered_kpps": round(rx / duration / 1e3, 1), "offered_kpps": round(tx / duration / 1e3, 1),
+                "loss_pct": round(100.0 * (1 - rx / tx), 1) if tx else None, "cpu_machine": round(cpu.machine, 2),
+                "cpu_switch": None if cpu.switch is None else round(cpu.switch, 2)}
+    finally:
+        os.unlink(conf.name)
+
+
+def measure_ping():
+    out = nsx(G1, f"ping -c 20 -i 0.05 -W 1 -q {IP2}", check=False, timeout=30)
+    m = re.search(r"= [\d.]+/([\d.]+)/", out)
+    loss = re.search(r"([\d.]+)% packet loss", out)
+    return {"avg_ms": float(m.group(1)) if m else None, "loss_pct": float(loss.group(1)) if loss else None}
+
+
+def wait_ping(timeout_s=10):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if subprocess.run(["ip", "netns", "exec", G1, "ping", "-c", "1", "-W", "1", IP2],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def make_guests_with_switch_ns():
+    """Guests G1/G2 and a switch namespace SW joined by veth pairs s1<->G1:eth0, s2<->G2:eth0."""
+    for ns in (G1, G2, SW):
+        sh(f"ip netns add {ns}")
+    for i, (ns, ip, mac) in enumerate(((G1, IP1, MAC1), (G2, IP2, MAC2)), start=1):
+        sh(f"ip link add vbe{PID}s{i} netns {SW} type veth peer name eth0 netns {ns}")
+        nsx(ns, f"ip link set eth0 address {mac} mtu {MTU} up")
+        nsx(ns, f"ip addr add {ip}/{PREFIX} dev eth0")
+        nsx(ns, "ip link set lo up")
+        nsx(SW, f"ip link set vbe{PID}s{i} mtu {MTU} up")
+        nsx(SW, f"sysctl -qw net.ipv6.conf.vbe{PID}s{i}.disable_ipv6=1", check=False)
+
+
+def set_guest_tx_offload(on):
+    for ns in (G1, G2):
+        nsx(ns, f"ethtool -K eth0 tx {'on' if on else 'off'}", check=False)
+
+
+@contextlib.contextmanager
+def switch_bridge():
+    make_guests_with_switch_ns()
+    nsx(SW, "ip link add br0 type bridge")
+    for i in (1, 2):
+        nsx(SW, f"ip link set vbe{PID}s{i} master br0")
+    nsx(SW, "ip link set br0 up")
+    try:
+        yield []
+    finally:
+        cleanup_namespaces()
+
+
+@contextlib.contextmanager
+def switch_ovs(port_type="system", tso=False):
+    make_guests_with_switch_ns()
+    rundir = tempfile.mkdtemp(prefix=f"vbe{PID}-ovs-")
+    env = f"OVS_RUNDIR={rundir} OVS_LOGDIR={rundir} OVS_DBDIR={rundir}"
+    db = f"unix:{rundir}/db.sock"
+    vsctl = f"env {env} ovs-vsctl --db={db} --timeout=20"
+    pids = []
+    try:
+        nsx(SW, f"env {env} ovsdb-tool create {rundir}/conf.db /usr/share/openvswitch/vswitch.ovsschema")
+        nsx(SW, f"env {env} ovsdb-server {rundir}/conf.db --remote=punix:{rundir}/db.sock "
+                f"--pidfile={rundir}/ovsdb.pid --unixctl={rundir}/ovsdb.ctl --log-file={rundir}/ovsdb.log --detach")
+        nsx(SW, f"{vsctl} --no-wait init")
+        if tso:
+            nsx(SW, f"{vsctl} --no-wait set Open_vSwitch . other_config:userspace-tso-enable=true")
+        nsx(SW, f"env {env} ovs-vswitchd {db} --pidfile={rundir}/vswitchd.pid --unixctl={rundir}/vswitchd.ctl "
+                f"--log-file={rundir}/vswitchd.log --detach")
+        nsx(SW, f"{vsctl} add-br br0 -- set bridge br0 datapath_type=netdev")
+        for i in (1, 2):
+            nsx(SW, f"{vsctl} add-port br0 vbe{PID}s{i} -- set interface vbe{PID}s{i} type={port_type}")
+        nsx(SW, "ip link set br0 up", check=False)
+        for f in ("ovsdb.pid", "vswitchd.pid"):
+            with open(f"{rundir}/{f}") as fh:
+                pids.append(int(fh.read().strip()))
+        yield pids[1:]
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        time.sleep(0.5)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        cleanup_namespaces()
+        shutil.rmtree(rundir, ignore_errors=True)
+
+
+class Api:
+    def __init__(self, port, token):
+        self.port, self.token = port, token
+        self.ctx = ssl.create_default_context()
+        self.ctx.check_hostname, self.ctx.verify_mode = False, ssl.CERT_NONE
+
+    def req(self, method, path, body=None):
+        c = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=30)
+        hdrs = {"Authorization": f"Bearer {self.token}"}
+        data = None
+        if body is not None:
+            data, hdrs["Content-Type"] = json.dumps(body), "application/json"
+        c.request(method, path, body=data, headers=hdrs)
+        r = c.getresponse()
+        text = r.read().decode()
+        c.close()
+        if r.status >= 300:
+            raise RuntimeError(f"{method} {path}: {r.status} {text}")
+        return json.loads(text) if text else None
+
+
+@contextlib.contextmanager
+def switch_vpcd(build_dir, workers):
+    vpcd = os.path.join(build_dir, "vpcd")
+    state = tempfile.mkdtemp(prefix=f"vbe{PID}-vpcd-")
+    port = 20000 + PID % 20000
+    token = sh([vpcd, "token", "create", "--state-dir", state, "--role", "admin"]).strip()
+    log = open(os.path.join(state, "vpcd.log"), "w")
+    proc = subprocess.Popen([vpcd, "--state-dir", state, "--listen", f"127.0.0.1:{port}", "--workers", str(workers)],
+                            stdout=log, stderr=log)
+    api = Api(port, token)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                api.req("GET", "/v1/health")
+                break
+            except (OSError, RuntimeError):
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("vpcd did not start; log: " + open(log.name).read()[-2000:])
+                time.sleep(0.1)
+        vpc = api.req("POST", "/v1/vpcs", {"cidrs": ["10.77.0.0/16"], "mtu": MTU})
+        sub = api.req("POST", "/v1/subnets", {"vpc_id": vpc["id"], "cidr": f"10.77.0.0/{PREFIX}"})
+        nics = []
+        for ns, ip, mac in ((G1, IP1, MAC1), (G2, IP2, MAC2)):
+            nics.append(api.req("POST", "/v1/nics", {"subnet_id": sub["id"], "mac": mac, "ips": [ip],
+                                                     "backend": {"type": "netns", "netns": ns, "ifname": "eth0"}}))
+        deadline = time.monotonic() + 20
+        while any(api.req("GET", f"/v1/nics/{n['id']}")["state"] != "up" for n in nics):
+            if time.monotonic() > deadline:
+                raise RuntimeError("NICs did not come up: " + json.dumps([api.req("GET", f"/v1/nics/{n['id']}")
+                                                                          for n in nics]))
+            time.sleep(0.1)
+        yield [proc.pid]
+        for n in nics:
+            api.req("DELETE", f"/v1/nics/{n['id']}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        cleanup_namespaces()  # deleting a guest namespace also deletes the veth end vpcd drove
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def run_one(name, ctx, duration, guest_tx_offload=True):
+    with ctx as pids:
+        set_guest_tx_offload(guest_tx_offload)
+        if not wait_ping():
+            return {"error": "guests cannot ping each other"}
+        r = {"tcp1": measure_tcp(1, duration, pids), "tcp4": measure_tcp(4, duration, pids),
+             "small": measure_small_frames(duration, pids), "ping": measure_ping(),
+             "guest_tx_offload": guest_tx_offload}
+        return r
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build-dir", default="build")
+    ap.add_argument("--switches", default="vpcd,bridge,ovs,ovs-tso,ovs-afxdp")
+    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("compare.py: run as root")
+    for tool in ("iperf3", "trafgen", "ovs-vswitchd", "ethtool", "ping"):
+        if not shutil.which(tool):
+            sys.exit(f"compare.py: {tool} missing: run scripts/install-deps.sh bench")
+
+    makers = {
+        "vpcd": (lambda: switch_vpcd(a.build_dir, a.workers), True),
+        "bridge": (switch_bridge, True),
+        # Per PEERS.md: OVS netdev with AF_PACKET ports needs the guests' tx offload off, else TCP/UDP time out.
+        "ovs": (lambda: switch_ovs("system", tso=False), False),
+        "ovs-tso": (lambda: switch_ovs("system", tso=True), True),
+        "ovs-afxdp": (lambda: switch_ovs("afxdp", tso=False), False),
+    }
+    results = {}
+    try:
+        for run in range(a.runs):
+            for name in a.switches.split(","):
+                maker, offload = makers[name]
+                print(f"[run {run + 1}/{a.runs}] {name} ...", file=sys.stderr, flush=True)
+                try:
+                    r = run_one(name, maker(), a.duration, offload)
+                except Exception as e:  # one switch failing must not hide the others' figures
+                    r = {"error": str(e)[-1500:]}
+                results.setdefault(name, []).append(r)
+    finally:
+        cleanup_namespaces()
+
+    def med(name, path):
+        vals = []
+        for r in results.get(name, []):
+            v = r
+            for p in path:
+                v = v.get(p) if isinstance(v, dict) else None
+            if isinstance(v, (int, float)):
+                vals.append(v)
+        return statistics.median(vals) if vals else None
+
+    cols = [("TCP1 Gb/s", ("tcp1", "gbit_s")), ("TCP4 Gb/s", ("tcp4", "gbit_s")),
+            ("64B kpps", ("small", "delivered_kpps")), ("offered", ("small", "offered_kpps")),
+            ("loss %", ("small", "loss_pct")), ("ping ms", ("ping", "avg_ms")),
+            ("cpu sw (64B)", ("small", "cpu_switch")), ("cpu box (64B)", ("small", "cpu_machine")),
+            ("cpu box (TCP1)", ("tcp1", "cpu_machine"))]
+    print(f"{'switch':<10}" + "".join(f"{c:>15}" for c, _ in cols))
+    for name in results:
+        row = f"{name:<10}"
+        for _, path in cols:
+            v = med(name, path)
+            row += f"{'-' if v is None else round(v, 3):>15}"
+        print(row)
+        for r in results[name]:
+            if "error" in r:
+                print(f"  {name} error: {r['error']}")
+    if "vpcd" in results:
+        print("\nratios vpcd / peer (TCP1, TCP4, 64B delivered):")
+        for name in results:
+            if name == "vpcd":
+                continue
+            ratios = []
+            for path in (("tcp1", "gbit_s"), ("tcp4", "gbit_s"), ("small", "delivered_kpps")):
+                v, p = med("vpcd", path), med(name, path)
+                ratios.append("-" if not v or not p else f"{v / p:.2f}x")
+            print(f"  vs {name:<10} " + "  ".join(ratios))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
