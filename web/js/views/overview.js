@@ -64,7 +64,8 @@ export async function render_overview(root, ctx) {
     const by_state = { up: 0, down: 0, error: 0 };
     for (const n of nics) by_state[n.state] = (by_state[n.state] || 0) + 1;
     const drops = box_history.drops_within(60000);
-    const window = drops.span_ms >= 59000 ? 'last minute' : `last ${Math.round(drops.span_ms / 1000)} s`;
+    const window = drops.span_ms >= 59000 ? 'last minute'
+      : drops.span_ms < 1000 ? 'counting from now' : `last ${Math.round(drops.span_ms / 1000)} s`;
     const workers = box.workers.length;
     const reconcile_error = typeof stats?.reconciler?.last_error === 'string' ? stats.reconciler.last_error : '';
     clear(health_box).append(
