@@ -23,6 +23,7 @@ namespace vpcd::dp {
   X(kTooShortIpv6, "too_short_ipv6")                                                       \
   X(kBadIpv6Version, "bad_ipv6_version")                                                   \
   X(kBadIpv6PayloadLen, "bad_ipv6_payload_len")                                            \
+  X(kBadIpv6ExtHeader, "bad_ipv6_ext_header") /* truncated or too many */                  \
   X(kTooShortTcp, "too_short_tcp")                                                         \
   X(kBadTcpHeaderLen, "bad_tcp_header_len")                                                \
   X(kTooShortUdp, "too_short_udp")                                                         \

@@ -5,7 +5,11 @@
 // and partial checksums travel with it unchanged to the output port, which writes it back in front of the frame.
 #pragma once
 
+// <linux/virtio_net.h> names a member `class` (struct virtio_net_ctrl_hdr), a C++ keyword: rename it while including.
+// Nothing in vpcd uses that struct.
+#define class class_
 #include <linux/virtio_net.h>
+#undef class
 
 #include <cstdint>
 
@@ -26,7 +30,7 @@ enum PacketFlags : uint16_t {
   kIsTcp = 1 << 4,
   kIsUdp = 1 << 5,
   kIsIcmp = 1 << 6,    // ICMP or ICMPv6
-  kIsFragment = 1 << 7,  // IPv4 non-first fragment (no L4 header) or MF set
+  kIsFragment = 1 << 7,  // IPv4/IPv6 fragment: MF set or offset > 0 (non-first: no L4 header parsed)
   kHasVnet = 1 << 8,     // vnet header present and meaningful
 };
 
@@ -42,7 +46,7 @@ struct Packet {
   uint16_t ethertype = 0;  // host order, after VLAN tags
   uint16_t vlan_tci = 0;   // host order, when kHasVlan
   uint8_t l3_offset = 0;   // from data; Ethernet + VLAN tags
-  uint8_t ip_proto = 0;    // IPv4 protocol / IPv6 next header (after skipping none)
+  uint8_t ip_proto = 0;    // IPv4 protocol / IPv6 upper-layer next header (after the extension headers)
   uint16_t l4_offset = 0;  // from data; 0 when no L4 header was parsed
   uint16_t l4_len = 0;     // L4 header + payload bytes as stated by IP
   Ipv4Addr ip4_src, ip4_dst;  // when kIsIpv4 (and for ARP: sender / target protocol address)

@@ -1,0 +1,73 @@
+// FakePort: an in-memory PortIo for tests and benchmarks (like OVS's netdev-dummy and Snabb's Source/Sink apps).
+//
+// inject() queues frames that rx_burst() hands out; tx_enqueue() copies frames into a per-worker ring of configurable
+// capacity (full -> false, so kTxRingFull can be tested) and tx_flush() moves them to the "sent" list that drain()
+// returns. With discard(true) transmitted frames are only counted (benchmarks).
+//
+// Threading: inject(), drain() and the statistics may be called from any thread (the rx queue and the sent list are
+// under a mutex); rx_* for a queue and tx_* for worker w follow the PortIo contract (one thread each). rx_fd() is an
+// eventfd that is readable while injected frames wait, so a worker can poll a FakePort like a real port.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "datapath/io/port.h"
+#include "datapath/pipeline/counters.h"
+
+namespace vpcd::dp {
+
+struct FakeFrame {
+  std::vector<uint8_t> bytes;
+  std::optional<virtio_net_hdr> vnet;  // present when the frame carried a vnet header
+};
+
+class FakePort final : public PortIo {
+ public:
+  explicit FakePort(std::string ifname, unsigned tx_capacity = 256);
+  ~FakePort() override;
+  FakePort(const FakePort&) = delete;
+  FakePort& operator=(const FakePort&) = delete;
+
+  // Queues one received frame (queue 0).
+  void inject(std::vector<uint8_t> bytes, std::optional<virtio_net_hdr> vnet = std::nullopt);
+  // Frames flushed since the last drain(), in transmit order.
+  std::vector<FakeFrame> drain();
+  // Only the bytes of drain().
+  std::vector<std::vector<uint8_t>> drain_bytes();
+  void set_discard(bool discard) { discard_ = discard; }  // before use
+  uint64_t tx_flushed() const { return flushed_.load(std::memory_order_relaxed); }
+  size_t rx_pending() const;
+
+  const std::string& ifname() const override { return ifname_; }
+  unsigned rx_queues() const override { return 1; }
+  int rx_fd(unsigned q) const override { return q == 0 ? efd_ : -1; }
+  unsigned rx_burst(unsigned q, Packet* pkts, unsigned max) noexcept override;
+  void rx_release(unsigned q) noexcept override;
+  bool tx_enqueue(unsigned w, const Packet& p) noexcept override;
+  void tx_flush(unsigned w) noexcept override;
+
+ private:
+  struct TxRing {
+    std::vector<FakeFrame> frames;  // worker w only
+    unsigned used = 0;
+  };
+
+  std::string ifname_;
+  unsigned tx_capacity_;
+  bool discard_ = false;
+  int efd_ = -1;
+  mutable std::mutex mu_;
+  std::deque<FakeFrame> rx_;          // guarded by mu_
+  std::deque<FakeFrame> rx_held_;     // handed out by rx_burst, freed by rx_release (rx thread only)
+  std::vector<FakeFrame> sent_;       // guarded by mu_
+  std::vector<TxRing> tx_;            // [worker]
+  std::atomic<uint64_t> flushed_{0};  // frames passed to tx_flush (also in discard mode)
+};
+
+}  // namespace vpcd::dp

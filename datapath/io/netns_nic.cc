@@ -1,0 +1,195 @@
+// The netns NIC backend recipe: namespace (with a "we created it" marker), veth pair, guest-side configuration, and
+// its removal. See netns_nic.h.
+//
+// The far end is created directly inside the namespace (IFLA_NET_NS_FD on the veth peer) under its final name, rather
+// than created under a temporary name in our namespace, moved and renamed: one netlink request, so a crash can never
+// leave a half-configured far end in vpcd's own namespace, and the name (often "eth0") never clashes with ours.
+#include "datapath/io/netns_nic.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "datapath/io/netlink.h"
+#include "datapath/io/netns.h"
+#include "datapath/io/unique_fd.h"
+
+namespace vpcd::dp {
+
+namespace {
+
+bool ifname_ok(const std::string& n) {
+  return !n.empty() && n.size() < 16 && n.find('/') == std::string::npos && n != "." && n != "..";
+}
+
+std::string marker_path(const NetnsNicParams& p) { return p.run_dir + "/netns/" + p.netns; }
+
+bool mkdir_p(const std::string& path, std::string* err) {
+  for (size_t pos = 1; pos <= path.size(); ++pos) {
+    if (pos != path.size() && path[pos] != '/') continue;
+    const std::string part = path.substr(0, pos);
+    if (::mkdir(part.c_str(), 0755) != 0 && errno != EEXIST) {
+      *err = "mkdir " + part + ": " + std::strerror(errno);
+      return false;
+    }
+  }
+  return true;
+}
+
+bool write_marker(const std::string& path, std::string* err) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd) {
+    *err = "marker " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  return true;
+}
+
+// Makes the far end (inside the namespace) match p: MAC, MTU, exactly one IPv4 address, up, lo up, default route.
+bool configure_far_end(Netlink& ns, const NetnsNicParams& p, std::string* err) {
+  std::string e;
+  auto far = ns.find_link(p.ifname, &e);
+  if (!far) {
+    *err = e.empty() ? "namespace " + p.netns + ": no interface " + p.ifname : e;
+    return false;
+  }
+  if (far->mac != p.mac) {
+    if (far->up && !ns.set_up(p.ifname, false, err)) return false;
+    if (!ns.set_mac(p.ifname, p.mac, err)) return false;
+  }
+  if (far->mtu != p.mtu && !ns.set_mtu(p.ifname, p.mtu, err)) return false;
+  std::vector<Ipv4AddrInfo> addrs;
+  if (!ns.list_ipv4(p.ifname, &addrs, err)) return false;
+  bool have = false;
+  for (const auto& a : addrs) {
+    if (a.addr == p.addr.addr && a.prefix_len == p.addr.len) {
+      have = true;
+    } else if (!ns.del_ipv4(p.ifname, a.addr, a.prefix_len, err)) {
+      return false;
+    }
+  }
+  if (!have && !ns.add_ipv4(p.ifname, p.addr.addr, p.addr.len, err)) return false;
+  if (!ns.set_up("lo", true, err) || !ns.set_up(p.ifname, true, err)) return false;
+  if (p.gateway) {
+    if (ns.default_route(&e) != p.gateway && !ns.replace_default_route(*p.gateway, err)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool netns_nic_ensure(const NetnsNicParams& p, std::string* err) {
+  if (!ifname_ok(p.host_ifname) || !ifname_ok(p.ifname)) {
+    *err = "invalid interface name '" + p.host_ifname + "' or '" + p.ifname + "'";
+    return false;
+  }
+  if (!netns_name_valid(p.netns)) {
+    *err = "invalid namespace name '" + p.netns + "'";
+    return false;
+  }
+  if (p.addr.len > 32 || p.mtu < 68 || p.mtu > 65535) {
+    *err = "invalid address prefix or MTU";
+    return false;
+  }
+  if (p.run_dir.empty() || !mkdir_p(p.run_dir + "/netns", err)) {
+    if (p.run_dir.empty()) *err = "run_dir not set";
+    return false;
+  }
+  if (!netns_exists(p.netns)) {
+    // Marker first: a crash between the two leaves a marker without a namespace, which removal tolerates, never a
+    // namespace we created without a marker.
+    if (!write_marker(marker_path(p), err)) return false;
+    if (!netns_create(p.netns, err)) {
+      ::unlink(marker_path(p).c_str());
+      return false;
+    }
+  }
+  UniqueFd ns_fd = netns_open(p.netns, err);
+  if (!ns_fd) return false;
+  auto host = Netlink::open(err);
+  if (!host) return false;
+  auto ns = Netlink::open(err, ns_fd.get());
+  if (!ns) return false;
+
+  std::string e;
+  auto near = host->find_link(p.host_ifname, &e);
+  if (!e.empty()) {
+    *err = e;
+    return false;
+  }
+  if (near) {
+    if (near->kind != "veth") {
+      *err = "interface " + p.host_ifname + " exists and is not a veth";
+      return false;
+    }
+    auto far = ns->find_link(p.ifname, &e);
+    const bool paired = far && far->kind == "veth" && far->link_ifindex == near->ifindex &&
+                        near->link_ifindex == far->ifindex;
+    if (!paired) {
+      // A host end whose peer is not p.ifname in p.netns (the namespace was recreated, or the far end renamed):
+      // start over.
+      if (!host->delete_link(p.host_ifname, err)) return false;
+      near.reset();
+    }
+  }
+  if (!near) {
+    if (ns->find_link(p.ifname, &e)) {
+      *err = "namespace " + p.netns + " already has an interface " + p.ifname;
+      return false;
+    }
+    if (!host->create_veth(p.host_ifname, p.ifname, err, ns_fd.get())) return false;
+  }
+  if (!configure_far_end(*ns, p, err)) return false;
+  if (!host->set_alias(p.host_ifname, p.alias, err) || !host->set_mtu(p.host_ifname, p.mtu, err) ||
+      !host->disable_ipv6(p.host_ifname, err) || !host->set_up(p.host_ifname, true, err)) {
+    return false;
+  }
+  return true;
+}
+
+void netns_nic_remove(const NetnsNicParams& p) {
+  std::string err;
+  if (auto host = Netlink::open(&err)) {
+    if (ifname_ok(p.host_ifname)) {
+      auto near = host->find_link(p.host_ifname, &err);
+      if (near && near->kind == "veth") host->delete_link(p.host_ifname, &err);
+    }
+  }
+  if (!netns_name_valid(p.netns) || p.run_dir.empty()) return;
+  const std::string marker = marker_path(p);
+  if (::access(marker.c_str(), F_OK) != 0) return;  // not ours: leave the namespace alone
+  if (!netns_exists(p.netns)) {
+    ::unlink(marker.c_str());
+    return;
+  }
+  UniqueFd ns_fd = netns_open(p.netns, &err);
+  if (!ns_fd) return;
+  auto ns = Netlink::open(&err, ns_fd.get());
+  if (!ns) return;
+  std::vector<LinkInfo> links;
+  if (!ns->list_links(&links, &err)) return;
+  for (const auto& l : links) {
+    if (l.name != "lo") return;  // someone else put an interface there: keep it
+  }
+  ns.reset();
+  ns_fd.reset();
+  if (netns_delete(p.netns, &err)) ::unlink(marker.c_str());
+}
+
+std::vector<std::string> links_with_alias_prefix(const std::string& prefix) {
+  std::vector<std::string> out;
+  std::string err;
+  auto nl = Netlink::open(&err);
+  if (!nl) return out;
+  std::vector<LinkInfo> links;
+  if (!nl->list_links(&links, &err)) return out;
+  for (const auto& l : links) {
+    if (!prefix.empty() && l.alias.compare(0, prefix.size(), prefix) == 0) out.push_back(l.name);
+  }
+  return out;
+}
+
+}  // namespace vpcd::dp

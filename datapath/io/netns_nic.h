@@ -1,0 +1,38 @@
+// The `netns` NIC backend: a veth pair whose far end lives in a named network namespace, configured like a guest's
+// NIC (MAC, MTU, IPv4 address, lo up, default route), and whose host end the datapath drives through an AfPacketPort.
+//
+// Threading: plain functions, callable from any thread (namespace switches are done per thread, see netns.h and
+// netlink.h). Two calls for the same NIC must not run concurrently.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "datapath/proto/types.h"
+
+namespace vpcd::dp {
+
+struct NetnsNicParams {
+  std::string host_ifname;  // the veth end in vpcd's namespace (<= 15 bytes)
+  std::string netns;        // namespace name under /run/netns
+  std::string ifname;       // the name inside the namespace
+  MacAddr mac;
+  Ipv4Prefix addr;          // the NIC's address and its subnet's prefix length (addr.addr is the host address)
+  std::optional<Ipv4Addr> gateway;  // default route inside the namespace
+  uint32_t mtu = 1500;
+  std::string alias;        // interface alias on the host end ("vpcd:<instance>:<nic id>")
+  std::string run_dir;      // markers: run_dir/netns/NAME when vpcd created the namespace
+};
+
+// Creates the namespace when absent (and records that), the veth pair, and configures both ends. Idempotent: when the
+// host end already exists (a restart) it is adopted and the far end's configuration is made to match.
+bool netns_nic_ensure(const NetnsNicParams& p, std::string* err);
+// Deletes the host end (its peer goes with it) and the namespace when vpcd created it and only `lo` is left in it.
+// Best effort; never throws.
+void netns_nic_remove(const NetnsNicParams& p);
+// Names of links in vpcd's namespace whose alias starts with `prefix` (crash cleanup).
+std::vector<std::string> links_with_alias_prefix(const std::string& prefix);
+
+}  // namespace vpcd::dp

@@ -1,0 +1,170 @@
+// Worker threads: snapshot pick-up, epoll set maintenance and the rx -> pipeline -> tx loop. See worker.h.
+#include "datapath/pipeline/worker.h"
+
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <span>
+#include <string>
+#include <system_error>
+
+#include "datapath/pipeline/counters.h"
+
+namespace vpcd::dp {
+
+namespace {
+constexpr uint64_t kWakeTag = UINT64_MAX;  // epoll data of the publisher's eventfd; queues use their index
+constexpr int kMaxEvents = 64;
+constexpr int kUnpollableTimeoutMs = 1;  // when some queue has no fd, look at it at least every millisecond
+}  // namespace
+
+unsigned resolve_worker_count(unsigned requested) noexcept {
+  unsigned n = requested;
+  if (n == 0) {
+    unsigned cores = std::thread::hardware_concurrency();
+    n = cores > 1 ? cores - 1 : 1;
+  }
+  return std::clamp(n, 1u, kMaxWorkers);
+}
+
+Worker::Worker(unsigned index, DatapathPublisher& pub, bool busy_poll)
+    : index_(index), pub_(pub), busy_poll_(busy_poll), pkts_(new Packet[kBurst]) {
+  epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epfd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kWakeTag;
+  if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, pub_.wake_fd(index_), &ev) < 0) {
+    int e = errno;
+    ::close(epfd_);
+    throw std::system_error(e, std::generic_category(), "epoll_ctl(eventfd)");
+  }
+  ctx_.worker = index_;
+}
+
+Worker::~Worker() {
+  stop();
+  ::close(epfd_);
+}
+
+void Worker::start() {
+  stop_.store(false, std::memory_order_relaxed);
+  thread_ = std::thread([this] { run(); });
+}
+
+void Worker::stop() {
+  if (!thread_.joinable()) return;
+  stop_.store(true, std::memory_order_release);
+  pub_.wake(index_);
+  thread_.join();
+}
+
+WorkerCounters Worker::counters() const noexcept {
+  WorkerCounters c;
+  c.batches = stats_.batches.load(std::memory_order_relaxed);
+  c.packets = stats_.packets.load(std::memory_order_relaxed);
+  c.wakeups = stats_.wakeups.load(std::memory_order_relaxed);
+  c.snapshot_generation = stats_.generation.load(std::memory_order_relaxed);
+  return c;
+}
+
+void Worker::run() noexcept {
+  std::string name = "vpcd-wk-" + std::to_string(index_);
+  pthread_setname_np(pthread_self(), name.c_str());
+  epoll_event events[kMaxEvents];
+  while (!stop_.load(std::memory_order_acquire)) {
+    pick_up_snapshot();
+    int timeout = busy_poll_ ? 0 : has_unpollable_ ? kUnpollableTimeoutMs : kIdleTimeoutMs;
+    int n = ::epoll_wait(epfd_, events, kMaxEvents, timeout);
+    if (n < 0) {
+      if (errno != EINTR) counter_add(stats_.epoll_errors, 1);
+      continue;
+    }
+    if (n > 0) counter_add(stats_.wakeups, 1);
+    for (int i = 0; i < n; ++i) {
+      uint64_t tag = events[i].data.u64;
+      if (tag == kWakeTag) {
+        pub_.clear_wake(index_);
+      } else if (tag < queues_.size()) {
+        service(queues_[tag]);
+      }
+    }
+    if (has_unpollable_) {
+      for (const auto& q : queues_)
+        if (q.fd < 0) service(q);
+    }
+  }
+  // Drop our reference; the publisher still holds this snapshot (it is current or retired-but-unacked-past), so the
+  // destructor cannot run here.
+  snap_.reset();
+  set_queues({});
+}
+
+void Worker::pick_up_snapshot() noexcept {
+  uint64_t g = pub_.generation();
+  if (g == seen_gen_) [[likely]] return;
+  auto [next, taken] = pub_.take();
+  std::vector<Queue> qs;
+  if (next && next->config && index_ < next->rx.size()) {
+    const DataplaneConfig& cfg = *next->config;
+    for (const RxQueueRef& r : next->rx[index_]) {
+      if (r.port >= cfg.ports.size()) continue;
+      const auto& rt = cfg.ports[r.port].rt;
+      if (!rt || !rt->io || r.queue >= rt->io->rx_queues()) continue;
+      qs.push_back(Queue{rt->io.get(), r.port, r.queue, rt->io->rx_fd(r.queue)});
+    }
+  }
+  // Order matters: stop polling the old queues before releasing the old snapshot and acking (the control thread
+  // closes a removed port's sockets once every worker acked a generation without it).
+  set_queues(std::move(qs));
+  snap_ = std::move(next);
+  seen_gen_ = taken;
+  counter_add(stats_.generation, taken - stats_.generation.load(std::memory_order_relaxed));
+  pub_.ack(index_, taken);
+}
+
+void Worker::set_queues(std::vector<Queue> next) noexcept {
+  if (next == queues_) return;
+  for (const auto& q : queues_) {
+    if (q.fd >= 0 && ::epoll_ctl(epfd_, EPOLL_CTL_DEL, q.fd, nullptr) < 0) counter_add(stats_.epoll_errors, 1);
+  }
+  has_unpollable_ = false;
+  for (size_t i = 0; i < next.size(); ++i) {
+    if (next[i].fd < 0) {
+      has_unpollable_ = true;
+      continue;
+    }
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = i;
+    if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, next[i].fd, &ev) < 0) {
+      // Cannot wait for it: fall back to looking at it every millisecond.
+      counter_add(stats_.epoll_errors, 1);
+      next[i].fd = -1;
+      has_unpollable_ = true;
+    }
+  }
+  queues_ = std::move(next);
+}
+
+void Worker::service(const Queue& q) noexcept {
+  const DataplaneConfig& cfg = *snap_->config;
+  Packet* pkts = pkts_.get();
+  for (unsigned round = 0; round < kRoundsPerQueue; ++round) {
+    unsigned n = q.io->rx_burst(q.queue, pkts, kBurst);
+    if (n == 0) break;
+    for (unsigned i = 0; i < n; ++i) pkts[i].in_port = q.port;
+    run_batch(ctx_, cfg, q.port, std::span<Packet>(pkts, n));
+    flush_outputs(ctx_, cfg);
+    q.io->rx_release(q.queue);
+    counter_add(stats_.batches, 1);
+    counter_add(stats_.packets, n);
+    if (n < kBurst) break;
+  }
+}
+
+}  // namespace vpcd::dp

@@ -1,0 +1,110 @@
+// Datapath worker threads: each owns a set of (port, rx queue) pairs and runs every received batch through the
+// pipeline to completion (VPP worker / OVS PMD model, DESIGN.md "The pipeline").
+//
+// What a worker polls is part of the published snapshot: DatapathSnapshot pairs the immutable DataplaneConfig with the
+// per-worker rx queue assignment the Controller chose. A queue never moves between workers while its port exists, so
+// no two threads ever call rx_* on the same queue, even while some workers still run an older generation.
+//
+// Loop (per worker thread "vpcd-wk-N"): pick up a new snapshot generation if there is one (mutex only then), rebuild
+// the epoll set if the assignment changed, ack the generation (release); epoll_wait on the queues' rx fds plus the
+// publisher's eventfd for this worker (timeout 100 ms, or 0 with busy_poll); for each ready queue: rx_burst up to
+// kBurst packets, run_batch, flush_outputs, rx_release, a few rounds at most before moving on (fairness).
+//
+// Threading: Worker's public methods are for the control thread; counters() may be called from any thread (relaxed
+// loads of single-writer counters). The worker thread itself only reads the snapshot and writes its own counters and
+// the per-port counters at its index.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "datapath/config/dataplane_config.h"
+#include "datapath/controller.h"
+#include "datapath/io/port.h"
+#include "datapath/pipeline/packet.h"
+#include "datapath/pipeline/pipeline.h"
+#include "datapath/pipeline/publisher.h"
+
+namespace vpcd::dp {
+
+struct RxQueueRef {
+  uint16_t port = kInvalidPort;  // index into DataplaneConfig::ports
+  uint16_t queue = 0;            // rx queue of that port's PortIo
+  friend bool operator==(const RxQueueRef&, const RxQueueRef&) = default;
+};
+
+// What the control thread publishes to the workers. Immutable once published.
+struct DatapathSnapshot {
+  std::shared_ptr<const DataplaneConfig> config;  // may be null before the first apply()
+  std::vector<std::vector<RxQueueRef>> rx;        // [worker] -> the queues that worker polls
+};
+
+using DatapathPublisher = SnapshotPublisher<DatapathSnapshot>;
+
+// The number of worker threads for Options::workers: 0 = online cores - 1, at least 1, at most kMaxWorkers.
+unsigned resolve_worker_count(unsigned requested) noexcept;
+
+struct alignas(64) WorkerRuntimeCounters {
+  std::atomic<uint64_t> batches{0};     // non-empty rx bursts run through the pipeline
+  std::atomic<uint64_t> packets{0};     // packets in those bursts
+  std::atomic<uint64_t> wakeups{0};     // epoll_wait returns with at least one ready fd
+  std::atomic<uint64_t> generation{0};  // the snapshot generation this worker holds (= its ack)
+  std::atomic<uint64_t> epoll_errors{0};  // epoll_ctl/epoll_wait failures (queue not polled; should stay 0)
+};
+
+class Worker {
+ public:
+  static constexpr unsigned kBurst = 256;       // packets per rx_burst
+  static constexpr unsigned kRoundsPerQueue = 4;  // bursts per ready queue before the next queue gets its turn
+  static constexpr int kIdleTimeoutMs = 100;
+
+  // Creates the epoll instance (throws std::system_error on failure); the thread starts with start().
+  Worker(unsigned index, DatapathPublisher& pub, bool busy_poll);
+  ~Worker();  // stop() + join
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  void start();
+  // Asks the thread to exit and joins it. The worker drops its snapshot reference before exiting; the publisher
+  // still holds it, so nothing is destroyed on the worker.
+  void stop();
+
+  unsigned index() const noexcept { return index_; }
+  WorkerCounters counters() const noexcept;
+  uint64_t epoll_errors() const noexcept { return stats_.epoll_errors.load(std::memory_order_relaxed); }
+
+ private:
+  struct Queue {
+    PortIo* io;
+    uint16_t port;
+    uint16_t queue;
+    int fd;  // -1: not pollable, serviced on every iteration
+    friend bool operator==(const Queue&, const Queue&) = default;
+  };
+
+  void run() noexcept;
+  void pick_up_snapshot() noexcept;
+  void set_queues(std::vector<Queue> next) noexcept;
+  void service(const Queue& q) noexcept;
+
+  const unsigned index_;
+  DatapathPublisher& pub_;
+  const bool busy_poll_;
+  int epfd_ = -1;
+  std::atomic<bool> stop_{false};  // written by the control thread, read by the worker
+  std::thread thread_;
+
+  // Worker-thread state.
+  std::shared_ptr<const DatapathSnapshot> snap_;
+  uint64_t seen_gen_ = 0;
+  std::vector<Queue> queues_;
+  bool has_unpollable_ = false;
+  std::unique_ptr<Packet[]> pkts_;
+  WorkerContext ctx_{};
+  WorkerRuntimeCounters stats_;
+};
+
+}  // namespace vpcd::dp

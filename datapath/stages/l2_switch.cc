@@ -1,0 +1,86 @@
+// Stage "l2-switch"; behaviour and threading in l2_switch.h.
+#include "datapath/stages/l2_switch.h"
+
+namespace vpcd::dp {
+namespace {
+
+bool is_gso(const Packet& p) noexcept {
+  return (p.flags & kHasVnet) && (p.vnet.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) != VIRTIO_NET_HDR_GSO_NONE;
+}
+
+// The unicast destination's port: static FIB first, then a live, current learned entry; kInvalidPort if unknown.
+uint16_t lookup_unicast(const DataplaneConfig& cfg, const VpcConfig& vpc, const MacAddr& dst, uint32_t now_s) noexcept {
+  uint16_t port = vpc.fib->find(dst);
+  if (port != kInvalidPort) return cfg.port(port) ? port : kInvalidPort;
+  MacTable::Entry e;
+  if (!vpc.learned->lookup(dst, now_s, e)) return kInvalidPort;
+  const PortConfig* out = cfg.port(e.port);
+  if (!out || uint32_t(out->rt->seq) != e.seq32 || out->vpc != vpc.index) return kInvalidPort;  // stale: flood
+  return e.port;
+}
+
+}  // namespace
+
+void l2_switch(const DataplaneConfig& cfg, const PortConfig& in, const VpcConfig& vpc, uint32_t now_s,
+               std::span<Packet* const> pkts) noexcept {
+  const bool learn = !in.port_security;
+  const bool can_flood = vpc.ports.size() > 1;
+  uint64_t last_src = 0;       // learn cache: MAC (bit 63 set when valid)
+  uint64_t last_dst = 0;       // lookup cache: MAC (bit 63 set when valid) -> last_out
+  uint16_t last_out = kInvalidPort;
+  for (Packet* p : pkts) {
+    if (p->dropped() || p->out_port != kInvalidPort) continue;
+
+    if (learn) {
+      const MacAddr src = MacAddr::from_bytes(p->src_mac());
+      const uint64_t key = src.to_u64() | (uint64_t(1) << 63);
+      if (key != last_src) {
+        last_src = key;
+        if (!src.is_zero() && !src.is_multicast() && vpc.fib->find(src) == kInvalidPort)
+          vpc.learned->learn(src, in.index, in.rt->seq, now_s);
+      }
+    }
+
+    const MacAddr dst = MacAddr::from_bytes(p->dst_mac());
+    uint16_t out;
+    if (dst.is_multicast()) {
+      out = kFloodPort;
+    } else {
+      const uint64_t key = dst.to_u64() | (uint64_t(1) << 63);
+      if (key == last_dst) {
+        out = last_out;
+      } else if (dst == vpc.router_mac) [[unlikely]] {
+        out = kInvalidPort;
+        p->drop = DropReason::kNotRouted;
+        continue;
+      } else {
+        out = lookup_unicast(cfg, vpc, dst, now_s);
+        if (out == kInvalidPort) out = kFloodPort;
+        last_dst = key;
+        last_out = out;
+      }
+    }
+
+    uint32_t mtu;
+    if (out == kFloodPort) {
+      if (!can_flood) [[unlikely]] {
+        p->drop = DropReason::kFloodEmpty;
+        continue;
+      }
+      mtu = vpc.mtu;
+    } else {
+      if (out == in.index) [[unlikely]] {
+        p->drop = DropReason::kHairpin;
+        continue;
+      }
+      mtu = cfg.ports[out].mtu;
+    }
+    if (p->len > mtu + p->l3_offset && !is_gso(*p)) [[unlikely]] {
+      p->drop = DropReason::kTooBig;
+      continue;
+    }
+    p->out_port = out;
+  }
+}
+
+}  // namespace vpcd::dp

@@ -1,0 +1,75 @@
+// Stage "output"; behaviour and threading in output.h.
+#include "datapath/stages/output.h"
+
+namespace vpcd::dp {
+namespace {
+
+// Accumulates tx counts for one output port at a time and writes them to its counters when the port changes, so a
+// batch going to one destination costs one counter update instead of one per packet.
+class TxTally {
+ public:
+  explicit TxTally(unsigned worker) : worker_(worker) {}
+  TxTally(const TxTally&) = delete;
+  TxTally& operator=(const TxTally&) = delete;
+  ~TxTally() { flush(); }
+
+  void sent(PortRuntime& rt, uint32_t bytes) noexcept {
+    if (&rt != rt_) {
+      flush();
+      rt_ = &rt;
+    }
+    ++packets_;
+    bytes_ += bytes;
+  }
+  void flush() noexcept {
+    if (rt_ && packets_) {
+      PortWorkerCounters& c = rt_->counters[worker_];
+      counter_add(c.tx_packets, packets_);
+      counter_add(c.tx_bytes, bytes_);
+    }
+    packets_ = bytes_ = 0;
+  }
+
+ private:
+  unsigned worker_;
+  PortRuntime* rt_ = nullptr;
+  uint64_t packets_ = 0, bytes_ = 0;
+};
+
+inline void send(WorkerContext& ctx, const DataplaneConfig& cfg, const PortConfig& in, uint16_t port_id,
+                 const Packet& p, TxTally& tally) noexcept {
+  const PortConfig* out = cfg.port(port_id);
+  if (!out) [[unlikely]] {
+    in.rt->counters[ctx.worker].add_drop(DropReason::kPortDown);
+    return;
+  }
+  PortRuntime& rt = *out->rt;
+  if (!rt.io) [[unlikely]] {
+    rt.counters[ctx.worker].add_drop(DropReason::kPortDown);
+    return;
+  }
+  if (!rt.io->tx_enqueue(ctx.worker, p)) [[unlikely]] {
+    rt.counters[ctx.worker].add_drop(DropReason::kTxRingFull);
+    return;
+  }
+  ctx.mark_dirty(port_id);
+  tally.sent(rt, p.len);
+}
+
+}  // namespace
+
+void output(WorkerContext& ctx, const DataplaneConfig& cfg, const PortConfig& in, const VpcConfig& vpc,
+            std::span<Packet* const> pkts) noexcept {
+  TxTally tally(ctx.worker);
+  for (const Packet* p : pkts) {
+    if (p->dropped()) continue;
+    if (p->out_port != kFloodPort) [[likely]] {
+      send(ctx, cfg, in, p->out_port, *p, tally);
+      continue;
+    }
+    for (uint16_t q : vpc.ports)
+      if (q != in.index) send(ctx, cfg, in, q, *p, tally);
+  }
+}
+
+}  // namespace vpcd::dp
