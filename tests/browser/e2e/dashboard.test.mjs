@@ -34,9 +34,9 @@ let api;
 const pings = [];
 const made_ns = [];
 const console_errors = [];
-// Network errors the test provokes on purpose: the bad CIDR (400), the viewer's forced write and the role probe (403),
+// Network errors the test provokes on purpose: the refused token (401), the bad CIDR (400), the viewer's forced write and the role probe (403),
 // the admin's role probe of a nil id (404). Chromium logs each failed response as a console error.
-const expected_network = /Failed to load resource: the server responded with a status of (400|403|404)/;
+const expected_network = /Failed to load resource: the server responded with a status of (400|401|403|404)/;
 
 function ip(...args) {
   return execFileSync('ip', args, { encoding: 'utf8', timeout: 10000 });
