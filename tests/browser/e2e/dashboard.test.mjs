@@ -188,8 +188,8 @@ test('dashboard end to end against a real vpcd', { skip, timeout: 240000 }, asyn
     await page.locator(`#nic-live tr[data-id="${id_a}"]`).waitFor();
     const before_rx = await live_counter(page, id_a, 'Rx total');
     const before_tx_b = await live_counter(page, id_b, 'Tx total');
-    // Bounded: 40 echo requests, 0.2 s apart, the whole run capped at 15 s.
-    const ping = spawn('ip', ['netns', 'exec', ns_a, 'ping', '-n', '-q', '-c', '40', '-i', '0.2', '-w', '15', ip_b],
+    // Bounded: at most 150 echo requests, 0.2 s apart, the whole run capped at 30 s (killed earlier by after()).
+    const ping = spawn('ip', ['netns', 'exec', ns_a, 'ping', '-n', '-q', '-c', '150', '-i', '0.2', '-w', '30', ip_b],
       { stdio: 'ignore' });
     pings.push(ping);
     await until('NIC a to count received frames', async () => (await live_counter(page, id_a, 'Rx total')) > Math.max(before_rx, 0) + 5);
@@ -198,8 +198,11 @@ test('dashboard end to end against a real vpcd', { skip, timeout: 240000 }, asyn
       const txt = await page.locator(`#nic-live tr[data-id="${id_a}"] td[data-label="Rx"]`).textContent();
       return /[1-9][\d.]* [kM]?pkt\/s/.test(txt) ? txt : null;
     });
-    assert.equal(await page.locator(`#nic-live tr[data-id="${id_a}"] svg.spark path.spark-line`).count() > 0, true,
-      'a chart is drawn');
+    await until('a chart with a few points', async () => {
+      const d = await page.locator(`#nic-live tr[data-id="${id_a}"] svg.spark path.spark-line.rx`).getAttribute('d')
+        .catch(() => null);
+      return d && (d.match(/L/g) || []).length >= 3;
+    });
     await page.screenshot({ path: join(shots, 'vpc.png'), fullPage: true });
   });
 
@@ -247,6 +250,9 @@ test('dashboard end to end against a real vpcd', { skip, timeout: 240000 }, asyn
     await page.locator('#kpi-nics').filter({ hasText: '2 up' }).waitFor();
     await page.locator('#kpi-drops').waitFor();
     await page.locator('#vpc-list a', { hasText: `${tag}-vpc` }).waitFor();
+    await until('box-wide traffic and its chart while the ping runs', async () =>
+      /[1-9][\d.]* [kM]?pkt\/s/.test(await page.locator('#box-traffic').textContent()) &&
+      (await page.locator('#box-traffic path.spark-line.rx').count()) > 0);
     await page.screenshot({ path: join(shots, 'overview.png'), fullPage: true });
     await page.setViewportSize({ width: 400, height: 800 });
     await page.locator('#vpc-list a', { hasText: `${tag}-vpc` }).click();
