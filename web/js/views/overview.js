@@ -159,5 +159,5 @@ export function chart_cell(hist, label) {
   return sparkline([
     { values: hist.series('rx_pps'), cls: 'rx' },
     { values: hist.series('tx_pps'), cls: 'tx' },
-  ], { label: `packet rate of ${label}: receive and transmit` });
+  ], { capacity: 20, label: `packet rate of ${label}: receive and transmit over the last 40 s` });
 }
