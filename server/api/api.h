@@ -1,0 +1,45 @@
+// The REST resources of API.md (/v1/...): what the transport's Router serves. The app wires an ApiContext and calls
+// register_routes(router, ctx) once at start-up; ctx must outlive the router.
+//
+// Threading: handlers may run on any number of transport threads at once; each takes the store's session mutex for
+// its transaction. on_change() runs on the calling transport thread after every committed write.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "server/http/types.h"
+#include "server/store/store.h"
+
+namespace vpcd::api {
+
+using store::Store;
+
+struct ApiContext {
+  Store& store;
+  std::function<void()> on_change;                  // after every committed write: wakes the reconciler
+  std::function<std::string()> stats_json;          // GET /v1/stats body
+  std::function<std::string()> metrics_text;        // GET /metrics body (Prometheus text format)
+  std::function<std::optional<std::string>(const std::string& nic_id)> nic_stats_json;  // nullopt: no counters yet
+  std::string version;
+};
+
+struct RouteDef {
+  std::string method;   // "GET", "POST", ...
+  std::string pattern;  // "/v1/vpcs/{id}"
+  http::Handler handler;
+  http::Role min_role;  // kNone: no token needed (health)
+};
+
+// Every route of the API, in registration order.
+std::vector<RouteDef> api_routes(ApiContext& ctx);
+
+// Registers api_routes(ctx) on the transport's router: any type with add(method, pattern, Handler, Role).
+template <class Router>
+void register_routes(Router& router, ApiContext& ctx) {
+  for (auto& r : api_routes(ctx)) router.add(r.method, r.pattern, std::move(r.handler), r.min_role);
+}
+
+}  // namespace vpcd::api

@@ -1,0 +1,31 @@
+// The KindSpecs of API.md's object kinds (one function per kind) and helpers they share.
+//
+// Threading: the specs are immutable after construction; normalize() runs inside the caller's transaction.
+#pragma once
+
+#include <vector>
+
+#include "server/api/resource.h"
+
+namespace vpcd::api {
+
+KindSpec vpc_kind();
+KindSpec subnet_kind();
+KindSpec nic_kind();
+KindSpec security_group_kind();
+KindSpec uplink_kind();
+KindSpec vtep_peer_kind();
+KindSpec remote_nic_kind();
+KindSpec route_kind();
+KindSpec nat_gateway_kind();
+KindSpec floating_ip_kind();
+
+// `in[field]`, or 400 "PREFIX.FIELD is required" (prefix: the path of `in`, "" at the top).
+const json& required(const json& in, const std::string& field, const std::string& prefix = {});
+// The CIDRs of a stored VPC spec.
+std::vector<Ipv4Prefix> vpc_cidrs(const json& vpc_spec);
+std::string join_cidrs(const std::vector<Ipv4Prefix>& cidrs);
+// Whether `a` lies inside one of `cidrs`.
+bool in_any(const std::vector<Ipv4Prefix>& cidrs, Ipv4Addr a);
+
+}  // namespace vpcd::api

@@ -1,0 +1,346 @@
+// Security groups, routes, uplinks, VTEP peers, remote NICs, NAT gateways and floating IPs (see kinds.h): stored and
+// validated per API.md; the datapath features that consume them come later.
+#include <set>
+
+#include "server/api/kinds.h"
+
+namespace vpcd::api {
+
+namespace {
+
+constexpr size_t kMaxRules = 256;
+constexpr size_t kMaxRemoteIps = 16;
+
+std::string text_of(const json& v) { return v.get<std::string>(); }
+
+// An external address on an uplink: unique per uplink across NAT gateways and floating IPs.
+void check_uplink_ip(Db& db, const std::string& uplink_id, Ipv4Addr ip, const std::string& id) {
+  Query q(db, "SELECT owner_id FROM uplink_ips WHERE uplink_id = ? AND ip = ? AND owner_id != ?", uplink_id,
+          ip.to_string(), id);
+  if (q.next()) conflict("external_ip", "external_ip " + ip.to_string() + " is in use by " + q.text(0));
+}
+
+void write_uplink_ip(Db& db, const std::string& id, const json& spec) {
+  Query(db, "DELETE FROM uplink_ips WHERE owner_id = ?", id).run();
+  Query(db, "INSERT INTO uplink_ips (uplink_id, ip, owner_id) VALUES (?, ?, ?)", text_of(spec["uplink_id"]),
+        text_of(spec["external_ip"]), id)
+      .run();
+}
+
+void delete_uplink_ip(Db& db, const std::string& id) {
+  Query(db, "DELETE FROM uplink_ips WHERE owner_id = ?", id).run();
+}
+
+// An uplink that NAT may use: exists (422) with role external or both (422).
+void need_external_uplink(Db& db, const json& in) {
+  json up = need_ref(db, in, "uplink_id", "uplinks", "uplink");
+  if (up["role"] == "underlay")
+    unprocessable("uplink_id", "uplink " + text_of(in["uplink_id"]) + " has role underlay; NAT needs external or both");
+}
+
+}  // namespace
+
+KindSpec security_group_kind() {
+  KindSpec k;
+  k.kind = "security-groups";
+  k.table = "security_groups";
+  k.singular = "security group";
+  k.fields = {"vpc_id", "rules"};
+  k.immutable = {"vpc_id"};
+  k.filters = {"vpc_id"};
+  k.dependents = {
+      {"nics", "SELECT nic_id FROM nic_security_groups WHERE sg_id = ?1 LIMIT 10"},
+      {"security-groups", "SELECT sg_id FROM security_group_refs WHERE remote_group_id = ?1 AND sg_id != ?1 LIMIT 10"}};
+  k.normalize = [](Db& db, const std::string& id, const json& in, const json*) {
+    Normalized n;
+    need_ref(db, in, "vpc_id", "vpcs", "VPC");
+    std::string vpc_id = in["vpc_id"];
+    json rules = json::array();
+    if (const json* v = member(in, "rules")) {
+      if (!v->is_array() || v->size() > kMaxRules)
+        bad_request("rules", "rules must be a list of at most " + std::to_string(kMaxRules) + " rules");
+      for (size_t i = 0; i < v->size(); ++i) {
+        std::string path = "rules[" + std::to_string(i) + "]";
+        const json& r = (*v)[i];
+        only_fields(r, path, {"direction", "protocol", "port_min", "port_max", "cidr", "remote_group_id"});
+        json out;
+        out["direction"] = need_enum(required(r, "direction", path), path + ".direction", {"ingress", "egress"});
+        std::string proto = "any";
+        if (const json* p = member(r, "protocol")) proto = need_enum(*p, path + ".protocol", {"tcp", "udp", "icmp", "any"});
+        out["protocol"] = proto;
+        const json* pmin = member(r, "port_min");
+        const json* pmax = member(r, "port_max");
+        if (proto == "tcp" || proto == "udp") {
+          int64_t lo = pmin ? need_int(*pmin, path + ".port_min", 0, 65535) : 0;
+          int64_t hi = pmax ? need_int(*pmax, path + ".port_max", 0, 65535) : 65535;
+          if (lo > hi) bad_request(path + ".port_min", path + ": port_min must not exceed port_max");
+          out["port_min"] = lo;
+          out["port_max"] = hi;
+        } else if (pmin || pmax) {
+          bad_request(path + (pmin ? ".port_min" : ".port_max"), path + ": ports apply only to tcp and udp");
+        }
+        const json* cidr = member(r, "cidr");
+        const json* remote = member(r, "remote_group_id");
+        if (cidr && remote) bad_request(path + ".remote_group_id", path + ": give cidr or remote_group_id, not both");
+        if (remote) {
+          std::string rg = need_uuid(*remote, path + ".remote_group_id");
+          if (rg != id) {
+            auto spec = load_spec(db, "security_groups", rg);
+            if (!spec) unprocessable(path + ".remote_group_id", "security group " + rg + " does not exist");
+            if ((*spec)["vpc_id"] != vpc_id)
+              unprocessable(path + ".remote_group_id", "security group " + rg + " belongs to another VPC");
+          }
+          out["remote_group_id"] = rg;
+        } else {
+          out["cidr"] = cidr ? need_cidr(*cidr, path + ".cidr").to_string() : "0.0.0.0/0";
+        }
+        rules.push_back(std::move(out));
+      }
+    }
+    n.spec["vpc_id"] = vpc_id;
+    n.spec["rules"] = rules;
+    n.columns = {{"vpc_id", vpc_id}};
+    return n;
+  };
+  k.write_side = [](Db& db, const std::string& id, const json& spec) {
+    Query(db, "DELETE FROM security_group_refs WHERE sg_id = ?", id).run();
+    std::set<std::string> refs;
+    for (const auto& r : spec["rules"])
+      if (r.contains("remote_group_id") && r["remote_group_id"] != id) refs.insert(text_of(r["remote_group_id"]));
+    for (const auto& rg : refs)
+      Query(db, "INSERT INTO security_group_refs (sg_id, remote_group_id) VALUES (?, ?)", id, rg).run();
+  };
+  return k;
+}
+
+KindSpec uplink_kind() {
+  KindSpec k;
+  k.kind = "uplinks";
+  k.table = "uplinks";
+  k.singular = "uplink";
+  k.fields = {"ifname", "address", "gateway", "role"};
+  k.dependents = {{"nat-gateways", "SELECT id FROM nat_gateways WHERE uplink_id = ?1 ORDER BY created_at LIMIT 10"},
+                  {"floating-ips", "SELECT id FROM floating_ips WHERE uplink_id = ?1 ORDER BY created_at LIMIT 10"}};
+  k.normalize = [](Db& db, const std::string& id, const json& in, const json* old) {
+    Normalized n;
+    std::string ifname = need_ifname(required(in, "ifname"), "ifname");
+    {
+      Query q(db, "SELECT id FROM uplinks WHERE ifname = ? AND id != ?", ifname, id);
+      if (q.next()) conflict("ifname", "interface " + ifname + " is already uplink " + q.text(0));
+    }
+    Ipv4Prefix addr = need_host_cidr(required(in, "address"), "address");
+    uint8_t first = uint8_t(addr.addr.v >> 24);
+    if (first == 0 || first == 127 || first >= 224 || addr.len == 0)
+      bad_request("address", "address must be a unicast address with a prefix length of 1..32");
+    Ipv4Prefix net{Ipv4Addr{addr.addr.v & addr.mask()}, addr.len};
+    if (addr.len <= 30 && (addr.addr == net.addr || addr.addr == net.broadcast()))
+      bad_request("address", "address " + addr.to_string() + " is the network or broadcast address of its prefix");
+    n.spec["ifname"] = ifname;
+    n.spec["address"] = addr.to_string();
+    if (const json* v = member(in, "gateway")) {
+      Ipv4Addr gw = need_unicast_ipv4(*v, "gateway");
+      if (!net.contains(gw) || gw == addr.addr)
+        bad_request("gateway", "gateway " + gw.to_string() + " must be another address of " + net.to_string());
+      n.spec["gateway"] = gw.to_string();
+    } else {
+      n.spec["gateway"] = nullptr;
+    }
+    std::string role = "both";
+    if (const json* v = member(in, "role")) role = need_enum(*v, "role", {"underlay", "external", "both"});
+    if (old && role == "underlay") {
+      Query q(db,
+              "SELECT id FROM nat_gateways WHERE uplink_id = ?1 UNION ALL SELECT id FROM floating_ips "
+              "WHERE uplink_id = ?1 LIMIT 10",
+              id);
+      std::string users;
+      while (q.next()) users += (users.empty() ? "" : ", ") + q.text(0);
+      if (!users.empty()) conflict("role", "NAT objects use this uplink (" + users + "); it must stay external");
+    }
+    n.spec["role"] = role;
+    n.columns = {{"ifname", ifname}, {"role", role}};
+    return n;
+  };
+  return k;
+}
+
+KindSpec vtep_peer_kind() {
+  KindSpec k;
+  k.kind = "vtep-peers";
+  k.table = "vtep_peers";
+  k.singular = "VTEP peer";
+  k.fields = {"vpc_id", "underlay_ip"};
+  k.immutable = {"vpc_id"};
+  k.filters = {"vpc_id"};
+  k.normalize = [](Db& db, const std::string& id, const json& in, const json*) {
+    Normalized n;
+    need_ref(db, in, "vpc_id", "vpcs", "VPC");
+    std::string vpc_id = in["vpc_id"];
+    Ipv4Addr ip = need_unicast_ipv4(required(in, "underlay_ip"), "underlay_ip");
+    Query q(db, "SELECT id FROM vtep_peers WHERE vpc_id = ? AND underlay_ip = ? AND id != ?", vpc_id, ip.to_string(),
+            id);
+    if (q.next()) conflict("underlay_ip", "VTEP " + ip.to_string() + " is already peer " + q.text(0) + " of this VPC");
+    n.spec["vpc_id"] = vpc_id;
+    n.spec["underlay_ip"] = ip.to_string();
+    n.columns = {{"vpc_id", vpc_id}, {"underlay_ip", ip.to_string()}};
+    return n;
+  };
+  return k;
+}
+
+KindSpec remote_nic_kind() {
+  KindSpec k;
+  k.kind = "remote-nics";
+  k.table = "remote_nics";
+  k.singular = "remote NIC";
+  k.fields = {"vpc_id", "mac", "ips", "underlay_ip"};
+  k.immutable = {"vpc_id"};
+  k.filters = {"vpc_id"};
+  k.normalize = [](Db& db, const std::string& id, const json& in, const json*) {
+    Normalized n;
+    json vpc = need_ref(db, in, "vpc_id", "vpcs", "VPC");
+    std::string vpc_id = in["vpc_id"];
+    MacAddr mac = need_unicast_mac(required(in, "mac"), "mac");
+    {
+      Query q(db, "SELECT owner_id FROM vpc_macs WHERE vpc_id = ? AND mac = ? AND owner_id != ?", vpc_id,
+              mac.to_string(), id);
+      if (q.next()) conflict("mac", "MAC " + mac.to_string() + " is in use by " + q.text(0) + " in this VPC");
+    }
+    auto cidrs = vpc_cidrs(vpc);
+    json ips = json::array();
+    if (const json* v = member(in, "ips")) {
+      if (!v->is_array() || v->size() > kMaxRemoteIps)
+        bad_request("ips", "ips must be a list of at most " + std::to_string(kMaxRemoteIps) + " IPv4 addresses");
+      std::set<uint32_t> seen;
+      for (size_t i = 0; i < v->size(); ++i) {
+        std::string path = "ips[" + std::to_string(i) + "]";
+        Ipv4Addr a = need_ipv4((*v)[i], path);
+        if (!seen.insert(a.v).second) bad_request(path, path + ": " + a.to_string() + " is listed twice");
+        if (!in_any(cidrs, a))
+          unprocessable(path, path + ": " + a.to_string() + " is not inside the VPC's CIDRs (" + join_cidrs(cidrs) + ")");
+        ips.push_back(a.to_string());
+      }
+    }
+    Ipv4Addr underlay = need_unicast_ipv4(required(in, "underlay_ip"), "underlay_ip");
+    n.spec["vpc_id"] = vpc_id;
+    n.spec["mac"] = mac.to_string();
+    n.spec["ips"] = ips;
+    n.spec["underlay_ip"] = underlay.to_string();
+    n.columns = {{"vpc_id", vpc_id}, {"mac", mac.to_string()}, {"underlay_ip", underlay.to_string()}};
+    return n;
+  };
+  k.write_side = [](Db& db, const std::string& id, const json& spec) {
+    Query(db, "DELETE FROM vpc_macs WHERE owner_id = ?", id).run();
+    Query(db, "INSERT INTO vpc_macs (vpc_id, mac, owner_id) VALUES (?, ?, ?)", text_of(spec["vpc_id"]),
+          text_of(spec["mac"]), id)
+        .run();
+  };
+  k.delete_side = [](Db& db, const std::string& id) { Query(db, "DELETE FROM vpc_macs WHERE owner_id = ?", id).run(); };
+  return k;
+}
+
+KindSpec route_kind() {
+  KindSpec k;
+  k.kind = "routes";
+  k.table = "routes";
+  k.singular = "route";
+  k.fields = {"vpc_id", "destination", "next_hop"};
+  k.immutable = {"vpc_id"};
+  k.filters = {"vpc_id"};
+  k.normalize = [](Db& db, const std::string& id, const json& in, const json*) {
+    Normalized n;
+    json vpc = need_ref(db, in, "vpc_id", "vpcs", "VPC");
+    std::string vpc_id = in["vpc_id"];
+    Ipv4Prefix dest = need_cidr(required(in, "destination"), "destination");
+    {
+      Query q(db, "SELECT id FROM routes WHERE vpc_id = ? AND destination = ? AND id != ?", vpc_id, dest.to_string(),
+              id);
+      if (q.next()) conflict("destination", "route " + q.text(0) + " already has destination " + dest.to_string());
+    }
+    const json& hop = required(in, "next_hop");
+    if (hop.is_string() && (hop == "nat-gateway" || hop == "blackhole")) {
+      n.spec["next_hop"] = hop;
+    } else {
+      if (!hop.is_string() || !Ipv4Addr::parse(hop.get<std::string>()))
+        bad_request("next_hop", "next_hop must be an IPv4 address, \"nat-gateway\" or \"blackhole\"");
+      Ipv4Addr a = *Ipv4Addr::parse(hop.get<std::string>());
+      auto cidrs = vpc_cidrs(vpc);
+      if (!in_any(cidrs, a))
+        unprocessable("next_hop", "next_hop " + a.to_string() + " is not inside the VPC's CIDRs (" + join_cidrs(cidrs) + ")");
+      n.spec["next_hop"] = a.to_string();
+    }
+    n.spec["vpc_id"] = vpc_id;
+    n.spec["destination"] = dest.to_string();
+    n.columns = {{"vpc_id", vpc_id}, {"destination", dest.to_string()}};
+    return n;
+  };
+  return k;
+}
+
+KindSpec nat_gateway_kind() {
+  KindSpec k;
+  k.kind = "nat-gateways";
+  k.table = "nat_gateways";
+  k.singular = "NAT gateway";
+  k.fields = {"vpc_id", "uplink_id", "external_ip"};
+  k.immutable = {"vpc_id"};
+  k.filters = {"vpc_id", "uplink_id"};
+  k.normalize = [](Db& db, const std::string& id, const json& in, const json*) {
+    Normalized n;
+    need_ref(db, in, "vpc_id", "vpcs", "VPC");
+    need_external_uplink(db, in);
+    std::string vpc_id = in["vpc_id"], uplink_id = in["uplink_id"];
+    Ipv4Addr ip = need_unicast_ipv4(required(in, "external_ip"), "external_ip");
+    check_uplink_ip(db, uplink_id, ip, id);
+    n.spec["vpc_id"] = vpc_id;
+    n.spec["uplink_id"] = uplink_id;
+    n.spec["external_ip"] = ip.to_string();
+    n.columns = {{"vpc_id", vpc_id}, {"uplink_id", uplink_id}, {"external_ip", ip.to_string()}};
+    return n;
+  };
+  k.write_side = write_uplink_ip;
+  k.delete_side = delete_uplink_ip;
+  return k;
+}
+
+KindSpec floating_ip_kind() {
+  KindSpec k;
+  k.kind = "floating-ips";
+  k.table = "floating_ips";
+  k.singular = "floating IP";
+  k.fields = {"uplink_id", "external_ip", "nic_id"};
+  k.filters = {"uplink_id", "nic_id"};
+  k.normalize = [](Db& db, const std::string& id, const json& in, const json*) {
+    Normalized n;
+    need_external_uplink(db, in);
+    std::string uplink_id = in["uplink_id"];
+    Ipv4Addr ip = need_unicast_ipv4(required(in, "external_ip"), "external_ip");
+    check_uplink_ip(db, uplink_id, ip, id);
+    n.spec["uplink_id"] = uplink_id;
+    n.spec["external_ip"] = ip.to_string();
+    n.spec["nic_id"] = nullptr;
+    ColumnValue nic_col = std::nullopt;
+    if (member(in, "nic_id")) {
+      need_ref(db, in, "nic_id", "nics", "NIC");
+      std::string nic_id = in["nic_id"];
+      Query q(db, "SELECT id FROM floating_ips WHERE nic_id = ? AND id != ?", nic_id, id);
+      if (q.next()) conflict("nic_id", "NIC " + nic_id + " already has floating IP " + q.text(0));
+      n.spec["nic_id"] = nic_id;
+      nic_col = nic_id;
+    }
+    n.columns = {{"uplink_id", uplink_id}, {"external_ip", ip.to_string()}, {"nic_id", nic_col}};
+    return n;
+  };
+  k.write_side = write_uplink_ip;
+  k.delete_side = delete_uplink_ip;
+  return k;
+}
+
+const std::vector<KindSpec>& all_kinds() {
+  static const std::vector<KindSpec> kinds = {vpc_kind(),         subnet_kind(),      nic_kind(),
+                                              security_group_kind(), uplink_kind(),   vtep_peer_kind(),
+                                              remote_nic_kind(),  route_kind(),       nat_gateway_kind(),
+                                              floating_ip_kind()};
+  return kinds;
+}
+
+}  // namespace vpcd::api

@@ -1,0 +1,271 @@
+// The route table of the API: the generic resource routes for every kind, health, stats, metrics, NIC stats and the
+// audit log. Each write runs in one IMMEDIATE transaction together with its audit row; on_change() runs after commit.
+#include <cctype>
+#include <cstdio>
+
+#include "server/api/api.h"
+#include "server/api/kinds.h"
+
+namespace vpcd::api {
+
+namespace {
+
+using http::Request;
+using http::Response;
+using http::Role;
+using store::DbError;
+using store::Transaction;
+
+constexpr int64_t kMaxEvents = 10000;
+
+Response json_response(int status, const json& body) {
+  Response r;
+  r.status = status;
+  r.body = body.dump();
+  return r;
+}
+
+Response object_response(int status, const json& obj) {
+  Response r = json_response(status, obj);
+  r.headers.emplace_back("ETag", "\"" + std::to_string(obj["revision"].get<int64_t>()) + "\"");
+  return r;
+}
+
+Response error_response(const ApiError& e) { return http::problem(e.status, e.title, e.what(), e.field); }
+
+// The media type of the body, lower-case, without parameters.
+std::string media_type(const Request& req) {
+  auto ct = req.header("content-type");
+  if (!ct) return {};
+  std::string t(ct->substr(0, ct->find(';')));
+  while (!t.empty() && t.back() == ' ') t.pop_back();
+  for (auto& c : t) c = char(std::tolower(uint8_t(c)));
+  return t;
+}
+
+void need_json_body(const Request& req, bool merge_patch) {
+  std::string t = media_type(req);
+  if (t == "application/json" || (merge_patch && t == "application/merge-patch+json")) return;
+  throw ApiError(415, "Unsupported Media Type",
+                 std::string("the body must be application/json") +
+                     (merge_patch ? " or application/merge-patch+json" : "") +
+                     (t.empty() ? " (no Content-Type given)" : ", not " + t.substr(0, 100)));
+}
+
+const std::string& path_id(const Request& req) {
+  static const std::string kEmpty;
+  if (req.params.empty()) return kEmpty;
+  return req.params[0];
+}
+
+void check_path_id(const std::string& id) {
+  if (!is_uuid(id)) not_found("no such object: ids are lower-case UUIDs");
+}
+
+void record_event(store::Db& db, const Request& req, const std::string& kind, const std::string& object_id,
+                  int status) {
+  Query(db, "INSERT INTO events (time, token_id, method, kind, object_id, status) VALUES (?, ?, ?, ?, ?, ?)",
+        store::now_rfc3339(), req.token_id, req.method, kind, object_id, status)
+      .run();
+  Query(db, "DELETE FROM events WHERE seq <= ?", int64_t(sqlite3_last_insert_rowid(db.raw())) - kMaxEvents).run();
+}
+
+// Runs one write: validation and the change in one transaction with its audit row; failures are audited too.
+template <class Fn>
+Response run_write(ApiContext& ctx, const Request& req, const std::string& kind, Fn&& fn) {
+  std::string object_id = path_id(req);
+  Response resp;
+  bool changed = false;
+  try {
+    auto session = ctx.store.session();
+    Transaction tx(session.db());
+    WriteResult res = fn(session.db(), object_id);
+    changed = res.changed;
+    if (res.status == 204) {
+      resp.status = 204;
+      resp.content_type.clear();
+    } else {
+      resp = object_response(res.status, res.object);
+      if (res.status == 201) resp.headers.emplace_back("Location", "/v1/" + kind + "/" + object_id);
+    }
+    record_event(session.db(), req, kind, object_id, resp.status);
+    tx.commit();
+  } catch (const ApiError& e) {
+    resp = error_response(e);
+  } catch (const DbError& e) {
+    // The checks in normalize() come first; a constraint that still fires (a race is impossible under the session
+    // mutex, so this is a missed check) is reported as the conflict it is.
+    if (!e.is_constraint()) throw;
+    resp = http::problem(409, "Conflict", e.what());
+  } catch (const json::exception& e) {
+    resp = http::problem(400, "Bad Request", std::string("bad value: ") + e.what());
+  }
+  if (resp.status >= 400) {
+    auto session = ctx.store.session();
+    Transaction tx(session.db());
+    record_event(session.db(), req, kind, object_id, resp.status);
+    tx.commit();
+  }
+  if (changed && ctx.on_change) ctx.on_change();
+  return resp;
+}
+
+template <class Fn>
+Response run_read(ApiContext& ctx, Fn&& fn) {
+  try {
+    auto session = ctx.store.session();
+    Transaction tx(session.db(), false);
+    return fn(session.db());
+  } catch (const ApiError& e) {
+    return error_response(e);
+  }
+}
+
+void add_kind_routes(std::vector<RouteDef>& out, ApiContext& ctx, const KindSpec& k) {
+  const std::string base = "/v1/" + k.kind;
+  const KindSpec* kp = &k;
+  out.push_back({"GET", base,
+                 [&ctx, kp](const Request& req) {
+                   return run_read(ctx, [&](store::Db& db) {
+                     return json_response(200, list_objects(db, *kp, req.query));
+                   });
+                 },
+                 Role::kViewer});
+  out.push_back({"GET", base + "/{id}",
+                 [&ctx, kp](const Request& req) {
+                   return run_read(ctx, [&](store::Db& db) {
+                     check_path_id(path_id(req));
+                     auto obj = get_object(db, *kp, path_id(req));
+                     if (!obj) not_found(kp->singular + " " + path_id(req) + " does not exist");
+                     return object_response(200, *obj);
+                   });
+                 },
+                 Role::kViewer});
+  out.push_back({"POST", base,
+                 [&ctx, kp](const Request& req) {
+                   return run_write(ctx, req, kp->kind, [&](store::Db& db, std::string& id) {
+                     need_json_body(req, false);
+                     json body = parse_body(req.body);
+                     if (body.contains("id"))
+                       bad_request("id", "the server chooses the id on POST; use PUT " "/v1/" + kp->kind +
+                                             "/ID to choose it");
+                     id = new_uuid();
+                     return create_object(db, *kp, id, body);
+                   });
+                 },
+                 Role::kAdmin});
+  out.push_back({"PUT", base + "/{id}",
+                 [&ctx, kp](const Request& req) {
+                   return run_write(ctx, req, kp->kind, [&](store::Db& db, std::string& id) {
+                     if (!is_uuid(id)) bad_request("id", "the id in the path must be a lower-case UUID");
+                     need_json_body(req, false);
+                     json body = parse_body(req.body);
+                     auto if_match = req.header("if-match");
+                     return put_object(db, *kp, id, body,
+                                       if_match ? std::optional<std::string>(*if_match) : std::nullopt);
+                   });
+                 },
+                 Role::kAdmin});
+  out.push_back({"PATCH", base + "/{id}",
+                 [&ctx, kp](const Request& req) {
+                   return run_write(ctx, req, kp->kind, [&](store::Db& db, std::string& id) {
+                     check_path_id(id);
+                     need_json_body(req, true);
+                     json body = parse_body(req.body);
+                     auto if_match = req.header("if-match");
+                     return patch_object(db, *kp, id, body,
+                                         if_match ? std::optional<std::string>(*if_match) : std::nullopt);
+                   });
+                 },
+                 Role::kAdmin});
+  out.push_back({"DELETE", base + "/{id}",
+                 [&ctx, kp](const Request& req) {
+                   return run_write(ctx, req, kp->kind, [&](store::Db& db, std::string& id) {
+                     check_path_id(id);
+                     auto if_match = req.header("if-match");
+                     delete_object(db, *kp, id, if_match ? std::optional<std::string>(*if_match) : std::nullopt);
+                     WriteResult res;
+                     res.status = 204;
+                     res.changed = true;
+                     return res;
+                   });
+                 },
+                 Role::kAdmin});
+}
+
+json zero_nic_stats() {
+  return json{{"rx_packets", 0}, {"rx_bytes", 0}, {"tx_packets", 0}, {"tx_bytes", 0}, {"drops", json::object()}};
+}
+
+}  // namespace
+
+std::vector<RouteDef> api_routes(ApiContext& ctx) {
+  std::vector<RouteDef> out;
+  out.push_back({"GET", "/v1/health",
+                 [&ctx](const Request&) { return json_response(200, {{"status", "ok"}, {"version", ctx.version}}); },
+                 Role::kNone});
+  out.push_back({"GET", "/v1/stats",
+                 [&ctx](const Request&) {
+                   Response r;
+                   r.body = ctx.stats_json ? ctx.stats_json() : "{}";
+                   return r;
+                 },
+                 Role::kViewer});
+  out.push_back({"GET", "/metrics",
+                 [&ctx](const Request&) {
+                   Response r;
+                   r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+                   r.body = ctx.metrics_text ? ctx.metrics_text() : "";
+                   return r;
+                 },
+                 Role::kViewer});
+  out.push_back({"GET", "/v1/events",
+                 [&ctx](const Request& req) {
+                   return run_read(ctx, [&](store::Db& db) {
+                     for (const auto& [key, val] : req.query)
+                       if (key != "limit" && key != "offset")
+                         bad_request(key, "unknown query parameter \"" + key.substr(0, 100) +
+                                              "\" (allowed: limit, offset)");
+                     auto [limit, offset] = page_params(req.query);
+                     json page;
+                     {
+                       Query q(db, "SELECT count(*) FROM events");
+                       q.next();
+                       page["total"] = q.int64(0);
+                     }
+                     json items = json::array();
+                     Query q(db,
+                             "SELECT seq, time, token_id, method, kind, object_id, status FROM events "
+                             "ORDER BY seq DESC LIMIT ? OFFSET ?",
+                             limit, offset);
+                     while (q.next())
+                       items.push_back({{"seq", q.int64(0)}, {"time", q.text(1)}, {"token_id", q.text(2)},
+                                        {"method", q.text(3)}, {"kind", q.text(4)}, {"object_id", q.text(5)},
+                                        {"status", q.int64(6)}});
+                     page["items"] = std::move(items);
+                     page["limit"] = limit;
+                     page["offset"] = offset;
+                     return json_response(200, page);
+                   });
+                 },
+                 Role::kViewer});
+  out.push_back({"GET", "/v1/nics/{id}/stats",
+                 [&ctx](const Request& req) {
+                   std::string id = path_id(req);
+                   Response r = run_read(ctx, [&](store::Db& db) {
+                     check_path_id(id);
+                     Query q(db, "SELECT 1 FROM nics WHERE id = ?", id);
+                     if (!q.next()) not_found("NIC " + id + " does not exist");
+                     return Response{};
+                   });
+                   if (r.status != 200) return r;
+                   std::optional<std::string> body = ctx.nic_stats_json ? ctx.nic_stats_json(id) : std::nullopt;
+                   r.body = body ? *body : zero_nic_stats().dump();
+                   return r;
+                 },
+                 Role::kViewer});
+  for (const auto& k : all_kinds()) add_kind_routes(out, ctx, k);
+  return out;
+}
+
+}  // namespace vpcd::api

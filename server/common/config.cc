@@ -1,0 +1,171 @@
+// Parsing of vpcd.conf and of the flag values that share its syntax. See config.h.
+//
+// Threading: pure functions on the caller's Config.
+#include "server/common/config.h"
+
+#include <charconv>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+namespace vpcd {
+namespace {
+
+std::string_view trim(std::string_view s) {
+  const auto ws = " \t\r\n";
+  auto b = s.find_first_not_of(ws);
+  if (b == std::string_view::npos) return {};
+  auto e = s.find_last_not_of(ws);
+  return s.substr(b, e - b + 1);
+}
+
+[[noreturn]] void fail(std::string_view where, std::string_view msg) {
+  throw ConfigError(std::string(where) + ": " + std::string(msg));
+}
+
+template <class T>
+T parse_uint(std::string_view key, std::string_view v, T min, T max, std::string_view where) {
+  uint64_t n = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (v.empty() || ec != std::errc() || p != v.data() + v.size() || n < uint64_t(min) || n > uint64_t(max)) {
+    fail(where, std::string(key) + ": expected an integer in " + std::to_string(uint64_t(min)) + ".." +
+                    std::to_string(uint64_t(max)) + ", got \"" + std::string(v) + "\"");
+  }
+  return T(n);
+}
+
+bool parse_bool(std::string_view key, std::string_view v, std::string_view where) {
+  if (v == "on" || v == "true" || v == "yes" || v == "1") return true;
+  if (v == "off" || v == "false" || v == "no" || v == "0") return false;
+  fail(where, std::string(key) + ": expected on|off|true|false|yes|no, got \"" + std::string(v) + "\"");
+}
+
+// Bytes with an optional K/M/G (binary) suffix.
+size_t parse_size(std::string_view key, std::string_view v, std::string_view where) {
+  uint64_t mult = 1;
+  std::string_view digits = v;
+  if (!v.empty()) {
+    switch (v.back()) {
+      case 'k': case 'K': mult = 1ull << 10; break;
+      case 'm': case 'M': mult = 1ull << 20; break;
+      case 'g': case 'G': mult = 1ull << 30; break;
+      default: break;
+    }
+    if (mult != 1) digits.remove_suffix(1);
+  }
+  const uint64_t max = (1ull << 30) / mult;  // body limits above 1 GiB make no sense for a JSON API
+  return size_t(parse_uint<uint64_t>(key, digits, 1, max, where) * mult);
+}
+
+double parse_rate(std::string_view key, std::string_view v, std::string_view where) {
+  double d = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), d);
+  if (v.empty() || ec != std::errc() || p != v.data() + v.size() || !(d >= 0) || d > 1e9) {
+    fail(where, std::string(key) + ": expected a number of requests per second >= 0, got \"" + std::string(v) + "\"");
+  }
+  return d;
+}
+
+std::string non_empty(std::string_view key, std::string_view v, std::string_view where) {
+  if (v.empty()) fail(where, std::string(key) + ": empty value");
+  return std::string(v);
+}
+
+}  // namespace
+
+void config_parse_listen(Config& cfg, std::string_view v, std::string_view where) {
+  auto colon = v.rfind(':');
+  if (colon == std::string_view::npos) fail(where, "listen: expected HOST:PORT, got \"" + std::string(v) + "\"");
+  std::string_view host = v.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  } else if (host.find(':') != std::string_view::npos) {
+    fail(where, "listen: write an IPv6 address as [ADDR]:PORT");
+  }
+  auto port = parse_uint<uint16_t>("listen port", v.substr(colon + 1), 0, 65535, where);
+  if (!host.empty()) cfg.listen_host = std::string(host);
+  cfg.listen_port = port;
+}
+
+void config_set(Config& cfg, std::string_view key_in, std::string_view v, std::string_view where) {
+  std::string key(key_in);
+  for (auto& c : key) {
+    if (c == '_') c = '-';
+  }
+  if (key == "state-dir") {
+    cfg.state_dir = non_empty(key, v, where);
+  } else if (key == "listen") {
+    config_parse_listen(cfg, v, where);
+  } else if (key == "workers") {
+    cfg.workers = parse_uint<unsigned>(key, v, 0, 64, where);
+  } else if (key == "http-threads") {
+    cfg.http_threads = parse_uint<unsigned>(key, v, 1, 64, where);
+  } else if (key == "web-root") {
+    cfg.web_root = non_empty(key, v, where);
+  } else if (key == "migrations") {
+    cfg.migrations_dir = non_empty(key, v, where);
+  } else if (key == "tls") {
+    cfg.tls = parse_bool(key, v, where);
+  } else if (key == "tls-cert") {
+    cfg.tls_cert = non_empty(key, v, where);
+  } else if (key == "tls-key") {
+    cfg.tls_key = non_empty(key, v, where);
+  } else if (key == "body-limit") {
+    cfg.body_limit_bytes = parse_size(key, v, where);
+  } else if (key == "rate-limit") {
+    cfg.rate_limit = parse_rate(key, v, where);
+  } else if (key == "rate-burst") {
+    cfg.rate_burst = parse_uint<unsigned>(key, v, 1, 1000000, where);
+  } else if (key == "log-level") {
+    if (v != "debug" && v != "info" && v != "warn" && v != "error") {
+      fail(where, "log-level: expected debug|info|warn|error, got \"" + std::string(v) + "\"");
+    }
+    cfg.log_level = std::string(v);
+  } else {
+    fail(where, "unknown key \"" + std::string(key_in) + "\"");
+  }
+}
+
+void config_parse(Config& cfg, std::string_view text, std::string_view file_name) {
+  size_t line_no = 0;
+  while (!text.empty()) {
+    auto nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+    ++line_no;
+    const std::string where = std::string(file_name) + ":" + std::to_string(line_no);
+    line = trim(line);
+    if (line.empty() || line.front() == '#') continue;
+    auto eq = line.find('=');
+    if (eq == std::string_view::npos) fail(where, "expected key = value, got \"" + std::string(line) + "\"");
+    std::string_view key = trim(line.substr(0, eq));
+    std::string_view value = trim(line.substr(eq + 1));
+    if (key.empty()) fail(where, "missing key before '='");
+    if (!value.empty() && value.front() == '"') {
+      auto close = value.find('"', 1);
+      if (close == std::string_view::npos) fail(where, "unterminated quoted value");
+      auto rest = trim(value.substr(close + 1));
+      if (!rest.empty() && rest.front() != '#') fail(where, "unexpected text after the quoted value");
+      value = value.substr(1, close - 1);
+    } else {
+      for (size_t i = 1; i < value.size(); ++i) {
+        if (value[i] == '#' && (value[i - 1] == ' ' || value[i - 1] == '\t')) {
+          value = trim(value.substr(0, i));
+          break;
+        }
+      }
+    }
+    config_set(cfg, key, value, where);
+  }
+}
+
+void config_load_file(Config& cfg, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path + ": cannot read the config file");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) throw ConfigError(path + ": read error");
+  config_parse(cfg, ss.str(), path);
+}
+
+}  // namespace vpcd

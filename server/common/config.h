@@ -1,0 +1,50 @@
+// vpcd's configuration: built-in defaults, a `key = value` file (/etc/vpcd/vpcd.conf), and the command-line flags,
+// applied in that order (flags win). The file's keys mirror the flags (`state-dir`, `listen`, ...; `_` is accepted
+// for `-`). Unknown keys and bad values are errors naming file:line.
+//
+// Threading: plain values; parsed once at start-up on the main thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace vpcd {
+
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Config {
+  std::string state_dir = "./state";
+  std::string listen_host = "127.0.0.1";
+  uint16_t listen_port = 8443;
+  unsigned workers = 0;        // datapath workers; 0 = cores - 1, at least 1
+  unsigned http_threads = 2;   // Beast io threads
+  std::string web_root;        // "" = the built-in default (source tree in a dev build, /usr/share/vpcd/web)
+  std::string migrations_dir;  // "" = the built-in default
+  bool tls = true;
+  std::string tls_cert;  // "" = STATE_DIR/tls/cert.pem (self-signed, generated when absent)
+  std::string tls_key;   // "" = STATE_DIR/tls/key.pem
+  size_t body_limit_bytes = 1 << 20;
+  double rate_limit = 0;  // requests per second per client address; 0 = off
+  unsigned rate_burst = 200;
+  std::string log_level = "info";  // debug | info | warn | error
+};
+
+// Sets one key from its text value. `where` ("FILE:LINE" or "--flag") prefixes the error message.
+void config_set(Config& cfg, std::string_view key, std::string_view value, std::string_view where);
+
+// Applies every `key = value` line of `text` to `cfg`. Blank lines and lines starting with '#' are skipped; a value
+// may be wrapped in double quotes; a '#' after whitespace starts a trailing comment. `file_name` names errors.
+void config_parse(Config& cfg, std::string_view text, std::string_view file_name);
+
+// Reads and parses a file; a file that cannot be read is a ConfigError naming it.
+void config_load_file(Config& cfg, const std::string& path);
+
+// "HOST:PORT", "[V6]:PORT" or ":PORT" (host unchanged). Throws ConfigError.
+void config_parse_listen(Config& cfg, std::string_view value, std::string_view where);
+
+}  // namespace vpcd

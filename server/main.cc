@@ -1,0 +1,383 @@
+// vpcd: the VPC appliance daemon. Parses flags and the config file, takes the state directory's lock, opens the store
+// (SQLite, migrated), starts the datapath (dp::Controller) and the reconciler (which rebuilds every NIC from the
+// store before the API opens), then serves the REST API and the dashboard over HTTPS until SIGTERM/SIGINT, and shuts
+// down in order: drain HTTP, stop the reconciler, stop the datapath (its OS objects stay for the next start to adopt).
+// `vpcd token create --state-dir DIR --role admin|viewer` prints a new API token once and stores only its hash;
+// `vpcd tls init --state-dir DIR` generates the self-signed certificate (the package's postinst runs both).
+//
+// Threading: the main thread parses, starts everything and then waits for a signal (SIGINT/SIGTERM are blocked in
+// every thread and taken with sigwait). The HTTP server runs its own io threads, the reconciler one thread, the
+// datapath its workers; they share only the Store (its own mutex) and the Reconciler/Controller thread-safe calls.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <utility>
+
+#include "datapath/controller.h"
+#include "server/api/api.h"
+#include "server/common/config.h"
+#include "server/common/log.h"
+#include "server/common/token.h"
+#include "server/http/router.h"
+#include "server/http/server.h"
+#include "server/http/tls.h"
+#include "server/reconcile/controller_target.h"
+#include "server/reconcile/reconciler.h"
+#include "server/reconcile/stats_render.h"
+#include "server/store/store.h"
+
+namespace vpcd {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kDefaultConfig = "/etc/vpcd/vpcd.conf";
+constexpr const char* kInstalledShare = "/usr/share/vpcd";
+
+struct StartupError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Web root and migrations: from the source tree when this binary is a dev build, from /usr/share/vpcd when it is
+// installed under /usr (or when the source tree is gone).
+std::string default_share_dir(const std::string& what) {
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  const fs::path installed = fs::path(kInstalledShare) / what;
+  const fs::path source = fs::path(VPCD_SOURCE_DIR) / what;
+  const bool is_installed = !ec && exe.string().rfind("/usr/", 0) == 0;
+  if (is_installed || !fs::is_directory(source, ec)) return installed.string();
+  return source.string();
+}
+
+// A short, stable name for this state directory: distinct datapath instances (interface markers, run dir) for
+// distinct state directories, so two vpcd on one machine never touch each other's interfaces.
+std::string instance_name(const fs::path& abs_state_dir) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a 64
+  for (unsigned char c : abs_state_dir.string()) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return std::string(buf, 10);
+}
+
+fs::path prepare_state_dir(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {  // an existing directory keeps its mode (the package sets 0750)
+    fs::create_directories(dir, ec);
+    if (ec) throw StartupError("state dir " + dir + ": " + ec.message());
+    ::chmod(dir.c_str(), 0700);
+  }
+  fs::path abs = fs::weakly_canonical(fs::absolute(dir), ec);
+  if (ec) throw StartupError("state dir " + dir + ": " + ec.message());
+  return abs;
+}
+
+// flock on STATE/vpcd.lock for the life of the process: two vpcd never share one state directory.
+class StateLock {
+ public:
+  explicit StateLock(const fs::path& state_dir) {
+    const std::string path = (state_dir / "vpcd.lock").string();
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ < 0) throw StartupError(path + ": " + std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      char pid[32] = {};
+      ssize_t n = ::pread(fd_, pid, sizeof pid - 1, 0);
+      std::string holder = n > 0 ? std::string(pid, size_t(n)) : std::string("?");
+      while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+      ::close(fd_);
+      fd_ = -1;
+      if (err == EWOULDBLOCK) {
+        throw StartupError("state dir " + state_dir.string() + " is in use by another vpcd (pid " + holder + ")");
+      }
+      throw StartupError(path + ": flock: " + std::strerror(err));
+    }
+    const std::string me = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, me.data(), me.size(), 0) != ssize_t(me.size())) {
+      log::warn(path + ": cannot record the pid");
+    }
+  }
+  ~StateLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  StateLock(const StateLock&) = delete;
+  StateLock& operator=(const StateLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+// The reconciler's view of the store.
+class StoreSource final : public reconcile::DesiredStateSource {
+ public:
+  explicit StoreSource(store::Store& s) : s_(s) {}
+  dp::DesiredState load_desired_state() override { return s_.load_desired_state(); }
+  void set_nic_state(const std::string& id, const dp::NicState& st) override {
+    s_.set_nic_state(id, st.status, st.detail);
+  }
+
+ private:
+  store::Store& s_;
+};
+
+// Bearer token -> role, verified against the stored salted hash. Verified records are cached for a few seconds so a
+// busy API does not queue every request on the store's mutex behind write transactions.
+class TokenAuthenticator {
+ public:
+  explicit TokenAuthenticator(store::Store& s) : s_(s) {}
+
+  std::optional<std::pair<http::Role, std::string>> operator()(std::string_view bearer) {
+    auto id = token_id_of(bearer);
+    if (!id) return std::nullopt;
+    std::optional<TokenRecord> rec;
+    {
+      std::lock_guard lk(mu_);
+      auto it = cache_.find(*id);
+      if (it != cache_.end() && Clock::now() - it->second.second < kCacheTtl) rec = it->second.first;
+    }
+    if (!rec) {
+      auto stored = s_.find_token(*id);
+      if (!stored) return std::nullopt;
+      rec = TokenRecord{stored->id, stored->role, stored->salt_hex, stored->hash_hex};
+      std::lock_guard lk(mu_);
+      if (cache_.size() > 1024) cache_.clear();
+      cache_[*id] = {*rec, Clock::now()};
+    }
+    if (!verify(bearer, *rec)) return std::nullopt;
+    auto role = parse_role(rec->role);
+    if (!role) return std::nullopt;
+    return std::make_pair(*role, rec->id);
+  }
+
+ private:
+  static constexpr std::chrono::seconds kCacheTtl{5};
+  store::Store& s_;
+  std::mutex mu_;
+  std::map<std::string, std::pair<TokenRecord, Clock::time_point>> cache_;
+};
+
+// STATE/tls/{cert,key}.pem, generated when absent. Returns the two paths.
+std::pair<std::string, std::string> ensure_state_tls(const fs::path& state) {
+  std::error_code ec;
+  const fs::path tls_dir = state / "tls";
+  if (!fs::is_directory(tls_dir, ec)) {
+    fs::create_directories(tls_dir, ec);
+    if (ec) throw StartupError(tls_dir.string() + ": " + ec.message());
+    ::chmod(tls_dir.c_str(), 0700);
+  }
+  std::pair<std::string, std::string> files;
+  std::string err = http::ensure_self_signed(tls_dir.string(), &files.first, &files.second);
+  if (!err.empty()) throw StartupError(err);
+  return files;
+}
+
+void block_signals(sigset_t* set) {
+  sigemptyset(set);
+  sigaddset(set, SIGINT);
+  sigaddset(set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, set, nullptr);  // inherited by every thread started after this
+  ::signal(SIGPIPE, SIG_IGN);
+}
+
+void load_config(Config& cfg, const std::string& config_path, bool config_given) {
+  if (config_given) {
+    config_load_file(cfg, config_path);
+  } else if (std::error_code ec; fs::exists(kDefaultConfig, ec)) {
+    config_load_file(cfg, kDefaultConfig);
+  }
+}
+
+int token_create(const Config& cfg, const std::string& role_name, bool if_none) {
+  auto role = parse_role(role_name);
+  if (!role) throw ConfigError("--role: expected admin or viewer, got \"" + role_name + "\"");
+  const fs::path state = prepare_state_dir(cfg.state_dir);
+  const std::string migrations = cfg.migrations_dir.empty() ? default_share_dir("migrations") : cfg.migrations_dir;
+  store::Store st((state / "vpcd.db").string(), migrations);
+  if (if_none) {
+    for (const auto& existing : st.list_tokens()) {
+      if (existing.role == role_name) {
+        log::info("a token with role " + role_name + " already exists in " + state.string() + ": none created");
+        return 0;
+      }
+    }
+  }
+  NewToken t = make_token(*role);
+  st.add_token(store::TokenRecord{t.record.id, t.record.role, t.record.salt_hex, t.record.hash_hex});
+  std::cout << t.text << std::endl;
+  log::info("created " + std::string(role_name) + " token " + t.record.id + " in " + state.string());
+  return 0;
+}
+
+int tls_init(const Config& cfg) {
+  const auto [cert, key] = ensure_state_tls(prepare_state_dir(cfg.state_dir));
+  std::string err;
+  if (!http::check_cert_key(cert, key, &err)) throw StartupError(err);
+  std::cout << cert << "\n" << key << std::endl;
+  return 0;
+}
+
+int run_daemon(const Config& cfg) {
+  sigset_t sigs;
+  block_signals(&sigs);
+
+  const fs::path state = prepare_state_dir(cfg.state_dir);
+  StateLock lock(state);
+  const std::string instance = instance_name(state);
+  const std::string web_root = cfg.web_root.empty() ? default_share_dir("web") : cfg.web_root;
+  const std::string migrations = cfg.migrations_dir.empty() ? default_share_dir("migrations") : cfg.migrations_dir;
+
+  http::ServerOptions so;
+  so.host = cfg.listen_host;
+  so.port = cfg.listen_port;
+  so.tls = cfg.tls;
+  so.body_limit = cfg.body_limit_bytes;
+  so.threads = cfg.http_threads;
+  so.rate_per_client = cfg.rate_limit;
+  so.rate_burst = cfg.rate_burst;
+  std::error_code ec;
+  so.web_root = fs::is_directory(web_root, ec) ? web_root : std::string();
+  if (so.web_root.empty()) log::warn("web root " + web_root + " not found: dashboard disabled");
+  if (cfg.tls) {
+    if (cfg.tls_cert.empty() != cfg.tls_key.empty()) throw StartupError("set both tls-cert and tls-key, or neither");
+    if (cfg.tls_cert.empty()) {
+      std::tie(so.cert_file, so.key_file) = ensure_state_tls(state);
+    } else {
+      so.cert_file = cfg.tls_cert;
+      so.key_file = cfg.tls_key;
+    }
+    std::string err;
+    if (!http::check_cert_key(so.cert_file, so.key_file, &err)) throw StartupError(err);
+  }
+
+  log::info("vpcd " VPCD_VERSION " starting: state " + state.string() + ", instance " + instance);
+  store::Store st((state / "vpcd.db").string(), migrations);
+
+  dp::Options dopts;
+  dopts.workers = cfg.workers;
+  dopts.instance = instance;
+  dopts.run_dir = "/run/vpcd/" + instance;
+  dp::Controller controller(dopts);
+  log::info("datapath: " + std::to_string(controller.worker_count()) + " worker(s)");
+
+  StoreSource source(st);
+  reconcile::ControllerTarget target(controller);
+  reconcile::Reconciler reconciler(source, target);
+  const auto t0 = Clock::now();
+  const bool first_ok = reconciler.start();
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+  if (first_ok) {
+    log::info("datapath restored from the store in " + std::to_string(ms) + " ms");
+  } else {
+    log::error("first reconcile pass failed; retrying in the background");
+  }
+
+  api::ApiContext ctx{
+      st,
+      [&reconciler] { reconciler.notify(); },
+      [&] { return reconcile::stats_json(controller.stats(), reconciler.stats()); },
+      [&] { return reconcile::metrics_text(controller.stats(), reconciler.stats()); },
+      [&](const std::string& nic_id) { return reconcile::nic_stats_json(controller.stats(), nic_id); },
+      VPCD_VERSION,
+  };
+  http::Router router;
+  api::register_routes(router, ctx);
+  TokenAuthenticator auth(st);
+  http::HttpServer server(so, router, [&auth](std::string_view bearer) { return auth(bearer); });
+  server.start();
+  log::info(std::string("listening on ") + (cfg.tls ? "https://" : "http://") + cfg.listen_host + ":" +
+            std::to_string(server.bound_port()));
+
+  int sig = 0;
+  while (sigwait(&sigs, &sig) != 0) {
+  }
+  log::info(std::string("received ") + strsignal(sig) + ": shutting down");
+  server.stop_graceful(std::chrono::seconds(10));
+  reconciler.stop();
+  log::info("stopped; datapath objects left in place for the next start");
+  return 0;
+}
+
+}  // namespace
+}  // namespace vpcd
+
+int main(int argc, char** argv) {
+  using namespace vpcd;
+  CLI::App app{"vpcd: VPC appliance daemon (REST API, reconciler, datapath)"};
+  app.set_version_flag("--version", "vpcd " VPCD_VERSION);
+  std::string config_path = kDefaultConfig;
+  std::map<std::string, std::string> flags;  // flag name -> value, applied over the config file
+  auto* config_opt = app.add_option("--config", config_path, "config file (default /etc/vpcd/vpcd.conf if present)");
+  const char* kKeys[][2] = {{"state-dir", "state directory (database, TLS, lock); default ./state"},
+                            {"listen", "HOST:PORT to serve on; default 127.0.0.1:8443"},
+                            {"workers", "datapath worker threads; 0 = cores - 1"},
+                            {"web-root", "dashboard directory"},
+                            {"migrations", "SQL migrations directory"},
+                            {"log-level", "debug|info|warn|error"}};
+  for (auto& k : kKeys) {
+    app.add_option_function<std::string>(std::string("--") + k[0], [&flags, key = std::string(k[0])](
+                                                                         const std::string& v) { flags[key] = v; },
+                                          k[1]);
+  }
+
+  auto* token = app.add_subcommand("token", "manage API tokens");
+  token->require_subcommand(1);
+  auto* create = token->add_subcommand("create", "create a token and print it once");
+  std::string role;
+  create->add_option("--role", role, "admin|viewer")->required();
+  create->add_option_function<std::string>(
+      "--state-dir", [&flags](const std::string& v) { flags["state-dir"] = v; }, "state directory");
+  create->add_option_function<std::string>(
+      "--migrations", [&flags](const std::string& v) { flags["migrations"] = v; }, "SQL migrations directory");
+  create->add_option("--config", config_path, "config file");
+  bool if_none = false;
+  create->add_flag("--if-none", if_none, "only when the state dir has no token of this role (prints nothing then)");
+
+  auto* tls = app.add_subcommand("tls", "manage the TLS certificate");
+  tls->require_subcommand(1);
+  auto* tls_init_cmd = tls->add_subcommand("init", "generate the self-signed certificate in STATE/tls when absent");
+  tls_init_cmd->add_option_function<std::string>(
+      "--state-dir", [&flags](const std::string& v) { flags["state-dir"] = v; }, "state directory");
+  tls_init_cmd->add_option("--config", config_path, "config file");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    Config cfg;
+    const bool config_given = config_opt->count() > 0 || create->get_option("--config")->count() > 0 ||
+                              tls_init_cmd->get_option("--config")->count() > 0;
+    load_config(cfg, config_path, config_given);
+    for (const auto& [k, v] : flags) config_set(cfg, k, v, "--" + k);
+    log::set_level(log::parse_level(cfg.log_level).value_or(log::Level::kInfo));
+    if (*create) return token_create(cfg, role, if_none);
+    if (*tls_init_cmd) return tls_init(cfg);
+    return run_daemon(cfg);
+  } catch (const ConfigError& e) {
+    log::error(std::string("config: ") + e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    log::error(e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,147 @@
+// See stats_render.h.
+//
+// Threading: pure functions.
+#include "server/reconcile/stats_render.h"
+
+#include <nlohmann/json.hpp>
+
+namespace vpcd::reconcile {
+namespace {
+
+nlohmann::json counters_json(const dp::PortCounters& c) {
+  nlohmann::json drops = nlohmann::json::object();
+  for (size_t i = 0; i < c.drops.size(); ++i) {
+    if (c.drops[i] != 0) drops[std::string(dp::kDropReasonNames[i])] = c.drops[i];
+  }
+  return {{"rx_packets", c.rx_packets}, {"rx_bytes", c.rx_bytes}, {"tx_packets", c.tx_packets},
+          {"tx_bytes", c.tx_bytes},     {"drops", std::move(drops)}};
+}
+
+// Label values: escape backslash, double quote and newline (exposition format).
+std::string label(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+void family(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+  out.append("# HELP ").append(name).append(" ").append(help).append("\n");
+  out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
+}
+
+void sample(std::string& out, std::string_view name, std::string_view labels, uint64_t v) {
+  out.append(name);
+  if (!labels.empty()) out.append("{").append(labels).append("}");
+  out.append(" ").append(std::to_string(v)).append("\n");
+}
+
+}  // namespace
+
+std::string nic_stats_json(const dp::PortCounters& c) { return counters_json(c).dump(); }
+
+std::optional<std::string> nic_stats_json(const dp::Stats& s, const std::string& nic_id) {
+  auto it = s.nics.find(nic_id);
+  if (it == s.nics.end()) return std::nullopt;
+  return nic_stats_json(it->second);
+}
+
+std::string stats_json(const dp::Stats& s, const ReconcilerStats& r) {
+  nlohmann::json nics = nlohmann::json::object();
+  for (const auto& [id, c] : s.nics) nics[id] = counters_json(c);
+  nlohmann::json workers = nlohmann::json::array();
+  for (const auto& w : s.workers) {
+    workers.push_back({{"batches", w.batches},
+                       {"packets", w.packets},
+                       {"wakeups", w.wakeups},
+                       {"snapshot_generation", w.snapshot_generation}});
+  }
+  nlohmann::json j = {
+      {"totals", counters_json(s.totals)},
+      {"nics", std::move(nics)},
+      {"workers", std::move(workers)},
+      {"snapshot_generation", s.snapshot_generation},
+      {"reconciler",
+       {{"passes", r.passes},
+        {"failed_passes", r.failed_passes},
+        {"notifications", r.notifications},
+        {"state_writes", r.state_writes},
+        {"last_pass_us", r.last_pass_us},
+        {"max_pass_us", r.max_pass_us},
+        {"last_notify_to_applied_us", r.last_notify_to_applied_us},
+        {"max_notify_to_applied_us", r.max_notify_to_applied_us},
+        {"last_error", r.last_error}}},
+  };
+  return j.dump();
+}
+
+std::string metrics_text(const dp::Stats& s, const ReconcilerStats& r) {
+  std::string out;
+  struct Field {
+    const char* name;
+    uint64_t dp::PortCounters::*member;
+    const char* help;
+  };
+  static constexpr Field kFields[] = {
+      {"rx_packets_total", &dp::PortCounters::rx_packets, "Frames received from the NIC's guest."},
+      {"rx_bytes_total", &dp::PortCounters::rx_bytes, "Bytes received from the NIC's guest."},
+      {"tx_packets_total", &dp::PortCounters::tx_packets, "Frames sent to the NIC's guest."},
+      {"tx_bytes_total", &dp::PortCounters::tx_bytes, "Bytes sent to the NIC's guest."},
+  };
+  for (const auto& f : kFields) {
+    const std::string name = std::string("vpcd_nic_") + f.name;
+    family(out, name, "counter", f.help);
+    for (const auto& [id, c] : s.nics) sample(out, name, "nic=\"" + label(id) + "\"", c.*f.member);
+  }
+  family(out, "vpcd_nic_drops_total", "counter", "Frames dropped, by NIC and reason.");
+  for (const auto& [id, c] : s.nics) {
+    for (size_t i = 0; i < c.drops.size(); ++i) {
+      if (c.drops[i] == 0) continue;
+      sample(out, "vpcd_nic_drops_total",
+             "nic=\"" + label(id) + "\",reason=\"" + std::string(dp::kDropReasonNames[i]) + "\"", c.drops[i]);
+    }
+  }
+  for (const auto& f : kFields) {
+    const std::string name = std::string("vpcd_") + f.name;
+    family(out, name, "counter", std::string(f.help) + " All ports, including removed ones.");
+    sample(out, name, "", s.totals.*f.member);
+  }
+  family(out, "vpcd_drops_total", "counter", "Frames dropped on all ports, by reason.");
+  for (size_t i = 0; i < s.totals.drops.size(); ++i) {
+    sample(out, "vpcd_drops_total", "reason=\"" + std::string(dp::kDropReasonNames[i]) + "\"", s.totals.drops[i]);
+  }
+  family(out, "vpcd_worker_packets_total", "counter", "Frames processed by each datapath worker.");
+  for (size_t i = 0; i < s.workers.size(); ++i) {
+    sample(out, "vpcd_worker_packets_total", "worker=\"" + std::to_string(i) + "\"", s.workers[i].packets);
+  }
+  family(out, "vpcd_worker_batches_total", "counter", "Batches processed by each datapath worker.");
+  for (size_t i = 0; i < s.workers.size(); ++i) {
+    sample(out, "vpcd_worker_batches_total", "worker=\"" + std::to_string(i) + "\"", s.workers[i].batches);
+  }
+  family(out, "vpcd_worker_wakeups_total", "counter", "Times each datapath worker woke from its poll.");
+  for (size_t i = 0; i < s.workers.size(); ++i) {
+    sample(out, "vpcd_worker_wakeups_total", "worker=\"" + std::to_string(i) + "\"", s.workers[i].wakeups);
+  }
+  family(out, "vpcd_snapshot_generation", "gauge", "Generation of the datapath's published config snapshot.");
+  sample(out, "vpcd_snapshot_generation", "", s.snapshot_generation);
+  family(out, "vpcd_reconcile_passes_total", "counter", "Completed reconciler passes.");
+  sample(out, "vpcd_reconcile_passes_total", "", r.passes);
+  family(out, "vpcd_reconcile_failed_passes_total", "counter", "Reconciler passes that failed and were retried.");
+  sample(out, "vpcd_reconcile_failed_passes_total", "", r.failed_passes);
+  family(out, "vpcd_reconcile_last_pass_microseconds", "gauge", "Duration of the last reconciler pass.");
+  sample(out, "vpcd_reconcile_last_pass_microseconds", "", r.last_pass_us);
+  family(out, "vpcd_reconcile_max_notify_to_applied_microseconds", "gauge",
+         "Longest time from a committed API write to the datapath applying it.");
+  sample(out, "vpcd_reconcile_max_notify_to_applied_microseconds", "", r.max_notify_to_applied_us);
+  return out;
+}
+
+}  // namespace vpcd::reconcile

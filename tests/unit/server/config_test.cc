@@ -1,0 +1,149 @@
+// Unit tests for vpcd.conf parsing (server/common/config).
+#include "server/common/config.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include <unistd.h>
+
+namespace vpcd {
+namespace {
+
+TEST(Config, DefaultsAreTheDevRun) {
+  Config c;
+  EXPECT_EQ(c.state_dir, "./state");
+  EXPECT_EQ(c.listen_host, "127.0.0.1");
+  EXPECT_EQ(c.listen_port, 8443);
+  EXPECT_TRUE(c.tls);
+}
+
+TEST(Config, ParsesEveryKey) {
+  Config c;
+  config_parse(c,
+               "# a comment\n"
+               "\n"
+               "state-dir = /var/lib/vpcd\n"
+               "  listen=0.0.0.0:9443   # trailing comment\n"
+               "workers = 3\n"
+               "http_threads = 4\n"
+               "web-root = \"/usr/share/vpcd/web dir\"\n"
+               "migrations = /usr/share/vpcd/migrations\n"
+               "tls = off\n"
+               "tls-cert = /etc/vpcd/cert.pem\r\n"
+               "tls-key = /etc/vpcd/key.pem\n"
+               "body-limit = 2M\n"
+               "rate-limit = 12.5\n"
+               "rate-burst = 50\n"
+               "log-level = debug\n",
+               "vpcd.conf");
+  EXPECT_EQ(c.state_dir, "/var/lib/vpcd");
+  EXPECT_EQ(c.listen_host, "0.0.0.0");
+  EXPECT_EQ(c.listen_port, 9443);
+  EXPECT_EQ(c.workers, 3u);
+  EXPECT_EQ(c.http_threads, 4u);
+  EXPECT_EQ(c.web_root, "/usr/share/vpcd/web dir");
+  EXPECT_EQ(c.migrations_dir, "/usr/share/vpcd/migrations");
+  EXPECT_FALSE(c.tls);
+  EXPECT_EQ(c.tls_cert, "/etc/vpcd/cert.pem");
+  EXPECT_EQ(c.tls_key, "/etc/vpcd/key.pem");
+  EXPECT_EQ(c.body_limit_bytes, 2u << 20);
+  EXPECT_DOUBLE_EQ(c.rate_limit, 12.5);
+  EXPECT_EQ(c.rate_burst, 50u);
+  EXPECT_EQ(c.log_level, "debug");
+}
+
+TEST(Config, ListenForms) {
+  Config c;
+  config_parse_listen(c, "[::1]:8000", "--listen");
+  EXPECT_EQ(c.listen_host, "::1");
+  EXPECT_EQ(c.listen_port, 8000);
+  config_parse_listen(c, ":0", "--listen");
+  EXPECT_EQ(c.listen_host, "::1");
+  EXPECT_EQ(c.listen_port, 0);
+}
+
+struct BadCase {
+  const char* name;
+  const char* text;
+  const char* expected;  // substring of the error
+};
+
+TEST(Config, ErrorsNameFileAndLine) {
+  const BadCase kCases[] = {
+      {"unknown key", "workers = 1\nbogus = 2\n", "f.conf:2: unknown key \"bogus\""},
+      {"no equals", "\n\nstate-dir /x\n", "f.conf:3: expected key = value"},
+      {"missing key", "= 3\n", "f.conf:1: missing key"},
+      {"workers not a number", "workers = two\n", "f.conf:1: workers: expected an integer"},
+      {"workers negative", "workers = -1\n", "f.conf:1: workers"},
+      {"workers too big", "workers = 1000\n", "f.conf:1: workers"},
+      {"port too big", "listen = 127.0.0.1:70000\n", "f.conf:1: listen port"},
+      {"listen without port", "listen = localhost\n", "f.conf:1: listen: expected HOST:PORT"},
+      {"ipv6 without brackets", "listen = ::1:80\n", "f.conf:1: listen: write an IPv6"},
+      {"bad bool", "tls = maybe\n", "f.conf:1: tls: expected on|off"},
+      {"bad size", "body-limit = 3X\n", "f.conf:1: body-limit"},
+      {"zero size", "body-limit = 0\n", "f.conf:1: body-limit"},
+      {"bad rate", "rate-limit = -5\n", "f.conf:1: rate-limit"},
+      {"bad level", "log-level = loud\n", "f.conf:1: log-level"},
+      {"empty path", "state-dir =\n", "f.conf:1: state-dir: empty value"},
+      {"unterminated quote", "web-root = \"/x\n", "f.conf:1: unterminated"},
+      {"junk after quote", "web-root = \"/x\" y\n", "f.conf:1: unexpected text"},
+  };
+  for (const auto& c : kCases) {
+    SCOPED_TRACE(c.name);
+    Config cfg;
+    try {
+      config_parse(cfg, c.text, "f.conf");
+      ADD_FAILURE() << "no error";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(c.expected), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(Config, LaterLinesWinAndFlagsOverride) {
+  Config c;
+  config_parse(c, "workers = 2\nworkers = 5\n", "f.conf");
+  EXPECT_EQ(c.workers, 5u);
+  config_set(c, "workers", "1", "--workers");
+  EXPECT_EQ(c.workers, 1u);
+}
+
+TEST(Config, LoadFile) {
+  const std::string path = ::testing::TempDir() + "vpcd_config_test_" + std::to_string(::getpid()) + ".conf";
+  {
+    std::ofstream out(path);
+    out << "state-dir = /tmp/s\nlisten = 127.0.0.1:1234\n";
+  }
+  Config c;
+  config_load_file(c, path);
+  EXPECT_EQ(c.state_dir, "/tmp/s");
+  EXPECT_EQ(c.listen_port, 1234);
+  std::remove(path.c_str());
+  EXPECT_THROW(config_load_file(c, path), ConfigError);
+}
+
+// The example shipped as /etc/vpcd/vpcd.conf parses, and (everything commented out) leaves the built-in defaults;
+// uncommenting every key still parses.
+TEST(Config, ShippedExampleParses) {
+  const std::string path = std::string(VPCD_SOURCE_DIR) + "/packaging/vpcd.conf";
+  Config c;
+  config_load_file(c, path);
+  EXPECT_EQ(c.state_dir, Config{}.state_dir);
+  EXPECT_EQ(c.listen_port, Config{}.listen_port);
+  std::ifstream in(path);
+  std::string text, line;
+  while (std::getline(in, line)) {
+    if (line.size() > 1 && line[0] == '#' && line[1] != ' ') line = line.substr(1);
+    text += line + "\n";
+  }
+  Config all;
+  config_parse(all, text, path);
+  EXPECT_EQ(all.state_dir, "/var/lib/vpcd");
+  EXPECT_EQ(all.tls_cert, "/etc/vpcd/cert.pem");
+  EXPECT_EQ(all.body_limit_bytes, 1u << 20);
+}
+
+}  // namespace
+}  // namespace vpcd
