@@ -72,6 +72,20 @@ class Api:
         finally:
             conn.close()
 
+    def oversized_post(self, path, size_bytes, timeout=30):
+        """Announces a `size_bytes` JSON body, sends its first KiB and reads the answer (the rest is never sent)."""
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=timeout)
+        try:
+            conn.putrequest("POST", path)
+            conn.putheader("Authorization", "Bearer " + self.admin)
+            conn.putheader("Content-Type", "application/json")
+            conn.putheader("Content-Length", str(size_bytes))
+            conn.endheaders(b'{"name": "' + b"a" * 1024)
+            r = conn.getresponse()
+            return Reply(r.status, r.getheaders(), r.read())
+        finally:
+            conn.close()
+
     def get(self, path, **kw):
         return self.request("GET", path, **kw)
 

@@ -95,13 +95,8 @@ def test_error_statuses(api, vpc):
     assert sn["id"] in r.json["detail"]
     # 412: stale If-Match
     assert_problem(api.patch("/v1/subnets/" + sn["id"], {"name": "x"}, headers={"If-Match": '"9"'}), 412)
-    # 413: body over the limit
-    big = b'{"name": "' + b"a" * (16 << 20) + b'"}'
-    try:
-        r = api.request("POST", "/v1/vpcs", raw=big, headers={"Content-Type": "application/json"})
-        assert_problem(r, 413)
-    except (ConnectionError, OSError) as e:  # a server may close after answering early; the answer must be 413
-        pytest.fail("no 413 answer to an oversized body: %r" % e)
+    # 413: body over the limit (the default limit is 1 MiB): announced by Content-Length, answered before it is sent
+    assert_problem(api.oversized_post("/v1/vpcs", 16 << 20), 413)
     # 415: not JSON
     r = api.request("POST", "/v1/vpcs", raw=b"cidrs=10.0.0.0/8", headers={"Content-Type": "text/plain"})
     assert_problem(r, 415)
