@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Browser tests of the vpcd dashboard: installs Debian's chromium and the npm dependencies when missing, starts vpcd
+# from $VPCD_BUILD_DIR with a temporary state dir on a free local port, creates an admin and a viewer token, runs the
+# unit tests of the dashboard's JS modules and the end-to-end test with `node --test`, then stops vpcd.
+# Screenshots go to $VPCD_SCREENSHOT_DIR (default: SOURCE/artifacts/screenshots). Exits non-zero on failure.
+# Needs root (the test creates network namespaces). Usage: tests/browser/run.sh
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+src=${VPCD_SOURCE_DIR:-$(cd "$here/../.." && pwd)}
+build=${VPCD_BUILD_DIR:-$src/build}
+export VPCD_SCREENSHOT_DIR=${VPCD_SCREENSHOT_DIR:-$src/artifacts/screenshots}
+
+[ "$(id -u)" = 0 ] || { echo "run.sh: run as root (the test creates network namespaces)" >&2; exit 1; }
+[ -x "$build/vpcd" ] || { echo "run.sh: $build/vpcd not found: build it first (ninja -C build vpcd)" >&2; exit 1; }
+
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+for p in iproute2 iputils-ping curl; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "run.sh: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [ ! -f "$here/node_modules/playwright-core/package.json" ]; then
+  (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+state=$(mktemp -d /tmp/vpcd-browser-XXXXXX)
+vpcd_pid=
+cleanup() {
+  if [ -n "$vpcd_pid" ] && kill -0 "$vpcd_pid" 2>/dev/null; then
+    kill -TERM "$vpcd_pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$vpcd_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$vpcd_pid" 2>/dev/null || true
+    wait "$vpcd_pid" 2>/dev/null || true
+  fi
+  rm -rf "$state"
+}
+trap cleanup EXIT
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+admin=$("$build/vpcd" token create --state-dir "$state" --role admin)
+viewer=$("$build/vpcd" token create --state-dir "$state" --role viewer)
+"$build/vpcd" --state-dir "$state" --listen "127.0.0.1:$port" --web-root "$src/web" --workers 1 \
+  >"$state/vpcd.log" 2>&1 &
+vpcd_pid=$!
+
+url="https://127.0.0.1:$port"
+for _ in $(seq 150); do
+  curl -skf --max-time 1 "$url/v1/health" >/dev/null 2>&1 && break
+  kill -0 "$vpcd_pid" 2>/dev/null || { echo "run.sh: vpcd exited:" >&2; cat "$state/vpcd.log" >&2; exit 1; }
+  sleep 0.2
+done
+curl -skf --max-time 2 "$url/v1/health" >/dev/null || { echo "run.sh: vpcd did not answer" >&2; cat "$state/vpcd.log" >&2; exit 1; }
+
+rc=0
+(cd "$here" && VPCD_URL="$url" VPCD_ADMIN_TOKEN="$admin" VPCD_VIEWER_TOKEN="$viewer" \
+  node --test --test-reporter=spec unit/ e2e/) || rc=$?
+if [ "$rc" != 0 ]; then
+  echo "run.sh: tests failed; vpcd log:" >&2
+  tail -n 60 "$state/vpcd.log" >&2
+fi
+exit "$rc"

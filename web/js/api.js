@@ -1,0 +1,119 @@
+// REST client for the vpcd API (API.md): bearer token, JSON bodies, problem+json errors turned into ApiError with the
+// offending field. Pure module apart from fetch(); used from the browser main thread and from node tests.
+
+export class ApiError extends Error {
+  constructor(problem) {
+    super(problem.detail ? `${problem.title}: ${problem.detail}` : problem.title);
+    this.name = 'ApiError';
+    this.status = problem.status;
+    this.title = problem.title;
+    this.detail = problem.detail || '';
+    this.field = problem.field || '';
+    this.type = problem.type || 'about:blank';
+  }
+}
+
+const kStatusTitles = {
+  400: 'Bad request', 401: 'Not logged in', 403: 'Forbidden', 404: 'Not found', 405: 'Method not allowed',
+  409: 'Conflict', 412: 'Changed by someone else', 413: 'Too large', 415: 'Not JSON', 422: 'Cannot be done',
+  429: 'Too many requests', 500: 'Server error', 502: 'Bad gateway', 503: 'Unavailable',
+};
+
+// Turns a non-2xx response (status, content type, body text) into a problem object. Bodies that are not
+// problem+json (a proxy's HTML page, an empty body) still give a readable title from the status.
+export function problem_from_response(status, content_type, body_text) {
+  const fallback = kStatusTitles[status] || `HTTP ${status}`;
+  let parsed = null;
+  if (body_text && /json/i.test(content_type || '')) {
+    try { parsed = JSON.parse(body_text); } catch { parsed = null; }
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    return { type: 'about:blank', title: fallback, status, detail: '', field: '' };
+  }
+  return {
+    type: typeof parsed.type === 'string' ? parsed.type : 'about:blank',
+    title: typeof parsed.title === 'string' && parsed.title ? parsed.title : fallback,
+    status: Number.isInteger(parsed.status) ? parsed.status : status,
+    detail: typeof parsed.detail === 'string' ? parsed.detail : '',
+    field: typeof parsed.field === 'string' ? parsed.field : '',
+  };
+}
+
+export class Api {
+  // base: URL prefix of the API ('/v1' when the dashboard is served by vpcd itself).
+  constructor(token, { base = '/v1', fetch_impl = globalThis.fetch.bind(globalThis), on_unauthorized = null } = {}) {
+    this.token_ = token;
+    this.base_ = base;
+    this.fetch_ = fetch_impl;
+    this.on_unauthorized_ = on_unauthorized;
+  }
+
+  async request(method, path, { body, if_match, auth = true } = {}) {
+    const headers = { Accept: 'application/json' };
+    if (auth) headers.Authorization = `Bearer ${this.token_}`;
+    if (body !== undefined) {
+      headers['Content-Type'] = method === 'PATCH' ? 'application/merge-patch+json' : 'application/json';
+    }
+    if (if_match !== undefined && if_match !== null) headers['If-Match'] = String(if_match);
+    let res;
+    try {
+      res = await this.fetch_(this.base_ + path, {
+        method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store',
+      });
+    } catch (e) {
+      throw new ApiError({ status: 0, title: 'Network error', detail: String(e.message || e), field: '' });
+    }
+    const text = await res.text();
+    if (!res.ok) {
+      const problem = problem_from_response(res.status, res.headers.get('Content-Type'), text);
+      if (res.status === 401 && this.on_unauthorized_) this.on_unauthorized_(problem);
+      throw new ApiError(problem);
+    }
+    if (!text) return null;
+    try {
+      return JSON.parse(text);
+    } catch {
+      throw new ApiError({ status: res.status, title: 'Bad response', detail: 'the server sent invalid JSON' });
+    }
+  }
+
+  get(path) { return this.request('GET', path); }
+  post(path, body) { return this.request('POST', path, { body }); }
+  patch(path, body, if_match) { return this.request('PATCH', path, { body, if_match }); }
+  del(path, if_match) { return this.request('DELETE', path, { if_match }); }
+  health() { return this.request('GET', '/health', { auth: false }); }
+
+  // Every item of a collection, following limit/offset pages until `total` is reached.
+  async list_all(kind, params = {}) {
+    const items = [];
+    const limit = 1000;
+    for (let offset = 0; ; offset += limit) {
+      const q = new URLSearchParams({ ...params, limit: String(limit), offset: String(offset) });
+      const page = await this.get(`/${kind}?${q}`);
+      const got = Array.isArray(page?.items) ? page.items : [];
+      items.push(...got);
+      const total = Number.isInteger(page?.total) ? page.total : items.length;
+      if (got.length === 0 || items.length >= total) return items;
+    }
+  }
+}
+
+const kNilId = '00000000-0000-0000-0000-000000000000';
+
+// The token's role. Asks GET /whoami when the server has it; otherwise tries a write that cannot change anything
+// (deleting the nil UUID): a viewer gets 403, an admin 404. A 401 propagates (bad token).
+export async function detect_role(api) {
+  try {
+    const who = await api.get('/whoami');
+    if (who && (who.role === 'admin' || who.role === 'viewer')) return who.role;
+  } catch (e) {
+    if (e.status === 401) throw e;
+  }
+  try {
+    await api.del(`/vpcs/${kNilId}`);
+    return 'admin';
+  } catch (e) {
+    if (e.status === 401) throw e;
+    return e.status === 403 ? 'viewer' : 'admin';
+  }
+}
