@@ -157,16 +157,19 @@ class Daemon:
             time.sleep(0.2)
         raise AssertionError("vpcd from the package did not answer /v1/health:\n" + self.output())
 
-    def wait_nic_up(self, token, nic_id):
+    def wait_nic(self, token, nic_id, states):
+        """Waits until the NIC's state is one of `states`; "error" fails at once with vpcd's reason."""
         deadline = time.monotonic() + 20
         body = ""
         while time.monotonic() < deadline:
             code, body = self.curl(f"/v1/nics/{nic_id}", token=token)
             assert code == 200, body
-            if json.loads(body)["state"] == "up":
-                return
+            state = json.loads(body)["state"]
+            assert state != "error", f"NIC {nic_id}: {body}\n{self.output()}"
+            if state in states:
+                return json.loads(body)
             time.sleep(0.2)
-        raise AssertionError(f"NIC {nic_id} did not come up: {body}\n{self.output()}")
+        raise AssertionError(f"NIC {nic_id} did not reach {states}: {body}\n{self.output()}")
 
     def stop(self):
         self.proc.terminate()
@@ -222,8 +225,9 @@ def test_package_lifecycle(debs):
                                                                       "ifname": "eth0"}})
         assert code == 201, body
         netns_id = json.loads(body)["id"]
-        d.wait_nic_up(token, tap_id)
-        d.wait_nic_up(token, netns_id)
+        d.wait_nic(token, netns_id, ("up",))
+        tap = d.wait_nic(token, tap_id, ("up", "down"))  # down until a hypervisor opens the tap: no carrier
+        assert tap["state"] == "up" or "carrier" in tap["state_detail"], tap
         assert ns_has_link(NS, TAP), "the tap is not in vpcd's namespace"
         assert ns_has_link(GUEST_NS, "eth0"), "the guest namespace is not visible to the host"
     finally:
@@ -240,8 +244,9 @@ def test_package_lifecycle(debs):
         code, body = d.curl(f"/v1/vpcs/{vpc_id}", token=token)
         assert code == 200, body
         assert json.loads(body)["name"] == "before-upgrade"
-        d.wait_nic_up(token, tap_id)
-        d.wait_nic_up(token, netns_id)
+        d.wait_nic(token, netns_id, ("up",))
+        d.wait_nic(token, tap_id, ("up", "down"))
+        assert ns_has_link(NS, TAP) and ns_has_link(GUEST_NS, "eth0")
         for nic in (tap_id, netns_id):
             code, body = d.curl(f"/v1/nics/{nic}", token=token, method="DELETE")
             assert code == 204, body
