@@ -253,6 +253,20 @@ struct Controller::Impl {
       nic.backend_error = "unknown vpc " + n.vpc_id;
       return;
     }
+    // Two NICs must not share an interface (a tap name, or a name inside one namespace).
+    for (const auto& [oid, o] : nics) {
+      if (&o == &nic || !o.rt) continue;
+      if (o.state.host_ifname == nic.state.host_ifname) {
+        nic.backend_error = "interface " + nic.state.host_ifname + " is already used by NIC " + oid;
+        return;
+      }
+      const auto* mine = std::get_if<NetnsBackend>(&n.backend);
+      const auto* theirs = std::get_if<NetnsBackend>(&o.spec.backend);
+      if (mine && theirs && mine->netns == theirs->netns && mine->ifname == theirs->ifname) {
+        nic.backend_error = "namespace " + mine->netns + " interface " + mine->ifname + " is already used by NIC " + oid;
+        return;
+      }
+    }
     if (nic.is_tap) {
       const auto& tap = std::get<TapBackend>(n.backend);
       if (!tap_ensure(tap, alias_for(n.id), &err)) {

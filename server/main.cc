@@ -2,7 +2,8 @@
 // (SQLite, migrated), starts the datapath (dp::Controller) and the reconciler (which rebuilds every NIC from the
 // store before the API opens), then serves the REST API and the dashboard over HTTPS until SIGTERM/SIGINT, and shuts
 // down in order: drain HTTP, stop the reconciler, stop the datapath (its OS objects stay for the next start to adopt).
-// `vpcd token create --state-dir DIR --role admin|viewer` prints a new API token once and stores only its hash.
+// `vpcd token create --state-dir DIR --role admin|viewer` prints a new API token once and stores only its hash;
+// `vpcd tls init --state-dir DIR` generates the self-signed certificate (the package's postinst runs both).
 //
 // Threading: the main thread parses, starts everything and then waits for a signal (SIGINT/SIGTERM are blocked in
 // every thread and taken with sigwait). The HTTP server runs its own io threads, the reconciler one thread, the
@@ -23,6 +24,8 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <tuple>
+#include <utility>
 
 #include "datapath/controller.h"
 #include "server/api/api.h"
@@ -77,9 +80,11 @@ std::string instance_name(const fs::path& abs_state_dir) {
 
 fs::path prepare_state_dir(const std::string& dir) {
   std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) throw StartupError("state dir " + dir + ": " + ec.message());
-  ::chmod(dir.c_str(), 0700);
+  if (!fs::is_directory(dir, ec)) {  // an existing directory keeps its mode (the package sets 0750)
+    fs::create_directories(dir, ec);
+    if (ec) throw StartupError("state dir " + dir + ": " + ec.message());
+    ::chmod(dir.c_str(), 0700);
+  }
   fs::path abs = fs::weakly_canonical(fs::absolute(dir), ec);
   if (ec) throw StartupError("state dir " + dir + ": " + ec.message());
   return abs;
@@ -169,6 +174,21 @@ class TokenAuthenticator {
   std::map<std::string, std::pair<TokenRecord, Clock::time_point>> cache_;
 };
 
+// STATE/tls/{cert,key}.pem, generated when absent. Returns the two paths.
+std::pair<std::string, std::string> ensure_state_tls(const fs::path& state) {
+  std::error_code ec;
+  const fs::path tls_dir = state / "tls";
+  if (!fs::is_directory(tls_dir, ec)) {
+    fs::create_directories(tls_dir, ec);
+    if (ec) throw StartupError(tls_dir.string() + ": " + ec.message());
+    ::chmod(tls_dir.c_str(), 0700);
+  }
+  std::pair<std::string, std::string> files;
+  std::string err = http::ensure_self_signed(tls_dir.string(), &files.first, &files.second);
+  if (!err.empty()) throw StartupError(err);
+  return files;
+}
+
 void block_signals(sigset_t* set) {
   sigemptyset(set);
   sigaddset(set, SIGINT);
@@ -206,6 +226,14 @@ int token_create(const Config& cfg, const std::string& role_name, bool if_none) 
   return 0;
 }
 
+int tls_init(const Config& cfg) {
+  const auto [cert, key] = ensure_state_tls(prepare_state_dir(cfg.state_dir));
+  std::string err;
+  if (!http::check_cert_key(cert, key, &err)) throw StartupError(err);
+  std::cout << cert << "\n" << key << std::endl;
+  return 0;
+}
+
 int run_daemon(const Config& cfg) {
   sigset_t sigs;
   block_signals(&sigs);
@@ -230,12 +258,7 @@ int run_daemon(const Config& cfg) {
   if (cfg.tls) {
     if (cfg.tls_cert.empty() != cfg.tls_key.empty()) throw StartupError("set both tls-cert and tls-key, or neither");
     if (cfg.tls_cert.empty()) {
-      const fs::path tls_dir = state / "tls";
-      fs::create_directories(tls_dir, ec);
-      if (ec) throw StartupError(tls_dir.string() + ": " + ec.message());
-      ::chmod(tls_dir.c_str(), 0700);
-      std::string err = http::ensure_self_signed((state / "tls").string(), &so.cert_file, &so.key_file);
-      if (!err.empty()) throw StartupError(err);
+      std::tie(so.cert_file, so.key_file) = ensure_state_tls(state);
     } else {
       so.cert_file = cfg.tls_cert;
       so.key_file = cfg.tls_key;
@@ -327,6 +350,13 @@ int main(int argc, char** argv) {
   bool if_none = false;
   create->add_flag("--if-none", if_none, "only when the state dir has no token of this role (prints nothing then)");
 
+  auto* tls = app.add_subcommand("tls", "manage the TLS certificate");
+  tls->require_subcommand(1);
+  auto* tls_init_cmd = tls->add_subcommand("init", "generate the self-signed certificate in STATE/tls when absent");
+  tls_init_cmd->add_option_function<std::string>(
+      "--state-dir", [&flags](const std::string& v) { flags["state-dir"] = v; }, "state directory");
+  tls_init_cmd->add_option("--config", config_path, "config file");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -335,11 +365,13 @@ int main(int argc, char** argv) {
 
   try {
     Config cfg;
-    const bool config_given = config_opt->count() > 0 || create->get_option("--config")->count() > 0;
+    const bool config_given = config_opt->count() > 0 || create->get_option("--config")->count() > 0 ||
+                              tls_init_cmd->get_option("--config")->count() > 0;
     load_config(cfg, config_path, config_given);
     for (const auto& [k, v] : flags) config_set(cfg, k, v, "--" + k);
     log::set_level(log::parse_level(cfg.log_level).value_or(log::Level::kInfo));
     if (*create) return token_create(cfg, role, if_none);
+    if (*tls_init_cmd) return tls_init(cfg);
     return run_daemon(cfg);
   } catch (const ConfigError& e) {
     log::error(std::string("config: ") + e.what());

@@ -10,12 +10,20 @@
 // TX: one socket per worker with a frame ring (TPACKET_V3 header layout; the kernel's transmit path is the same for
 // V2 and V3, see af_packet_port.cc), PACKET_VNET_HDR and PACKET_QDISC_BYPASS; every frame slot holds a 64 KiB GSO
 // super-frame plus its virtio_net_hdr. tx_enqueue copies into the next free slot, tx_flush issues one
-// sendto(MSG_DONTWAIT).
+// sendto(MSG_DONTWAIT) (and remembers to call again when the kernel stopped early on a full send buffer).
 //
 // Ring status words are shared with the kernel: read with acquire, written with release (std::atomic_ref).
 //
+// Details the callers see: the receive path strips an 802.1Q tag into metadata before packet sockets get the frame;
+// rx_burst writes it back in place (the frame is then 4 bytes longer, csum_start adjusted). tx_enqueue refuses frames
+// larger than kAfPacketMaxTxFrame and frames the RX ring truncated (len < wire_len). The kernel drops a frame when
+// every RX block is retired and not yet released (1 ms timeout each: a reader stalled for rx_blocks ms loses frames;
+// see rx_kernel_drops). Memory: rx_blocks * rx_block_bytes per queue (16 MiB by default) plus about 9 MiB of TX ring
+// per worker at tx_frames = 128, all pinned kernel pages.
+//
 // Threading: as PortIo (port.h): queue q's rx_* only from its owning worker, worker w's tx_* only from worker w;
-// open/destroy from the control thread. The counters are single-writer relaxed atomics, readable from any thread.
+// open/destroy from the control thread. tx_errors() may be read from any thread (relaxed atomic); rx_kernel_drops(q)
+// only from queue q's owner.
 #pragma once
 
 #include <atomic>
@@ -57,8 +65,8 @@ class AfPacketPort final : public PortIo {
 
   unsigned tx_workers() const { return unsigned(tx_.size()); }
   int ifindex() const { return ifindex_; }
-  // Frames the kernel dropped on queue q because its ring was full (PACKET_STATISTICS tp_drops, accumulated; reading
-  // resets the kernel's counter, so call it only from queue q's owner or while the port is idle).
+  // Frames the kernel dropped on queue q because its ring was full (PACKET_STATISTICS tp_drops, accumulated here since
+  // reading resets the kernel's counter).
   uint64_t rx_kernel_drops(unsigned q) noexcept;
   // Failed sendto calls on worker w's ring (the kernel skips frames it rejects: PACKET_LOSS).
   uint64_t tx_errors(unsigned w) const noexcept;
@@ -85,6 +93,7 @@ class AfPacketPort final : public PortIo {
     UniqueFd fd;
     Ring ring;
     uint32_t frame_bytes = 0;
+    uint32_t frames_per_block = 0;
     uint32_t frames = 0;
     uint32_t next = 0;     // next slot to fill
     uint32_t pending = 0;  // slots marked SEND_REQUEST since the last flush
@@ -94,6 +103,7 @@ class AfPacketPort final : public PortIo {
   AfPacketPort() = default;
   bool open_rx(RxQueue& q, const AfPacketOptions& o, int fanout_id, int* fanout_out, std::string* err);
   bool open_tx(TxQueue& t, const AfPacketOptions& o, std::string* err);
+  static uint8_t* tx_slot(const TxQueue& t, uint32_t i) noexcept;
 
   std::string ifname_;
   int ifindex_ = 0;

@@ -155,7 +155,10 @@ void netns_nic_remove(const NetnsNicParams& p) {
   if (auto host = Netlink::open(&err)) {
     if (ifname_ok(p.host_ifname)) {
       auto near = host->find_link(p.host_ifname, &err);
-      if (near && near->kind == "veth") host->delete_link(p.host_ifname, &err);
+      // Only our veth: its alias is ours (or still empty when a crash hit between creation and configuration).
+      if (near && near->kind == "veth" && (near->alias.empty() || p.alias.empty() || near->alias == p.alias)) {
+        host->delete_link(p.host_ifname, &err);
+      }
     }
   }
   if (!netns_name_valid(p.netns) || p.run_dir.empty()) return;

@@ -29,10 +29,11 @@ struct NetnsNicParams {
 // Creates the namespace when absent (and records that), the veth pair, and configures both ends. Idempotent: when the
 // host end already exists (a restart) it is adopted and the far end's configuration is made to match.
 bool netns_nic_ensure(const NetnsNicParams& p, std::string* err);
-// Deletes the host end (its peer goes with it) and the namespace when vpcd created it and only `lo` is left in it.
-// Best effort; never throws.
+// Deletes the host end (its peer goes with it) when it is a veth carrying p.alias (or no alias yet), and the namespace
+// when vpcd created it and only `lo` is left in it. Best effort; never throws.
 void netns_nic_remove(const NetnsNicParams& p);
-// Names of links in vpcd's namespace whose alias starts with `prefix` (crash cleanup).
+// Names of links in the calling thread's namespace whose alias starts with `prefix` (crash cleanup). An empty prefix
+// matches nothing.
 std::vector<std::string> links_with_alias_prefix(const std::string& prefix);
 
 }  // namespace vpcd::dp

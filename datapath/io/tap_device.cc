@@ -3,7 +3,7 @@
 #include "datapath/io/tap_device.h"
 
 #include <fcntl.h>
-#include <linux/if.h>
+#include <net/if.h>
 #include <linux/if_tun.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -11,7 +11,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 
 #include "datapath/io/netlink.h"
 #include "datapath/io/unique_fd.h"
@@ -20,7 +19,10 @@ namespace vpcd::dp {
 
 namespace {
 
-constexpr int kTapFlags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE;
+// IFF_MULTI_QUEUE only when the NIC has more than one queue: QEMU opens a `queues=1` tap without it, and the kernel
+// refuses (EINVAL) a TUNSETIFF whose multiqueue setting differs from the device's.
+constexpr int kTapBaseFlags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+constexpr int tap_flags(bool multi_queue) { return kTapBaseFlags | (multi_queue ? IFF_MULTI_QUEUE : 0); }
 constexpr int kVnetHdrBytes = 12;  // virtio_net_hdr_mrg_rxbuf, what QEMU sets
 
 std::string errno_text(const std::string& what, int e) { return what + ": " + std::strerror(e); }
@@ -30,7 +32,7 @@ bool name_ok(const std::string& n) {
 }
 
 // Opens /dev/net/tun and attaches one queue of `name` (creating the device when absent).
-UniqueFd attach_queue(const std::string& name, int* err_no) {
+UniqueFd attach_queue(const std::string& name, bool multi_queue, int* err_no) {
   UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
   if (!fd) {
     *err_no = errno;
@@ -38,24 +40,12 @@ UniqueFd attach_queue(const std::string& name, int* err_no) {
   }
   ifreq ifr{};
   std::memcpy(ifr.ifr_name, name.c_str(), name.size());
-  ifr.ifr_flags = kTapFlags;
+  ifr.ifr_flags = short(tap_flags(multi_queue));
   if (::ioctl(fd.get(), TUNSETIFF, &ifr) != 0) {
     *err_no = errno;
     fd.reset();
   }
   return fd;
-}
-
-// tun_flags from sysfs (hex), or -1.
-long tun_flags(const std::string& name) {
-  std::ifstream f("/sys/class/net/" + name + "/tun_flags");
-  std::string s;
-  if (!(f >> s)) return -1;
-  try {
-    return std::stol(s, nullptr, 16);
-  } catch (...) {
-    return -1;
-  }
 }
 
 }  // namespace
@@ -73,23 +63,33 @@ bool tap_ensure(const TapBackend& tap, const std::string& alias, std::string* er
     *err = e;
     return false;
   }
-  if (existing) {
-    const long flags = tun_flags(tap.ifname);
-    if (existing->kind != "tun" || flags < 0) {
-      *err = "interface " + tap.ifname + " exists and is not a tap device";
-      return false;
-    }
-    if ((flags & kTapFlags) != kTapFlags) {
-      char buf[24];
-      std::snprintf(buf, sizeof buf, "0x%lx", flags);
-      *err = "tap " + tap.ifname + " exists with other flags (" + buf + "; need tap, no_pi, vnet_hdr, multi_queue)";
-      return false;
-    }
+  if (existing && existing->kind != "tun") {
+    *err = "interface " + tap.ifname + " exists and is not a tap device";
+    return false;
   }
+  // On an existing device TUNSETIFF fails with EINVAL unless it is a tap with the same multiqueue setting.
+  const bool multi_queue = tap.queues > 1;
+  const int want = tap_flags(multi_queue);
   int err_no = 0;
-  UniqueFd fd = attach_queue(tap.ifname, &err_no);
+  UniqueFd fd = attach_queue(tap.ifname, multi_queue, &err_no);
   if (!fd) {
-    *err = errno_text("tap " + tap.ifname + ": TUNSETIFF", err_no);
+    *err = err_no == EINVAL && existing
+               ? "tap " + tap.ifname + " exists with other flags (need tap" +
+                     (multi_queue ? ", multi_queue" : ", single queue") + ")"
+               : errno_text("tap " + tap.ifname + ": TUNSETIFF", err_no);
+    return false;
+  }
+  ifreq ifr{};
+  if (::ioctl(fd.get(), TUNGETIFF, &ifr) != 0) {
+    *err = errno_text("tap " + tap.ifname + ": TUNGETIFF", errno);
+    return false;
+  }
+  if ((ifr.ifr_flags & want) != want) {
+    // A hypervisor attached first with other features (no vnet header, or packet info).
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "0x%x", unsigned(uint16_t(ifr.ifr_flags)));
+    *err = "tap " + tap.ifname + " is attached with other flags (" + buf + "; need tap, no_pi, vnet_hdr" +
+           (multi_queue ? ", multi_queue)" : ")");
     return false;
   }
   if (::ioctl(fd.get(), TUNSETPERSIST, 1) != 0) {
@@ -130,7 +130,8 @@ bool tap_remove(const std::string& ifname, std::string* err) {
   if (nl->delete_link(ifname, err)) return true;
   // Fallback for kernels without RTM_DELLINK for tun: drop persistence; the device goes with the last fd.
   int err_no = 0;
-  UniqueFd fd = attach_queue(ifname, &err_no);
+  UniqueFd fd = attach_queue(ifname, true, &err_no);
+  if (!fd && err_no == EINVAL) fd = attach_queue(ifname, false, &err_no);
   if (!fd || ::ioctl(fd.get(), TUNSETPERSIST, 0) != 0) {
     *err = errno_text("tap " + ifname + ": remove", fd ? errno : err_no);
     return false;
@@ -144,8 +145,16 @@ int tap_open_queue(const std::string& ifname) {
     errno = EINVAL;
     return -1;
   }
+  // TUNSETIFF would create a new (non-persistent) tap under a missing name; a hypervisor attaching to vpcd's tap
+  // expects the device to be there.
+  if (::if_nametoindex(ifname.c_str()) == 0) {
+    errno = ENODEV;
+    return -1;
+  }
+  // Like QEMU: the queue's multiqueue flag must match the device's; try the device's multiqueue setting first.
   int err_no = 0;
-  UniqueFd fd = attach_queue(ifname, &err_no);
+  UniqueFd fd = attach_queue(ifname, true, &err_no);
+  if (!fd && err_no == EINVAL) fd = attach_queue(ifname, false, &err_no);
   if (!fd) {
     errno = err_no;
     return -1;

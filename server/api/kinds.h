@@ -20,8 +20,8 @@ KindSpec route_kind();
 KindSpec nat_gateway_kind();
 KindSpec floating_ip_kind();
 
-// `in[field]`, or 400 "FIELD is required".
-const json& required(const json& in, const std::string& field);
+// `in[field]`, or 400 "PREFIX.FIELD is required" (prefix: the path of `in`, "" at the top).
+const json& required(const json& in, const std::string& field, const std::string& prefix = {});
 // The CIDRs of a stored VPC spec.
 std::vector<Ipv4Prefix> vpc_cidrs(const json& vpc_spec);
 std::string join_cidrs(const std::vector<Ipv4Prefix>& cidrs);

@@ -46,9 +46,10 @@ bool is_host_of(const Ipv4Prefix& p, Ipv4Addr a) {
 
 }  // namespace
 
-const json& required(const json& in, const std::string& field) {
+const json& required(const json& in, const std::string& field, const std::string& prefix) {
   const json* v = member(in, field);
-  if (!v) bad_request(field, field + " is required");
+  std::string path = prefix.empty() ? field : prefix + "." + field;
+  if (!v) bad_request(path, path + " is required");
   return *v;
 }
 
@@ -189,11 +190,11 @@ struct BackendResult {
 BackendResult normalize_backend(const json& be) {
   BackendResult r;
   if (!be.is_object()) bad_request("backend", "backend must be an object with a \"type\"");
-  std::string type = need_enum(required(be, "type"), "backend.type", {"tap", "netns", "vhost-user"});
+  std::string type = need_enum(required(be, "type", "backend"), "backend.type", {"tap", "netns", "vhost-user"});
   r.spec["type"] = type;
   if (type == "tap") {
     only_fields(be, "backend", {"type", "ifname", "queues", "owner", "group"});
-    std::string ifname = need_ifname(required(be, "ifname"), "backend.ifname");
+    std::string ifname = need_ifname(required(be, "ifname", "backend"), "backend.ifname");
     int64_t queues = 1;
     if (const json* v = member(be, "queues")) queues = need_int(*v, "backend.queues", 1, kMaxQueues);
     r.spec["ifname"] = ifname;
@@ -216,7 +217,7 @@ BackendResult normalize_backend(const json& be) {
     r.key_field = "backend.ifname";
   } else if (type == "netns") {
     only_fields(be, "backend", {"type", "netns", "ifname"});
-    std::string ns = need_netns_name(required(be, "netns"), "backend.netns");
+    std::string ns = need_netns_name(required(be, "netns", "backend"), "backend.netns");
     std::string ifname = "eth0";
     if (const json* v = member(be, "ifname")) ifname = need_ifname(*v, "backend.ifname");
     r.spec["netns"] = ns;
@@ -225,7 +226,7 @@ BackendResult normalize_backend(const json& be) {
     r.key_field = "backend.netns";
   } else {
     only_fields(be, "backend", {"type", "socket", "mode", "queues"});
-    std::string sock = need_string(required(be, "socket"), "backend.socket", 107);
+    std::string sock = need_string(required(be, "socket", "backend"), "backend.socket", 107);
     if (sock.empty() || sock[0] != '/') bad_request("backend.socket", "backend.socket must be an absolute path");
     if (const json* v = member(be, "mode")) need_enum(*v, "backend.mode", {"server", "client"});
     if (const json* v = member(be, "queues")) need_int(*v, "backend.queues", 1, kMaxQueues);

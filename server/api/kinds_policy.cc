@@ -64,7 +64,7 @@ KindSpec security_group_kind() {
         const json& r = (*v)[i];
         only_fields(r, path, {"direction", "protocol", "port_min", "port_max", "cidr", "remote_group_id"});
         json out;
-        out["direction"] = need_enum(required(r, "direction"), path + ".direction", {"ingress", "egress"});
+        out["direction"] = need_enum(required(r, "direction", path), path + ".direction", {"ingress", "egress"});
         std::string proto = "any";
         if (const json* p = member(r, "protocol")) proto = need_enum(*p, path + ".protocol", {"tcp", "udp", "icmp", "any"});
         out["protocol"] = proto;

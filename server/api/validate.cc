@@ -54,7 +54,7 @@ json parse_body(const std::string& body) {
   json j;
   try {
     j = json::parse(body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     bad_request("", std::string("malformed JSON: ") + e.what());
   }
   if (!j.is_object()) bad_request("", "the body must be a JSON object");

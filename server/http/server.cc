@@ -42,8 +42,8 @@ using tcp = boost::asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
 constexpr size_t kHeaderLimit = 8 * 1024;
-constexpr auto kLingerTime = std::chrono::seconds(2);
-constexpr size_t kLingerBytes = 1 << 20;
+constexpr auto kLingerTime = std::chrono::seconds(3);
+constexpr size_t kLingerBytes = 64u << 20;  // clients such as python-requests send the whole body first
 constexpr auto kCloseTimeout = std::chrono::seconds(2);
 constexpr const char* kCsp =
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -255,6 +255,7 @@ class Session final : public SessionBase {
 
   void read_header() {
     state_ = State::kReading;
+    started_ = Clock::now();  // access-log duration: first byte of the request to the last byte of the response
     if (!first_request_) tcp().expires_after(srv_.opt.header_timeout);
     bhttp::async_read_header(stream_, buffer_, *parser_,
                              [self = self()](beast::error_code ec, size_t) { self->on_header(ec); });
@@ -282,7 +283,6 @@ class Session final : public SessionBase {
   }
 
   void on_header(beast::error_code ec) {
-    started_ = Clock::now();
     if (read_failed(ec)) return;
     first_request_ = false;
     auto& msg = parser_->get();
@@ -383,7 +383,7 @@ class Session final : public SessionBase {
   }
 
   void on_write(beast::error_code ec, size_t bytes, bool keep_alive, bool linger) {
-    if (srv_.opt.access_log) {
+    if (srv_.opt.access_log) {  // never the Authorization header, the query or the body
       auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_).count();
       char dur[32];
       std::snprintf(dur, sizeof dur, "%.3fms", static_cast<double>(us) / 1000.0);

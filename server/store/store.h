@@ -11,25 +11,13 @@
 #include <vector>
 
 #include "datapath/controller.h"
-#if __has_include("server/common/token.h")
 #include "server/common/token.h"
-#endif
 #include "server/store/db.h"
 
 namespace vpcd::store {
 
-// An API token as stored: only a salted hash of the secret. role is "admin" or "viewer". The type is the transport's
-// (server/common/token.h) once that is present.
-#if __has_include("server/common/token.h")
+// An API token as stored: only a salted hash of the secret (server/common/token.h).
 using TokenRecord = vpcd::TokenRecord;
-#else
-struct TokenRecord {
-  std::string id;
-  std::string role;
-  std::string salt_hex;
-  std::string hash_hex;
-};
-#endif
 
 // RFC 3339 UTC with microseconds ("2026-11-22T03:57:15.123456Z"): text order is time order.
 std::string now_rfc3339();

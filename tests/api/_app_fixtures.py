@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import ssl
 import subprocess
@@ -35,6 +36,7 @@ class Vpcd:
         self.extra = list(extra)
         self.proc = None
         self.port = None
+        self.instance = None  # datapath instance name, from the log: its run dir is /run/vpcd/INSTANCE
         self.log_path = os.path.join(state_dir, "..", os.path.basename(state_dir) + ".log")
         self._log = None
 
@@ -60,6 +62,11 @@ class Vpcd:
                 m = re.search(rb"listening on https://127\.0\.0\.1:(\d+)", f.read())
             if m:
                 self.port = int(m.group(1))
+                with open(self.log_path, "rb") as f:
+                    f.seek(offset)
+                    inst = re.search(rb"instance ([0-9a-f]+)", f.read())
+                if inst:
+                    self.instance = inst.group(1).decode()
                 break
             time.sleep(0.05)
         else:
@@ -118,6 +125,11 @@ class Vpcd:
             self._log.close()
             self._log = None
         return self.proc.returncode if self.proc else None
+
+    def remove_run_dir(self):
+        """After the last kill: removes the datapath's marker directory for this (temporary) state dir."""
+        if self.instance and (self.proc is None or self.proc.poll() is not None):
+            shutil.rmtree(os.path.join("/run/vpcd", self.instance), ignore_errors=True)
 
     def log_tail(self, n=60):
         try:

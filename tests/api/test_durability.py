@@ -135,6 +135,7 @@ def test_kill9_during_concurrent_writes(state_dir):  # noqa: F811
         for t in threads:
             t.join(timeout=60)
         assert acked_at_kill >= KILL_AFTER_ACKS
+        print("SIGKILL after %d acknowledged writes from %d threads" % (acked_at_kill, THREADS))
         assert not errors, errors[:5]
 
         with sqlite3.connect(os.path.join(state_dir, "vpcd.db")) as db:
@@ -177,7 +178,12 @@ def test_kill9_during_concurrent_writes(state_dir):  # noqa: F811
                 if got["state"] == "error" or not os.path.exists("/sys/class/net/" + n["backend"]["ifname"]):
                     bad.append((n["backend"]["ifname"], got["state"], got.get("state_detail")))
             return bad
-        wait_for(lambda: not nic_problems(), timeout=60, interval=0.2, what="NICs rebuilt after the restart")
+        deadline = time.monotonic() + 60
+        problems = nic_problems()
+        while problems and time.monotonic() < deadline:
+            time.sleep(0.2)
+            problems = nic_problems()
+        assert not problems, ("NICs not rebuilt after the restart (ifname, state, detail)", problems)
         assert nics, "no NIC was acknowledged before the kill"
     finally:
         stop.set()
@@ -190,6 +196,7 @@ def test_kill9_during_concurrent_writes(state_dir):  # noqa: F811
         except Exception:
             pass
         d.kill(signal.SIGTERM)
+        d.remove_run_dir()
         for t in threads:
             t.join(timeout=30)
         # Every tap this run named (acknowledged or caught in flight by the kill): names carry this run's prefix.

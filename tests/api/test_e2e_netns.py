@@ -85,5 +85,6 @@ def test_two_guests_ping_across_a_kill9(state_dir):  # noqa: F811
         wait_for(lambda: not ping(ns_a, ip_b, 0.2), 10, what="traffic to stop after the NIC delete")
     finally:
         d.kill(signal.SIGTERM)
+        d.remove_run_dir()
         netns_delete(ns_a)
         netns_delete(ns_b)

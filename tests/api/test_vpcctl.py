@@ -19,6 +19,7 @@ def daemon(state_dir):  # noqa: F811
         yield d, admin, viewer
     finally:
         d.kill()
+        d.remove_run_dir()
 
 
 def ctl(d, token, *args, env_extra=None, check=True, home=None):

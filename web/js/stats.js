@@ -123,3 +123,18 @@ export class CounterHistory {
     return { count: Math.max(0, total_drops(last.c) - total_drops(first.c)), span_ms: last.t - first.t };
   }
 }
+
+// Histories outlive the page that shows them (the dashboard is one document), so a chart is not empty again every
+// time the user comes back to a page. Keyed by object id ("box" for the whole box).
+const kHistories = new Map();
+const kMaxHistories = 2000;
+
+export function history_for(key, capacity = 30) {
+  let hist = kHistories.get(key);
+  if (!hist) {
+    if (kHistories.size >= kMaxHistories) kHistories.delete(kHistories.keys().next().value);
+    hist = new CounterHistory(capacity);
+    kHistories.set(key, hist);
+  }
+  return hist;
+}

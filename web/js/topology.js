@@ -3,12 +3,12 @@
 import { s } from './dom.js';
 import { display_name } from './format.js';
 
-const kCol = 190;       // width of a subnet column
+const kCol = 210;       // width of a subnet column
 const kGap = 24;        // space between columns and rows
 const kBoxH = 46;       // height of uplink, router, subnet and VTEP boxes
-const kNicH = 50;       // height of a NIC box
+const kNicH = 64;       // height of a NIC box: name, IPs, MAC
 const kNicGap = 10;
-const kMaxLabel = 24;
+const kMaxLabel = 28;
 
 export function clip(text, n = kMaxLabel) {
   const t = String(text ?? '');
@@ -70,15 +70,15 @@ export function layout_topology(model) {
   subnets.forEach((sn, i) => {
     const x = kGap + i * (kCol + kGap);
     nodes.push({ id: sn.id, kind: 'subnet', x, y: y_sub, w: kCol, h: kBoxH,
-      label: clip(`subnet ${display_name(sn)}`), sub: clip(`${sn.cidr} gw ${sn.gateway || '-'}`), state: '' });
+      label: clip(`subnet ${display_name(sn)}`), sub: clip(`${sn.cidr} gw ${sn.gateway || '-'}`, 32), state: '' });
     edges.push({ from: vpc_node.id, to: sn.id, kind: 'router',
       x1: x + kCol / 2, y1: vpc_node.y + vpc_node.h, x2: x + kCol / 2, y2: y_sub });
     let y = y_sub + kBoxH + kGap;
     for (const n of nics.filter((nic) => nic.subnet_id === sn.id)) {
       const ips = Array.isArray(n.ips) ? n.ips.join(' ') : '';
       nodes.push({ id: n.id, kind: 'nic', x: x + 12, y, w: kCol - 12, h: kNicH,
-        label: clip(`${display_name(n)} ${n.backend?.type || ''}`.trim()), sub: clip(`${ips} ${n.mac || ''}`.trim(), 30),
-        state: n.state || 'unknown' });
+        label: clip(`${display_name(n)} ${n.backend?.type || ''}`.trim(), 24), sub: clip(ips || 'no address', 30),
+        sub2: n.mac || '', state: n.state || 'unknown' });
       edges.push({ from: sn.id, to: n.id, kind: 'port', x1: x + 6, y1: y_sub + kBoxH, x2: x + 12, y2: y + kNicH / 2 });
       y += kNicH + kNicGap;
     }
@@ -125,11 +125,12 @@ export function render_topology(layout, { title = 'VPC topology' } = {}) {
   for (const n of layout.nodes) {
     const state = n.state ? ` state-${n.state}` : '';
     svg.append(s('g', { class: `node node-${n.kind}${state}`, 'data-id': n.id, 'data-kind': n.kind },
-      s('title', {}, `${n.label}\n${n.sub}${n.state ? `\nstate: ${n.state}` : ''}`),
+      s('title', {}, `${n.label}\n${n.sub}${n.sub2 ? `\n${n.sub2}` : ''}${n.state ? `\nstate: ${n.state}` : ''}`),
       s('rect', { x: n.x, y: n.y, width: n.w, height: n.h, rx: 6 }),
       n.kind === 'nic' ? s('circle', { class: 'dot', cx: n.x + n.w - 12, cy: n.y + 12, r: 5 }) : null,
       s('text', { class: 'label', x: n.x + 8, y: n.y + 19 }, n.label),
-      s('text', { class: 'sub', x: n.x + 8, y: n.y + 36 }, n.sub)));
+      s('text', { class: 'sub', x: n.x + 8, y: n.y + 36 }, n.sub),
+      n.sub2 ? s('text', { class: 'sub mono', x: n.x + 8, y: n.y + 53 }, n.sub2) : null));
   }
   return svg;
 }

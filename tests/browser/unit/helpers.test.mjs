@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { format_si, format_bytes, format_bps, format_count, format_time, parse_list, display_name } from '../../../web/js/format.js';
-import { normalize_counters, normalize_box_stats, CounterHistory } from '../../../web/js/stats.js';
+import { normalize_counters, normalize_box_stats, CounterHistory, history_for } from '../../../web/js/stats.js';
 import { sparkline_path } from '../../../web/js/chart.js';
 import { layout_topology, clip } from '../../../web/js/topology.js';
 import { field_path, match_field, build_backend, build_rule, compact, FormError } from '../../../web/js/fields.js';
@@ -82,6 +82,14 @@ test('drops_within counts only the window', () => {
   short.push(0, { drops: { x: 5 } });
   short.push(4000, { drops: { x: 9 } });
   assert.deepEqual(short.drops_within(60000), { count: 4, span_ms: 4000 });
+});
+
+test('history_for keeps one history per key across pages', () => {
+  const a = history_for('nic:x');
+  a.push(1000, { rx_packets: 1 });
+  assert.equal(history_for('nic:x'), a);
+  assert.equal(history_for('nic:x').latest().rx_packets, 1);
+  assert.notEqual(history_for('nic:y'), a);
 });
 
 test('sparkline_path scales into the box, newest at the right', () => {

@@ -124,5 +124,26 @@ TEST(Config, LoadFile) {
   EXPECT_THROW(config_load_file(c, path), ConfigError);
 }
 
+// The example shipped as /etc/vpcd/vpcd.conf parses, and (everything commented out) leaves the built-in defaults;
+// uncommenting every key still parses.
+TEST(Config, ShippedExampleParses) {
+  const std::string path = std::string(VPCD_SOURCE_DIR) + "/packaging/vpcd.conf";
+  Config c;
+  config_load_file(c, path);
+  EXPECT_EQ(c.state_dir, Config{}.state_dir);
+  EXPECT_EQ(c.listen_port, Config{}.listen_port);
+  std::ifstream in(path);
+  std::string text, line;
+  while (std::getline(in, line)) {
+    if (line.size() > 1 && line[0] == '#' && line[1] != ' ') line = line.substr(1);
+    text += line + "\n";
+  }
+  Config all;
+  config_parse(all, text, path);
+  EXPECT_EQ(all.state_dir, "/var/lib/vpcd");
+  EXPECT_EQ(all.tls_cert, "/etc/vpcd/cert.pem");
+  EXPECT_EQ(all.body_limit_bytes, 1u << 20);
+}
+
 }  // namespace
 }  // namespace vpcd

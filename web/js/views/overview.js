@@ -2,7 +2,7 @@
 // list and (for admins) the create-VPC form. Browser main thread; refreshed every 2 s while shown.
 import { h, clear } from '../dom.js';
 import { display_name, format_pps, format_bps, format_count, parse_list } from '../format.js';
-import { normalize_box_stats, CounterHistory } from '../stats.js';
+import { normalize_box_stats, history_for } from '../stats.js';
 import { int_or_undefined, compact } from '../fields.js';
 import { make_form, delete_button, table, section, state_badge, error_text } from '../ui.js';
 import { sparkline } from '../chart.js';
@@ -13,8 +13,7 @@ export async function render_overview(root, ctx) {
   const traffic_box = h('div', { id: 'box-traffic' });
   const vpcs_box = h('div', { id: 'vpc-list' });
   const status = h('p', { class: 'status-line', role: 'status' });
-  const box_history = new CounterHistory(40);  // 80 s at one sample per 2 s
-  const uplink_hist = new Map();
+  const box_history = history_for('box', 40);  // 80 s at one sample per 2 s
   let last_sig = '';
 
   root.append(h('h1', {}, 'Overview'), status, health_box,
@@ -57,8 +56,7 @@ export async function render_overview(root, ctx) {
     for (const u of uplinks) {
       const c = box.uplinks.get(u.id) || box.uplinks.get(u.ifname);
       if (!c) continue;
-      if (!uplink_hist.has(u.id)) uplink_hist.set(u.id, new CounterHistory(30));
-      uplink_hist.get(u.id).push(now, c);
+      history_for(`uplink:${u.id}`).push(now, c);
     }
 
     const by_state = { up: 0, down: 0, error: 0 };
@@ -80,15 +78,18 @@ export async function render_overview(root, ctx) {
       kpi('Drops', stats ? format_count(drops.count) : 'n/a', drops.count ? 'warn' : '', stats ? window : 'no stats',
         'kpi-drops'));
 
+    // Uplink counters appear when the server reports them (GET /v1/stats "uplinks"); until then the cells say "-".
+    const uplink_hist = (u) =>
+      (box.uplinks.has(u.id) || box.uplinks.has(u.ifname) ? history_for(`uplink:${u.id}`) : null);
     clear(uplinks_box).append(table([
       { title: 'Interface', cell: (u) => u.ifname },
       { title: 'Address', cell: (u) => u.address || '-' },
       { title: 'Role', cell: (u) => u.role || '-' },
       { title: 'State', cell: (u) => (u.state ? state_badge(u.state) : '-') },
-      { title: 'Rx', cls: 'num', cell: (u) => rate_cell(uplink_hist.get(u.id), 'rx') },
-      { title: 'Tx', cls: 'num', cell: (u) => rate_cell(uplink_hist.get(u.id), 'tx') },
-      { title: 'Drops/s', cls: 'num', cell: (u) => drop_cell(uplink_hist.get(u.id)) },
-      { title: 'Packets/s', cell: (u) => chart_cell(uplink_hist.get(u.id), u.ifname) },
+      { title: 'Rx', cls: 'num', cell: (u) => rate_cell(uplink_hist(u), 'rx') },
+      { title: 'Tx', cls: 'num', cell: (u) => rate_cell(uplink_hist(u), 'tx') },
+      { title: 'Drops/s', cls: 'num', cell: (u) => drop_cell(uplink_hist(u)) },
+      { title: 'Packets/s', cell: (u) => chart_cell(uplink_hist(u), u.ifname) },
     ], uplinks, { empty: 'No uplinks configured.' }));
 
     const sig = JSON.stringify([vpcs, subnets.map((x) => x.vpc_id), nics.map((x) => [x.vpc_id, x.state])]);
@@ -158,5 +159,5 @@ export function chart_cell(hist, label) {
   return sparkline([
     { values: hist.series('rx_pps'), cls: 'rx' },
     { values: hist.series('tx_pps'), cls: 'tx' },
-  ], { label: `packet rate of ${label}: receive and transmit` });
+  ], { capacity: 20, label: `packet rate of ${label}: receive and transmit over the last 40 s` });
 }

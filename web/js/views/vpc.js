@@ -3,7 +3,7 @@
 import { h, clear } from '../dom.js';
 import { ApiError } from '../api.js';
 import { display_name, format_count, format_time, parse_list, short_id } from '../format.js';
-import { CounterHistory, normalize_box_stats } from '../stats.js';
+import { history_for, normalize_box_stats } from '../stats.js';
 import { build_backend, build_rule, compact, int_or_undefined } from '../fields.js';
 import { make_form, delete_button, table, section, state_badge, error_text } from '../ui.js';
 import { rate_cell, drop_cell, chart_cell } from './overview.js';
@@ -53,7 +53,7 @@ export async function render_vpc(root, ctx, vpc_id) {
   const nat_box = h('div', { id: 'nat-list' });
   const remote_box = h('div', { id: 'remote-list' });
   const status = h('p', { class: 'status-line', role: 'status' });
-  const hist = new Map();
+  const hist = { get: (id) => history_for(`nic:${id}`) };
   const sigs = {};
 
   const subnet_form = admin ? make_form({
@@ -277,7 +277,6 @@ export async function render_vpc(root, ctx, vpc_id) {
       ctx.api.get(`/nics/${n.id}/stats`).catch(() => null)));
     nics.forEach((n, i) => {
       if (!results[i]) return;
-      if (!hist.has(n.id)) hist.set(n.id, new CounterHistory(30));
       hist.get(n.id).push(now, results[i]);
     });
     clear(live_box).append(table([

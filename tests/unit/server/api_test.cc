@@ -1,0 +1,611 @@
+// API handler tests: every route of api_routes() driven through a minimal in-test dispatcher (pattern match only; the
+// transport's router, auth and limits are tested in their own suites) against an in-memory store.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "server/api/api.h"
+#include "server/api/validate.h"
+
+namespace vpcd::api {
+namespace {
+
+using nlohmann::json;
+
+struct Reply {
+  int status = 0;
+  json body;
+  std::string content_type;
+  std::map<std::string, std::string> headers;
+};
+
+class ApiTest : public ::testing::Test {
+ protected:
+  ApiTest()
+      : store_(":memory:", VPCD_SOURCE_DIR "/migrations"),
+        ctx_{store_, [this] { ++changes_; }, [] { return std::string(R"({"workers": []})"); },
+             [] { return std::string("vpcd_up 1\n"); },
+             [](const std::string&) -> std::optional<std::string> { return std::nullopt; }, "9.9.9"},
+        routes_(api_routes(ctx_)) {}
+
+  Reply call(const std::string& method, const std::string& target, const std::optional<json>& body = std::nullopt,
+             std::map<std::string, std::string> headers = {}) {
+    http::Request req;
+    req.method = method;
+    req.token_id = "test-token";
+    std::string path = target.substr(0, target.find('?'));
+    if (auto q = target.find('?'); q != std::string::npos) {
+      std::string rest = target.substr(q + 1);
+      size_t pos = 0;
+      while (pos <= rest.size()) {
+        size_t amp = rest.find('&', pos);
+        std::string kv = rest.substr(pos, amp == std::string::npos ? std::string::npos : amp - pos);
+        auto eq = kv.find('=');
+        req.query[kv.substr(0, eq)] = eq == std::string::npos ? "" : kv.substr(eq + 1);
+        if (amp == std::string::npos) break;
+        pos = amp + 1;
+      }
+    }
+    req.path = path;
+    if (body) {
+      req.body = body->dump();
+      req.headers["content-type"] = "application/json";
+    }
+    for (auto& [k, v] : headers) req.headers[k] = v;
+    for (auto& r : routes_) {
+      if (r.method != method) continue;
+      std::vector<std::string> params;
+      if (!match(r.pattern, path, params)) continue;
+      req.params = params;
+      http::Response resp = r.handler(req);
+      Reply out;
+      out.status = resp.status;
+      out.content_type = resp.content_type;
+      for (auto& [k, v] : resp.headers) out.headers[k] = v;
+      if (!resp.body.empty() && resp.content_type.find("json") != std::string::npos) out.body = json::parse(resp.body);
+      else out.body = resp.body;
+      return out;
+    }
+    ADD_FAILURE() << "no route for " << method << " " << path;
+    return {};
+  }
+  Reply raw(const std::string& method, const std::string& path, const std::string& body,
+            const std::string& content_type) {
+    http::Request req;
+    req.method = method;
+    req.path = path;
+    req.body = body;
+    if (!content_type.empty()) req.headers["content-type"] = content_type;
+    for (auto& r : routes_) {
+      std::vector<std::string> params;
+      if (r.method != method || !match(r.pattern, path, params)) continue;
+      req.params = params;
+      http::Response resp = r.handler(req);
+      return Reply{resp.status, json::parse(resp.body, nullptr, false), resp.content_type, {}};
+    }
+    ADD_FAILURE() << "no route";
+    return {};
+  }
+
+  static bool match(const std::string& pattern, const std::string& path, std::vector<std::string>& params) {
+    auto split = [](const std::string& s) {
+      std::vector<std::string> out;
+      size_t pos = 1;
+      while (pos <= s.size()) {
+        size_t slash = s.find('/', pos);
+        out.push_back(s.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos));
+        if (slash == std::string::npos) break;
+        pos = slash + 1;
+      }
+      return out;
+    };
+    auto p = split(pattern), a = split(path);
+    if (p.size() != a.size()) return false;
+    for (size_t i = 0; i < p.size(); ++i) {
+      if (p[i].starts_with("{")) params.push_back(a[i]);
+      else if (p[i] != a[i]) return false;
+    }
+    return true;
+  }
+
+  std::string make_vpc(const std::string& cidr = "10.0.0.0/16") {
+    auto r = call("POST", "/v1/vpcs", json{{"cidrs", {cidr}}});
+    EXPECT_EQ(r.status, 201) << r.body.dump();
+    return r.body.value("id", "");
+  }
+  std::string make_subnet(const std::string& vpc, const std::string& cidr) {
+    auto r = call("POST", "/v1/subnets", json{{"vpc_id", vpc}, {"cidr", cidr}});
+    EXPECT_EQ(r.status, 201) << r.body.dump();
+    return r.body.value("id", "");
+  }
+  Reply make_nic(const std::string& subnet, const std::string& ifname, json extra = json::object()) {
+    json body{{"subnet_id", subnet}, {"backend", {{"type", "tap"}, {"ifname", ifname}}}};
+    body.update(extra);
+    return call("POST", "/v1/nics", body);
+  }
+
+  Store store_;
+  std::atomic<int> changes_{0};
+  ApiContext ctx_;
+  std::vector<RouteDef> routes_;
+};
+
+TEST_F(ApiTest, HealthStatsMetrics) {
+  auto h = call("GET", "/v1/health");
+  EXPECT_EQ(h.status, 200);
+  EXPECT_EQ(h.body["status"], "ok");
+  EXPECT_EQ(h.body["version"], "9.9.9");
+  EXPECT_EQ(call("GET", "/v1/stats").body["workers"], json::array());
+  auto m = call("GET", "/metrics");
+  EXPECT_EQ(m.body, "vpcd_up 1\n");
+  EXPECT_NE(m.content_type.find("text/plain"), std::string::npos);
+  for (auto& r : routes_) {
+    if (r.pattern == "/v1/health") EXPECT_EQ(r.min_role, http::Role::kNone);
+    else if (r.method == "GET") EXPECT_EQ(r.min_role, http::Role::kViewer) << r.pattern;
+    else EXPECT_EQ(r.min_role, http::Role::kAdmin) << r.method << " " << r.pattern;
+  }
+}
+
+TEST_F(ApiTest, CreateVpcAllocatesVniAndDefaults) {
+  auto r = call("POST", "/v1/vpcs", json{{"name", "blue"}, {"cidrs", {"10.0.0.0/16"}}, {"labels", {{"t", "x"}}}});
+  ASSERT_EQ(r.status, 201) << r.body.dump();
+  std::string id = r.body["id"];
+  EXPECT_TRUE(is_uuid(id));
+  EXPECT_EQ(r.headers["Location"], "/v1/vpcs/" + id);
+  EXPECT_EQ(r.headers["ETag"], "\"1\"");
+  EXPECT_EQ(r.body["vni"], 1);
+  EXPECT_EQ(r.body["mtu"], 1450);
+  EXPECT_EQ(r.body["revision"], 1);
+  EXPECT_EQ(r.body["name"], "blue");
+  EXPECT_EQ(r.body["labels"]["t"], "x");
+  EXPECT_EQ(changes_, 1);
+  auto r2 = call("POST", "/v1/vpcs", json{{"cidrs", {"10.0.0.0/16"}}});
+  EXPECT_EQ(r2.body["vni"], 2);
+  auto taken = call("POST", "/v1/vpcs", json{{"cidrs", {"10.1.0.0/16"}}, {"vni", 2}});
+  EXPECT_EQ(taken.status, 409);
+  EXPECT_EQ(taken.body["field"], "vni");
+  EXPECT_EQ(taken.content_type, "application/problem+json");
+  EXPECT_EQ(changes_, 2);
+  auto got = call("GET", "/v1/vpcs/" + id);
+  EXPECT_EQ(got.status, 200);
+  EXPECT_EQ(got.body, r.body);
+}
+
+TEST_F(ApiTest, VpcValidationNamesTheField) {
+  struct Case {
+    json body;
+    int status;
+    const char* field;
+  } cases[] = {
+      {json::object(), 400, "cidrs"},
+      {json{{"cidrs", json::array()}}, 400, "cidrs"},
+      {json{{"cidrs", {"10.0.0.1/16"}}}, 400, "cidrs[0]"},
+      {json{{"cidrs", {"10.0.0.0/16", "10.0.128.0/24"}}}, 400, "cidrs[1]"},
+      {json{{"cidrs", {"127.0.0.0/8"}}}, 400, "cidrs[0]"},
+      {json{{"cidrs", {"10.0.0.0/16"}}, {"vni", 0}}, 400, "vni"},
+      {json{{"cidrs", {"10.0.0.0/16"}}, {"vni", 16777216}}, 400, "vni"},
+      {json{{"cidrs", {"10.0.0.0/16"}}, {"vni", "5"}}, 400, "vni"},
+      {json{{"cidrs", {"10.0.0.0/16"}}, {"mtu", 100}}, 400, "mtu"},
+      {json{{"cidrs", {"10.0.0.0/16"}}, {"colour", "red"}}, 400, "colour"},
+      {json{{"cidrs", {"10.0.0.0/16"}}, {"name", std::string(256, 'n')}}, 400, "name"},
+      {json{{"cidrs", {"10.0.0.0/16"}}, {"id", "0f8fad5b-d9cb-469f-a165-70867728950e"}}, 400, "id"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.body.dump());
+    auto r = call("POST", "/v1/vpcs", c.body);
+    EXPECT_EQ(r.status, c.status);
+    EXPECT_EQ(r.body["field"], c.field);
+    EXPECT_EQ(r.body["status"], c.status);
+  }
+  EXPECT_EQ(changes_, 0);
+  EXPECT_EQ(call("GET", "/v1/vpcs").body["total"], 0);
+}
+
+TEST_F(ApiTest, MalformedBodiesAndMediaTypes) {
+  EXPECT_EQ(raw("POST", "/v1/vpcs", "{\"cidrs\": [", "application/json").status, 400);
+  EXPECT_EQ(raw("POST", "/v1/vpcs", "[]", "application/json").status, 400);
+  EXPECT_EQ(raw("POST", "/v1/vpcs", R"({"cidrs":["10.0.0.0/16"]})", "text/plain").status, 415);
+  EXPECT_EQ(raw("POST", "/v1/vpcs", R"({"cidrs":["10.0.0.0/16"]})", "").status, 415);
+  EXPECT_EQ(raw("POST", "/v1/vpcs", R"({"cidrs":["10.0.0.0/16"]})", "application/json; charset=utf-8").status, 201);
+  EXPECT_EQ(raw("POST", "/v1/vpcs", R"({"cidrs":["10.1.0.0/16"], "mtu": 1e999})", "application/json").status, 400);
+}
+
+TEST_F(ApiTest, SubnetsNestNotOverlapAndGetAGateway) {
+  std::string vpc = make_vpc("10.0.0.0/16");
+  auto s = call("POST", "/v1/subnets", json{{"vpc_id", vpc}, {"cidr", "10.0.1.0/24"}});
+  ASSERT_EQ(s.status, 201) << s.body.dump();
+  EXPECT_EQ(s.body["gateway"], "10.0.1.1");
+  auto outside = call("POST", "/v1/subnets", json{{"vpc_id", vpc}, {"cidr", "10.1.0.0/24"}});
+  EXPECT_EQ(outside.status, 422);
+  EXPECT_EQ(outside.body["field"], "cidr");
+  auto overlap = call("POST", "/v1/subnets", json{{"vpc_id", vpc}, {"cidr", "10.0.0.0/23"}});
+  EXPECT_EQ(overlap.status, 409);
+  EXPECT_NE(overlap.body["detail"].get<std::string>().find(s.body["id"].get<std::string>()), std::string::npos);
+  for (const char* gw : {"10.0.2.0", "10.0.2.255", "10.0.3.1", "x"}) {
+    auto r = call("POST", "/v1/subnets", json{{"vpc_id", vpc}, {"cidr", "10.0.2.0/24"}, {"gateway", gw}});
+    EXPECT_EQ(r.status, 400) << gw;
+    EXPECT_EQ(r.body["field"], "gateway");
+  }
+  auto missing = call("POST", "/v1/subnets",
+                      json{{"vpc_id", "0f8fad5b-d9cb-469f-a165-70867728950e"}, {"cidr", "10.0.2.0/24"}});
+  EXPECT_EQ(missing.status, 422);
+  EXPECT_EQ(missing.body["field"], "vpc_id");
+  EXPECT_EQ(call("POST", "/v1/subnets", json{{"vpc_id", "nope"}, {"cidr", "10.0.2.0/24"}}).status, 400);
+  // Shrinking the VPC so a subnet falls outside is refused.
+  auto shrink = call("PATCH", "/v1/vpcs/" + vpc, json{{"cidrs", {"10.2.0.0/16"}}});
+  EXPECT_EQ(shrink.status, 409);
+  EXPECT_EQ(shrink.body["field"], "cidrs");
+  auto move = call("PATCH", "/v1/subnets/" + s.body["id"].get<std::string>(), json{{"cidr", "10.0.9.0/24"}});
+  EXPECT_EQ(move.status, 422);
+  EXPECT_EQ(move.body["field"], "cidr");
+}
+
+TEST_F(ApiTest, NicsGetAddressesMacsAndCheckBackends) {
+  std::string vpc = make_vpc();
+  std::string sn = make_subnet(vpc, "10.0.1.0/29");
+  auto a = make_nic(sn, "tap-a");
+  ASSERT_EQ(a.status, 201) << a.body.dump();
+  EXPECT_EQ(a.body["ips"], json({"10.0.1.2"}));
+  EXPECT_EQ(a.body["vpc_id"], vpc);
+  EXPECT_EQ(a.body["state"], "down");
+  EXPECT_EQ(a.body["port_security"], true);
+  EXPECT_EQ(a.body["backend"]["queues"], 1);
+  EXPECT_EQ(a.body["mac"].get<std::string>().substr(0, 3), "02:");
+  auto b = make_nic(sn, "tap-b", {{"ips", {"10.0.1.4"}}});
+  ASSERT_EQ(b.status, 201) << b.body.dump();
+  auto c = make_nic(sn, "tap-c");
+  EXPECT_EQ(c.body["ips"], json({"10.0.1.3"}));  // first free
+
+  struct Case {
+    json extra;
+    int status;
+    const char* field;
+  } cases[] = {
+      {{{"ips", {"10.0.1.2"}}}, 409, "ips[0]"},
+      {{{"ips", {"10.0.1.1"}}}, 409, "ips[0]"},
+      {{{"ips", {"10.0.2.5"}}}, 422, "ips[0]"},
+      {{{"ips", {"10.0.1.7"}}}, 422, "ips[0]"},  // broadcast
+      {{{"ips", {"10.0.1.5", "10.0.1.5"}}}, 400, "ips[1]"},
+      {{{"ips", json::array()}}, 400, "ips"},
+      {{{"mac", a.body["mac"]}}, 409, "mac"},
+      {{{"mac", "01:00:00:00:00:01"}}, 400, "mac"},
+      {{{"backend", {{"type", "tap"}, {"ifname", "tap-a"}}}}, 409, "backend.ifname"},
+      {{{"backend", {{"type", "tap"}, {"ifname", "waytoolongifname0"}}}}, 400, "backend.ifname"},
+      {{{"backend", {{"type", "tap"}, {"ifname", "t1"}, {"queues", 17}}}}, 400, "backend.queues"},
+      {{{"backend", {{"type", "tap"}, {"ifname", "t1"}, {"owner", "no-such-user-x"}}}}, 422, "backend.owner"},
+      {{{"backend", {{"type", "tap"}, {"ifname", "t1"}, {"mtu", 5}}}}, 400, "backend.mtu"},
+      {{{"backend", {{"type", "vhost-user"}, {"socket", "/run/x.sock"}}}}, 422, "backend.type"},
+      {{{"backend", {{"type", "vhost-user"}, {"socket", "rel.sock"}}}}, 400, "backend.socket"},
+      {{{"backend", {{"type", "pci"}}}}, 400, "backend.type"},
+      {{{"backend", {{"type", "netns"}, {"netns", "../x"}}}}, 400, "backend.netns"},
+      {{{"backend", "tap"}}, 400, "backend"},
+      {{{"port_security", "yes"}}, 400, "port_security"},
+      {{{"security_group_ids", {"0f8fad5b-d9cb-469f-a165-70867728950e"}}}, 422, "security_group_ids[0]"},
+      {{{"state", "up"}, {"bogus", 1}}, 400, "bogus"},
+  };
+  for (const auto& cs : cases) {
+    SCOPED_TRACE(cs.extra.dump());
+    auto r = make_nic(sn, "tap-x", cs.extra);
+    EXPECT_EQ(r.status, cs.status) << r.body.dump();
+    EXPECT_EQ(r.body["field"], cs.field);
+  }
+  // The /29 holds .2 .. .6; .2 .3 .4 are used, so two more fit, then the subnet is full.
+  EXPECT_EQ(make_nic(sn, "tap-d").status, 201);
+  EXPECT_EQ(make_nic(sn, "tap-e").status, 201);
+  auto full = make_nic(sn, "tap-f");
+  EXPECT_EQ(full.status, 409);
+  EXPECT_EQ(full.body["field"], "ips");
+  auto ns = make_nic(make_subnet(vpc, "10.0.2.0/24"), "", {{"backend", {{"type", "netns"}, {"netns", "guest1"}}}});
+  ASSERT_EQ(ns.status, 201) << ns.body.dump();
+  EXPECT_EQ(ns.body["backend"]["ifname"], "eth0");
+}
+
+TEST_F(ApiTest, PutIsIdempotentAndReplaces) {
+  const std::string id = "0f8fad5b-d9cb-469f-a165-70867728950e";
+  json body{{"cidrs", {"10.0.0.0/16"}}, {"name", "a"}};
+  auto first = call("PUT", "/v1/vpcs/" + id, body);
+  ASSERT_EQ(first.status, 201) << first.body.dump();
+  EXPECT_EQ(first.headers["Location"], "/v1/vpcs/" + id);
+  auto retry = call("PUT", "/v1/vpcs/" + id, body);
+  EXPECT_EQ(retry.status, 200);
+  EXPECT_EQ(retry.body, first.body);  // same object, no revision bump, vni kept
+  EXPECT_EQ(changes_, 1);
+  // Sending back what was read (with its read-only fields) is also an identical retry.
+  EXPECT_EQ(call("PUT", "/v1/vpcs/" + id, first.body).body["revision"], 1);
+  body["name"] = "b";
+  auto replaced = call("PUT", "/v1/vpcs/" + id, body);
+  EXPECT_EQ(replaced.status, 200);
+  EXPECT_EQ(replaced.body["revision"], 2);
+  EXPECT_EQ(replaced.body["vni"], first.body["vni"]);
+  EXPECT_EQ(replaced.headers["ETag"], "\"2\"");
+  EXPECT_EQ(changes_, 2);
+  EXPECT_EQ(call("PUT", "/v1/vpcs/0F8FAD5B-D9CB-469F-A165-70867728950E", body).status, 400);
+  auto wrong_id = call("PUT", "/v1/vpcs/" + id, json{{"cidrs", {"10.0.0.0/16"}}, {"id", "x"}});
+  EXPECT_EQ(wrong_id.status, 400);
+  EXPECT_EQ(wrong_id.body["field"], "id");
+}
+
+TEST_F(ApiTest, IfMatchAndPatch) {
+  std::string vpc = make_vpc();
+  auto stale = call("PATCH", "/v1/vpcs/" + vpc, json{{"mtu", 1400}}, {{"if-match", "\"7\""}});
+  EXPECT_EQ(stale.status, 412);
+  auto ok = call("PATCH", "/v1/vpcs/" + vpc, json{{"mtu", 1400}, {"labels", {{"a", "1"}, {"b", "2"}}}},
+                 {{"if-match", "\"1\""}});
+  ASSERT_EQ(ok.status, 200) << ok.body.dump();
+  EXPECT_EQ(ok.body["mtu"], 1400);
+  EXPECT_EQ(ok.body["revision"], 2);
+  auto removed = call("PATCH", "/v1/vpcs/" + vpc, json{{"labels", {{"a", nullptr}}}});
+  EXPECT_EQ(removed.body["labels"], json({{"b", "2"}}));
+  EXPECT_EQ(removed.body["revision"], 3);
+  auto noop = call("PATCH", "/v1/vpcs/" + vpc, json{{"mtu", 1400}});
+  EXPECT_EQ(noop.body["revision"], 3);
+  auto reset = call("PATCH", "/v1/vpcs/" + vpc, json{{"mtu", nullptr}});
+  EXPECT_EQ(reset.body["mtu"], 1450);
+  EXPECT_EQ(call("PATCH", "/v1/vpcs/" + vpc, json{{"mtu", "big"}}).body["field"], "mtu");
+  EXPECT_EQ(call("PATCH", "/v1/vpcs/" + vpc, json{{"nope", 1}}).body["field"], "nope");
+  EXPECT_EQ(call("PUT", "/v1/vpcs/" + vpc, json{{"cidrs", {"10.0.0.0/16"}}}, {{"if-match", "\"1\""}}).status, 412);
+  EXPECT_EQ(call("PUT", "/v1/vpcs/" + vpc, json{{"cidrs", {"10.0.0.0/16"}}}, {{"if-match", "junk"}}).status, 400);
+  EXPECT_EQ(call("DELETE", "/v1/vpcs/" + vpc, std::nullopt, {{"if-match", "\"1\""}}).status, 412);
+  EXPECT_EQ(call("DELETE", "/v1/vpcs/" + vpc, std::nullopt, {{"if-match", "*"}}).status, 204);
+  EXPECT_EQ(call("PATCH", "/v1/vpcs/" + vpc, json{{"mtu", 1400}}).status, 404);
+  EXPECT_EQ(call("PUT", "/v1/vpcs/" + vpc, json{{"cidrs", {"10.0.0.0/16"}}}, {{"if-match", "\"1\""}}).status, 412);
+}
+
+TEST_F(ApiTest, DeleteNamesDependentsAndIs404Afterwards) {
+  std::string vpc = make_vpc();
+  std::string sn = make_subnet(vpc, "10.0.1.0/24");
+  std::string nic = make_nic(sn, "tap-a").body["id"];
+  auto busy = call("DELETE", "/v1/vpcs/" + vpc);
+  EXPECT_EQ(busy.status, 409);
+  EXPECT_NE(busy.body["detail"].get<std::string>().find(sn), std::string::npos);
+  auto busy_sn = call("DELETE", "/v1/subnets/" + sn);
+  EXPECT_EQ(busy_sn.status, 409);
+  EXPECT_NE(busy_sn.body["detail"].get<std::string>().find(nic), std::string::npos);
+  EXPECT_EQ(call("DELETE", "/v1/nics/" + nic).status, 204);
+  EXPECT_EQ(call("DELETE", "/v1/nics/" + nic).status, 404);
+  EXPECT_EQ(call("GET", "/v1/nics/" + nic).status, 404);
+  EXPECT_EQ(call("GET", "/v1/nics/not-a-uuid").status, 404);
+  EXPECT_EQ(call("DELETE", "/v1/subnets/" + sn).status, 204);
+  EXPECT_EQ(call("DELETE", "/v1/vpcs/" + vpc).status, 204);
+  // The freed address, MAC and tap name can be used again.
+  std::string vpc2 = make_vpc();
+  EXPECT_EQ(make_nic(make_subnet(vpc2, "10.0.1.0/24"), "tap-a").status, 201);
+}
+
+TEST_F(ApiTest, ListsPaginateAndFilter) {
+  std::string v1 = make_vpc(), v2 = make_vpc("10.1.0.0/16");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(make_subnet(v1, "10.0." + std::to_string(i) + ".0/24"));
+  make_subnet(v2, "10.1.0.0/24");
+  auto page = call("GET", "/v1/subnets?vpc_id=" + v1 + "&limit=2&offset=1");
+  ASSERT_EQ(page.status, 200);
+  EXPECT_EQ(page.body["total"], 5);
+  EXPECT_EQ(page.body["limit"], 2);
+  EXPECT_EQ(page.body["offset"], 1);
+  ASSERT_EQ(page.body["items"].size(), 2u);
+  EXPECT_EQ(page.body["items"][0]["id"], ids[1]);  // creation order
+  EXPECT_EQ(page.body["items"][1]["id"], ids[2]);
+  EXPECT_EQ(call("GET", "/v1/subnets").body["total"], 6);
+  EXPECT_EQ(call("GET", "/v1/subnets").body["limit"], 100);
+  for (const char* q : {"limit=0", "limit=1001", "limit=x", "offset=-1", "vpc_id=nope", "colour=red"})
+    EXPECT_EQ(call("GET", std::string("/v1/subnets?") + q).status, 400) << q;
+  EXPECT_EQ(call("GET", "/v1/vpcs?vpc_id=" + v1).status, 400);
+}
+
+TEST_F(ApiTest, ReconcilerViewAndNicState) {
+  std::string vpc = make_vpc();
+  std::string sn = make_subnet(vpc, "10.0.1.0/24");
+  auto nic = make_nic(sn, "tap-a", {{"backend", {{"type", "tap"}, {"ifname", "tap-a"}, {"queues", 2},
+                                                 {"owner", "root"}}}});
+  ASSERT_EQ(nic.status, 201) << nic.body.dump();
+  std::string id = nic.body["id"];
+  dp::DesiredState d = store_.load_desired_state();
+  ASSERT_EQ(d.vpcs.size(), 1u);
+  EXPECT_EQ(d.vpcs[0].vni, 1u);
+  ASSERT_EQ(d.vpcs[0].subnets.size(), 1u);
+  EXPECT_EQ(d.vpcs[0].subnets[0].gateway.to_string(), "10.0.1.1");
+  ASSERT_EQ(d.nics.size(), 1u);
+  EXPECT_EQ(d.nics[0].vpc_id, vpc);
+  EXPECT_EQ(d.nics[0].mac.to_string(), nic.body["mac"]);
+  ASSERT_EQ(d.nics[0].ips.size(), 1u);
+  EXPECT_EQ(d.nics[0].ips[0].to_string(), "10.0.1.2");
+  auto* tap = std::get_if<dp::TapBackend>(&d.nics[0].backend);
+  ASSERT_TRUE(tap);
+  EXPECT_EQ(tap->ifname, "tap-a");
+  EXPECT_EQ(tap->queues, 2);
+  EXPECT_EQ(tap->owner, uid_t(0));
+  EXPECT_FALSE(tap->group);
+
+  EXPECT_TRUE(store_.set_nic_state(id, dp::NicStatus::kError, "no carrier"));
+  EXPECT_FALSE(store_.set_nic_state(id, dp::NicStatus::kError, "no carrier"));
+  EXPECT_FALSE(store_.set_nic_state("gone", dp::NicStatus::kUp, ""));
+  auto got = call("GET", "/v1/nics/" + id);
+  EXPECT_EQ(got.body["state"], "error");
+  EXPECT_EQ(got.body["state_detail"], "no carrier");
+  EXPECT_EQ(got.body["revision"], 1);
+  EXPECT_EQ(got.body["updated_at"], nic.body["updated_at"]);
+  auto stats = call("GET", "/v1/nics/" + id + "/stats");
+  EXPECT_EQ(stats.status, 200);
+  EXPECT_EQ(stats.body["rx_packets"], 0);
+  EXPECT_EQ(call("GET", "/v1/nics/0f8fad5b-d9cb-469f-a165-70867728950e/stats").status, 404);
+}
+
+TEST_F(ApiTest, SecurityGroupsAndTheirReferences) {
+  std::string vpc = make_vpc();
+  auto web = call("POST", "/v1/security-groups",
+                  json{{"vpc_id", vpc},
+                       {"rules", {{{"direction", "ingress"}, {"protocol", "tcp"}, {"port_min", 80}, {"port_max", 443}},
+                                  {{"direction", "egress"}}}}});
+  ASSERT_EQ(web.status, 201) << web.body.dump();
+  EXPECT_EQ(web.body["rules"][0]["cidr"], "0.0.0.0/0");
+  EXPECT_EQ(web.body["rules"][1]["protocol"], "any");
+  std::string web_id = web.body["id"];
+  auto db = call("POST", "/v1/security-groups",
+                 json{{"vpc_id", vpc}, {"rules", {{{"direction", "ingress"}, {"remote_group_id", web_id}}}}});
+  ASSERT_EQ(db.status, 201) << db.body.dump();
+  struct Case {
+    json rule;
+    const char* field;
+  } cases[] = {
+      {{{"protocol", "tcp"}}, "rules[0].direction"},
+      {{{"direction", "in"}}, "rules[0].direction"},
+      {{{"direction", "ingress"}, {"protocol", "icmp"}, {"port_min", 1}}, "rules[0].port_min"},
+      {{{"direction", "ingress"}, {"protocol", "tcp"}, {"port_min", 90}, {"port_max", 80}}, "rules[0].port_min"},
+      {{{"direction", "ingress"}, {"protocol", "tcp"}, {"port_max", 70000}}, "rules[0].port_max"},
+      {{{"direction", "ingress"}, {"cidr", "10.0.0.1/8"}}, "rules[0].cidr"},
+      {{{"direction", "ingress"}, {"cidr", "10.0.0.0/8"}, {"remote_group_id", web_id}}, "rules[0].remote_group_id"},
+      {{{"direction", "ingress"}, {"extra", 1}}, "rules[0].extra"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.rule.dump());
+    auto r = call("POST", "/v1/security-groups", json{{"vpc_id", vpc}, {"rules", {c.rule}}});
+    EXPECT_EQ(r.status, 400);
+    EXPECT_EQ(r.body["field"], c.field);
+  }
+  std::string sn = make_subnet(vpc, "10.0.1.0/24");
+  auto nic = make_nic(sn, "tap-a", {{"security_group_ids", {web_id}}});
+  ASSERT_EQ(nic.status, 201) << nic.body.dump();
+  auto busy = call("DELETE", "/v1/security-groups/" + web_id);
+  EXPECT_EQ(busy.status, 409);
+  std::string detail = busy.body["detail"];
+  EXPECT_NE(detail.find(nic.body["id"].get<std::string>()), std::string::npos) << detail;
+  EXPECT_NE(detail.find(db.body["id"].get<std::string>()), std::string::npos) << detail;
+  std::string other_vpc = make_vpc("10.9.0.0/16");
+  auto foreign = make_nic(make_subnet(other_vpc, "10.9.0.0/24"), "tap-b", {{"security_group_ids", {web_id}}});
+  EXPECT_EQ(foreign.status, 422);
+}
+
+TEST_F(ApiTest, UplinksNatAndFloatingIps) {
+  std::string vpc = make_vpc();
+  auto up = call("POST", "/v1/uplinks", json{{"ifname", "eth1"}, {"address", "192.0.2.10/24"}, {"gateway", "192.0.2.1"}});
+  ASSERT_EQ(up.status, 201) << up.body.dump();
+  EXPECT_EQ(up.body["role"], "both");
+  std::string up_id = up.body["id"];
+  EXPECT_EQ(call("POST", "/v1/uplinks", json{{"ifname", "eth1"}, {"address", "192.0.2.11/24"}}).status, 409);
+  EXPECT_EQ(call("POST", "/v1/uplinks", json{{"ifname", "eth2"}, {"address", "192.0.2.11/24"}, {"gateway", "10.0.0.1"}})
+                .body["field"],
+            "gateway");
+  auto under = call("POST", "/v1/uplinks", json{{"ifname", "eth3"}, {"address", "198.51.100.2/24"}, {"role", "underlay"}});
+  ASSERT_EQ(under.status, 201);
+  auto nat = call("POST", "/v1/nat-gateways", json{{"vpc_id", vpc}, {"uplink_id", up_id}, {"external_ip", "192.0.2.50"}});
+  ASSERT_EQ(nat.status, 201) << nat.body.dump();
+  auto dup = call("POST", "/v1/floating-ips", json{{"uplink_id", up_id}, {"external_ip", "192.0.2.50"}});
+  EXPECT_EQ(dup.status, 409);
+  EXPECT_EQ(dup.body["field"], "external_ip");
+  auto wrong_role = call("POST", "/v1/nat-gateways",
+                         json{{"vpc_id", vpc}, {"uplink_id", under.body["id"]}, {"external_ip", "198.51.100.9"}});
+  EXPECT_EQ(wrong_role.status, 422);
+  std::string nic = make_nic(make_subnet(vpc, "10.0.1.0/24"), "tap-a").body["id"];
+  auto fip = call("POST", "/v1/floating-ips", json{{"uplink_id", up_id}, {"external_ip", "192.0.2.51"}, {"nic_id", nic}});
+  ASSERT_EQ(fip.status, 201) << fip.body.dump();
+  auto second = call("POST", "/v1/floating-ips", json{{"uplink_id", up_id}, {"external_ip", "192.0.2.52"}, {"nic_id", nic}});
+  EXPECT_EQ(second.status, 409);
+  EXPECT_EQ(second.body["field"], "nic_id");
+  EXPECT_EQ(call("DELETE", "/v1/nics/" + nic).status, 409);
+  auto unassigned = call("PATCH", "/v1/floating-ips/" + fip.body["id"].get<std::string>(), json{{"nic_id", nullptr}});
+  EXPECT_EQ(unassigned.body["nic_id"], nullptr);
+  EXPECT_EQ(call("DELETE", "/v1/nics/" + nic).status, 204);
+  EXPECT_EQ(call("PATCH", "/v1/uplinks/" + up_id, json{{"role", "underlay"}}).status, 409);
+  EXPECT_EQ(call("DELETE", "/v1/uplinks/" + up_id).status, 409);
+  EXPECT_EQ(call("DELETE", "/v1/nat-gateways/" + nat.body["id"].get<std::string>()).status, 204);
+  // The NAT gateway's address is free again.
+  EXPECT_EQ(call("POST", "/v1/floating-ips", json{{"uplink_id", up_id}, {"external_ip", "192.0.2.50"}}).status, 201);
+}
+
+TEST_F(ApiTest, VtepPeersRemoteNicsRoutes) {
+  std::string vpc = make_vpc();
+  EXPECT_EQ(call("POST", "/v1/vtep-peers", json{{"vpc_id", vpc}, {"underlay_ip", "198.51.100.7"}}).status, 201);
+  EXPECT_EQ(call("POST", "/v1/vtep-peers", json{{"vpc_id", vpc}, {"underlay_ip", "198.51.100.7"}}).status, 409);
+  EXPECT_EQ(call("POST", "/v1/vtep-peers", json{{"vpc_id", vpc}, {"underlay_ip", "224.0.0.1"}}).status, 400);
+  std::string nic_mac = make_nic(make_subnet(vpc, "10.0.1.0/24"), "tap-a").body["mac"];
+  auto rn = call("POST", "/v1/remote-nics",
+                 json{{"vpc_id", vpc}, {"mac", "02:aa:00:00:00:01"}, {"ips", {"10.0.5.5"}}, {"underlay_ip", "198.51.100.7"}});
+  ASSERT_EQ(rn.status, 201) << rn.body.dump();
+  EXPECT_EQ(call("POST", "/v1/remote-nics", json{{"vpc_id", vpc}, {"mac", nic_mac}, {"underlay_ip", "198.51.100.7"}})
+                .status,
+            409);
+  EXPECT_EQ(call("POST", "/v1/remote-nics",
+                 json{{"vpc_id", vpc}, {"mac", "02:aa:00:00:00:02"}, {"ips", {"192.168.0.1"}}, {"underlay_ip", "198.51.100.7"}})
+                .status,
+            422);
+  auto r = call("POST", "/v1/routes", json{{"vpc_id", vpc}, {"destination", "0.0.0.0/0"}, {"next_hop", "nat-gateway"}});
+  ASSERT_EQ(r.status, 201) << r.body.dump();
+  EXPECT_EQ(call("POST", "/v1/routes", json{{"vpc_id", vpc}, {"destination", "0.0.0.0/0"}, {"next_hop", "blackhole"}})
+                .status,
+            409);
+  EXPECT_EQ(call("POST", "/v1/routes", json{{"vpc_id", vpc}, {"destination", "192.168.0.0/16"}, {"next_hop", "10.0.1.9"}})
+                .status,
+            201);
+  EXPECT_EQ(call("POST", "/v1/routes", json{{"vpc_id", vpc}, {"destination", "172.16.0.0/12"}, {"next_hop", "8.8.8.8"}})
+                .status,
+            422);
+  EXPECT_EQ(call("POST", "/v1/routes", json{{"vpc_id", vpc}, {"destination", "172.16.0.0/12"}, {"next_hop", 5}}).status,
+            400);
+  EXPECT_EQ(call("GET", "/v1/routes?vpc_id=" + vpc).body["total"], 2);
+  auto busy = call("DELETE", "/v1/vpcs/" + vpc);
+  EXPECT_EQ(busy.status, 409);
+  for (const char* kind : {"subnets", "vtep-peers", "remote-nics", "routes"})
+    EXPECT_NE(busy.body["detail"].get<std::string>().find(kind), std::string::npos) << kind;
+}
+
+TEST_F(ApiTest, WritesAreAudited) {
+  make_vpc();
+  call("POST", "/v1/vpcs", json{{"cidrs", "bad"}});
+  auto ev = call("GET", "/v1/events?limit=10");
+  ASSERT_EQ(ev.status, 200);
+  EXPECT_EQ(ev.body["total"], 2);
+  EXPECT_EQ(ev.body["items"][0]["status"], 400);  // newest first
+  EXPECT_EQ(ev.body["items"][1]["status"], 201);
+  EXPECT_EQ(ev.body["items"][1]["method"], "POST");
+  EXPECT_EQ(ev.body["items"][1]["kind"], "vpcs");
+  EXPECT_EQ(ev.body["items"][1]["token_id"], "test-token");
+  EXPECT_TRUE(is_uuid(ev.body["items"][1]["object_id"].get<std::string>()));
+  EXPECT_EQ(call("GET", "/v1/events?vpc_id=x").status, 400);
+}
+
+TEST_F(ApiTest, AuditLogKeepsTheNewestTenThousand) {
+  {
+    auto session = store_.session();
+    store::Transaction tx(session.db());
+    for (int i = 0; i < 10000; ++i)
+      store::Query(session.db(),
+                   "INSERT INTO events (time, token_id, method, kind, object_id, status) VALUES ('t', 'x', 'POST', "
+                   "'vpcs', ?, 201)",
+                   std::to_string(i))
+          .run();
+    tx.commit();
+  }
+  make_vpc();
+  auto ev = call("GET", "/v1/events?limit=1&offset=9999");
+  EXPECT_EQ(ev.body["total"], 10000);
+  EXPECT_EQ(ev.body["items"][0]["object_id"], "1");  // "0" was trimmed
+}
+
+TEST_F(ApiTest, ConcurrentWritersGetDistinctVnis) {
+  std::vector<std::thread> threads;
+  std::atomic<int> created{0};
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 20; ++i) {
+        http::Request req;
+        req.method = "POST";
+        req.path = "/v1/vpcs";
+        req.headers["content-type"] = "application/json";
+        req.body = json{{"cidrs", {"10." + std::to_string(t * 20 + i) + ".0.0/16"}}}.dump();
+        for (auto& r : routes_)
+          if (r.method == "POST" && r.pattern == "/v1/vpcs" && r.handler(req).status == 201) ++created;
+      }
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(created.load(), 80);
+  auto all = call("GET", "/v1/vpcs?limit=1000");
+  std::set<int64_t> vnis;
+  for (const auto& v : all.body["items"]) vnis.insert(v["vni"].get<int64_t>());
+  EXPECT_EQ(vnis.size(), 80u);
+}
+
+}  // namespace
+}  // namespace vpcd::api
