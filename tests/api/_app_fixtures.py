@@ -24,7 +24,7 @@ VPCCTL = os.path.join(BUILD_DIR, "vpcctl")
 
 def need_root():
     if os.geteuid() != 0:
-        pytest.skip("needs root (vpcd creates interfaces and namespaces)")
+        pytest.fail("needs root (vpcd creates interfaces and namespaces)")
 
 
 class Vpcd:

@@ -3,7 +3,7 @@
 (http.client + ssl, trusting the state dir's self-signed certificate). The daemon is killed and the state dir removed
 at the end, also when a test fails.
 
-Needs $VPCD_BUILD_DIR/vpcd (the whole suite is skipped, saying so, until the daemon is built).
+Needs $VPCD_BUILD_DIR/vpcd (the suite fails, saying so, when the daemon is not built).
 """
 import http.client
 import json
@@ -110,7 +110,7 @@ class Api:
 @pytest.fixture(scope="module")
 def api():
     if not os.access(VPCD, os.X_OK):
-        pytest.skip("%s is not built yet" % VPCD)
+        pytest.fail("%s is not built: build it first (scripts/test.sh does)" % VPCD)
     tmp = tempfile.mkdtemp(prefix="vpcd-api-test-%d-" % os.getpid())
     state = os.path.join(tmp, "state")
     os.mkdir(state)
