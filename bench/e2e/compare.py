@@ -32,7 +32,7 @@ import time
 
 PID = os.getpid()
 G1, G2, SW = f"vbe{PID}g1", f"vbe{PID}g2", f"vbe{PID}sw"
-IP1, IP2, PREFIX = "10.77.0.1", "10.77.0.2", 24
+IP1, IP2, PREFIX = "10.77.0.2", "10.77.0.3", 24  # .1 is the vpcd subnet gateway
 MAC1, MAC2 = "02:77:00:00:00:01", "02:77:00:00:00:02"
 MTU = 1500
 
