@@ -348,6 +348,14 @@ uint64_t AfPacketPort::rx_kernel_drops(unsigned qi) noexcept {
   return q.kernel_drops;
 }
 
+uint64_t AfPacketPort::rx_ring_drops(unsigned qi) noexcept {
+  const uint64_t total = rx_kernel_drops(qi);
+  RxQueue& q = *rx_[qi];
+  const uint64_t delta = total - q.kernel_drops_reported;
+  q.kernel_drops_reported = total;
+  return delta;
+}
+
 uint64_t AfPacketPort::tx_errors(unsigned w) const noexcept {
   return w < tx_.size() ? tx_[w]->errors.load(std::memory_order_relaxed) : 0;
 }

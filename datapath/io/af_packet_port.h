@@ -68,6 +68,7 @@ class AfPacketPort final : public PortIo {
   // Frames the kernel dropped on queue q because its ring was full (PACKET_STATISTICS tp_drops, accumulated here since
   // reading resets the kernel's counter).
   uint64_t rx_kernel_drops(unsigned q) noexcept;
+  uint64_t rx_ring_drops(unsigned q) noexcept override;  // rx_kernel_drops' growth since the last call
   // Failed sendto calls on worker w's ring (the kernel skips frames it rejects: PACKET_LOSS).
   uint64_t tx_errors(unsigned w) const noexcept;
 
@@ -88,6 +89,7 @@ class AfPacketPort final : public PortIo {
     uint32_t pkts_left = 0;   // frames not yet returned in that block
     uint32_t next_offset = 0; // offset of the next frame in that block
     uint64_t kernel_drops = 0;
+    uint64_t kernel_drops_reported = 0;  // part of kernel_drops already returned by rx_ring_drops
   };
   struct TxQueue {
     UniqueFd fd;

@@ -41,6 +41,9 @@ class FakePort final : public PortIo {
   // Only the bytes of drain().
   std::vector<std::vector<uint8_t>> drain_bytes();
   void set_discard(bool discard) { discard_ = discard; }  // before use
+  // Pretends the kernel lost n frames at a full RX ring; the next rx_ring_drops() reports them. Any thread.
+  void lose_at_ring(uint64_t n) { ring_lost_.fetch_add(n, std::memory_order_relaxed); }
+  uint64_t rx_ring_drops(unsigned /*q*/) noexcept override { return ring_lost_.exchange(0, std::memory_order_relaxed); }
   uint64_t tx_flushed() const { return flushed_.load(std::memory_order_relaxed); }
   size_t rx_pending() const;
 
@@ -61,6 +64,7 @@ class FakePort final : public PortIo {
   std::string ifname_;
   unsigned tx_capacity_;
   bool discard_ = false;
+  std::atomic<uint64_t> ring_lost_{0};
   int efd_ = -1;
   mutable std::mutex mu_;
   std::deque<FakeFrame> rx_;          // guarded by mu_

@@ -33,6 +33,10 @@ class PortIo {
   // that used them has been transmitted or dropped.
   virtual void rx_release(unsigned q) noexcept = 0;
 
+  // Frames lost before they reached queue q since the last call (an AF_PACKET RX ring the kernel found full).
+  // Called only by the queue's worker, about every 100 ms. A port without a kernel ring loses nothing there.
+  virtual uint64_t rx_ring_drops(unsigned /*q*/) noexcept { return 0; }
+
   // Copies p (vnet header + frame) into worker w's transmit ring. false: ring full or frame too large (the caller
   // counts the drop).
   virtual bool tx_enqueue(unsigned w, const Packet& p) noexcept = 0;

@@ -46,7 +46,9 @@ namespace vpcd::dp {
   /* output */                                                                             \
   X(kTxRingFull, "tx_ring_full")                                                           \
   X(kTxError, "tx_error")                                                                  \
-  X(kPortDown, "port_down")
+  X(kPortDown, "port_down")                                                                \
+  /* input ring */                                                                         \
+  X(kRxRingFull, "rx_ring_full") /* the kernel found the port's RX ring full */
 
 enum class DropReason : uint8_t {
 #define VPCD_X(sym, str) sym,

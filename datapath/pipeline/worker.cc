@@ -97,6 +97,7 @@ void Worker::run() noexcept {
       for (const auto& q : queues_)
         if (q.fd < 0) service(q);
     }
+    collect_ring_drops();
   }
   // Drop our reference; the publisher still holds this snapshot (it is current or retired-but-unacked-past), so the
   // destructor cannot run here.
@@ -149,6 +150,20 @@ void Worker::set_queues(std::vector<Queue> next) noexcept {
     }
   }
   queues_ = std::move(next);
+}
+
+// The kernel counts frames it could not put into a full RX ring; one getsockopt per queue every 100 ms turns them
+// into this port's rx_ring_full drops (on this worker's counters, like every other drop of the queue).
+void Worker::collect_ring_drops() noexcept {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_ring_poll_ < kRingDropPollInterval || !snap_ || !snap_->config) return;
+  last_ring_poll_ = now;
+  const DataplaneConfig& cfg = *snap_->config;
+  for (const auto& q : queues_) {
+    uint64_t lost = q.io->rx_ring_drops(q.queue);
+    if (lost == 0 || q.port >= cfg.ports.size() || !cfg.ports[q.port].rt || index_ >= kMaxWorkers) continue;
+    cfg.ports[q.port].rt->counters[index_].add_drop(DropReason::kRxRingFull, lost);
+  }
 }
 
 void Worker::service(const Queue& q) noexcept {

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <thread>
@@ -60,6 +61,7 @@ class Worker {
   static constexpr unsigned kBurst = 256;       // packets per rx_burst
   static constexpr unsigned kRoundsPerQueue = 4;  // bursts per ready queue before the next queue gets its turn
   static constexpr int kIdleTimeoutMs = 100;
+  static constexpr std::chrono::milliseconds kRingDropPollInterval{100};
 
   // Creates the epoll instance (throws std::system_error on failure); the thread starts with start().
   Worker(unsigned index, DatapathPublisher& pub, bool busy_poll);
@@ -89,6 +91,7 @@ class Worker {
   void pick_up_snapshot() noexcept;
   void set_queues(std::vector<Queue> next) noexcept;
   void service(const Queue& q) noexcept;
+  void collect_ring_drops() noexcept;
 
   const unsigned index_;
   DatapathPublisher& pub_;
@@ -101,6 +104,7 @@ class Worker {
   std::shared_ptr<const DatapathSnapshot> snap_;
   uint64_t seen_gen_ = 0;
   std::vector<Queue> queues_;
+  std::chrono::steady_clock::time_point last_ring_poll_{};  // worker thread only
   bool has_unpollable_ = false;
   std::unique_ptr<Packet[]> pkts_;
   WorkerContext ctx_{};

@@ -134,6 +134,25 @@ TEST(Worker, ForwardsBetweenPortsOwnedByDifferentWorkers) {
   w1.stop();
 }
 
+TEST(Worker, CountsFramesTheKernelLostAtAFullRxRing) {
+  Fixture fx;
+  DatapathPublisher pub(1);
+  Worker w0(0, pub, false);
+  w0.start();
+  uint64_t g = pub.publish(fx.snapshot({0, 1}, 1, pub.next_generation()));
+  ASSERT_TRUE(pub.wait_acked(g, 2s));
+  fx.ports[0]->lose_at_ring(7);
+  fx.ports[1]->lose_at_ring(2);
+  // Collected within the poll interval even while idle (the worker wakes from epoll every 100 ms at the latest).
+  ASSERT_TRUE(wait_for([&] {
+    return fx.rts[0]->sum().drops[size_t(DropReason::kRxRingFull)] == 7 &&
+           fx.rts[1]->sum().drops[size_t(DropReason::kRxRingFull)] == 2;
+  }, 2s));
+  EXPECT_EQ(fx.rts[0]->sum().total_drops(), 7u);
+  EXPECT_EQ(kDropReasonNames[size_t(DropReason::kRxRingFull)], "rx_ring_full");
+  w0.stop();
+}
+
 TEST(Worker, StopsPollingAPortRemovedFromTheSnapshot) {
   Fixture fx;
   DatapathPublisher pub(2);
