@@ -1,13 +1,14 @@
 """Fixtures for the REST API suite: one real vpcd per test module on a temporary state dir, listening on a free
 127.0.0.1 port over HTTPS, with an admin and a viewer token made by `vpcd token create`. Talks HTTPS with the stdlib
-(http.client + ssl, trusting the state dir's self-signed certificate). The daemon is killed and the state dir removed
-at the end, also when a test fails.
+(http.client + ssl, trusting the state dir's self-signed certificate). The daemon is stopped and its state dir and
+datapath run dir removed at the end, also when a test fails.
 
 Needs $VPCD_BUILD_DIR/vpcd (the suite fails, saying so, when the daemon is not built).
 """
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,6 +28,17 @@ def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def remove_run_dir(log_path):
+    """Removes the datapath run dir (/run/vpcd/INSTANCE, instance named in the log) of the vpcd this module ran."""
+    try:
+        with open(log_path, "rb") as f:
+            m = re.search(rb"instance ([0-9a-f]+)", f.read())
+    except OSError:
+        return
+    if m:
+        shutil.rmtree(os.path.join("/run/vpcd", m.group(1).decode()), ignore_errors=True)
 
 
 class Reply:
@@ -154,6 +166,7 @@ def api():
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+        remove_run_dir(log_path)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
