@@ -14,6 +14,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
+#include <type_traits>
 
 #include "datapath/io/netns.h"
 
@@ -27,26 +29,14 @@ void set_err(std::string* err, const std::string& msg) {
 
 std::string nl_text(const std::string& what, int nlerr) { return what + ": " + nl_geterror(nlerr); }
 
-struct LinkDel {
-  void operator()(rtnl_link* l) const { rtnl_link_put(l); }
-};
-using LinkPtr = std::unique_ptr<rtnl_link, LinkDel>;
-struct AddrDel {
-  void operator()(rtnl_addr* a) const { rtnl_addr_put(a); }
-};
-using AddrPtr = std::unique_ptr<rtnl_addr, AddrDel>;
-struct NlAddrDel {
-  void operator()(nl_addr* a) const { nl_addr_put(a); }
-};
-using NlAddrPtr = std::unique_ptr<nl_addr, NlAddrDel>;
-struct CacheDel {
-  void operator()(nl_cache* c) const { nl_cache_free(c); }
-};
-using CachePtr = std::unique_ptr<nl_cache, CacheDel>;
-struct RouteDel {
-  void operator()(rtnl_route* r) const { rtnl_route_put(r); }
-};
-using RoutePtr = std::unique_ptr<rtnl_route, RouteDel>;
+// unique_ptr over a libnl object with its release function as the deleter.
+template <class T, auto Release>
+using NlPtr = std::unique_ptr<T, std::integral_constant<decltype(Release), Release>>;
+using LinkPtr = NlPtr<rtnl_link, &rtnl_link_put>;
+using AddrPtr = NlPtr<rtnl_addr, &rtnl_addr_put>;
+using NlAddrPtr = NlPtr<nl_addr, &nl_addr_put>;
+using CachePtr = NlPtr<nl_cache, &nl_cache_free>;
+using RoutePtr = NlPtr<rtnl_route, &rtnl_route_put>;
 
 NlAddrPtr ipv4_nl_addr(Ipv4Addr a, int prefix_len) {
   uint32_t be = htonl(a.v);
