@@ -114,6 +114,7 @@ struct Controller::Impl {
     uint16_t port = kInvalidPort;
     std::vector<unsigned> queue_worker;  // [rx queue] -> worker
     std::optional<NetnsNicParams> netns;  // what was ensured (for removal)
+    bool guest_down = false;  // netns: the far end waits for netns_nic_set_up (after the workers acked the port)
     bool is_tap = false;
   };
   struct VpcTables {
@@ -287,14 +288,19 @@ struct Controller::Impl {
         return;
       }
       nic.netns = *p;
+      nic.guest_down = true;
       host = p->host_ifname;
     }
     AfPacketOptions ao;
     ao.rx_queues = rx_queues;
     ao.tx_workers = nworkers;
+    ao.rx_ring = opts.rx_ring_v3 ? RxRing::kV3 : RxRing::kV2;
     ao.rx_block_bytes = opts.rx_block_bytes;
     ao.rx_blocks = opts.rx_blocks;
-    ao.tx_frames = opts.tx_frames;
+    ao.rx_frame_bytes = opts.rx_frame_bytes;
+    ao.rx_frames = opts.guest_rings.rx_frames;
+    ao.tx_frame_bytes = opts.tx_frame_bytes;
+    ao.tx_frames = opts.guest_rings.tx_frames;
     auto port = AfPacketPort::open(host, ao, &err);
     if (!port) {
       nic.backend_error = "af_packet on " + host + ": " + err;
@@ -466,6 +472,19 @@ struct Controller::Impl {
     view = std::move(v);
   }
 
+  // Brings up the guest side of netns NICs whose port is now in an acknowledged snapshot (no first frame is lost).
+  void set_up_guests() {
+    for (auto& [id, nic] : nics) {
+      if (!nic.guest_down || !nic.rt || !nic.netns) continue;
+      std::string err;
+      if (netns_nic_set_up(*nic.netns, &err)) {
+        nic.guest_down = false;
+      } else {
+        nic.backend_error = "namespace " + nic.netns->netns + ": " + err;
+      }
+    }
+  }
+
   std::map<std::string, NicState> apply(const DesiredState& d) {
     // 1. Removals and recreations: unpublish, wait, close, remove OS objects.
     std::map<std::string, const NicSpec*> want;
@@ -510,8 +529,8 @@ struct Controller::Impl {
       }
     }
     last = d;
-    // 3. Publish the new configuration.
-    publish(build(d));
+    // 3. Publish the new configuration; once every worker polls the new ports, let the guests send.
+    if (publish(build(d))) set_up_guests();
     refresh_view();
     std::map<std::string, NicState> out;
     for (const auto& [id, nic] : nics) out.emplace(id, nic.state);

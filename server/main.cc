@@ -274,6 +274,12 @@ int run_daemon(const Config& cfg) {
   dopts.workers = cfg.workers;
   dopts.instance = instance;
   dopts.run_dir = "/run/vpcd/" + instance;
+  dopts.busy_poll = cfg.busy_poll;
+  dopts.rx_ring_v3 = cfg.rx_ring == "v3";
+  dopts.guest_rings = {cfg.guest_rx_frames, cfg.guest_tx_frames};
+  dopts.uplink_rings = {cfg.uplink_rx_frames, cfg.uplink_tx_frames};
+  dopts.rx_frame_bytes = cfg.rx_frame_bytes;
+  dopts.tx_frame_bytes = cfg.tx_frame_bytes;
   dp::Controller controller(dopts);
   log::info("datapath: " + std::to_string(controller.worker_count()) + " worker(s)");
 
@@ -328,6 +334,8 @@ int main(int argc, char** argv) {
   const char* kKeys[][2] = {{"state-dir", "state directory (database, TLS, lock); default ./state"},
                             {"listen", "HOST:PORT to serve on; default 127.0.0.1:8443"},
                             {"workers", "datapath worker threads; 0 = cores - 1"},
+                            {"busy-poll", "on|off: datapath workers spin instead of sleeping"},
+                            {"rx-ring", "v2|v3: AF_PACKET RX ring layout"},
                             {"web-root", "dashboard directory"},
                             {"migrations", "SQL migrations directory"},
                             {"log-level", "debug|info|warn|error"}};

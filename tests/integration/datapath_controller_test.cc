@@ -43,9 +43,8 @@ class DatapathTest : public ::testing::Test {
     o.run_dir = "/run/vpcd/test-wk-" + pid_;
     run_dir_ = o.run_dir;
     // Smaller rings than the daemon's default: these tests open many ports.
-    o.rx_block_bytes = 1u << 20;
-    o.rx_blocks = 4;
-    o.tx_frames = 64;
+    o.guest_rings.rx_frames = 256;
+    o.guest_rings.tx_frames = 64;
     ctl_ = std::make_unique<Controller>(o);
   }
 
