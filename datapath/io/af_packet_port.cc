@@ -23,6 +23,8 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <system_error>
+#include <thread>
 
 namespace vpcd::dp {
 
@@ -123,18 +125,41 @@ std::unique_ptr<AfPacketPort> AfPacketPort::open(const std::string& ifname, cons
     *error = errno_text("interface " + ifname, errno);
     return nullptr;
   }
-  int fanout_id = -1;
-  for (unsigned q = 0; q < o.rx_queues; ++q) {
-    port->rx_.push_back(std::make_unique<RxQueue>());
-    if (!port->open_rx(*port->rx_.back(), o, fanout_id, &fanout_id, error)) {
-      *error = ifname + " rx queue " + std::to_string(q) + ": " + *error;
-      return nullptr;
+  // Each PACKET_RX_RING / PACKET_TX_RING waits for an RCU grace period inside the kernel (packet_set_ring calls
+  // synchronize_net), several milliseconds each and far more on a busy box: set the rings up on one thread per socket
+  // so the waits overlap. Threads inherit the caller's network namespace (setns is per thread; a new thread copies
+  // its creator's), so the sockets live where the caller asked.
+  const unsigned n = o.rx_queues + o.tx_workers;
+  for (unsigned q = 0; q < o.rx_queues; ++q) port->rx_.push_back(std::make_unique<RxQueue>());
+  for (unsigned w = 0; w < o.tx_workers; ++w) port->tx_.push_back(std::make_unique<TxQueue>());
+  std::vector<std::string> errs(n);
+  std::vector<char> ok(n, 0);
+  auto setup = [&](unsigned i) {
+    ok[i] = i < o.rx_queues ? port->open_rx(*port->rx_[i], o, &errs[i])
+                            : port->open_tx(*port->tx_[i - o.rx_queues], o, &errs[i]);
+  };
+  {
+    std::vector<std::thread> helpers;
+    for (unsigned i = 1; i < n; ++i) {
+      try {
+        helpers.emplace_back(setup, i);
+      } catch (const std::system_error&) {
+        setup(i);  // no thread to spare: do it here
+      }
     }
+    setup(0);
+    for (auto& t : helpers) t.join();
   }
-  for (unsigned w = 0; w < o.tx_workers; ++w) {
-    port->tx_.push_back(std::make_unique<TxQueue>());
-    if (!port->open_tx(*port->tx_.back(), o, error)) {
-      *error = ifname + " tx ring " + std::to_string(w) + ": " + *error;
+  for (unsigned i = 0; i < n; ++i) {
+    if (ok[i]) continue;
+    *error = ifname + (i < o.rx_queues ? " rx queue " + std::to_string(i) : " tx ring " + std::to_string(i - o.rx_queues)) +
+             ": " + errs[i];
+    return nullptr;
+  }
+  int fanout_id = -1;
+  for (unsigned q = 0; q < o.rx_queues && o.rx_queues > 1; ++q) {
+    if (!join_fanout(port->rx_[q]->fd.get(), fanout_id, &fanout_id, error)) {
+      *error = ifname + " rx queue " + std::to_string(q) + ": " + *error;
       return nullptr;
     }
   }
@@ -154,7 +179,7 @@ uint64_t af_packet_ring_bytes(const AfPacketOptions& o) {
   return rx * o.rx_queues + uint64_t(tl.block_bytes) * tl.blocks * o.tx_workers;
 }
 
-bool AfPacketPort::open_rx(RxQueue& q, const AfPacketOptions& o, int fanout_id, int* fanout_out, std::string* err) {
+bool AfPacketPort::open_rx(RxQueue& q, const AfPacketOptions& o, std::string* err) {
   // Protocol 0 until bind: the socket receives nothing before its ring exists.
   q.fd.reset(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!q.fd) {
@@ -220,23 +245,25 @@ bool AfPacketPort::open_rx(RxQueue& q, const AfPacketOptions& o, int fanout_id, 
     *err = errno_text("bind", errno);
     return false;
   }
-  if (o.rx_queues > 1) {
-    // The first queue asks the kernel for an unused group id; the others join it.
-    int val = fanout_id < 0 ? (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_UNIQUEID) << 16
-                            : (fanout_id & 0xffff) | (PACKET_FANOUT_HASH << 16);
-    if (::setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &val, sizeof val) != 0) {
-      *err = errno_text("PACKET_FANOUT", errno);
+  return true;
+}
+
+// The first queue asks the kernel for an unused group id; the others join it.
+bool AfPacketPort::join_fanout(int fd, int fanout_id, int* fanout_out, std::string* err) {
+  int val = fanout_id < 0 ? (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_UNIQUEID) << 16
+                          : (fanout_id & 0xffff) | (PACKET_FANOUT_HASH << 16);
+  if (::setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &val, sizeof val) != 0) {
+    *err = errno_text("PACKET_FANOUT", errno);
+    return false;
+  }
+  if (fanout_id < 0) {
+    int got = 0;
+    socklen_t len = sizeof got;
+    if (::getsockopt(fd, SOL_PACKET, PACKET_FANOUT, &got, &len) != 0) {
+      *err = errno_text("getsockopt PACKET_FANOUT", errno);
       return false;
     }
-    if (fanout_id < 0) {
-      int got = 0;
-      socklen_t len = sizeof got;
-      if (::getsockopt(fd, SOL_PACKET, PACKET_FANOUT, &got, &len) != 0) {
-        *err = errno_text("getsockopt PACKET_FANOUT", errno);
-        return false;
-      }
-      *fanout_out = got & 0xffff;
-    }
+    *fanout_out = got & 0xffff;
   }
   return true;
 }

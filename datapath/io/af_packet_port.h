@@ -32,8 +32,8 @@
 // by default), plus the copy buffers of queues that received super-frames (kRxCopyBuffers * 64 KiB, heap).
 //
 // Threading: as PortIo (port.h): queue q's rx_* only from its owning worker, worker w's tx_* only from worker w;
-// open/destroy from the control thread. tx_errors() and ring_bytes() may be read from any thread; rx_kernel_drops(q)
-// only from queue q's owner.
+// open/destroy from the control thread (open sets the rings of its sockets up on short-lived helper threads).
+// tx_errors() and ring_bytes() may be read from any thread; rx_kernel_drops(q) only from queue q's owner.
 #pragma once
 
 #include <atomic>
@@ -142,7 +142,8 @@ class AfPacketPort final : public PortIo {
   };
 
   AfPacketPort() = default;
-  bool open_rx(RxQueue& q, const AfPacketOptions& o, int fanout_id, int* fanout_out, std::string* err);
+  bool open_rx(RxQueue& q, const AfPacketOptions& o, std::string* err);
+  static bool join_fanout(int fd, int fanout_id, int* fanout_out, std::string* err);
   bool open_tx(TxQueue& t, const AfPacketOptions& o, std::string* err);
   static uint8_t* tx_slot(const TxQueue& t, uint32_t i) noexcept;
   unsigned rx_burst_v2(RxQueue& q, Packet* pkts, unsigned max) noexcept;
