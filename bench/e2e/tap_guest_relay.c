@@ -8,9 +8,9 @@
 // needed: the tap is looked up by name before switching): tap_guest_relay TAP NETNS_PATH VETH_END SECONDS
 // Exits after SECONDS (bounded), or on a fatal error.
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/if.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <linux/if_tun.h>
@@ -56,9 +56,11 @@ static int open_packet(const char* ifname) {
   setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof one);
   setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one);
   setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one);
-  int buf = 4 << 20;
-  setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof buf);
-  setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &buf, sizeof buf);
+  // A small receive queue: a flood the relay cannot keep up with is dropped here rather than queued for seconds
+  // in front of the next ping (room for a few GSO super-frames).
+  int rbuf = 512 << 10, sbuf = 4 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rbuf, sizeof rbuf);
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sbuf, sizeof sbuf);
   struct sockaddr_ll sll;
   memset(&sll, 0, sizeof sll);
   sll.sll_family = AF_PACKET;
