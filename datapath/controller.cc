@@ -290,6 +290,8 @@ struct Controller::Impl {
       nic.netns = *p;
       nic.guest_down = true;
       host = p->host_ifname;
+      // Several fanout queues spread one guest's flows over the workers (PACKET_FANOUT_HASH: a flow stays on one).
+      rx_queues = std::clamp<unsigned>(opts.netns_queues == 0 ? nworkers : opts.netns_queues, 1, nworkers);
     }
     AfPacketOptions ao;
     ao.rx_queues = rx_queues;

@@ -129,6 +129,9 @@ struct Options {
   // TPACKET_V3 block rings instead of per-frame V2 slots (dense, but a lone frame waits up to 1 ms per hop for its
   // block to retire); then rx_blocks of rx_block_bytes per queue.
   bool rx_ring_v3 = false;
+  // RX queues of a netns NIC (PACKET_FANOUT over the workers; 0 = one per worker). Each costs guest_rings.rx_frames
+  // slots.
+  unsigned netns_queues = 1;
   uint32_t rx_block_bytes = 1u << 22;
   uint32_t rx_blocks = 4;
 };

@@ -280,6 +280,7 @@ int run_daemon(const Config& cfg) {
   dopts.uplink_rings = {cfg.uplink_rx_frames, cfg.uplink_tx_frames};
   dopts.rx_frame_bytes = cfg.rx_frame_bytes;
   dopts.tx_frame_bytes = cfg.tx_frame_bytes;
+  dopts.netns_queues = cfg.netns_queues;
   dp::Controller controller(dopts);
   log::info("datapath: " + std::to_string(controller.worker_count()) + " worker(s)");
 
@@ -336,6 +337,7 @@ int main(int argc, char** argv) {
                             {"workers", "datapath worker threads; 0 = cores - 1"},
                             {"busy-poll", "on|off: datapath workers spin instead of sleeping"},
                             {"rx-ring", "v2|v3: AF_PACKET RX ring layout"},
+                            {"netns-queues", "RX queues per netns NIC (fanout over workers); 0 = one per worker"},
                             {"web-root", "dashboard directory"},
                             {"migrations", "SQL migrations directory"},
                             {"log-level", "debug|info|warn|error"}};

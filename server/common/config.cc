@@ -129,6 +129,8 @@ void config_set(Config& cfg, std::string_view key_in, std::string_view v, std::s
     cfg.uplink_rx_frames = parse_uint<uint32_t>(key, v, 16, 1u << 20, where);
   } else if (key == "uplink-tx-frames") {
     cfg.uplink_tx_frames = parse_uint<uint32_t>(key, v, 16, 65536, where);
+  } else if (key == "netns-queues") {
+    cfg.netns_queues = parse_uint<unsigned>(key, v, 0, 64, where);
   } else if (key == "rx-frame-bytes" || key == "tx-frame-bytes") {
     const uint32_t b = parse_uint<uint32_t>(key, v, 256, 1u << 20, where);
     if (b % 16 != 0) fail(where, std::string(key) + ": expected a multiple of 16, got \"" + std::string(v) + "\"");

@@ -41,6 +41,7 @@ struct Config {
   uint32_t uplink_tx_frames = 1024;
   uint32_t rx_frame_bytes = 2048;
   uint32_t tx_frame_bytes = 2048;
+  unsigned netns_queues = 1;  // RX queues per netns NIC (fanout over workers); 0 = one per worker
 };
 
 // Sets one key from its text value. `where` ("FILE:LINE" or "--flag") prefixes the error message.

@@ -145,6 +145,25 @@ int ping_received(const std::string& out) {
   return std::stoi(out.substr(b + 1, p - b - 1));
 }
 
+// A netns NIC with one fanout queue per worker (netns_queues = 0): the first ping is answered (the guest side came up
+// only after both workers polled both queues).
+TEST_F(DatapathTest, NetnsNicWithAQueuePerWorkerForwards) {
+  ctl_->apply(DesiredState{});
+  Options o = ctl_->options();
+  o.netns_queues = 0;
+  ctl_ = std::make_unique<Controller>(o);
+  VpcSpec v = vpc("vpc-q", 300);
+  std::string g1 = ns_name("q1"), g2 = ns_name("q2");
+  DesiredState d;
+  d.vpcs = {v};
+  d.nics = {netns_nic("nq1", v, g1, "02:00:00:00:0a:01", "10.0.0.2"),
+            netns_nic("nq2", v, g2, "02:00:00:00:0a:02", "10.0.0.3")};
+  apply_up(d);
+  auto r = in_ns(g1, {"ping", "-c", "5", "-i", "0.2", "-W", "1", "10.0.0.3"}, 15s);
+  EXPECT_EQ(ping_received(r.output), 5) << r.output;
+  EXPECT_EQ(ctl_->stats().workers.size(), 2u);
+}
+
 TEST_F(DatapathTest, TwoVpcsWithIdenticalAddressesAreIsolated) {
   VpcSpec va = vpc("vpc-a", 100), vb = vpc("vpc-b", 200);
   std::string a1 = ns_name("a1"), a2 = ns_name("a2"), b1 = ns_name("b1"), b2 = ns_name("b2"), b3 = ns_name("b3");

@@ -44,7 +44,8 @@ TEST(Config, ParsesEveryKey) {
                "uplink-rx-frames = 8192\n"
                "uplink-tx-frames = 2048\n"
                "rx-frame-bytes = 4096\n"
-               "tx-frame-bytes = 65792\n",
+               "tx-frame-bytes = 65792\n"
+               "netns-queues = 0\n",
                "vpcd.conf");
   EXPECT_TRUE(c.busy_poll);
   EXPECT_EQ(c.rx_ring, "v3");
@@ -54,6 +55,7 @@ TEST(Config, ParsesEveryKey) {
   EXPECT_EQ(c.uplink_tx_frames, 2048u);
   EXPECT_EQ(c.rx_frame_bytes, 4096u);
   EXPECT_EQ(c.tx_frame_bytes, 65792u);
+  EXPECT_EQ(c.netns_queues, 0u);
   EXPECT_EQ(c.state_dir, "/var/lib/vpcd");
   EXPECT_EQ(c.listen_host, "0.0.0.0");
   EXPECT_EQ(c.listen_port, 9443);
@@ -168,11 +170,12 @@ TEST(Config, ShippedExampleParses) {
   EXPECT_EQ(all.uplink_tx_frames, Config{}.uplink_tx_frames);
   EXPECT_EQ(all.rx_frame_bytes, Config{}.rx_frame_bytes);
   EXPECT_EQ(all.tx_frame_bytes, Config{}.tx_frame_bytes);
+  EXPECT_EQ(all.netns_queues, Config{}.netns_queues);
 }
 
 TEST(Config, BadDatapathValuesAreRefused) {
   for (const char* line : {"rx-ring = v4", "busy-poll = maybe", "guest-rx-frames = 0", "rx-frame-bytes = 2050",
-                           "tx-frame-bytes = 100"}) {
+                           "tx-frame-bytes = 100", "netns-queues = 65"}) {
     Config c;
     EXPECT_THROW(config_parse(c, line, "vpcd.conf"), ConfigError) << line;
   }
