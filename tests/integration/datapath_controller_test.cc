@@ -542,3 +542,50 @@ TEST_F(DatapathTest, NetnsNicChangesMacIpAndMtuInPlace) {
 
 }  // namespace
 }  // namespace vpcd::dp
+
+namespace vpcd::dp {
+namespace {
+
+// A tap NIC's MAC and address change in place (issue 13): the hypervisor stand-in keeps its queue fd open across
+// the change, port security follows the new MAC at once, and traffic resumes with the new addresses.
+TEST_F(DatapathTest, TapNicChangesMacAndIpWithTheHypervisorAttached) {
+  VpcSpec v = vpc("vpc-tip", 310);
+  std::string n1 = ns_name("tn1");
+  std::string tap = "wkc" + pid_;
+  guard_->add_link(tap);
+  NicSpec t;
+  t.id = "tap1";
+  t.vpc_id = v.id;
+  t.subnet_id = v.subnets[0].id;
+  t.mac = mac("02:00:00:00:02:05");
+  t.ips = {ip("10.0.0.5")};
+  t.backend = TapBackend{tap, 1, std::nullopt, std::nullopt};
+  DesiredState d;
+  d.vpcs = {v};
+  d.nics = {t, netns_nic("n1", v, n1, "02:00:00:00:02:06", "10.0.0.6")};
+  apply_up(d, {"tap1"});
+  test::TapGuest guest(tap, t.mac, t.ips[0]);
+  ASSERT_TRUE(guest.ok()) << guest.error();
+  const int fd = guest.fd();
+  auto peer = guest.arp_resolve(ip("10.0.0.6"), 3s);
+  ASSERT_TRUE(peer.has_value());
+  EXPECT_EQ(guest.ping(*peer, ip("10.0.0.6"), 3, 1s), 3u);
+
+  d.nics[0].mac = mac("02:00:00:00:02:55");
+  d.nics[0].ips = {ip("10.0.0.55")};
+  auto states = apply_up(d, {"tap1"});
+  EXPECT_EQ(states["tap1"].status, NicStatus::kUp) << states["tap1"].detail;
+  // Still the old identity inside the guest: now spoofed, dropped and counted.
+  const uint64_t spoofed = ctl_->stats().nics["tap1"].drops[size_t(DropReason::kSpoofedSourceMac)];
+  EXPECT_EQ(guest.ping(*peer, ip("10.0.0.6"), 2, 300ms), 0u);
+  EXPECT_GE(ctl_->stats().nics["tap1"].drops[size_t(DropReason::kSpoofedSourceMac)], spoofed + 2);
+  // The guest takes its new identity on the same fd and talks again.
+  guest.readdress(mac("02:00:00:00:02:55"), ip("10.0.0.55"));
+  EXPECT_EQ(guest.fd(), fd);
+  peer = guest.arp_resolve(ip("10.0.0.6"), 3s);
+  ASSERT_TRUE(peer.has_value());
+  EXPECT_EQ(guest.ping(*peer, ip("10.0.0.6"), 3, 1s), 3u);
+}
+
+}  // namespace
+}  // namespace vpcd::dp
