@@ -269,13 +269,18 @@ json other_operation(const RouteDef& r) {
   o["summary"] = d.summary.empty() ? r.method + " " + r.pattern : d.summary;
   o["tags"] = json::array({"box"});
   json params = json::array();
-  if (r.pattern.find("{id}") != std::string::npos) params.push_back(id_parameter("object"));
+  for (size_t open = r.pattern.find('{'); open != std::string::npos; open = r.pattern.find('{', open + 1)) {
+    const std::string name = r.pattern.substr(open + 1, r.pattern.find('}', open) - open - 1);
+    json p = id_parameter("object");
+    p["name"] = name;
+    params.push_back(p);
+  }
   for (const auto& [name, desc] : d.query) params.push_back(query_parameter(name, desc, {{"type", "string"}}));
   if (!params.empty()) o["parameters"] = params;
   json responses;
   responses["200"] = json_response("OK", d.response_schema, d.content_type);
   if (r.min_role == Role::kNone) {
-    responses["default"] = problem_response("an error (problem+json)");
+    add_problems(responses, {429});
   } else {
     add_problems(responses, {401, 429});
     if (r.min_role == Role::kAdmin) responses["403"] = problem_response(kStatusText.at(403));

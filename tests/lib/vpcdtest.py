@@ -64,6 +64,9 @@ class Reply:
     def __iter__(self):
         return iter((self.status, self.body, self.headers))
 
+    def __getitem__(self, i):
+        return (self.status, self.body, self.headers)[i]
+
     def __repr__(self):
         return "Reply(%d, %s, %r)" % (self.status, self.content_type, self.raw[:300])
 

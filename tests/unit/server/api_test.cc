@@ -666,7 +666,9 @@ TEST_F(ApiTest, OpenApiDocumentDescribesEveryRouteFromTheKindTables) {
     const json& op = doc["paths"][route.pattern][m];
     ASSERT_TRUE(op.is_object()) << route.method << " " << route.pattern;
     EXPECT_TRUE(op.contains("operationId") && op.contains("summary") && op.contains("responses")) << route.pattern;
-    if (route.min_role == http::Role::kNone) EXPECT_EQ(op["security"], json::array()) << route.pattern;
+    if (route.min_role == http::Role::kNone) {
+      EXPECT_EQ(op["security"], json::array()) << route.pattern;
+    }
   }
   // The schemas are the kind tables': every field, its requiredness, and the capability marks.
   for (const auto& k : all_kinds()) {
