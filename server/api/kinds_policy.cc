@@ -1,5 +1,6 @@
-// Security groups, routes, uplinks, VTEP peers, remote NICs, NAT gateways and floating IPs (see kinds.h): stored and
-// validated per API.md; the datapath features that consume them come later.
+// Security groups, routes, uplinks, VTEP peers, remote NICs, NAT gateways and floating IPs (see kinds.h): validated per
+// API.md. Each names the datapath capability its writes need (datapath/capabilities.h): until the datapath carries it
+// out, the routes refuse writes with 501 and only this validation (unit-tested through the engine) runs.
 #include <set>
 
 #include "server/api/kinds.h"

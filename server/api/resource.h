@@ -40,7 +40,7 @@ struct Dependent {
 
 // One field of a kind: its name, the JSON Schema (2020-12, as OpenAPI 3.1 uses it) of its value as the server stores
 // and returns it, and what it needs. The OpenAPI document (openapi.cc) is generated from these; normalize() is the
-// validation that the schema describes (tests/unit/server/openapi_test.cc checks that they agree on examples).
+// validation that the schema describes (the API suite checks every object the server returns against the document).
 struct FieldSpec {
   std::string name;
   json schema;                          // the value's schema; null is allowed only where the schema says so
