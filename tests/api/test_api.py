@@ -5,6 +5,7 @@ suite is checked against it by the harness)."""
 import copy
 import json
 import os
+import shutil
 import subprocess
 import uuid
 
@@ -324,6 +325,8 @@ def test_openapi_document_passes_redocly_lint(api, tmp_path):
     here = os.path.join(vpcdtest.SOURCE_DIR, "tests", "openapi")
     redocly = os.path.join(here, "node_modules", ".bin", "redocly")
     if not os.access(redocly, os.X_OK):  # like tests/browser/run.sh: npm from Debian, the package pinned by the lock
+        if not shutil.which("npm"):
+            pytest.fail("npm is missing: bash scripts/install-deps.sh test installs node and npm")
         npm = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=here,
                              capture_output=True, text=True, timeout=600)
         assert npm.returncode == 0, "npm ci in tests/openapi failed (npm from scripts/install-deps.sh):\n" + npm.stderr
