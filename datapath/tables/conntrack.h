@@ -31,7 +31,8 @@
 // original direction passes a stage when that stage's check allows it; a reply passes when every check made allows
 // the flow. The entry remembers the SecurityPolicies::gen it was classified with; on a mismatch both checks are made
 // again (using the ports the entry recorded), so a rule change applies to established flows at their next packet.
-// Denied opening packets create no entry (a denied flow cannot fill the table).
+// An opening packet denied by the first stage that sees it creates no entry (so a NIC cannot fill the table with
+// flows its own egress rules deny); one denied by the receiver's ingress leaves an entry recording the denial.
 //
 // Threading: pure logic over the shared ConnTable (locked per shard inside) and an immutable SecurityPolicies.
 #pragma once
