@@ -49,6 +49,8 @@ namespace vpcd::dp {
   X(kPortDown, "port_down")                                                                \
   /* input ring */                                                                         \
   X(kRxRingFull, "rx_ring_full") /* the kernel found the port's RX ring full */            \
+  /* runner */                                                                             \
+  X(kNoStage, "no_stage") /* sent to a stage this build does not carry out (a bug) */      \
   /* router */                                                                             \
   X(kTtlExceeded, "ttl_exceeded") /* routed with TTL <= 1 (time exceeded sent) */          \
   X(kNoRoute, "no_route") /* no route to the destination (net unreachable sent) */         \
