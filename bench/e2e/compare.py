@@ -24,18 +24,19 @@ Usage (root): python3 bench/e2e/compare.py [--build-dir build] [--switches vpcd,
 """
 import argparse
 import contextlib
-import http.client
 import json
 import os
 import re
 import shutil
 import signal
-import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "lib"))
+import vpcdtest as vt  # noqa: E402
 
 PID = os.getpid()
 G1, G2, SW = f"vbe{PID}g1", f"vbe{PID}g2", f"vbe{PID}sw"
@@ -227,27 +228,6 @@ def switch_ovs(port_type="system", tso=False):
         shutil.rmtree(rundir, ignore_errors=True)
 
 
-class Api:
-    def __init__(self, port, token):
-        self.port, self.token = port, token
-        self.ctx = ssl.create_default_context()
-        self.ctx.check_hostname, self.ctx.verify_mode = False, ssl.CERT_NONE
-
-    def req(self, method, path, body=None):
-        c = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=30)
-        hdrs = {"Authorization": f"Bearer {self.token}"}
-        data = None
-        if body is not None:
-            data, hdrs["Content-Type"] = json.dumps(body), "application/json"
-        c.request(method, path, body=data, headers=hdrs)
-        r = c.getresponse()
-        text = r.read().decode()
-        c.close()
-        if r.status >= 300:
-            raise RuntimeError(f"{method} {path}: {r.status} {text}")
-        return json.loads(text) if text else None
-
-
 RELAY_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tap_guest_relay.c")
 
 
@@ -285,70 +265,51 @@ def start_relays(relay_exe, duration_s):
 
 @contextlib.contextmanager
 def switch_vpcd(build_dir, workers, nic_kind="netns", extra_args=(), budget_s=600):
-    vpcd = os.path.join(build_dir, "vpcd")
-    state = tempfile.mkdtemp(prefix=f"vbe{PID}-vpcd-")
-    port = 20000 + PID % 20000
-    token = sh([vpcd, "token", "create", "--state-dir", state, "--role", "admin"]).strip()
-    log = open(os.path.join(state, "vpcd.log"), "w")
-    proc = subprocess.Popen([vpcd, "--state-dir", state, "--listen", f"127.0.0.1:{port}", "--workers", str(workers),
-                             *extra_args], stdout=log, stderr=log)
+    vt.BUILD = os.path.abspath(build_dir)
+    # the shared harness: own state dir, 127.0.0.1:0, the bound port read back
+    d = vt.Vpcd(workers=workers, extra_args=list(extra_args))
     relays = []
-    api = Api(port, token)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                api.req("GET", "/v1/health")
-                break
-            except (OSError, RuntimeError):
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("vpcd did not start; log: " + open(log.name).read()[-2000:])
-                time.sleep(0.1)
-        vpc = api.req("POST", "/v1/vpcs", {"cidrs": ["10.77.0.0/16"], "mtu": MTU})
-        sub = api.req("POST", "/v1/subnets", {"vpc_id": vpc["id"], "cidr": f"10.77.0.0/{PREFIX}"})
+        d.start(timeout=20)
+        api = d.client()
+        vpc = api.call("POST", "/v1/vpcs", {"cidrs": ["10.77.0.0/16"], "mtu": MTU})
+        sub = api.call("POST", "/v1/subnets", {"vpc_id": vpc["id"], "cidr": f"10.77.0.0/{PREFIX}"})
         nics = []
         if nic_kind == "tap":
             make_tap_guests()
         for i, (ns, ip, mac) in enumerate(((G1, IP1, MAC1), (G2, IP2, MAC2)), start=1):
             backend = ({"type": "tap", "ifname": f"vbe{PID}t{i}"} if nic_kind == "tap"
                        else {"type": "netns", "netns": ns, "ifname": "eth0"})
-            nics.append(api.req("POST", "/v1/nics", {"subnet_id": sub["id"], "mac": mac, "ips": [ip],
-                                                     "backend": backend}))
+            nics.append(api.call("POST", "/v1/nics", {"subnet_id": sub["id"], "mac": mac, "ips": [ip],
+                                                      "backend": backend}))
         if nic_kind == "tap":  # the hypervisor stand-ins attach once vpcd has created the taps
             deadline = time.monotonic() + 20
             while not all(os.path.exists(f"/sys/class/net/vbe{PID}t{i}") for i in (1, 2)):
                 if time.monotonic() > deadline:
                     raise RuntimeError("vpcd did not create the taps")
                 time.sleep(0.05)
-            relays = start_relays(build_relay(state), budget_s)
+            relays = start_relays(build_relay(d.state_dir), budget_s)
         deadline = time.monotonic() + 20
         # A tap NIC's stored state follows the carrier only at the next reconcile pass: for taps, the ping in
         # run_one is the readiness check.
-        while nic_kind != "tap" and any(api.req("GET", f"/v1/nics/{n['id']}")["state"] != "up" for n in nics):
+        while nic_kind != "tap" and any(api.call("GET", f"/v1/nics/{n['id']}")["state"] != "up" for n in nics):
             if time.monotonic() > deadline:
-                raise RuntimeError("NICs did not come up: " + json.dumps([api.req("GET", f"/v1/nics/{n['id']}")
+                raise RuntimeError("NICs did not come up: " + json.dumps([api.call("GET", f"/v1/nics/{n['id']}")
                                                                           for n in nics]))
             time.sleep(0.1)
-        yield [proc.pid]
+        yield [d.proc.pid]
         for n in nics:
-            api.req("DELETE", f"/v1/nics/{n['id']}")
+            api.call("DELETE", f"/v1/nics/{n['id']}")
     finally:
         for r in relays:
             r.kill()
             r.wait()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        d.close()
         if nic_kind == "tap":  # vpcd removes its taps on DELETE; these names are ours (pid) if that did not happen
             for i in (1, 2):
                 if os.path.exists(f"/sys/class/net/vbe{PID}t{i}"):
                     sh(f"ip link del vbe{PID}t{i}", check=False)
-        log.close()
         cleanup_namespaces()  # deleting a guest namespace also deletes the veth end vpcd drove
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def run_one(name, ctx, duration, guest_tx_offload=True):

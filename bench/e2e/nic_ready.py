@@ -101,7 +101,7 @@ def main():
         print(f"  creations with a lost first ARP: {lost_first} of {len(to_fwd)} "
               f"(guest frames vpcd never saw: {lost_frames})")
     finally:
-        d.stop()
+        d.close()
         ns.remove_all()
 
 

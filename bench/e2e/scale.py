@@ -12,8 +12,8 @@ Reports:
     /run/vpcd/INSTANCE/netns.
 Usage (root): python3 bench/e2e/scale.py [--build-dir build] [--nics 1000] [--vpcs 10] [--pairs 100] [--workers 1]
               [--threads 4] [--vpcd-args "..."]
-Everything lives in namespaces vtS<pid>* and a private vpcd (state dir in /tmp); all is removed at the end, also on
-failure. Traffic stays inside those namespaces (10.90.0.0/15 and up, addresses that exist only there).
+Everything lives in namespaces vtS<pid>* and a private vpcd (the test harness's state dir); all is removed at the end,
+also on failure. Traffic stays inside those namespaces (10.90.0.0/15 and up, addresses that exist only there).
 """
 import argparse
 import concurrent.futures as cf
@@ -77,7 +77,7 @@ def main():
     vt.BUILD = os.path.abspath(a.build_dir)
     ns = vt.Namespaces("S")
     d = vt.Vpcd(workers=a.workers, extra_args=a.vpcd_args.split()).start()
-    instance = instance_name(d.state)
+    instance = d.instance or instance_name(d.state)
     rng = random.Random(12)
     try:
         c = d.client()
@@ -165,9 +165,8 @@ def main():
         print(f"  DELETEs answered in {t_del_api:.1f} s; everything gone after {t_del:.1f} s")
         print(f"  left behind: {len(left_ns)} namespaces, {len(left_links)} links, {len(left_markers)} markers")
     finally:
-        d.stop()
+        d.close()
         ns.remove_all()
-        vt.sh(["rm", "-rf", d.state], check=False)
 
 
 if __name__ == "__main__":

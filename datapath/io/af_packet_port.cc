@@ -519,8 +519,9 @@ uint8_t* AfPacketPort::tx_slot(const TxQueue& t, uint32_t i) noexcept {
 
 bool AfPacketPort::tx_enqueue(unsigned w, const Packet& p) noexcept {
   TxQueue& t = *tx_[w];
-  if (p.len > kAfPacketMaxTxFrame || p.len < ETH_HLEN || p.len < p.wire_len) [[unlikely]] return false;
-  if (kTxDataOffset + kVnetBytes + p.len > t.frame_bytes) return tx_send_big(w, p);
+  const uint32_t frame_len = p.prefix_len + p.len;
+  if (frame_len > kAfPacketMaxTxFrame || p.len < ETH_HLEN || p.len < p.wire_len) [[unlikely]] return false;
+  if (kTxDataOffset + kVnetBytes + frame_len > t.frame_bytes) return tx_send_big(w, p);
   auto* h = reinterpret_cast<tpacket3_hdr*>(tx_slot(t, t.next));
   if ((load_acquire(h->tp_status) & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING)) != 0) return false;  // full
   uint8_t* d = reinterpret_cast<uint8_t*>(h) + kTxDataOffset;
@@ -529,9 +530,10 @@ bool AfPacketPort::tx_enqueue(unsigned w, const Packet& p) noexcept {
   } else {
     std::memset(d, 0, kVnetBytes);
   }
-  std::memcpy(d + kVnetBytes, p.data, p.len);
-  h->tp_len = kVnetBytes + p.len;
-  h->tp_snaplen = kVnetBytes + p.len;
+  if (p.prefix_len) std::memcpy(d + kVnetBytes, p.prefix, p.prefix_len);
+  std::memcpy(d + kVnetBytes + p.prefix_len, p.data, p.len);
+  h->tp_len = kVnetBytes + frame_len;
+  h->tp_snaplen = kVnetBytes + frame_len;
   h->tp_next_offset = 0;
   store_release(h->tp_status, TP_STATUS_SEND_REQUEST);
   t.next = t.next + 1 == t.frames ? 0 : t.next + 1;
@@ -546,10 +548,11 @@ bool AfPacketPort::tx_send_big(unsigned w, const Packet& p) noexcept {
   tx_flush(w);
   virtio_net_hdr vh{};
   if (p.flags & kHasVnet) vh = p.vnet;
-  iovec iov[2] = {{&vh, kVnetBytes}, {p.data, p.len}};
+  // The prefix (outer headers, VXLAN encap) goes in front of the frame, as in a ring slot.
+  iovec iov[3] = {{&vh, kVnetBytes}, {const_cast<uint8_t*>(p.prefix), p.prefix_len}, {p.data, p.len}};
   msghdr m{};
   m.msg_iov = iov;
-  m.msg_iovlen = 2;
+  m.msg_iovlen = 3;
   if (::sendmsg(t.big_fd.get(), &m, MSG_DONTWAIT) < 0) {
     if (errno != EAGAIN && errno != ENOBUFS && errno != EINTR) {
       t.errors.store(t.errors.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);

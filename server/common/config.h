@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "datapath/tables/conn_table.h"
+
 namespace vpcd {
 
 struct ConfigError : std::runtime_error {
@@ -42,6 +44,12 @@ struct Config {
   uint32_t rx_frame_bytes = 2048;
   uint32_t tx_frame_bytes = 2048;
   unsigned netns_queues = 1;  // RX queues per netns NIC (fanout over workers); 0 = one per worker
+  // Connection tracking (security groups): conntrack-max, conntrack-max-per-vpc, conntrack-loose-pickup and
+  // conntrack-timeout-CLASS (seconds; CLASS from kTimeoutClassNames: tcp-syn, tcp-established, ...).
+  dp::ConnTableOptions conntrack;
+  // ICMP errors the router sends, per worker: rate (per second) and burst.
+  uint32_t icmp_error_rate = 100;
+  uint32_t icmp_error_burst = 50;
 };
 
 // Sets one key from its text value. `where` ("FILE:LINE" or "--flag") prefixes the error message.
