@@ -258,6 +258,7 @@ unsigned AfPacketPort::rx_burst(unsigned qi, Packet* pkts, unsigned max) noexcep
     uint8_t* data = block + q.next_offset + mac;
     p.len = snap;
     p.wire_len = h->tp_len;
+    p.ts_ns = uint64_t(h->tp_sec) * 1000000000u + h->tp_nsec;
     if (mac >= kTxDataOffset + kVnetBytes) {
       std::memcpy(&p.vnet, data - kVnetBytes, kVnetBytes);
       p.flags = kHasVnet;

@@ -39,6 +39,7 @@ struct Packet {
   uint32_t len = 0;         // bytes available at data
   uint32_t wire_len = 0;    // original frame length (>= len when the ring truncated it)
   virtio_net_hdr vnet{};    // as received; host byte order fields on x86 (virtio 1.0 little-endian)
+  uint64_t ts_ns = 0;       // CLOCK_REALTIME receive time from the kernel (TPACKET_V3 tp_sec/tp_nsec); 0 = unknown
 
   uint16_t in_port = kInvalidPort;
   uint16_t out_port = kInvalidPort;  // a port index, kFloodPort, or kInvalidPort

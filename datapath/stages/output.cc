@@ -1,6 +1,8 @@
 // Stage "output"; behaviour and threading in output.h.
 #include "datapath/stages/output.h"
 
+#include "datapath/capture/capture_tap.h"
+
 namespace vpcd::dp {
 namespace {
 
@@ -54,6 +56,7 @@ inline void send(WorkerContext& ctx, const DataplaneConfig& cfg, const PortConfi
   }
   ctx.mark_dirty(port_id);
   tally.sent(rt, p.len);
+  capture_tx(rt, ctx.worker, p);
 }
 
 }  // namespace
