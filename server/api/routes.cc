@@ -264,6 +264,7 @@ std::vector<RouteDef> api_routes(ApiContext& ctx) {
                    return r;
                  },
                  Role::kViewer});
+  add_capture_routes(out, ctx);
   for (const auto& k : all_kinds()) add_kind_routes(out, ctx, k);
   return out;
 }
