@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,7 @@ class CaptureClient:
         self.conn = http.client.HTTPSConnection("127.0.0.1", api.port, context=api.ctx, timeout=120)
         self.conn.request("GET", f"/v1/nics/{nic_id}/capture?{urllib.parse.urlencode(params)}",
                           headers={"Authorization": f"Bearer {api.token}"})
+        self.sock = self.conn.sock  # getresponse() hands it to the response (Connection: close) and forgets it
         self.resp = self.conn.getresponse()
         if self.resp.status != 200:
             raise RuntimeError(f"capture: {self.resp.status} {self.resp.read()[:300]}")
@@ -56,7 +58,7 @@ class CaptureClient:
 
     def close(self):
         with contextlib.suppress(OSError):
-            self.conn.sock.close()
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.conn.close()
         self.thread.join(10)
 

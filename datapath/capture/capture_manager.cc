@@ -13,6 +13,7 @@ namespace vpcd::dp {
 namespace {
 constexpr uint32_t kFilterBytes = 256;      // copied at least, so a filter sees the headers even with a tiny snaplen
 constexpr size_t kPopPerRound = 4096;       // records per ring per drain round (bounds one round's latency)
+constexpr size_t kPopPerStep = 32;          // records popped between two budget checks
 }  // namespace
 
 struct CaptureManager::Session {
@@ -31,6 +32,8 @@ struct CaptureManager::Session {
   PcapStream stream;
   std::string staging;
   const char* end_reason = "";  // set under the manager's mu_ by end_locked
+  double budget = 0;            // output bytes it may still write (token bucket); capture thread only
+  std::chrono::steady_clock::time_point budget_at;
 
   std::atomic<uint64_t> frames{0};    // written to the file; written by the capture thread
   std::atomic<uint64_t> filtered{0};  // not matching the filter; written by the capture thread
@@ -143,6 +146,8 @@ CaptureManager::StartResult CaptureManager::start(const std::shared_ptr<PortRunt
   s->port = port;
   s->port_key = port.get();
   s->deadline = std::chrono::steady_clock::now() + spec.duration;
+  s->budget = kOutputBurstBytes;
+  s->budget_at = std::chrono::steady_clock::now();
   s->tap = std::make_unique<CaptureTap>();
   s->tap->copy_bytes = std::max(spec.snaplen, kFilterBytes);
   s->tap->workers = workers_;
@@ -224,23 +229,31 @@ void CaptureManager::end_locked(const std::shared_ptr<Session>& s, const char* r
 // session was unhooked and the workers let go); otherwise stop at the high-water mark of unread output.
 void CaptureManager::drain(Session& s, bool all) {
   if (!all && s.out_bytes.load(std::memory_order_relaxed) >= kHighWaterBytes) return;
+  const auto now = std::chrono::steady_clock::now();
+  s.budget = std::min(kOutputBurstBytes,
+                      s.budget + std::chrono::duration<double>(now - s.budget_at).count() * kOutputBytesPerSecond);
+  s.budget_at = now;
+  if (!all && s.budget <= 0) return;
   const uint64_t max = s.spec.max_frames;
   uint64_t frames = s.frames.load(std::memory_order_relaxed);
   uint64_t filtered = 0;
   for (unsigned w = 0; w < s.tap->workers; ++w) {
     CaptureRing* ring = s.tap->rings[w].get();
     if (!ring) continue;
-    for (;;) {
-      size_t n = ring->pop(kPopPerRound, [&](const CaptureRing::RecordHdr& h, const uint8_t* data) {
+    for (size_t round = 0;;) {
+      const size_t n = ring->pop(kPopPerStep, [&](const CaptureRing::RecordHdr& h, const uint8_t* data) {
         if (frames >= max) return;  // past the count: consumed and not written
         if (!s.filter.matches(data, h.cap_len, h.wire_len)) {
           ++filtered;
           return;
         }
         s.stream.add(h.ts_ns, data, h.cap_len, h.wire_len);
+        s.budget -= 16.0 + std::min(h.cap_len, s.spec.snaplen);
         ++frames;
       });
-      if (!all || n < kPopPerRound) break;
+      round += n;
+      if (n < kPopPerStep) break;
+      if (!all && (round >= kPopPerRound || s.budget <= 0)) break;
     }
   }
   s.frames.store(frames, std::memory_order_relaxed);

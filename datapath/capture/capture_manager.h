@@ -15,8 +15,11 @@
 // the current snapshot through Quiesce::poke, which the Controller implements with a try-lock (an apply() in
 // progress publishes anyway). Before freeing the rings the thread drains what the workers left in them.
 //
-// Back-pressure: a session whose pcap bytes are not collected (slow client) stops being drained above kHighWaterBytes;
-// its rings fill, and the workers count every frame they cannot put in as dropped. Nothing on a worker waits.
+// Back-pressure and budget: a session whose pcap bytes are not collected (slow client) stops being drained above
+// kHighWaterBytes, and no session writes more than kOutputBytesPerSecond (token bucket, kOutputBurstBytes): on a box
+// whose cores all forward, the CPU a capture takes (copies, TLS, the client) comes out of forwarding, so it is
+// bounded. Either way its rings fill and the workers count every frame they cannot put in as dropped. Nothing on a
+// worker waits.
 //
 // Threading: start(), stats() from any thread; CaptureSession::read()/stop() from any thread (one reader). mu_
 // guards sessions_, ports_ and retired_ and every store into PortRuntime::capture; the capture thread does the
@@ -49,6 +52,8 @@ class CaptureManager {
     std::function<void()> poke;                 // ask for a publish (may do nothing; called again later)
   };
   static constexpr size_t kHighWaterBytes = 8u << 20;
+  static constexpr double kOutputBytesPerSecond = 8u << 20;  // per session
+  static constexpr double kOutputBurstBytes = 2u << 20;
   static constexpr size_t kDefaultRingBytes = 2u << 20;
   static constexpr auto kDrainInterval = std::chrono::milliseconds(2);
 

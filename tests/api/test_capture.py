@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import threading
@@ -80,6 +81,7 @@ class Stream:
         tok = api.admin if token == "admin" else api.viewer
         self.conn.request("GET", "/v1/nics/%s/capture%s" % (nic_id, "?" + q if q else ""),
                           headers={"Authorization": "Bearer " + tok})
+        self.sock = self.conn.sock  # getresponse() hands it to the response (Connection: close) and forgets it
         self.resp = self.conn.getresponse()
         self.status = self.resp.status
         self.headers = {k.lower(): v for k, v in self.resp.getheaders()}
@@ -108,7 +110,11 @@ class Stream:
         return self.body
 
     def hang_up(self):
-        self.conn.sock.close() if self.conn.sock else None
+        """Sends FIN at once (close() alone would wait for the reading thread's file object to let go of the fd)."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.conn.close()
 
 

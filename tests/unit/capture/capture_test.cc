@@ -18,6 +18,7 @@ namespace vpcd::dp {
 namespace {
 
 using namespace std::chrono_literals;
+using proto::FrameBuilder;
 
 const MacAddr kMacA{{0x02, 0, 0, 0, 0, 0x0a}};
 const MacAddr kMacB{{0x02, 0, 0, 0, 0, 0x0b}};
