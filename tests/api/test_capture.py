@@ -269,3 +269,33 @@ def test_full_rate_capture_completes_and_counts_what_it_could_not_keep(api, gues
     assert len(recs) == captured > 0
     # Loose behaviour check only (a busy machine): forwarding went on at speed. The bench script has the figure.
     assert with_capture > 0.25 * base
+
+
+def test_vpcctl_capture_pipes_into_tcpdump(api, guests, tmp_path):
+    a, b = guests
+    vpcctl = os.path.join(os.environ.get("VPCD_BUILD_DIR", "build"), "vpcctl")
+    if not os.access(vpcctl, os.X_OK):
+        pytest.fail("%s is not built" % vpcctl)
+    env = dict(os.environ, VPCD_URL="https://127.0.0.1:%d" % api.port, VPCD_TOKEN=api.admin)
+    cmd = "%s --insecure capture %s --filter icmp --count 6 --seconds 20 | tcpdump -n -r -" % (vpcctl, a["id"])
+    p = subprocess.Popen(["bash", "-o", "pipefail", "-c", cmd], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: capture_stats(api)["active"] == 1, 10, what="vpcctl's capture running")
+        assert ping(NS_A, b["ips"][0], count=3)
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    assert out.count("ICMP echo request") == 3 and out.count("ICMP echo reply") == 3, out
+    assert "6 frames captured" in err, err
+    # -w FILE, and a problem reported with the API's words.
+    f = tmp_path / "x.pcap"
+    r = subprocess.run([vpcctl, "--insecure", "capture", a["id"], "--seconds", "1", "-w", str(f)], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and f.read_bytes()[:4] == b"\xd4\xc3\xb2\xa1", r.stderr
+    r = subprocess.run([vpcctl, "--insecure", "capture", a["id"], "--filter", "tcp port", "-w", str(f)], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "400" in r.stderr and "syntax error" in r.stderr, r.stderr
