@@ -221,6 +221,7 @@ test('dashboard end to end against a real vpcd', { skip, timeout: 240000 }, asyn
     await row.getByRole('button', { name: 'Start' }).click();
     await until('the frame count while capturing', async () =>
       /Capturing: [1-9]\d* frames/.test(await row.locator('.capture-status').textContent()));
+    await row.screenshot({ path: join(shots, 'capture.png') });
     const file = readFileSync(await (await download).path());
     assert.ok(file.length > 24, 'more than a pcap header');
     assert.equal(file.readUInt32LE(0), 0xa1b2c3d4, 'pcap magic');
