@@ -44,7 +44,20 @@ void capture_frame(const PortCaptureList& l, unsigned worker, const Packet& p) n
   const uint64_t ts = p.ts_ns ? p.ts_ns : realtime_ns();
   for (unsigned i = 0; i < l.n; ++i) {
     CaptureTap& t = *l.taps[i];
-    if (worker < t.workers) offer(t, worker, p, ts);
+    if (worker >= t.workers) continue;
+    if (p.prefix_len == 0) [[likely]] {
+      offer(t, worker, p, ts);
+      continue;
+    }
+    // What the port puts on the wire: the outer headers (prefix), then the frame.
+    const uint32_t head = p.prefix_len < t.copy_bytes ? p.prefix_len : t.copy_bytes;
+    const uint32_t rest = t.copy_bytes - head;
+    const uint32_t body = p.len < rest ? p.len : rest;
+    const uint32_t wire = (p.wire_len > p.len ? p.wire_len : p.len) + p.prefix_len;
+    if (t.rings[worker]->push2(ts, wire, p.prefix, head, p.data, body))
+      counter_add(t.counters[worker].offered, 1);
+    else
+      counter_add(t.counters[worker].dropped, 1);
   }
 }
 

@@ -13,7 +13,7 @@
 //
 // Direction: a guest port's rx is what the guest sent, its tx what the guest receives (capture both = what tcpdump in
 // the guest would see). Frames are captured as they are at that point: for rx before any stage touched them, for tx
-// as handed to the port's ring (Packet::prefix, outer headers a tunnel port adds, is not part of the captured frame).
+// as the port puts them on the wire (Packet::prefix, the outer headers of an encapsulated frame, then the frame).
 //
 // Threading: a PortCaptureList and the CaptureTaps it names are immutable once published except for the rings (SPSC:
 // worker w produces into rings[w], the capture thread consumes) and the per-worker counters (single writer: worker w
