@@ -48,10 +48,10 @@ class CaptureRing {
     return push2(ts_ns, wire_len, nullptr, 0, data, cap_len);
   }
   // The same for a record made of two pieces (outer headers an output port writes in front of a frame, then the
-  // frame): cap_len = head_len + data_len.
-  bool push2(uint64_t ts_ns, uint32_t wire_len, const uint8_t* head, uint32_t head_len, const uint8_t* data,
+  // frame): cap_len = outer_len + data_len.
+  bool push2(uint64_t ts_ns, uint32_t wire_len, const uint8_t* outer, uint32_t outer_len, const uint8_t* data,
              uint32_t data_len) noexcept {
-    const uint32_t cap_len = head_len + data_len;
+    const uint32_t cap_len = outer_len + data_len;
     const size_t need = align8(sizeof(RecordHdr) + cap_len);
     if (need > cap_ / 2) [[unlikely]] return false;
     const uint64_t head = head_.load(std::memory_order_relaxed);
@@ -69,8 +69,8 @@ class CaptureRing {
     uint8_t* at = buf_.get() + ((head + skip) & (cap_ - 1));
     RecordHdr h{ts_ns, wire_len, cap_len};
     std::memcpy(at, &h, sizeof h);
-    if (head_len) std::memcpy(at + sizeof h, head, head_len);
-    std::memcpy(at + sizeof h + head_len, data, data_len);
+    if (outer_len) std::memcpy(at + sizeof h, outer, outer_len);
+    std::memcpy(at + sizeof h + outer_len, data, data_len);
     head_.store(head + skip + need, std::memory_order_release);
     return true;
   }

@@ -1,6 +1,7 @@
 // Packet capture without ports: the SPSC ring (order, wrap-around, refusal when full, a concurrent producer), the libpcap
 // filter and writer (read back with libpcap), and CaptureManager sessions fed through the workers' hook calls: filter,
-// count, snaplen, overflow counted, hang-up, the session limit, and the per-port hook unpublished when a session ends.
+// count, snaplen, overflow counted, hang-up, the session limit, the per-port hook unpublished when a session ends,
+// and the outer headers of encapsulated frames in what a port sends.
 #include <gtest/gtest.h>
 #include <pcap/pcap.h>
 #include <stdio.h>
@@ -277,6 +278,27 @@ TEST(CaptureManager, SnaplenBadFilterLimitAndHangUp) {
   held.clear();  // the clients hang up: every session ends and is freed
   EXPECT_TRUE(wait_active(m, 0));
   EXPECT_EQ(rt->capture.load(), nullptr);
+}
+
+TEST(CaptureManager, SentFramesIncludeTheOuterHeadersThePortWrites) {
+  FakeAcks acks;
+  CaptureManager m(1, acks.quiesce());
+  auto rt = std::make_shared<PortRuntime>();
+  CaptureSpec spec;
+  spec.max_frames = 1;
+  auto s = std::get<std::shared_ptr<CaptureSession>>(m.start(rt, "uplink u1", spec));
+  std::vector<std::vector<uint8_t>> frames = {icmp_frame(9)};
+  auto pkts = packets(frames);
+  const std::vector<uint8_t> outer(50, 0x77);  // stands for Ethernet + IPv4 + UDP + VXLAN
+  pkts[0].prefix = outer.data();
+  pkts[0].prefix_len = uint16_t(outer.size());
+  capture_tx(*rt, 0, pkts[0]);
+  auto recs = read_pcap(read_all(*s));
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].len, outer.size() + frames[0].size());
+  std::vector<uint8_t> want = outer;
+  want.insert(want.end(), frames[0].begin(), frames[0].end());
+  EXPECT_EQ(recs[0].bytes, want);
 }
 
 TEST(CaptureManager, RemovedPortEndsTheCapture) {
