@@ -12,7 +12,8 @@ written, frames dropped because a ring was full) come from GET /v1/stats.
 Everything it creates (namespaces vbe<pid>-*, a vpcd state dir) is removed at the end, also on failure. Traffic only
 flows between the namespaces it creates, to addresses that exist only there (10.77.0.0/24).
 
-Usage (root): python3 bench/e2e/capture.py [--build-dir build] [--duration 5] [--workers 1] [--json out.json]
+Usage (root): python3 bench/e2e/capture.py [--build-dir build] [--duration 5] [--workers 1] [--modes off,all,...]
+                                           [--kinds tcp,small] [--json out.json]
 """
 import argparse
 import contextlib
@@ -145,6 +146,8 @@ def main():
     ap.add_argument("--build-dir", default="build")
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--modes", default=",".join(MODES), help="comma list of: " + ", ".join(MODES))
+    ap.add_argument("--kinds", default="tcp,small", help="tcp, small or both")
     ap.add_argument("--json")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -161,8 +164,8 @@ def main():
         with vpcd_guests(args.build_dir, args.workers) as (api, nics, pids):
             if not cmp.wait_ping():
                 sys.exit("guests cannot ping each other")
-            for what in ("tcp", "small"):
-                for mode in MODES:
+            for what in args.kinds.split(","):
+                for mode in args.modes.split(","):
                     r = measure(api, nics[0]["id"], pids, args.duration, mode, what)
                     results[f"{what}/{mode}"] = r
                     print(f"{what:5} capture={mode:11} {json.dumps(r)}", flush=True)
