@@ -59,13 +59,28 @@ Response capture(ApiContext& ctx, const Request& req, const std::string& kind, c
   }
 }
 
+RouteDoc capture_doc(const std::string& id, const std::string& what) {
+  RouteDoc d;
+  d.operation_id = id;
+  d.summary = "Packet capture of what " + what +
+              " receives and sends: a pcap file streamed (chunked) until count frames, seconds, or the client hangs up";
+  d.response_schema = {{"type", "string"}, {"contentMediaType", "application/vnd.tcpdump.pcap"}};
+  d.content_type = "application/vnd.tcpdump.pcap";
+  d.query = {{"filter", "tcpdump filter expression (400 when it does not compile)"},
+             {"count", "frames to capture, 1..1000000 (default 1000)"},
+             {"seconds", "duration, 1..3600 (default 10)"},
+             {"snaplen", "bytes kept per frame, 1..262144 (default 262144)"}};
+  return d;
+}
+
 }  // namespace
 
 void add_capture_routes(std::vector<RouteDef>& out, ApiContext& ctx) {
   out.push_back({"GET", "/v1/nics/{id}/capture", [&ctx](const Request& req) { return capture(ctx, req, "nics", "NIC"); },
-                 Role::kAdmin});
+                 Role::kAdmin, capture_doc("captureNic", "the NIC")});
   out.push_back({"GET", "/v1/uplinks/{id}/capture",
-                 [&ctx](const Request& req) { return capture(ctx, req, "uplinks", "uplink"); }, Role::kAdmin});
+                 [&ctx](const Request& req) { return capture(ctx, req, "uplinks", "uplink"); }, Role::kAdmin,
+                 capture_doc("captureUplink", "the uplink")});
 }
 
 }  // namespace vpcd::api
