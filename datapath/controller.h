@@ -18,6 +18,7 @@
 #include <variant>
 #include <vector>
 
+#include "datapath/capture/capture_types.h"
 #include "datapath/spec.h"
 #include "datapath/stats.h"
 
@@ -77,6 +78,11 @@ class Controller {
 
   std::map<std::string, NicState> nic_states() const;
   Stats stats() const;
+
+  // Starts a packet capture of what the NIC's port receives and sends (capture_manager.h). Any thread; never waits
+  // for an apply(). kNoPort when the NIC has no datapath port (unknown, not applied yet, or its backend failed).
+  using CaptureResult = std::variant<std::shared_ptr<CaptureSession>, CaptureError>;
+  CaptureResult start_capture(const std::string& nic_id, const CaptureSpec& spec);
   unsigned worker_count() const;
   const Options& options() const;
 

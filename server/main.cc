@@ -36,6 +36,7 @@
 #include "server/http/router.h"
 #include "server/http/server.h"
 #include "server/http/tls.h"
+#include "server/reconcile/capture_stream.h"
 #include "server/reconcile/controller_target.h"
 #include "server/reconcile/reconciler.h"
 #include "server/reconcile/stats_render.h"
@@ -322,6 +323,7 @@ int run_daemon(const Config& cfg) {
       [&] { return reconcile::metrics_text(controller.stats(), reconciler.stats()); },
       [&](const std::string& nic_id) { return reconcile::nic_stats_json(controller.stats(), nic_id); },
       VPCD_VERSION,
+      [&](const api::CaptureRequest& r) { return reconcile::capture_response(controller, r); },
   };
   http::Router router;
   api::register_routes(router, ctx);

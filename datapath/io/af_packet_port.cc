@@ -475,6 +475,7 @@ unsigned AfPacketPort::rx_burst_v3(RxQueue& q, Packet* pkts, unsigned max) noexc
     uint8_t* data = block + q.next_offset + mac;
     p.len = snap;
     p.wire_len = h->tp_len;
+    p.ts_ns = uint64_t(h->tp_sec) * 1000000000u + h->tp_nsec;
     if (mac >= kTxDataOffset + kVnetBytes) {
       std::memcpy(&p.vnet, data - kVnetBytes, kVnetBytes);
       p.flags = kHasVnet;

@@ -19,6 +19,16 @@ namespace vpcd::api {
 
 using store::Store;
 
+// A validated capture request (GET /v1/nics/ID/capture, /v1/uplinks/ID/capture) for an object that exists.
+struct CaptureRequest {
+  std::string kind;  // "nics" | "uplinks"
+  std::string id;
+  std::string filter;
+  uint64_t count = 1000;
+  uint32_t seconds = 10;
+  uint32_t snaplen = 262144;
+};
+
 struct ApiContext {
   Store& store;
   std::function<void()> on_change;                  // after every committed write: wakes the reconciler
@@ -26,6 +36,8 @@ struct ApiContext {
   std::function<std::string()> metrics_text;        // GET /metrics body (Prometheus text format)
   std::function<std::optional<std::string>(const std::string& nic_id)> nic_stats_json;  // nullopt: no counters yet
   std::string version;
+  // Starts a capture: the streamed pcap response (Response::stream), or a problem (400 filter, 409, 429, 501).
+  std::function<http::Response(const CaptureRequest&)> start_capture;
 };
 
 // What the OpenAPI document (openapi.cc) says about a route. Resource routes name their kind and operation and get
@@ -48,6 +60,9 @@ struct RouteDef {
   http::Role min_role;  // kNone: no token needed (health)
   RouteDoc doc = {};
 };
+
+// GET /v1/nics/{id}/capture and /v1/uplinks/{id}/capture (capture.cc).
+void add_capture_routes(std::vector<RouteDef>& out, ApiContext& ctx);
 
 // The OpenAPI 3.1 description of `routes` (GET /v1/openapi.json), from the routes' docs and the kind tables.
 nlohmann::json openapi_document(const std::vector<RouteDef>& routes, const std::string& version);

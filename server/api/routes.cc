@@ -359,6 +359,7 @@ std::vector<RouteDef> api_routes(ApiContext& ctx) {
                               {"tx_bytes", counters_schema()},
                               {"drops", {{"type", "object"}, {"additionalProperties", counters_schema()}}}}},
                             {"required", {"rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "drops"}}})});
+  add_capture_routes(out, ctx);
   for (const auto& k : all_kinds()) add_kind_routes(out, ctx, k);
   // Last, so that the document describes every route above (and itself).
   auto openapi = std::make_shared<std::string>();

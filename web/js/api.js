@@ -83,6 +83,26 @@ export class Api {
   del(path, if_match) { return this.request('DELETE', path, { if_match }); }
   health() { return this.request('GET', '/health', { auth: false }); }
 
+  // GET of a streamed body (packet capture): the fetch Response once its status is 2xx, for reading res.body as it
+  // arrives; a problem+json answer throws ApiError like request(). `signal` aborts it (the server sees a hang-up).
+  async open_stream(path, signal) {
+    let res;
+    try {
+      res = await this.fetch_(this.base_ + path, {
+        method: 'GET', headers: { Authorization: `Bearer ${this.token_}` }, cache: 'no-store', signal,
+      });
+    } catch (e) {
+      if (e?.name === 'AbortError') throw e;
+      throw new ApiError({ status: 0, title: 'Network error', detail: String(e.message || e), field: '' });
+    }
+    if (!res.ok) {
+      const problem = problem_from_response(res.status, res.headers.get('Content-Type'), await res.text());
+      if (res.status === 401 && this.on_unauthorized_) this.on_unauthorized_(problem);
+      throw new ApiError(problem);
+    }
+    return res;
+  }
+
   // Every item of a collection, following limit/offset pages until `total` is reached.
   async list_all(kind, params = {}) {
     const items = [];

@@ -1,14 +1,15 @@
 // End-to-end test of the vpcd dashboard in Debian's headless chromium (driven by playwright-core) against a real vpcd
 // that tests/browser/run.sh started: log in, create a VPC, a subnet and two netns NICs through the forms, see them in
 // the lists and the topology, ping between the guests and watch the counters rise, a bad CIDR's error next to its
-// field (VPC form and security-group rule form), a security group with a rule (or, while the datapath does not carry
-// security groups, no form for them), a viewer without write controls whose forced write shows 403, loading the page
-// makes no write and logs no error (the role comes from GET /v1/whoami), delete everything, no console errors.
+// field (VPC form and security-group rule form), a packet capture downloaded from a NIC, a security group with a rule
+// (or, while the datapath does not carry security groups, no form for them), a viewer without write controls whose
+// forced write shows 403, loading the page makes no write and logs no error (the role comes from GET /v1/whoami),
+// delete everything, no console errors.
 // Env: VPCD_URL, VPCD_ADMIN_TOKEN, VPCD_VIEWER_TOKEN, VPCD_SCREENSHOT_DIR. Needs root (ip netns).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, request } from 'playwright-core';
@@ -230,6 +231,27 @@ test('dashboard end to end against a real vpcd', { skip, timeout: 240000 }, asyn
       return d && (d.match(/L/g) || []).length >= 3;
     });
     await page.screenshot({ path: join(shots, 'vpc.png'), fullPage: true });
+  });
+
+  await t.test('capture from a NIC downloads a pcap with frames in it', async () => {
+    // The ping of the previous step is still running (a request every 0.2 s).
+    const row = page.locator(`#nic-list tr[data-id="${nic_ids[`${tag}-a`]}"]`);
+    await row.getByRole('button', { name: /^Capture / }).click();
+    await row.getByLabel('Capture filter').fill('icmp');
+    await row.getByLabel('Capture seconds').fill('3');
+    const download = page.waitForEvent('download', { timeout: 20000 });
+    await row.getByRole('button', { name: 'Start' }).click();
+    await until('the frame count while capturing', async () =>
+      /Capturing: [1-9]\d* frames/.test(await row.locator('.capture-status').textContent()));
+    await row.screenshot({ path: join(shots, 'capture.png') });
+    const file = readFileSync(await (await download).path());
+    assert.ok(file.length > 24, 'more than a pcap header');
+    assert.equal(file.readUInt32LE(0), 0xa1b2c3d4, 'pcap magic');
+    assert.equal(file.readUInt32LE(20), 1, 'Ethernet link type');
+    let frames = 0;
+    for (let off = 24; off + 16 <= file.length; frames += 1) off += 16 + file.readUInt32LE(off + 8);
+    assert.ok(frames > 0, 'frames in the file');
+    await until('the saved message', async () => /Saved [1-9]\d* frames/.test(await row.locator('.capture-status').textContent()));
   });
 
   await t.test('security groups: through the forms, or no form while the datapath does not carry them', async () => {

@@ -9,6 +9,7 @@ import { history_for, normalize_box_stats } from '../stats.js';
 import { build_backend, build_rule, compact, int_or_undefined } from '../fields.js';
 import { make_form, delete_button, table, section, state_badge, error_text } from '../ui.js';
 import { rate_cell, drop_cell, chart_cell } from './overview.js';
+import { capture_button } from '../capture.js';
 
 function backend_text(b) {
   if (!b || typeof b !== 'object') return '-';
@@ -236,7 +237,8 @@ export async function render_vpc(root, ctx, vpc_id) {
           n.state_detail ? h('small', { class: 'detail' }, ` ${n.state_detail}`) : null) },
         { title: 'Security groups', cell: (n) => (n.security_group_ids || []).map((id) => sg_name.get(id) || short_id(id))
           .join(', ') || '-' },
-        ...(admin ? [{ title: 'Actions', cell: (n) => del('nics', n, 'NIC') }] : []),
+        ...(admin ? [{ title: 'Actions', cell: (n) => h('span', {}, capture_button(ctx, 'nics', n, display_name(n)),
+          ' ', del('nics', n, 'NIC')) }] : []),
       ], nics, { empty: 'No NICs yet.' }));
     }
 
