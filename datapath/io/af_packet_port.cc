@@ -438,6 +438,7 @@ unsigned AfPacketPort::rx_burst_v2(RxQueue& q, Packet* pkts, unsigned max) noexc
     }
     reinsert_vlan(p, data, room, status, h->tp_vlan_tci, h->tp_vlan_tpid);
     p.data = data;
+    p.ts_ns = uint64_t(h->tp_sec) * 1000000000u + h->tp_nsec;  // the kernel's receive time (capture)
     ++n;
     ++q.taken;
   }
