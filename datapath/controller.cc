@@ -33,6 +33,7 @@
 #include "datapath/io/tap_device.h"
 #include "datapath/pipeline/counters.h"
 #include "datapath/pipeline/worker.h"
+#include "datapath/router_mac.h"
 
 namespace vpcd::dp {
 
@@ -55,11 +56,6 @@ std::string netns_host_ifname(const std::string& nic_id) {
   char buf[16];
   std::snprintf(buf, sizeof buf, "vn%012llx", static_cast<unsigned long long>(fnv1a(nic_id) & 0xffffffffffffull));
   return buf;
-}
-
-// The VPC router's MAC: locally administered, derived from the VNI (unique per box).
-MacAddr router_mac_for(uint32_t vni) {
-  return MacAddr{{0x02, 0x76, 0x70, uint8_t(vni >> 16), uint8_t(vni >> 8), uint8_t(vni)}};
 }
 
 void add_into(PortCounters& a, const PortCounters& b) {

@@ -9,7 +9,10 @@ command -v wrk >/dev/null || { echo "api_rate.sh: wrk missing: scripts/install-d
 state=$(mktemp -d /tmp/vpcd-apirate-XXXXXX)
 port=$((20000 + RANDOM % 20000))
 token=$("$build/vpcd" token create --state-dir "$state" --role admin)
-"$build/vpcd" --state-dir "$state" --listen "127.0.0.1:$port" --workers 1 --log-level warn >"$state/log" 2>&1 &
+# One client measures the server's ceiling: no per-client rate limit, no VPC count limit (the POST run creates many).
+printf 'rate-limit = 0\nmax-vpcs = 0\n' >"$state/vpcd.conf"
+"$build/vpcd" --config "$state/vpcd.conf" --state-dir "$state" --listen "127.0.0.1:$port" --workers 1 \
+  --log-level warn >"$state/log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$state"' EXIT
 for _ in $(seq 100); do curl -sk "https://127.0.0.1:$port/v1/health" >/dev/null && break; sleep 0.1; done

@@ -17,6 +17,12 @@ namespace vpcd::api {
 
 using store::Store;
 
+// Capacity limits of this box (config keys max-vpcs, max-nics; 0 = unlimited): creating beyond them is 422.
+struct Limits {
+  int64_t max_vpcs = 0;
+  int64_t max_nics = 0;
+};
+
 struct ApiContext {
   Store& store;
   std::function<void()> on_change;                  // after every committed write: wakes the reconciler
@@ -24,6 +30,7 @@ struct ApiContext {
   std::function<std::string()> metrics_text;        // GET /metrics body (Prometheus text format)
   std::function<std::optional<std::string>(const std::string& nic_id)> nic_stats_json;  // nullopt: no counters yet
   std::string version;
+  Limits limits{};
 };
 
 struct RouteDef {
