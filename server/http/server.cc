@@ -6,6 +6,7 @@
 
 #include <openssl/ssl.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
@@ -181,13 +182,12 @@ std::optional<Response> framing_error(const bhttp::request_header<Fields>& msg) 
     return problem(400, "Bad Request", "a request may not carry both Transfer-Encoding and Content-Length");
   if (codings.empty() || codings.back() != "chunked")
     return problem(400, "Bad Request", "chunked must be the final transfer coding (RFC 9112 6.3)");
+  if (codings.size() == 1) return std::nullopt;
   for (size_t i = 0; i + 1 < codings.size(); ++i) {
-    if (codings[i] == "chunked")
-      return problem(400, "Bad Request", "chunked may be applied only once (RFC 9112 7)");
-    return problem(501, "Not Implemented",
-                   "transfer coding \"" + codings[i].substr(0, 50) + "\" is not supported; only chunked is");
+    if (codings[i] == "chunked") return problem(400, "Bad Request", "chunked may be applied only once (RFC 9112 7)");
   }
-  return std::nullopt;
+  return problem(501, "Not Implemented",
+                 "transfer coding \"" + codings.front().substr(0, 50) + "\" is not supported; only chunked is");
 }
 
 }  // namespace
@@ -598,17 +598,19 @@ std::optional<Response> HttpServer::Impl::admit(Request& req, bool reserved, con
     }
     // On a reserved connection every request must carry an admin token (even those that need none).
     if (m.min_role != Role::kNone || reserved) {
+      std::optional<Response> refusal;
       auto authz = req.header("authorization");
-      if (!authz) return unauthorized("a bearer token is required (Authorization: Bearer TOKEN)", false);
-      std::string_view v = trim(*authz);
-      if (v.size() < 7 || !beast::iequals(v.substr(0, 7), "bearer ")) {
-        return unauthorized("the Authorization header must use the Bearer scheme", false);
+      std::string_view v = authz ? trim(*authz) : std::string_view{};
+      if (!authz) {
+        refusal = unauthorized("a bearer token is required (Authorization: Bearer TOKEN)", false);
+      } else if (v.size() < 7 || !beast::iequals(v.substr(0, 7), "bearer ")) {
+        refusal = unauthorized("the Authorization header must use the Bearer scheme", false);
+      } else if (auto who = auth ? auth(trim(v.substr(7))) : std::nullopt) {
+        req.role = who->first;
+        req.token_id = who->second;
+      } else {
+        refusal = unauthorized("the bearer token is not valid", true);
       }
-      std::string_view bearer = trim(v.substr(7));
-      auto who = auth ? auth(bearer) : std::nullopt;
-      if (!who) return unauthorized("the bearer token is not valid", true);
-      req.role = who->first;
-      req.token_id = who->second;
       if (reserved && req.role != Role::kAdmin) {
         Response r = problem(503, "Service Unavailable",
                              "every connection slot is taken; the last " +
@@ -617,6 +619,7 @@ std::optional<Response> HttpServer::Impl::admit(Request& req, bool reserved, con
         r.headers.emplace_back("Retry-After", "1");
         return r;
       }
+      if (refusal) return refusal;
       if (static_cast<int>(req.role) < static_cast<int>(m.min_role))
         return problem(403, "Forbidden", "this token's role may not " + req.method + " " + req.path);
     }
