@@ -21,6 +21,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <cmath>
+#include <limits>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -333,8 +334,9 @@ class Session final : public SessionBase {
     parser_.emplace();
     parser_->header_limit(kHeaderLimit);
     // No body limit while the header is read (Beast would refuse a big Content-Length before the request is
-    // authenticated); on_header() sets it once the request is admitted.
-    parser_->body_limit(boost::none);
+    // authenticated); on_header() sets it once the request is admitted. Not boost::none: Beast 1.74 compares the
+    // Content-Length with the optional, and any length is "greater" than an empty one.
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
     if (buffer_.size() > 0) return read_header();  // pipelined request already buffered
     state_ = State::kIdle;
     // The first request's deadline was set before the handshake: handshake + header within header_timeout.
@@ -827,7 +829,7 @@ std::vector<Response> HttpServer::answer(std::string_view raw, size_t max_reques
     bhttp::request_parser<bhttp::string_body> p;
     p.eager(true);
     p.header_limit(kHeaderLimit);
-    p.body_limit(boost::none);
+    p.body_limit(std::numeric_limits<std::uint64_t>::max());
     beast::error_code ec;
     bool admitted = false;
     const Handler* handler = nullptr;

@@ -331,12 +331,11 @@ def test_full_state_filesystem(state_dir):  # noqa: F811
         status, vpc, _ = d.request("POST", "/v1/vpcs", {"cidrs": ["10.1.0.0/16"]}, token=token)
         assert status == 201, vpc
         acked.append(vpc["id"])
-        with open(filler, "wb") as f:  # take every free byte
-            for size in (1 << 16, 1 << 12, 1 << 9):
+        with open(filler, "wb", buffering=0) as f:  # take every free byte
+            for size in (1 << 16, 1 << 12, 1 << 9, 1):
                 try:
                     while True:
                         f.write(b"\0" * size)
-                        f.flush()
                 except OSError:
                     pass
         refused = None
