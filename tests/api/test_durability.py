@@ -24,13 +24,25 @@ class Ledger:
     def __init__(self):
         self.lock = threading.Lock()
         self.objects = {}  # (kind, id) -> acknowledged object, or None when deleted
+        self.in_flight = set()  # (kind, id) with a change sent but not yet acknowledged: either outcome is right
         self.acks = 0
         self.nic_budget = MAX_NICS
+
+    def begin(self, kind, obj_id):
+        with self.lock:
+            self.in_flight.add((kind, obj_id))
 
     def ack(self, kind, obj_id, obj):
         with self.lock:
             self.objects[(kind, obj_id)] = obj
+            self.in_flight.discard((kind, obj_id))
             self.acks += 1
+
+    def settled(self):
+        """The acknowledged objects whose last change was acknowledged (a kill may have cut the answer of the
+        change after it, which then may or may not have been committed)."""
+        with self.lock:
+            return {k: v for k, v in self.objects.items() if k not in self.in_flight}
 
     def take_nic(self):
         with self.lock:
@@ -73,11 +85,13 @@ def writer(d, token, ledger, thread_no, stop, errors, tap_prefix):
                     return
                 ledger.ack("nics", nic["id"], nic)
             elif i % 3 == 0:
+                ledger.begin("subnets", sn["id"])
                 status, _, _ = d.request("DELETE", "/v1/subnets/" + sn["id"], token=token, conn=conn)
                 if status != 204:
                     errors.append(("delete subnet", status, None))
                     return
                 ledger.ack("subnets", sn["id"], None)
+                ledger.begin("vpcs", vpc["id"])
                 status, _, _ = d.request("DELETE", "/v1/vpcs/" + vpc["id"], token=token, conn=conn)
                 if status != 204:
                     errors.append(("delete vpc", status, None))
@@ -143,8 +157,7 @@ def test_kill9_during_concurrent_writes(state_dir):  # noqa: F811
             assert db.execute("PRAGMA foreign_key_check").fetchall() == []
 
         d.start()
-        with ledger.lock:
-            objects = dict(ledger.objects)
+        objects = ledger.settled()
         conn = d.connection()
         try:
             for (kind, obj_id), acked in objects.items():
@@ -298,9 +311,7 @@ def test_kill9_repeatedly_during_writes_and_guest_traffic(state_dir):  # noqa: F
             d.start()
             wait_for(lambda: ping(ns_a, ip_b) and ping(ns_b, ip_a), 30, interval=0.05,
                      what="round %d: guests to reach each other again with no API call" % rnd)
-            with ledger.lock:
-                objects = dict(ledger.objects)
-            check_acked(d, token, objects)
+            check_acked(d, token, ledger.settled())
         print("%d SIGKILLs, %d acknowledged writes kept, %.1f s" % (KILL_ROUNDS, ledger.acks, time.monotonic() - t0))
     finally:
         stop.set()
