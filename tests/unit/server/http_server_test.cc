@@ -439,7 +439,9 @@ TEST_F(HttpServerTest, AuthenticatesAndAuthorizes) {
   r = c->request("POST", "/v1/things", "viewer-secret", R"({"a":1})");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->result_int(), 403u);
+  EXPECT_FALSE(r->keep_alive());  // refused from the header: its body was never read, so the connection closes
 
+  c = connect();
   r = c->request("POST", "/v1/things", "admin-secret", R"({"a":1})");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->result_int(), 201u);
