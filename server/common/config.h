@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "datapath/tables/conn_table.h"
+
 namespace vpcd {
 
 struct ConfigError : std::runtime_error {
@@ -37,6 +39,12 @@ struct Config {
   unsigned max_vpcs = 4096;  // 0 = unlimited (the datapath's own bound is 65535)
   unsigned max_nics = 128;   // 0 = unlimited; each NIC pins RX ring memory per queue and TX ring memory per worker
   std::string log_level = "info";  // debug | info | warn | error
+  // Connection tracking (security groups): conntrack-max, conntrack-max-per-vpc, conntrack-loose-pickup and
+  // conntrack-timeout-CLASS (seconds; CLASS from kTimeoutClassNames: tcp-syn, tcp-established, ...).
+  dp::ConnTableOptions conntrack;
+  // ICMP errors the router sends, per worker: rate (per second) and burst.
+  uint32_t icmp_error_rate = 100;
+  uint32_t icmp_error_burst = 50;
 };
 
 // Sets one key from its text value. `where` ("FILE:LINE" or "--flag") prefixes the error message.
