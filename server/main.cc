@@ -3,6 +3,7 @@
 // store before the API opens), then serves the REST API and the dashboard over HTTPS until SIGTERM/SIGINT, and shuts
 // down in order: drain HTTP, stop the reconciler, stop the datapath (its OS objects stay for the next start to adopt).
 // `vpcd token create --state-dir DIR --role admin|viewer` prints a new API token once and stores only its hash;
+// `vpcd token list` shows ids, roles and creation times; `vpcd token revoke ID` deletes one (refused at once);
 // `vpcd tls init --state-dir DIR` generates the self-signed certificate (the package's postinst runs both).
 //
 // Threading: the main thread parses, starts everything and then waits for a signal (SIGINT/SIGTERM are blocked in
@@ -11,10 +12,12 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -140,40 +143,25 @@ class StoreSource final : public reconcile::DesiredStateSource {
   store::Store& s_;
 };
 
-// Bearer token -> role, verified against the stored salted hash. Verified records are cached for a few seconds so a
-// busy API does not queue every request on the store's mutex behind write transactions.
+// Bearer token -> role, verified against the stored salted hash. Every request reads the token's row (through the
+// TokenReader's own connection, so it never waits for write transactions): a token revoked while vpcd runs is refused
+// from the next request on. No cache: one indexed read costs microseconds.
 class TokenAuthenticator {
  public:
-  explicit TokenAuthenticator(store::Store& s) : s_(s) {}
+  explicit TokenAuthenticator(const std::string& db_path) : reader_(db_path) {}
 
   std::optional<std::pair<http::Role, std::string>> operator()(std::string_view bearer) {
     auto id = token_id_of(bearer);
     if (!id) return std::nullopt;
-    std::optional<TokenRecord> rec;
-    {
-      std::lock_guard lk(mu_);
-      auto it = cache_.find(*id);
-      if (it != cache_.end() && Clock::now() - it->second.second < kCacheTtl) rec = it->second.first;
-    }
-    if (!rec) {
-      auto stored = s_.find_token(*id);
-      if (!stored) return std::nullopt;
-      rec = TokenRecord{stored->id, stored->role, stored->salt_hex, stored->hash_hex};
-      std::lock_guard lk(mu_);
-      if (cache_.size() > 1024) cache_.clear();
-      cache_[*id] = {*rec, Clock::now()};
-    }
-    if (!verify(bearer, *rec)) return std::nullopt;
+    auto rec = reader_.find(*id);
+    if (!rec || !verify(bearer, *rec)) return std::nullopt;
     auto role = parse_role(rec->role);
     if (!role) return std::nullopt;
     return std::make_pair(*role, rec->id);
   }
 
  private:
-  static constexpr std::chrono::seconds kCacheTtl{5};
-  store::Store& s_;
-  std::mutex mu_;
-  std::map<std::string, std::pair<TokenRecord, Clock::time_point>> cache_;
+  store::TokenReader reader_;
 };
 
 // STATE/tls/{cert,key}.pem, generated when absent. Returns the two paths.
@@ -189,6 +177,23 @@ std::pair<std::string, std::string> ensure_state_tls(const fs::path& state) {
   std::string err = http::ensure_self_signed(tls_dir.string(), &files.first, &files.second);
   if (!err.empty()) throw StartupError(err);
   return files;
+}
+
+// Every HTTP connection is a descriptor: raise the soft RLIMIT_NOFILE to the hard limit so the connection cap, not
+// EMFILE, is what refuses connections (an acceptor out of descriptors would lock everyone out, admins included).
+void raise_fd_limit(unsigned max_connections) {
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+    ::getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  constexpr rlim_t kOtherFds = 256;  // database, rings, netlink, eventfds, taps
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < rlim_t(max_connections) + kOtherFds) {
+    log::warn("the open-file limit (" + std::to_string(rl.rlim_cur) + ") is below max-connections + " +
+              std::to_string(kOtherFds) + ": raise LimitNOFILE or lower max-connections");
+  }
 }
 
 constexpr const char* kListenUrlFile = "listen-url";
@@ -246,6 +251,40 @@ int token_create(const Config& cfg, const std::string& role_name, bool if_none) 
   return 0;
 }
 
+store::Store open_store(const Config& cfg) {
+  const fs::path state = prepare_state_dir(cfg.state_dir);
+  const std::string migrations = cfg.migrations_dir.empty() ? default_share_dir("migrations") : cfg.migrations_dir;
+  return store::Store((state / "vpcd.db").string(), migrations);
+}
+
+int token_list(const Config& cfg) {
+  auto st = open_store(cfg);
+  const auto tokens = st.token_infos();
+  std::cout << "ID            ROLE    CREATED\n";
+  for (const auto& t : tokens) {
+    std::string id = t.id, role = t.role;
+    id.resize(std::max<size_t>(id.size(), 12), ' ');
+    role.resize(std::max<size_t>(role.size(), 6), ' ');
+    std::cout << id << "  " << role << "  " << t.created_at << "\n";
+  }
+  std::cout.flush();
+  return 0;
+}
+
+// Deletes the token's row. A running vpcd reads tokens afresh on every request, so it refuses the token at once.
+int token_revoke(const Config& cfg, const std::string& id) {
+  auto st = open_store(cfg);
+  if (!st.remove_token(id)) {
+    log::error("no token with id \"" + id + "\" in " + cfg.state_dir + " (see vpcd token list)");
+    return 1;
+  }
+  bool admin_left = false;
+  for (const auto& t : st.token_infos()) admin_left = admin_left || t.role == "admin";
+  log::info("revoked token " + id);
+  if (!admin_left) log::warn("no admin token is left; create one with: vpcd token create --role admin");
+  return 0;
+}
+
 int tls_init(const Config& cfg) {
   const auto [cert, key] = ensure_state_tls(prepare_state_dir(cfg.state_dir));
   std::string err;
@@ -272,6 +311,10 @@ int run_daemon(const Config& cfg) {
   so.threads = cfg.http_threads;
   so.rate_per_client = cfg.rate_limit;
   so.rate_burst = cfg.rate_burst;
+  so.max_connections = cfg.max_connections;
+  so.max_connections_per_client = cfg.max_connections_per_client;
+  so.admin_reserved_connections = cfg.admin_reserved_connections;
+  raise_fd_limit(so.max_connections);
   std::error_code ec;
   so.web_root = fs::is_directory(web_root, ec) ? web_root : std::string();
   if (so.web_root.empty()) log::warn("web root " + web_root + " not found: dashboard disabled");
@@ -324,10 +367,11 @@ int run_daemon(const Config& cfg) {
       [&](const std::string& nic_id) { return reconcile::nic_stats_json(controller.stats(), nic_id); },
       VPCD_VERSION,
       [&](const api::CaptureRequest& r) { return reconcile::capture_response(controller, r); },
+      api::Limits{cfg.max_vpcs, cfg.max_nics},
   };
   http::Router router;
   api::register_routes(router, ctx);
-  TokenAuthenticator auth(st);
+  TokenAuthenticator auth((state / "vpcd.db").string());
   http::HttpServer server(so, router, [&auth](std::string_view bearer) { return auth(bearer); });
   server.start();
   // The bound port (the config may say port 0: the kernel picks one) is in the log line and in STATE/listen-url, so
@@ -386,6 +430,21 @@ int main(int argc, char** argv) {
   bool if_none = false;
   create->add_flag("--if-none", if_none, "only when the state dir has no token of this role (prints nothing then)");
 
+  auto* list = token->add_subcommand("list", "list the tokens (id, role, creation time; never secrets)");
+  list->add_option_function<std::string>(
+      "--state-dir", [&flags](const std::string& v) { flags["state-dir"] = v; }, "state directory");
+  list->add_option_function<std::string>(
+      "--migrations", [&flags](const std::string& v) { flags["migrations"] = v; }, "SQL migrations directory");
+  list->add_option("--config", config_path, "config file");
+  auto* revoke = token->add_subcommand("revoke", "delete a token; a running vpcd refuses it from the next request");
+  std::string revoke_id;
+  revoke->add_option("ID", revoke_id, "the token's id (the 12 characters after vpcd_)")->required();
+  revoke->add_option_function<std::string>(
+      "--state-dir", [&flags](const std::string& v) { flags["state-dir"] = v; }, "state directory");
+  revoke->add_option_function<std::string>(
+      "--migrations", [&flags](const std::string& v) { flags["migrations"] = v; }, "SQL migrations directory");
+  revoke->add_option("--config", config_path, "config file");
+
   auto* tls = app.add_subcommand("tls", "manage the TLS certificate");
   tls->require_subcommand(1);
   auto* tls_init_cmd = tls->add_subcommand("init", "generate the self-signed certificate in STATE/tls when absent");
@@ -402,11 +461,16 @@ int main(int argc, char** argv) {
   try {
     Config cfg;
     const bool config_given = config_opt->count() > 0 || create->get_option("--config")->count() > 0 ||
+                              list->get_option("--config")->count() > 0 ||
+                              revoke->get_option("--config")->count() > 0 ||
                               tls_init_cmd->get_option("--config")->count() > 0;
     load_config(cfg, config_path, config_given);
     for (const auto& [k, v] : flags) config_set(cfg, k, v, "--" + k);
+    config_check(cfg);
     log::set_level(log::parse_level(cfg.log_level).value_or(log::Level::kInfo));
     if (*create) return token_create(cfg, role, if_none);
+    if (*list) return token_list(cfg);
+    if (*revoke) return token_revoke(cfg, revoke_id);
     if (*tls_init_cmd) return tls_init(cfg);
     return run_daemon(cfg);
   } catch (const ConfigError& e) {

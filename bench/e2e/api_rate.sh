@@ -8,7 +8,10 @@ secs=${2:-10}
 command -v wrk >/dev/null || { echo "api_rate.sh: wrk missing: scripts/install-deps.sh bench" >&2; exit 1; }
 state=$(mktemp -d /tmp/vpcd-apirate-XXXXXX)
 token=$("$build/vpcd" token create --state-dir "$state" --role admin)
-"$build/vpcd" --state-dir "$state" --listen "127.0.0.1:0" --workers 1 --log-level warn >"$state/log" 2>&1 &
+# One client measures the server's ceiling: no per-client rate limit, no VPC count limit (the POST run creates many).
+printf 'rate-limit = 0\nmax-vpcs = 0\n' >"$state/vpcd.conf"
+"$build/vpcd" --config "$state/vpcd.conf" --state-dir "$state" --listen "127.0.0.1:0" --workers 1 \
+  --log-level warn >"$state/log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$state"' EXIT
 # vpcd writes the URL it bound (port 0: the kernel's choice) to STATE/listen-url once it listens.

@@ -6,10 +6,6 @@
 
 namespace vpcd::dp {
 
-MacAddr router_mac_for(uint32_t vni) {
-  return MacAddr{{0x02, 0x76, 0x70, uint8_t(vni >> 16), uint8_t(vni >> 8), uint8_t(vni)}};
-}
-
 uint16_t SnapshotBuilder::vpc_slot(const std::string& id) const {
   auto it = vpc_slots_.find(id);
   return it == vpc_slots_.end() ? kNoVpcIndex : it->second;

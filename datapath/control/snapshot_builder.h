@@ -19,6 +19,7 @@
 
 #include "datapath/config/dataplane_config.h"
 #include "datapath/pipeline/worker.h"
+#include "datapath/router_mac.h"
 #include "datapath/spec.h"
 
 namespace vpcd::dp {
@@ -68,7 +69,7 @@ class SnapshotBuilder {
   std::vector<uint16_t> free_slots_;
 };
 
-// The VPC router's MAC: locally administered, derived from the VNI (unique per box).
-MacAddr router_mac_for(uint32_t vni);
+// The VPC router's MAC, router_mac_for(vni), comes from datapath/router_mac.h (shared with the API, which refuses
+// it as a guest's MAC).
 
 }  // namespace vpcd::dp

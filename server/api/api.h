@@ -29,6 +29,12 @@ struct CaptureRequest {
   uint32_t snaplen = 262144;
 };
 
+// Capacity limits of this box (config keys max-vpcs, max-nics; 0 = unlimited): creating beyond them is 422.
+struct Limits {
+  int64_t max_vpcs = 0;
+  int64_t max_nics = 0;
+};
+
 struct ApiContext {
   Store& store;
   std::function<void()> on_change;                  // after every committed write: wakes the reconciler
@@ -38,6 +44,7 @@ struct ApiContext {
   std::string version;
   // Starts a capture: the streamed pcap response (Response::stream), or a problem (400 filter, 409, 429, 501).
   std::function<http::Response(const CaptureRequest&)> start_capture;
+  Limits limits{};
 };
 
 // What the OpenAPI document (openapi.cc) says about a route. Resource routes name their kind and operation and get

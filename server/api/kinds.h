@@ -27,5 +27,9 @@ std::vector<Ipv4Prefix> vpc_cidrs(const json& vpc_spec);
 std::string join_cidrs(const std::vector<Ipv4Prefix>& cidrs);
 // Whether `a` lies inside one of `cidrs`.
 bool in_any(const std::vector<Ipv4Prefix>& cidrs, Ipv4Addr a);
+// The router MAC of a stored VPC (datapath/router_mac.h); 422 naming vpc_id when the VPC does not exist.
+MacAddr vpc_router_mac(Db& db, const std::string& vpc_id);
+// 409 naming `mac` when a guest MAC equals its VPC's router MAC.
+void check_not_router_mac(const MacAddr& mac, const MacAddr& router_mac);
 
 }  // namespace vpcd::api

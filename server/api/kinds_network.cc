@@ -3,6 +3,7 @@
 // free (allocated when absent), MAC unique per VPC (derived from the id when absent), backends checked.
 #include <set>
 
+#include "datapath/router_mac.h"
 #include "server/api/kinds.h"
 #include "server/api/schema.h"
 
@@ -73,6 +74,18 @@ bool in_any(const std::vector<Ipv4Prefix>& cidrs, Ipv4Addr a) {
   return false;
 }
 
+MacAddr vpc_router_mac(Db& db, const std::string& vpc_id) {
+  Query q(db, "SELECT vni FROM vpcs WHERE id = ?", vpc_id);
+  if (!q.next()) unprocessable("vpc_id", "VPC " + vpc_id + " does not exist");
+  return router_mac_for(uint32_t(q.int64(0)));
+}
+
+void check_not_router_mac(const MacAddr& mac, const MacAddr& router_mac) {
+  if (mac == router_mac)
+    conflict("mac", "MAC " + mac.to_string() + " is the MAC of the VPC's router (derived from its VNI: " +
+                        "02:76:70 and the VNI in hex); a guest with it would be unreachable");
+}
+
 KindSpec vpc_kind() {
   KindSpec k;
   k.kind = "vpcs";
@@ -116,6 +129,13 @@ KindSpec vpc_kind() {
       vni = (*old)["vni"].get<int64_t>();
     } else {
       vni = allocate_vni(db);
+    }
+    if (old && vni != (*old)["vni"].get<int64_t>()) {  // the router MAC follows the VNI
+      Query q(db, "SELECT owner_id FROM vpc_macs WHERE vpc_id = ? AND mac = ?", id,
+              router_mac_for(uint32_t(vni)).to_string());
+      if (q.next())
+        conflict("vni", "VNI " + std::to_string(vni) + " would give the VPC's router the MAC " +
+                            router_mac_for(uint32_t(vni)).to_string() + " of " + q.text(0));
     }
     int64_t mtu = 1450;
     if (const json* v = member(in, "mtu")) mtu = need_int(*v, "mtu", 576, 9000);
@@ -320,7 +340,9 @@ KindSpec nic_kind() {
       if (q.next()) conflict(be.key_field, "the backend " + be.key + " is already used by NIC " + q.text(0));
     }
 
+    const MacAddr router_mac = vpc_router_mac(db, vpc_id);
     auto mac_owner = [&](const MacAddr& m) -> std::optional<std::string> {
+      if (m == router_mac) return "the VPC's router";
       Query q(db, "SELECT owner_id FROM vpc_macs WHERE vpc_id = ? AND mac = ? AND owner_id != ?", vpc_id,
               m.to_string(), id);
       if (q.next()) return q.text(0);
@@ -329,6 +351,7 @@ KindSpec nic_kind() {
     MacAddr mac;
     if (const json* v = member(in, "mac")) {
       mac = need_unicast_mac(*v, "mac");
+      check_not_router_mac(mac, router_mac);
       if (auto o = mac_owner(mac)) conflict("mac", "MAC " + mac.to_string() + " is in use by " + *o + " in this VPC");
     } else if (old) {
       mac = *MacAddr::parse((*old)["mac"].get<std::string>());

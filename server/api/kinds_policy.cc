@@ -235,6 +235,7 @@ KindSpec remote_nic_kind() {
     json vpc = need_ref(db, in, "vpc_id", "vpcs", "VPC");
     std::string vpc_id = in["vpc_id"];
     MacAddr mac = need_unicast_mac(required(in, "mac"), "mac");
+    check_not_router_mac(mac, vpc_router_mac(db, vpc_id));
     {
       Query q(db, "SELECT owner_id FROM vpc_macs WHERE vpc_id = ? AND mac = ? AND owner_id != ?", vpc_id,
               mac.to_string(), id);

@@ -232,6 +232,15 @@ json need_ref(Db& db, const json& in, const std::string& field, const std::strin
 }
 
 WriteResult create_object(Db& db, const KindSpec& k, const std::string& id, const json& body, CarriedFn carried) {
+  // Ids are unique across kinds: side tables (vpc_macs, uplink_ips) key their rows by the owner's id alone, so a NAT
+  // gateway and a floating IP (or a NIC and a remote NIC) sharing one client-chosen id would pass each other's
+  // uniqueness checks and overwrite each other's rows.
+  for (const auto& other : all_kinds()) {
+    if (other.table == k.table) continue;
+    Query q(db, "SELECT 1 FROM " + other.table + " WHERE id = ?", id);
+    if (q.next())
+      conflict("id", "id " + id + " is already the id of " + other.singular + " " + id + "; ids are unique across kinds");
+  }
   Split s = split_body(k, id, body);
   check_field_capabilities(k, s.fields, nullptr, carried);
   Normalized n = k.normalize(db, id, s.fields, nullptr);

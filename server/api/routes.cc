@@ -71,6 +71,45 @@ void check_path_id(const std::string& id) {
   if (!is_uuid(id)) not_found("no such object: ids are lower-case UUIDs");
 }
 
+// 422 when creating one more object of `kind` would pass the box's configured limit.
+void check_capacity(ApiContext& ctx, store::Db& db, const KindSpec& k) {
+  int64_t max = 0;
+  const char* key = "";
+  if (k.kind == "vpcs") {
+    max = ctx.limits.max_vpcs;
+    key = "max-vpcs";
+  } else if (k.kind == "nics") {
+    max = ctx.limits.max_nics;
+    key = "max-nics";
+  }
+  if (max <= 0) return;
+  Query q(db, "SELECT count(*) FROM " + k.table);
+  q.next();
+  if (q.int64(0) >= max)
+    throw ApiError(422, "Limit Reached",
+                   "this box allows at most " + std::to_string(max) + " " + k.kind + " (config key " + key +
+                       "); delete one or raise the limit",
+                   "");
+}
+
+// A write the database could not make for lack of space or an I/O error: nothing was written (the transaction
+// rolled back). nullopt for other errors.
+std::optional<Response> storage_problem(const DbError& e) {
+  const int primary = e.code() & 0xff;
+  if (primary == SQLITE_FULL) {
+    return http::problem(507, "Insufficient Storage",
+                         "the filesystem of the state directory is full: nothing was written; free space and retry");
+  }
+  if (primary == SQLITE_IOERR || primary == SQLITE_CANTOPEN || primary == SQLITE_READONLY) {
+    Response r = http::problem(503, "Service Unavailable",
+                               std::string("the database could not be written (") + e.what() +
+                                   "): nothing was written; retry later");
+    r.headers.emplace_back("Retry-After", "5");
+    return r;
+  }
+  return std::nullopt;
+}
+
 void record_event(store::Db& db, const Request& req, const std::string& kind, const std::string& object_id,
                   int status) {
   Query(db, "INSERT INTO events (time, token_id, method, kind, object_id, status) VALUES (?, ?, ?, ?, ?, ?)",
@@ -104,16 +143,25 @@ Response run_write(ApiContext& ctx, const Request& req, const std::string& kind,
   } catch (const DbError& e) {
     // The checks in normalize() come first; a constraint that still fires (a race is impossible under the session
     // mutex, so this is a missed check) is reported as the conflict it is.
-    if (!e.is_constraint()) throw;
-    resp = http::problem(409, "Conflict", e.what());
+    if (auto p = storage_problem(e)) {
+      resp = std::move(*p);
+    } else if (e.is_constraint()) {
+      resp = http::problem(409, "Conflict", e.what());
+    } else {
+      throw;
+    }
   } catch (const json::exception& e) {
     resp = http::problem(400, "Bad Request", std::string("bad value: ") + e.what());
   }
   if (resp.status >= 400) {
-    auto session = ctx.store.session();
-    Transaction tx(session.db());
-    record_event(session.db(), req, kind, object_id, resp.status);
-    tx.commit();
+    try {  // the audit row of a refused write; on a full disk it cannot be written either, and that is no new error
+      auto session = ctx.store.session();
+      Transaction tx(session.db());
+      record_event(session.db(), req, kind, object_id, resp.status);
+      tx.commit();
+    } catch (const DbError& e) {
+      if (!storage_problem(e)) throw;
+    }
   }
   if (changed && ctx.on_change) ctx.on_change();
   return resp;
@@ -166,6 +214,7 @@ void add_kind_routes(std::vector<RouteDef>& out, ApiContext& ctx, const KindSpec
                        bad_request("id", "the server chooses the id on POST; use PUT " "/v1/" + kp->kind +
                                              "/ID to choose it");
                      id = new_uuid();
+                     check_capacity(ctx, db, *kp);
                      return create_object(db, *kp, id, body);
                    });
                  },
@@ -178,6 +227,7 @@ void add_kind_routes(std::vector<RouteDef>& out, ApiContext& ctx, const KindSpec
                      need_json_body(req, false);
                      json body = parse_body(req.body);
                      auto if_match = req.header("if-match");
+                     if (!get_object(db, *kp, id)) check_capacity(ctx, db, *kp);
                      return put_object(db, *kp, id, body,
                                        if_match ? std::optional<std::string>(*if_match) : std::nullopt);
                    });

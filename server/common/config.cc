@@ -135,6 +135,16 @@ void config_set(Config& cfg, std::string_view key_in, std::string_view v, std::s
     const uint32_t b = parse_uint<uint32_t>(key, v, 256, 1u << 20, where);
     if (b % 16 != 0) fail(where, std::string(key) + ": expected a multiple of 16, got \"" + std::string(v) + "\"");
     (key == "rx-frame-bytes" ? cfg.rx_frame_bytes : cfg.tx_frame_bytes) = b;
+  } else if (key == "max-connections") {
+    cfg.max_connections = parse_uint<unsigned>(key, v, 1, 1000000, where);
+  } else if (key == "max-connections-per-client") {
+    cfg.max_connections_per_client = parse_uint<unsigned>(key, v, 0, 1000000, where);
+  } else if (key == "admin-reserved-connections") {
+    cfg.admin_reserved_connections = parse_uint<unsigned>(key, v, 0, 1000000, where);
+  } else if (key == "max-vpcs") {
+    cfg.max_vpcs = parse_uint<unsigned>(key, v, 0, 65535, where);
+  } else if (key == "max-nics") {
+    cfg.max_nics = parse_uint<unsigned>(key, v, 0, 1000000, where);
   } else if (key == "log-level") {
     if (v != "debug" && v != "info" && v != "warn" && v != "error") {
       fail(where, "log-level: expected debug|info|warn|error, got \"" + std::string(v) + "\"");
@@ -191,6 +201,13 @@ void config_parse(Config& cfg, std::string_view text, std::string_view file_name
       }
     }
     config_set(cfg, key, value, where);
+  }
+}
+
+void config_check(const Config& cfg) {
+  if (cfg.admin_reserved_connections >= cfg.max_connections) {
+    throw ConfigError("admin-reserved-connections (" + std::to_string(cfg.admin_reserved_connections) +
+                      ") must be smaller than max-connections (" + std::to_string(cfg.max_connections) + ")");
   }
 }
 

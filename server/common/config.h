@@ -31,8 +31,13 @@ struct Config {
   std::string tls_cert;  // "" = STATE_DIR/tls/cert.pem (self-signed, generated when absent)
   std::string tls_key;   // "" = STATE_DIR/tls/key.pem
   size_t body_limit_bytes = 1 << 20;
-  double rate_limit = 0;  // requests per second per client address; 0 = off
-  unsigned rate_burst = 200;
+  double rate_limit = 1000;   // requests per second per client address; 0 = off
+  unsigned rate_burst = 2000;
+  unsigned max_connections = 1024;           // HTTP connections in all
+  unsigned max_connections_per_client = 128; // per client address (IPv6: per /64); 0 = no per-client cap
+  unsigned admin_reserved_connections = 32;  // of max_connections, kept for admin requests; < max_connections
+  unsigned max_vpcs = 4096;  // 0 = unlimited (the datapath's own bound is 65535)
+  unsigned max_nics = 128;   // 0 = unlimited; each NIC pins RX ring memory per queue and TX ring memory per worker
   std::string log_level = "info";  // debug | info | warn | error
   // Datapath (see dp::Options): busy polling, ring layout and ring sizes per interface role.
   bool busy_poll = false;
@@ -58,6 +63,9 @@ void config_set(Config& cfg, std::string_view key, std::string_view value, std::
 // Applies every `key = value` line of `text` to `cfg`. Blank lines and lines starting with '#' are skipped; a value
 // may be wrapped in double quotes; a '#' after whitespace starts a trailing comment. `file_name` names errors.
 void config_parse(Config& cfg, std::string_view text, std::string_view file_name);
+
+// Checks what no single key can: admin-reserved-connections < max-connections. Throws ConfigError.
+void config_check(const Config& cfg);
 
 // Reads and parses a file; a file that cannot be read is a ConfigError naming it.
 void config_load_file(Config& cfg, const std::string& path);

@@ -1,13 +1,14 @@
 // HTTPS server on Boost.Beast; see server.h for the request pipeline. A handler may return a streamed body
-// (Response::stream): see send_stream() below. Each connection is a Session on its own strand
-// (all of a session's members are touched only from its strand). Shared server state lives in HttpServer::Impl:
-// counters are relaxed atomics; the session registry and the rate limiter each have their own mutex (never held
-// together, never held while calling out).
+// (Response::stream): see send_stream() below. Each connection is a Session on its own strand (all of a session's
+// members are touched only from its strand, except SessionBase's atomics). Shared server state lives in
+// HttpServer::Impl: counters are relaxed atomics; the session registry, the per-client connection counts and the
+// rate limiter each have their own mutex (never held together, never held while calling out).
 #include "server/http/server.h"
 
 #include <openssl/ssl.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
@@ -22,6 +23,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <cmath>
+#include <limits>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -118,12 +120,78 @@ class RateLimiter {
   std::unordered_map<std::string, Bucket> buckets_;  // guarded by mu_
 };
 
+// Fills req's method, path, query and headers (lower-case names, repeated fields joined with ", ") from a parsed
+// request header. A target parse_target() refuses is a 400 response.
+template <class Fields>
+std::optional<Response> request_from_header(const bhttp::request_header<Fields>& msg, Request& req) {
+  req.method = std::string(msg.method_string());
+  std::string error;
+  if (!parse_target(msg.target(), &req.path, &req.query, &error)) return problem(400, "Bad Request", error);
+  for (const auto& f : msg) {
+    std::string name = lower(f.name_string());
+    auto [it, fresh] = req.headers.try_emplace(std::move(name), std::string(f.value()));
+    if (!fresh) {
+      it->second += ", ";
+      it->second += f.value();
+    }
+  }
+  return std::nullopt;
+}
+
 class SessionBase : public std::enable_shared_from_this<SessionBase> {
  public:
   virtual ~SessionBase() = default;
   virtual void drain() = 0;        // any thread: close if idle, else close after the current response
   virtual void force_close() = 0;  // any thread
+
+  const Clock::time_point accepted_at = Clock::now();
+  // Set by the session's strand once a request on it authenticated; such a connection is never evicted at the cap.
+  std::atomic<bool> proven{false};
+  // Set by the acceptor when it picks this connection for eviction (so it is picked once).
+  std::atomic<bool> evicting{false};
 };
+
+// What the per-client connection cap counts: the address for IPv4, the /64 for IPv6 (one host has a whole /64).
+std::string client_key(const asio::ip::address& a) {
+  if (a.is_v6() && !a.to_v6().is_v4_mapped()) {
+    auto b = a.to_v6().to_bytes();
+    std::fill(b.begin() + 8, b.end(), 0);
+    return asio::ip::address_v6(b).to_string() + "/64";
+  }
+  if (a.is_v6()) return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string();
+  return a.to_string();
+}
+
+// RFC 9112 section 6: message framing the header announces. nullopt when it is sound.
+template <class Fields>
+std::optional<Response> framing_error(const bhttp::request_header<Fields>& msg) {
+  std::vector<std::string> codings;
+  bool te = false;
+  for (const auto& f : msg) {
+    if (f.name() != bhttp::field::transfer_encoding) continue;
+    te = true;
+    std::string_view v = f.value();
+    while (!v.empty()) {
+      auto comma = v.find(',');
+      std::string_view c = trim(v.substr(0, comma));
+      v = comma == std::string_view::npos ? std::string_view{} : v.substr(comma + 1);
+      if (!c.empty()) codings.push_back(lower(c));
+    }
+  }
+  if (!te) return std::nullopt;
+  if (msg.version() < 11)
+    return problem(400, "Bad Request", "Transfer-Encoding is not allowed in an HTTP/1.0 request (RFC 9112 6.1)");
+  if (msg.find(bhttp::field::content_length) != msg.end())
+    return problem(400, "Bad Request", "a request may not carry both Transfer-Encoding and Content-Length");
+  if (codings.empty() || codings.back() != "chunked")
+    return problem(400, "Bad Request", "chunked must be the final transfer coding (RFC 9112 6.3)");
+  if (codings.size() == 1) return std::nullopt;
+  for (size_t i = 0; i + 1 < codings.size(); ++i) {
+    if (codings[i] == "chunked") return problem(400, "Bad Request", "chunked may be applied only once (RFC 9112 7)");
+  }
+  return problem(501, "Not Implemented",
+                 "transfer coding \"" + codings.front().substr(0, 50) + "\" is not supported; only chunked is");
+}
 
 }  // namespace
 
@@ -145,11 +213,14 @@ struct HttpServer::Impl {
   RateLimiter limiter;
 
   std::array<std::atomic<uint64_t>, 6> by_class{};  // index = status / 100
-  std::atomic<uint64_t> open{0}, accepted{0}, rejected{0}, rate_limited{0}, timeouts{0};
+  std::atomic<uint64_t> open{0}, accepted{0}, rejected{0}, evicted{0}, rate_limited{0}, timeouts{0};
   std::atomic<bool> draining{false};
 
   std::mutex sessions_mu;
   std::unordered_map<SessionBase*, std::weak_ptr<SessionBase>> sessions;  // guarded by sessions_mu
+
+  std::mutex clients_mu;
+  std::unordered_map<std::string, unsigned> client_conns;  // open connections per client_key(); guarded by clients_mu
 
   std::unique_ptr<ssl::context> ssl_ctx;  // outlives ioc (sessions' streams refer to it)
   std::unique_ptr<asio::io_context> ioc;
@@ -162,7 +233,27 @@ struct HttpServer::Impl {
 
   void do_accept();
   void on_accept(beast::error_code ec, tcp::socket socket);
-  Response process(Request& req);
+  bool evict_one();
+  // From the request header alone (req has method, path, query, headers, remote): rate limit, routing,
+  // authentication, role, the admin reserve, static files. Returns the final response when the request ends here;
+  // otherwise sets *handler and req.params/role/token_id and returns nullopt.
+  std::optional<Response> admit(Request& req, bool reserved, const Handler** handler);
+  // After the body was read: Content-Type, then the handler. Exceptions become 500.
+  Response dispatch(Request& req, const Handler* handler);
+  bool client_take(const std::string& key) {
+    if (opt.max_connections_per_client == 0) return true;
+    std::scoped_lock lk(clients_mu);
+    unsigned& n = client_conns[key];
+    if (n >= opt.max_connections_per_client) return false;
+    ++n;
+    return true;
+  }
+  void client_release(const std::string& key) {
+    if (opt.max_connections_per_client == 0) return;
+    std::scoped_lock lk(clients_mu);
+    auto it = client_conns.find(key);
+    if (it != client_conns.end() && --it->second == 0) client_conns.erase(it);
+  }
   void add_session(const std::shared_ptr<SessionBase>& s) {
     std::scoped_lock lk(sessions_mu);
     sessions.emplace(s.get(), s);
@@ -187,13 +278,17 @@ class Session final : public SessionBase {
  public:
   using Stream = std::conditional_t<kTls, beast::ssl_stream<beast::tcp_stream>, beast::tcp_stream>;
 
+  // `client` is the key the per-client cap counted (released on destruction); `reserved`: this connection took one
+  // of the slots reserved for admins.
   template <class... Args>
-  Session(HttpServer::Impl& srv, std::string remote, Args&&... args)
-      : srv_(srv), stream_(std::forward<Args>(args)...), remote_(std::move(remote)) {
+  Session(HttpServer::Impl& srv, std::string remote, std::string client, bool reserved, Args&&... args)
+      : srv_(srv), stream_(std::forward<Args>(args)...), remote_(std::move(remote)), client_(std::move(client)),
+        reserved_(reserved) {
     srv_.open.fetch_add(1, std::memory_order_relaxed);
   }
   ~Session() override {
     srv_.remove_session(this);
+    srv_.client_release(client_);
     srv_.open.fetch_sub(1, std::memory_order_relaxed);
   }
 
@@ -240,7 +335,10 @@ class Session final : public SessionBase {
     if (draining_ || srv_.draining.load(std::memory_order_relaxed)) return close_now();
     parser_.emplace();
     parser_->header_limit(kHeaderLimit);
-    parser_->body_limit(srv_.opt.body_limit);
+    // No body limit while the header is read (Beast would refuse a big Content-Length before the request is
+    // authenticated); on_header() sets it once the request is admitted. Not boost::none: Beast 1.74 compares the
+    // Content-Length with the optional, and any length is "greater" than an empty one.
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
     if (buffer_.size() > 0) return read_header();  // pipelined request already buffered
     state_ = State::kIdle;
     // The first request's deadline was set before the handshake: handshake + header within header_timeout.
@@ -288,6 +386,25 @@ class Session final : public SessionBase {
     if (read_failed(ec)) return;
     first_request_ = false;
     auto& msg = parser_->get();
+    version_ = msg.version() ? msg.version() : 11;
+    keep_alive_ = msg.keep_alive();
+    log_method_ = std::string(msg.method_string());
+    if (auto bad = framing_error(msg)) return reply_and_close(std::move(*bad));
+
+    // Admission from the header alone: nothing of the body has been read yet.
+    req_ = Request{};
+    req_.remote = remote_;
+    handler_ = nullptr;
+    if (auto bad = request_from_header(msg, req_)) {
+      log_path_ = std::string(msg.target().substr(0, 200));
+      return refuse(std::move(*bad));
+    }
+    log_path_ = req_.path;
+    std::optional<Response> early = srv_.admit(req_, reserved_, &handler_);
+    if (req_.role != Role::kNone) proven.store(true, std::memory_order_relaxed);
+    if (early) return refuse(std::move(*early));
+
+    parser_->body_limit(srv_.opt.body_limit);
     if (auto cl = parser_->content_length(); cl && *cl > srv_.opt.body_limit) {
       read_failed(bhttp::error::body_limit);
       return;
@@ -305,6 +422,20 @@ class Session final : public SessionBase {
     read_body();
   }
 
+  // Answers a request that admission refused. Without a body the connection may stay open; with one, the body is
+  // never read: the answer goes out at once and the connection closes.
+  void refuse(Response r) {
+    if (parser_->is_done()) {
+      parser_.reset();
+      send(std::move(r), keep_alive_ && !reserved_, false);
+      return;
+    }
+    // An unauthenticated client gets at most body_limit bytes drained after the answer (enough for a client that
+    // writes its whole body before reading, such as python-requests); an authenticated one the usual amount.
+    linger_limit_ = req_.role == Role::kNone ? srv_.opt.body_limit : kLingerBytes;
+    reply_and_close(std::move(r));
+  }
+
   void read_body() {
     tcp().expires_after(srv_.opt.body_timeout);
     bhttp::async_read(stream_, buffer_, *parser_, [self = self()](beast::error_code ec, size_t) {
@@ -317,31 +448,9 @@ class Session final : public SessionBase {
     state_ = State::kBusy;
     auto msg = parser_->release();
     parser_.reset();
-    Request req;
-    req.method = std::string(msg.method_string());
-    req.remote = remote_;
-    version_ = msg.version();
-    bool keep_alive = msg.keep_alive();
-    std::string error;
-    Response res;
-    if (!parse_target(msg.target(), &req.path, &req.query, &error)) {
-      log_path_ = std::string(msg.target().substr(0, 200));
-      res = problem(400, "Bad Request", error);
-    } else {
-      log_path_ = req.path;
-      for (const auto& f : msg) {
-        std::string name = lower(f.name_string());
-        auto [it, fresh] = req.headers.try_emplace(std::move(name), std::string(f.value()));
-        if (!fresh) {
-          it->second += ", ";
-          it->second += f.value();
-        }
-      }
-      req.body = std::move(msg.body());
-      res = srv_.process(req);
-    }
-    log_method_ = req.method;
-    send(std::move(res), keep_alive, false);
+    req_.body = std::move(msg.body());
+    Response res = srv_.dispatch(req_, handler_);
+    send(std::move(res), keep_alive_, false);  // admitted: on a reserved slot that means an admin
   }
 
   void reply_and_close(Response r) {
@@ -505,7 +614,7 @@ class Session final : public SessionBase {
   void linger_read() {
     tcp().async_read_some(asio::buffer(linger_buf_), [self = self()](beast::error_code ec, size_t n) {
       self->lingered_ += n;
-      if (ec || self->lingered_ > kLingerBytes) return self->close_now();
+      if (ec || self->lingered_ > self->linger_limit_) return self->close_now();
       self->linger_read();
     });
   }
@@ -533,6 +642,8 @@ class Session final : public SessionBase {
   HttpServer::Impl& srv_;
   Stream stream_;
   std::string remote_;
+  const std::string client_;
+  const bool reserved_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::optional<bhttp::response<bhttp::string_body>> res_;
@@ -542,6 +653,9 @@ class Session final : public SessionBase {
   std::optional<asio::steady_timer> stream_timer_;
   std::string chunk_;
   size_t streamed_ = 0;
+  Request req_;                       // the request being handled, from its header on
+  const Handler* handler_ = nullptr;  // its route's handler once admitted
+  bool keep_alive_ = true;
   State state_ = State::kHandshake;
   bool first_request_ = true;
   bool draining_ = false;
@@ -551,6 +665,7 @@ class Session final : public SessionBase {
   std::string log_method_, log_path_;
   std::array<char, 4096> linger_buf_{};
   size_t lingered_ = 0;
+  size_t linger_limit_ = kLingerBytes;
 };
 
 bool is_api_path(std::string_view p) {
@@ -566,7 +681,7 @@ Response unauthorized(std::string_view detail, bool invalid_token) {
 
 }  // namespace
 
-Response HttpServer::Impl::process(Request& req) {
+std::optional<Response> HttpServer::Impl::admit(Request& req, bool reserved, const Handler** handler) {
   try {
     if (auto wait = limiter.take(req.remote)) {
       rate_limited.fetch_add(1, std::memory_order_relaxed);
@@ -574,30 +689,58 @@ Response HttpServer::Impl::process(Request& req) {
       r.headers.emplace_back("Retry-After", std::to_string(*wait));
       return r;
     }
-    if (!opt.web_root.empty() && req.method == "GET" && !is_api_path(req.path)) return statics.serve(req.path);
-
-    Router::Match m = router.match(req.method, req.path);
-    if (m.kind == Router::Match::Kind::kNotFound) return problem(404, "Not Found", "no resource at " + req.path);
-    if (m.kind == Router::Match::Kind::kMethodNotAllowed) {
-      Response r = problem(405, "Method Not Allowed", req.method + " is not allowed on " + req.path);
-      r.headers.emplace_back("Allow", m.allow);
-      return r;
-    }
-    if (m.min_role != Role::kNone) {
-      auto authz = req.header("authorization");
-      if (!authz) return unauthorized("a bearer token is required (Authorization: Bearer TOKEN)", false);
-      std::string_view v = trim(*authz);
-      if (v.size() < 7 || !beast::iequals(v.substr(0, 7), "bearer ")) {
-        return unauthorized("the Authorization header must use the Bearer scheme", false);
+    Router::Match m;
+    const bool is_static = !opt.web_root.empty() && req.method == "GET" && !is_api_path(req.path);
+    if (!is_static) {
+      m = router.match(req.method, req.path);
+      if (m.kind == Router::Match::Kind::kNotFound) return problem(404, "Not Found", "no resource at " + req.path);
+      if (m.kind == Router::Match::Kind::kMethodNotAllowed) {
+        Response r = problem(405, "Method Not Allowed", req.method + " is not allowed on " + req.path);
+        r.headers.emplace_back("Allow", m.allow);
+        return r;
       }
-      std::string_view bearer = trim(v.substr(7));
-      auto who = auth ? auth(bearer) : std::nullopt;
-      if (!who) return unauthorized("the bearer token is not valid", true);
-      req.role = who->first;
-      req.token_id = who->second;
+    }
+    // On a reserved connection every request must carry an admin token (even those that need none).
+    if (m.min_role != Role::kNone || reserved) {
+      std::optional<Response> refusal;
+      auto authz = req.header("authorization");
+      std::string_view v = authz ? trim(*authz) : std::string_view{};
+      if (!authz) {
+        refusal = unauthorized("a bearer token is required (Authorization: Bearer TOKEN)", false);
+      } else if (v.size() < 7 || !beast::iequals(v.substr(0, 7), "bearer ")) {
+        refusal = unauthorized("the Authorization header must use the Bearer scheme", false);
+      } else if (auto who = auth ? auth(trim(v.substr(7))) : std::nullopt) {
+        req.role = who->first;
+        req.token_id = who->second;
+      } else {
+        refusal = unauthorized("the bearer token is not valid", true);
+      }
+      if (reserved && req.role != Role::kAdmin) {
+        Response r = problem(503, "Service Unavailable",
+                             "every connection slot is taken; the last " +
+                                 std::to_string(opt.admin_reserved_connections) +
+                                 " are reserved for admin requests");
+        r.headers.emplace_back("Retry-After", "1");
+        return r;
+      }
+      if (refusal) return refusal;
       if (static_cast<int>(req.role) < static_cast<int>(m.min_role))
         return problem(403, "Forbidden", "this token's role may not " + req.method + " " + req.path);
     }
+    if (is_static) return statics.serve(req.path);
+    req.params = std::move(m.params);
+    *handler = m.handler;
+    return std::nullopt;
+  } catch (const std::exception& e) {
+    log::error("admission of " + req.method + " " + req.path + " threw: " + e.what());
+  } catch (...) {
+    log::error("admission of " + req.method + " " + req.path + " threw a non-std exception");
+  }
+  return problem(500, "Internal Server Error", "the server failed to handle this request; see its log");
+}
+
+Response HttpServer::Impl::dispatch(Request& req, const Handler* handler) {
+  try {
     if (!req.body.empty()) {
       std::string_view ct = req.header("content-type").value_or("");
       std::string type = lower(trim(ct.substr(0, ct.find(';'))));
@@ -608,8 +751,7 @@ Response HttpServer::Impl::process(Request& req) {
                                              : "the body must be application/json");
       }
     }
-    req.params = std::move(m.params);
-    return (*m.handler)(req);
+    return (*handler)(req);
   } catch (const std::exception& e) {
     log::error("handler for " + req.method + " " + req.path + " threw: " + e.what());
   } catch (...) {
@@ -634,27 +776,50 @@ void HttpServer::Impl::on_accept(beast::error_code ec, tcp::socket socket) {
     });
     return;
   }
-  if (open.load(std::memory_order_relaxed) >= opt.max_connections) {
-    rejected.fetch_add(1, std::memory_order_relaxed);
-    beast::error_code ignored;
-    socket.close(ignored);
-    return do_accept();
-  }
-  accepted.fetch_add(1, std::memory_order_relaxed);
   beast::error_code ignored;
-  socket.set_option(tcp::no_delay(true), ignored);
   auto ep = socket.remote_endpoint(ignored);
   std::string remote = ignored ? std::string("?") : ep.address().to_string();
+  std::string client = ignored ? remote : client_key(ep.address());
+  auto reject = [&] {
+    rejected.fetch_add(1, std::memory_order_relaxed);
+    beast::error_code ig;
+    socket.close(ig);
+    do_accept();
+  };
+  const uint64_t now_open = open.load(std::memory_order_relaxed);
+  if (now_open >= opt.max_connections && !evict_one()) return reject();
+  if (!client_take(client)) return reject();
+  const bool reserved = opt.admin_reserved_connections > 0 &&
+                        opt.admin_reserved_connections < opt.max_connections &&
+                        now_open + opt.admin_reserved_connections >= opt.max_connections;
+  accepted.fetch_add(1, std::memory_order_relaxed);
+  socket.set_option(tcp::no_delay(true), ignored);
   if (opt.tls) {
-    auto s = std::make_shared<Session<true>>(*this, std::move(remote), std::move(socket), *ssl_ctx);
+    auto s = std::make_shared<Session<true>>(*this, std::move(remote), std::move(client), reserved,
+                                             std::move(socket), *ssl_ctx);
     add_session(s);
     s->run();
   } else {
-    auto s = std::make_shared<Session<false>>(*this, std::move(remote), std::move(socket));
+    auto s = std::make_shared<Session<false>>(*this, std::move(remote), std::move(client), reserved,
+                                              std::move(socket));
     add_session(s);
     s->run();
   }
   do_accept();
+}
+
+// At the connection cap: closes the oldest connection on which no request has authenticated yet (idle or slow
+// clients, floods), so a new connection, possibly an operator's, gets its slot. False when there is none.
+bool HttpServer::Impl::evict_one() {
+  std::shared_ptr<SessionBase> victim;
+  for (auto& s : live_sessions()) {
+    if (s->proven.load(std::memory_order_relaxed) || s->evicting.load(std::memory_order_relaxed)) continue;
+    if (!victim || s->accepted_at < victim->accepted_at) victim = s;
+  }
+  if (!victim || victim->evicting.exchange(true)) return false;
+  evicted.fetch_add(1, std::memory_order_relaxed);
+  victim->force_close();
+  return true;
 }
 
 HttpServer::HttpServer(ServerOptions options, Router& router, Authenticator auth)
@@ -759,6 +924,61 @@ void HttpServer::stop_graceful(std::chrono::seconds deadline) {
 
 uint16_t HttpServer::bound_port() const { return impl_->port; }
 
+std::vector<Response> HttpServer::answer(std::string_view raw, size_t max_requests) {
+  Impl& s = *impl_;
+  std::vector<Response> out;
+  while (!raw.empty() && out.size() < max_requests) {
+    bhttp::request_parser<bhttp::string_body> p;
+    p.eager(true);
+    p.header_limit(kHeaderLimit);
+    p.body_limit(std::numeric_limits<std::uint64_t>::max());
+    beast::error_code ec;
+    bool admitted = false;
+    const Handler* handler = nullptr;
+    Request req;
+    req.remote = "fuzz";
+    while (!ec && !p.is_done()) {
+      if (raw.empty()) {
+        ec = bhttp::error::partial_message;
+        break;
+      }
+      size_t n = p.put(asio::buffer(raw.data(), raw.size()), ec);
+      if (ec == bhttp::error::need_more) ec = {};
+      raw.remove_prefix(n);
+      if (!ec && p.is_header_done() && !admitted) {  // what a connection does after async_read_header
+        admitted = true;
+        if (auto bad = framing_error(p.get())) {
+          out.push_back(std::move(*bad));
+          return out;  // the connection would close
+        }
+        if (auto bad = request_from_header(p.get(), req)) {
+          out.push_back(std::move(*bad));
+          return out;
+        }
+        if (auto early = s.admit(req, false, &handler)) {
+          out.push_back(std::move(*early));
+          if (!p.is_done()) return out;  // answered before the body; the connection would close
+          break;
+        }
+        p.body_limit(s.opt.body_limit);
+        if (auto cl = p.content_length(); cl && *cl > s.opt.body_limit) {
+          out.push_back(problem(413, "Content Too Large", "the request body is too large"));
+          return out;
+        }
+      }
+      if (n == 0 && !ec && !p.is_done()) ec = bhttp::error::partial_message;
+    }
+    if (ec) {
+      if (ec != bhttp::error::partial_message) out.push_back(problem(400, "Bad Request", ec.message()));
+      return out;
+    }
+    if (!handler) continue;  // answered at admission
+    req.body = p.release().body();
+    out.push_back(s.dispatch(req, handler));
+  }
+  return out;
+}
+
 HttpServer::Metrics HttpServer::metrics() const {
   const Impl& s = *impl_;
   Metrics m;
@@ -770,6 +990,7 @@ HttpServer::Metrics HttpServer::metrics() const {
   m.connections_open = s.open.load(std::memory_order_relaxed);
   m.connections_accepted = s.accepted.load(std::memory_order_relaxed);
   m.connections_rejected = s.rejected.load(std::memory_order_relaxed);
+  m.connections_evicted = s.evicted.load(std::memory_order_relaxed);
   m.rate_limited = s.rate_limited.load(std::memory_order_relaxed);
   m.timeouts = s.timeouts.load(std::memory_order_relaxed);
   return m;

@@ -141,4 +141,21 @@ std::vector<TokenRecord> Store::list_tokens() {
   return out;
 }
 
+std::vector<Store::TokenInfo> Store::token_infos() {
+  auto s = session();
+  Query q(s.db(), "SELECT id, role, created_at FROM tokens ORDER BY created_at, id");
+  std::vector<TokenInfo> out;
+  while (q.next()) out.push_back(TokenInfo{q.text(0), q.text(1), q.text(2)});
+  return out;
+}
+
+TokenReader::TokenReader(const std::string& db_path) : db_(std::make_unique<Db>(db_path)) {}
+
+std::optional<TokenRecord> TokenReader::find(const std::string& id) {
+  std::scoped_lock lk(mu_);
+  Query q(*db_, "SELECT id, role, salt_hex, hash_hex FROM tokens WHERE id = ?", id);
+  if (!q.next()) return std::nullopt;
+  return TokenRecord{q.text(0), q.text(1), q.text(2), q.text(3)};
+}
+
 }  // namespace vpcd::store

@@ -5,6 +5,7 @@
 // mutex for its lifetime, so a handler's whole transaction runs without interleaving. Keep sessions short.
 #pragma once
 
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -51,10 +52,28 @@ class Store {
   std::optional<TokenRecord> find_token(const std::string& id);
   bool remove_token(const std::string& id);
   std::vector<TokenRecord> list_tokens();
+  struct TokenInfo {
+    std::string id, role, created_at;
+  };
+  std::vector<TokenInfo> token_infos();  // for `vpcd token list`: no salts or hashes
 
  private:
   std::mutex mu_;
   std::unique_ptr<Db> db_;
+};
+
+// Looks tokens up through a database connection of its own: a request's token check never queues behind the store's
+// session mutex (write transactions), and always reads the newest committed token table, so a token revoked by
+// `vpcd token revoke` (another process) is refused from the next request on. There is deliberately no cache.
+// Threading: find() from any thread (serialised by its own mutex; a look-up is one indexed read).
+class TokenReader {
+ public:
+  explicit TokenReader(const std::string& db_path);  // the Store's database file (not ":memory:")
+  std::optional<TokenRecord> find(const std::string& id);
+
+ private:
+  std::mutex mu_;
+  std::unique_ptr<Db> db_;  // guarded by mu_
 };
 
 }  // namespace vpcd::store

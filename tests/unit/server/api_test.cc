@@ -7,6 +7,7 @@
 #include <set>
 #include <thread>
 
+#include "datapath/router_mac.h"
 #include "server/api/api.h"
 #include "server/api/kinds.h"
 #include "server/api/validate.h"
@@ -29,7 +30,7 @@ class ApiTest : public ::testing::Test {
       : store_(":memory:", VPCD_SOURCE_DIR "/migrations"),
         ctx_{store_, [this] { ++changes_; }, [] { return std::string(R"({"workers": []})"); },
              [] { return std::string("vpcd_up 1\n"); },
-             [](const std::string&) -> std::optional<std::string> { return std::nullopt; }, "9.9.9"},
+             [](const std::string&) -> std::optional<std::string> { return std::nullopt; }, "9.9.9", nullptr, Limits{}},
         routes_(api_routes(ctx_)) {}
 
   Reply call(const std::string& method, const std::string& target, const std::optional<json>& body = std::nullopt,
@@ -745,6 +746,125 @@ TEST_F(ApiTest, ConcurrentWritersGetDistinctVnis) {
   std::set<int64_t> vnis;
   for (const auto& v : all.body["items"]) vnis.insert(v["vni"].get<int64_t>());
   EXPECT_EQ(vnis.size(), 80u);
+}
+
+// Side tables (vpc_macs, uplink_ips) key rows by their owner's id: objects of two kinds sharing a client-chosen id
+// used to pass each other's uniqueness checks. Ids are unique across kinds now.
+TEST_F(ApiTest, ClientChosenIdsAreUniqueAcrossKinds) {
+  const std::string id = "0f8fad5b-d9cb-469f-a165-70867728950e";
+  std::string vpc = make_vpc();
+  std::string subnet = make_subnet(vpc, "10.0.1.0/24");
+  auto up = engine("POST", "uplinks", json{{"ifname", "eth1"}, {"address", "192.0.2.10/24"}, {"role", "external"}});
+  ASSERT_EQ(up.status, 201) << up.body.dump();
+  std::string up_id = up.body["id"];
+
+  auto nat = engine("PUT", "nat-gateways", json{{"vpc_id", vpc}, {"uplink_id", up_id}, {"external_ip", "192.0.2.50"}}, id);
+  ASSERT_EQ(nat.status, 201) << nat.body.dump();
+  // The same id and external address as a floating IP: refused, whatever the address.
+  for (const char* ip : {"192.0.2.50", "192.0.2.51"}) {
+    auto fip = engine("PUT", "floating-ips", json{{"uplink_id", up_id}, {"external_ip", ip}}, id);
+    EXPECT_EQ(fip.status, 409) << fip.body.dump();
+    EXPECT_EQ(fip.body["field"], "id");
+  }
+  // The NAT gateway still holds its address.
+  auto fip = engine("POST", "floating-ips", json{{"uplink_id", up_id}, {"external_ip", "192.0.2.50"}});
+  EXPECT_EQ(fip.status, 409) << fip.body.dump();
+  EXPECT_EQ(fip.body["field"], "external_ip");
+
+  // A NIC and a remote NIC with one id and one MAC.
+  const std::string nic_id = "1f8fad5b-d9cb-469f-a165-70867728950e";
+  auto nic = call("PUT", "/v1/nics/" + nic_id,
+                  json{{"subnet_id", subnet}, {"backend", {{"type", "tap"}, {"ifname", "tapx"}}}, {"mac", "02:00:00:00:00:10"}});
+  ASSERT_EQ(nic.status, 201) << nic.body.dump();
+  auto remote = engine("PUT", "remote-nics",
+                       json{{"vpc_id", vpc}, {"mac", "02:00:00:00:00:10"}, {"underlay_ip", "198.51.100.7"}}, nic_id);
+  EXPECT_EQ(remote.status, 409) << remote.body.dump();
+  EXPECT_EQ(remote.body["field"], "id");
+  remote = engine("POST", "remote-nics", json{{"vpc_id", vpc}, {"mac", "02:00:00:00:00:10"}, {"underlay_ip", "198.51.100.7"}});
+  EXPECT_EQ(remote.status, 409) << remote.body.dump();
+  EXPECT_EQ(remote.body["field"], "mac");
+  // Any kind: a VPC with the NIC's id.
+  EXPECT_EQ(call("PUT", "/v1/vpcs/" + nic_id, json{{"cidrs", {"10.9.0.0/16"}}}).status, 409);
+  // Deleting one kind never removes another's rows: the NAT gateway's address is still taken after a failed PUT.
+  EXPECT_EQ(call("DELETE", "/v1/floating-ips/" + id).status, 404);
+  EXPECT_EQ(engine("POST", "floating-ips", json{{"uplink_id", up_id}, {"external_ip", "192.0.2.50"}}).status, 409);
+}
+
+TEST_F(ApiTest, RouterMacIsRefusedForGuests) {
+  auto v = call("POST", "/v1/vpcs", json{{"cidrs", {"10.0.0.0/16"}}, {"vni", 5}});
+  ASSERT_EQ(v.status, 201);
+  std::string vpc = v.body["id"];
+  std::string subnet = make_subnet(vpc, "10.0.1.0/24");
+  const std::string router = router_mac_for(5).to_string();
+  EXPECT_EQ(router, "02:76:70:00:00:05");
+  auto r = make_nic(subnet, "tapr", json{{"mac", router}});
+  EXPECT_EQ(r.status, 409) << r.body.dump();
+  EXPECT_EQ(r.body["field"], "mac");
+  EXPECT_EQ(r.content_type, "application/problem+json");
+  EXPECT_NE(r.body["detail"].get<std::string>().find("router"), std::string::npos) << r.body.dump();
+  auto ok = make_nic(subnet, "tapr", json{{"mac", "02:76:70:00:00:07"}});
+  ASSERT_EQ(ok.status, 201) << ok.body.dump();
+  // Patching a NIC to the router MAC, a remote NIC with it, or a VNI whose router MAC a NIC holds: all refused.
+  EXPECT_EQ(call("PATCH", "/v1/nics/" + ok.body["id"].get<std::string>(), json{{"mac", router}}).status, 409);
+  auto rn = engine("POST", "remote-nics", json{{"vpc_id", vpc}, {"mac", router}, {"underlay_ip", "198.51.100.7"}});
+  EXPECT_EQ(rn.status, 409);
+  EXPECT_EQ(rn.body["field"], "mac");
+  auto vni = call("PATCH", "/v1/vpcs/" + vpc, json{{"vni", 7}});
+  EXPECT_EQ(vni.status, 409) << vni.body.dump();
+  EXPECT_EQ(vni.body["field"], "vni");
+  EXPECT_EQ(call("PATCH", "/v1/vpcs/" + vpc, json{{"vni", 8}}).status, 200);
+}
+
+TEST_F(ApiTest, ConfiguredLimitsOnVpcsAndNicsAre422NamingTheKey) {
+  ctx_.limits = Limits{2, 1};
+  std::string a = make_vpc("10.1.0.0/16");
+  make_vpc("10.2.0.0/16");
+  auto r = call("POST", "/v1/vpcs", json{{"cidrs", {"10.3.0.0/16"}}});
+  EXPECT_EQ(r.status, 422);
+  EXPECT_NE(r.body["detail"].get<std::string>().find("max-vpcs"), std::string::npos) << r.body.dump();
+  r = call("PUT", "/v1/vpcs/0f8fad5b-d9cb-469f-a165-70867728950e", json{{"cidrs", {"10.3.0.0/16"}}});
+  EXPECT_EQ(r.status, 422);
+  EXPECT_EQ(call("PUT", "/v1/vpcs/" + a, json{{"cidrs", {"10.1.0.0/16"}}, {"mtu", 1400}}).status, 200);  // replace is fine
+  std::string subnet = make_subnet(a, "10.1.1.0/24");
+  EXPECT_EQ(make_nic(subnet, "tap1").status, 201);
+  auto n = make_nic(subnet, "tap2");
+  EXPECT_EQ(n.status, 422);
+  EXPECT_NE(n.body["detail"].get<std::string>().find("max-nics"), std::string::npos) << n.body.dump();
+}
+
+// SQLITE_FULL (here from max_page_count; on a real box a full filesystem) is a 507 problem, nothing is written, and
+// writes work again once there is room.
+TEST_F(ApiTest, FullDatabaseIs507AndRecovers) {
+  make_vpc("10.1.0.0/16");
+  int64_t pages = 0;
+  {
+    auto session = store_.session();
+    store::Query q(session.db(), "PRAGMA page_count");
+    q.next();
+    pages = q.int64(0);
+    session.db().exec("PRAGMA max_page_count = " + std::to_string(pages));
+  }
+  int full = 0;
+  for (int i = 0; i < 200 && full == 0; ++i) {
+    auto r = call("POST", "/v1/vpcs", json{{"cidrs", {"10." + std::to_string(10 + i) + ".0.0/16"}},
+                                           {"name", std::string(200, 'x')}, {"labels", {{"k", std::string(1000, 'y')}}}});
+    if (r.status == 507) {
+      ++full;
+      EXPECT_EQ(r.content_type, "application/problem+json");
+      EXPECT_NE(r.body["detail"].get<std::string>().find("full"), std::string::npos) << r.body.dump();
+    } else {
+      ASSERT_EQ(r.status, 201) << r.body.dump();
+    }
+  }
+  ASSERT_EQ(full, 1) << "the database never filled up";
+  const auto before = call("GET", "/v1/vpcs?limit=1000").body["total"].get<int64_t>();
+  store_.session().db().exec("PRAGMA max_page_count = 1073741823");
+  EXPECT_EQ(call("POST", "/v1/vpcs", json{{"cidrs", {"10.250.0.0/16"}}}).status, 201);
+  EXPECT_EQ(call("GET", "/v1/vpcs?limit=1000").body["total"].get<int64_t>(), before + 1);
+  auto session = store_.session();
+  store::Query q(session.db(), "PRAGMA integrity_check");
+  ASSERT_TRUE(q.next());
+  EXPECT_EQ(q.text(0), "ok");
 }
 
 }  // namespace

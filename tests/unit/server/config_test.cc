@@ -17,6 +17,37 @@ TEST(Config, DefaultsAreTheDevRun) {
   EXPECT_EQ(c.listen_host, "127.0.0.1");
   EXPECT_EQ(c.listen_port, 8443);
   EXPECT_TRUE(c.tls);
+  // Abuse limits are on by default: a per-client rate limit, a per-client connection cap below the global cap, and
+  // slots reserved for admins; bounded NICs and VPCs.
+  EXPECT_GT(c.rate_limit, 0);
+  EXPECT_GT(c.max_connections_per_client, 0u);
+  EXPECT_LT(c.max_connections_per_client + c.admin_reserved_connections, c.max_connections);
+  EXPECT_GT(c.admin_reserved_connections, 0u);
+  EXPECT_GT(c.max_nics, 0u);
+  EXPECT_GT(c.max_vpcs, 0u);
+  EXPECT_NO_THROW(config_check(c));
+}
+
+TEST(Config, ConnectionAndObjectLimits) {
+  Config c;
+  config_parse(c,
+               "max-connections = 300\n"
+               "max_connections_per_client = 0\n"
+               "admin-reserved-connections = 10\n"
+               "max-vpcs = 12\n"
+               "max-nics = 0\n",
+               "vpcd.conf");
+  EXPECT_EQ(c.max_connections, 300u);
+  EXPECT_EQ(c.max_connections_per_client, 0u);
+  EXPECT_EQ(c.admin_reserved_connections, 10u);
+  EXPECT_EQ(c.max_vpcs, 12u);
+  EXPECT_EQ(c.max_nics, 0u);
+  EXPECT_NO_THROW(config_check(c));
+  config_parse(c, "admin-reserved-connections = 300\n", "vpcd.conf");
+  EXPECT_THROW(config_check(c), ConfigError);
+  EXPECT_THROW(config_parse(c, "max-connections = 0\n", "vpcd.conf"), ConfigError);
+  EXPECT_THROW(config_parse(c, "max-vpcs = 70000\n", "vpcd.conf"), ConfigError);
+  EXPECT_THROW(config_parse(c, "max-nics = -1\n", "vpcd.conf"), ConfigError);
 }
 
 TEST(Config, ParsesEveryKey) {

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -12,9 +13,17 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
+
+#include <arpa/inet.h>
+#include <poll.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "server/http/tls.h"
 
@@ -196,6 +205,212 @@ class HttpServerTest : public ::testing::Test {
 
 std::string header(const Reply& r, std::string_view name) { return std::string(r[name]); }
 
+// A plain TCP connection from `source` (any 127.0.0.0/8 address works on loopback) that sends nothing; -1 on failure.
+int idle_connection(const char* source, uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in src{};
+  src.sin_family = AF_INET;
+  ::inet_pton(AF_INET, source, &src.sin_addr);
+  sockaddr_in dst{};
+  dst.sin_family = AF_INET;
+  dst.sin_port = htons(port);
+  ::inet_pton(AF_INET, "127.0.0.1", &dst.sin_addr);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0 ||
+      ::connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+struct Fds {
+  std::vector<int> fds;
+  ~Fds() {
+    for (int fd : fds) ::close(fd);
+  }
+};
+
+template <class Pred>
+bool wait_until(Pred pred, std::chrono::milliseconds t = 10000ms) {
+  auto deadline = std::chrono::steady_clock::now() + t;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+TEST_F(HttpServerTest, UnauthenticatedBodyIsRefusedFromTheHeaderBeforeItIsRead) {
+  start(options());  // body limit 1 MiB: the announced body is within it
+  struct Case {
+    const char* name;
+    std::string auth;
+    unsigned status;
+  } cases[] = {{"no token", "", 401}, {"bad token", "Authorization: Bearer nope\r\n", 401},
+               {"viewer writing", "Authorization: Bearer viewer-secret\r\n", 403}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto cl = connect();
+    // The body is never sent: the answer must come from the header alone.
+    ASSERT_TRUE(cl->write_raw("POST /v1/things HTTP/1.1\r\nHost: x\r\n" + c.auth +
+                              "Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"));
+    auto r = cl->read_reply(5000ms);
+    ASSERT_TRUE(r) << "no answer before the body";
+    EXPECT_EQ(r->result_int(), c.status);
+    EXPECT_FALSE(r->keep_alive());
+    EXPECT_TRUE(cl->closed_within(5000ms));
+  }
+  // Also when the announced body is over the limit: 401, not 413 (nothing is disclosed before authentication).
+  auto cl = connect();
+  ASSERT_TRUE(cl->write_raw("POST /v1/things HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n"));
+  auto r = cl->read_reply(5000ms);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 401u);
+}
+
+TEST_F(HttpServerTest, FramingErrorsAre400AndClose) {
+  start(options());
+  const std::string head = "POST /v1/things HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin-secret\r\n"
+                           "Content-Type: application/json\r\n";
+  struct Case {
+    const char* name;
+    std::string raw;
+    unsigned status;
+  } cases[] = {
+      {"chunked not final", head + "Transfer-Encoding: chunked, identity\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 400},
+      {"identity only", head + "Transfer-Encoding: identity\r\n\r\n{}", 400},
+      {"TE then CL", head + "Transfer-Encoding: identity\r\nContent-Length: 2\r\n\r\n{}", 400},
+      {"CL then TE", head + "Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 400},
+      {"TE then CL chunked", head + "Transfer-Encoding: chunked\r\nContent-Length: 7\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+       400},
+      {"two TE fields", head + "Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501},
+      {"chunked twice", head + "Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", 400},
+      {"unknown coding", head + "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501},
+      {"TE in HTTP/1.0", "POST /v1/things HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer admin-secret\r\n"
+                         "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+      {"bad chunk size", head + "Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", 400},
+      {"negative chunk size", head + "Transfer-Encoding: chunked\r\n\r\n-2\r\n{}\r\n0\r\n\r\n", 400},
+      {"chunk size overflow", head + "Transfer-Encoding: chunked\r\n\r\n10000000000000002\r\n{}\r\n0\r\n\r\n", 400},
+      {"bad Content-Length", head + "Content-Length: 2x\r\n\r\n{}", 400},
+      {"two Content-Lengths", head + "Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}x", 400},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto cl = connect();
+    ASSERT_TRUE(cl->write_raw(c.raw));
+    auto r = cl->read_reply();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->result_int(), c.status) << r->body();
+    EXPECT_FALSE(r->keep_alive());
+    EXPECT_TRUE(cl->closed_within(5000ms));
+  }
+  // Sound chunked framing still works.
+  auto cl = connect();
+  ASSERT_TRUE(cl->write_raw(head + "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"));
+  auto r = cl->read_reply();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 201u);
+  EXPECT_EQ(r->body(), "{}");
+}
+
+// The issue's case: 1100 idle TCP connections from one client (more than the global cap of 1024) must leave
+// /v1/health and an admin request answering for everybody else.
+TEST_F(HttpServerTest, IdleFloodFromOneClientLeavesHealthAndAdminAnswering) {
+  rlimit rl{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &rl), 0);
+  if (rl.rlim_cur < 4096) {
+    rl.rlim_cur = std::min<rlim_t>(rl.rlim_max, 4096);
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &rl), 0);
+  }
+  ASSERT_GE(rl.rlim_cur, 2400u) << "the test needs 2 x 1100 descriptors (client and server ends)";
+  ServerOptions o = options();  // the defaults: 1024 connections, 128 per client, 32 reserved for admins
+  start(o);
+  Fds flood;
+  for (int i = 0; i < 1100; ++i) {
+    int fd = idle_connection("127.0.0.2", server_->bound_port());
+    ASSERT_GE(fd, 0) << "connect " << i << ": " << std::strerror(errno);
+    flood.fds.push_back(fd);
+  }
+  ASSERT_TRUE(wait_until([&] {
+    auto m = server_->metrics();
+    return m.connections_accepted + m.connections_rejected >= 1100;
+  }));
+  EXPECT_EQ(server_->metrics().connections_open, 128u);
+
+  auto c = connect();
+  auto r = c->request("GET", "/v1/health");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200u);
+  auto admin = connect();
+  r = admin->request("POST", "/v1/things", "admin-secret", R"({"a":1})");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 201u);
+}
+
+// Many clients fill every slot with idle connections: the last slots serve admins only, and at the cap the oldest
+// idle connection gives way to a new one.
+TEST_F(HttpServerTest, ReservedSlotsServeAdminsAndIdleConnectionsGiveWay) {
+  ServerOptions o = options();
+  o.max_connections = 8;
+  o.max_connections_per_client = 0;
+  o.admin_reserved_connections = 2;
+  start(o);
+  Fds idle;
+  for (int i = 0; i < 6; ++i) idle.fds.push_back(idle_connection("127.0.0.3", server_->bound_port()));
+  ASSERT_TRUE(wait_until([&] { return server_->metrics().connections_open == 6; }));
+  auto reserved = connect();  // the 7th connection takes a reserved slot
+  auto r = reserved->request("GET", "/v1/health");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 503u) << r->body();
+  EXPECT_TRUE(reserved->closed_within(5000ms));
+  ASSERT_TRUE(wait_until([&] { return server_->metrics().connections_open == 6; }));
+  auto viewer = connect();
+  r = viewer->request("GET", "/v1/things/1", "viewer-secret");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 503u);
+  ASSERT_TRUE(wait_until([&] { return server_->metrics().connections_open == 6; }));
+  auto admin = connect();
+  r = admin->request("POST", "/v1/things", "admin-secret", "{}");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 201u);
+  r = admin->request("POST", "/v1/things", "admin-secret", "{}");  // keep-alive on a reserved slot
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 201u);
+
+  // Fill the last slot, then one more: the oldest idle connection is closed to make room for the new one.
+  idle.fds.push_back(idle_connection("127.0.0.3", server_->bound_port()));
+  ASSERT_TRUE(wait_until([&] { return server_->metrics().connections_open == 8; }));
+  auto late_admin = connect();
+  r = late_admin->request("GET", "/v1/things/7", "admin-secret");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 200u);
+  EXPECT_GE(server_->metrics().connections_evicted, 1u);
+  // The evicted one is the oldest idle connection: the server closed it.
+  pollfd pfd{idle.fds[0], POLLIN, 0};
+  ASSERT_EQ(::poll(&pfd, 1, 5000), 1);
+  char byte;
+  EXPECT_LE(::recv(idle.fds[0], &byte, 1, MSG_DONTWAIT), 0);
+}
+
+TEST_F(HttpServerTest, ControlBytesInTheRequestPathAreEscapedInTheLog) {
+  ServerOptions o = options();
+  o.access_log = true;
+  start(o);
+  auto c = connect();
+  testing::internal::CaptureStderr();
+  auto r = c->request("GET", "/v1/x%1b%5b2J%1b]0;pwned%07%7f%c2%9b%e2%82%ac", "viewer-secret");
+  server_->stop_graceful(2s);
+  std::string err = testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 404u);
+  for (char ch : err) {
+    auto u = static_cast<unsigned char>(ch);
+    EXPECT_TRUE(u == '\n' || (u >= 0x20 && u != 0x7f && u != 0x9b)) << "raw control byte " << int(u) << " in " << err;
+  }
+  EXPECT_NE(err.find("GET /v1/x\\x1b[2J\\x1b]0;pwned\\x07\\x7f\\xc2\\x9b\xe2\x82\xac 404"), std::string::npos) << err;
+}
+
 TEST_F(HttpServerTest, AuthenticatesAndAuthorizes) {
   start(options());
   auto c = connect();
@@ -224,7 +439,9 @@ TEST_F(HttpServerTest, AuthenticatesAndAuthorizes) {
   r = c->request("POST", "/v1/things", "viewer-secret", R"({"a":1})");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->result_int(), 403u);
+  EXPECT_FALSE(r->keep_alive());  // refused from the header: its body was never read, so the connection closes
 
+  c = connect();
   r = c->request("POST", "/v1/things", "admin-secret", R"({"a":1})");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->result_int(), 201u);
@@ -390,11 +607,13 @@ TEST_F(HttpServerTest, OversizedHeaderIs431) {
 TEST_F(HttpServerTest, ConnectionCapRejectsExtraConnections) {
   ServerOptions o = options();
   o.max_connections = 2;
+  o.admin_reserved_connections = 0;
   start(o);
   auto a = connect();
   auto b = connect();
-  ASSERT_TRUE(a->request("GET", "/v1/health"));
-  ASSERT_TRUE(b->request("GET", "/v1/health"));
+  // Authenticated connections are never evicted to make room.
+  ASSERT_TRUE(a->request("GET", "/v1/things/1", "viewer-secret"));
+  ASSERT_TRUE(b->request("GET", "/v1/things/2", "viewer-secret"));
   Client extra(cert_);
   EXPECT_FALSE(extra.connect(server_->bound_port()));  // accepted, then closed before the handshake
   EXPECT_EQ(server_->metrics().connections_rejected, 1u);
