@@ -248,8 +248,11 @@ def switch_vpcd(build_dir, workers):
     port = 20000 + PID % 20000
     token = sh([vpcd, "token", "create", "--state-dir", state, "--role", "admin"]).strip()
     log = open(os.path.join(state, "vpcd.log"), "w")
-    proc = subprocess.Popen([vpcd, "--state-dir", state, "--listen", f"127.0.0.1:{port}", "--workers", str(workers)],
-                            stdout=log, stderr=log)
+    conf = os.path.join(state, "vpcd.conf")
+    with open(conf, "w") as f:  # the guest namespaces may exist before vpcd sees them: allow exactly ours
+        f.write(f"netns-allow = vbe{PID}g*\n")
+    proc = subprocess.Popen([vpcd, "--config", conf, "--state-dir", state, "--listen", f"127.0.0.1:{port}",
+                             "--workers", str(workers)], stdout=log, stderr=log)
     api = Api(port, token)
     try:
         deadline = time.monotonic() + 20

@@ -150,7 +150,8 @@ bool Netlink::list_links(std::vector<LinkInfo>* out, std::string* err) {
   return true;
 }
 
-bool Netlink::create_veth(const std::string& name, const std::string& peer, std::string* err, int peer_netns_fd) {
+bool Netlink::create_veth(const std::string& name, const std::string& peer, std::string* err, int peer_netns_fd,
+                          const std::string& alias) {
   if (name.empty() || name.size() >= IFNAMSIZ || peer.empty() || peer.size() >= IFNAMSIZ) {
     set_err(err, "invalid veth names '" + name + "'/'" + peer + "'");
     return false;
@@ -161,6 +162,7 @@ bool Netlink::create_veth(const std::string& name, const std::string& peer, std:
     return false;
   }
   rtnl_link_set_name(link, name.c_str());
+  if (!alias.empty()) rtnl_link_set_ifalias(link, alias.c_str());
   rtnl_link* p = rtnl_link_veth_get_peer(link);  // takes a reference
   rtnl_link_set_name(p, peer.c_str());
   if (peer_netns_fd >= 0) rtnl_link_set_ns_fd(p, peer_netns_fd);
@@ -371,8 +373,14 @@ std::optional<Ipv4Addr> Netlink::default_route(std::string* err) {
 }
 
 bool Netlink::disable_ipv6(const std::string& name, std::string* err) {
-  if (name.empty() || name.size() >= IFNAMSIZ || name.find('/') != std::string::npos || name == "." || name == "..") {
-    set_err(err, "invalid interface name '" + name + "'");
+  return set_ipv6_conf(name, "disable_ipv6", "1", err);
+}
+
+bool Netlink::set_ipv6_conf(const std::string& name, const std::string& key, const std::string& value,
+                            std::string* err) {
+  if (name.empty() || name.size() >= IFNAMSIZ || name.find('/') != std::string::npos || name == "." || name == ".." ||
+      key.empty() || key.find('/') != std::string::npos || key == "." || key == "..") {
+    set_err(err, "invalid interface name '" + name + "' or key '" + key + "'");
     return false;
   }
   // /proc/sys/net follows the namespace of the thread that opens the file.
@@ -385,9 +393,10 @@ bool Netlink::disable_ipv6(const std::string& name, std::string* err) {
     }
   }
   if (::access("/proc/sys/net/ipv6", F_OK) != 0) return true;  // no IPv6 in this kernel
-  const std::string path = "/proc/sys/net/ipv6/conf/" + name + "/disable_ipv6";
+  const std::string path = "/proc/sys/net/ipv6/conf/" + name + "/" + key;
+  const std::string line = value + "\n";
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
-  if (!fd || ::write(fd.get(), "1\n", 2) != 2) {
+  if (!fd || ::write(fd.get(), line.data(), line.size()) != ssize_t(line.size())) {
     set_err(err, path + ": " + std::strerror(errno));
     return false;
   }

@@ -52,7 +52,9 @@ class Netlink {
   bool list_links(std::vector<LinkInfo>* out, std::string* err);
 
   // Creates a veth pair `name` <-> `peer`. With peer_netns_fd >= 0 the peer is created directly inside that namespace.
-  bool create_veth(const std::string& name, const std::string& peer, std::string* err, int peer_netns_fd = -1);
+  // A non-empty alias is put on `name` in the same request (an ownership marker with no window without it).
+  bool create_veth(const std::string& name, const std::string& peer, std::string* err, int peer_netns_fd = -1,
+                   const std::string& alias = "");
   bool delete_link(const std::string& name, std::string* err);
   bool set_up(const std::string& name, bool up, std::string* err);
   bool set_mtu(const std::string& name, uint32_t mtu, std::string* err);
@@ -76,6 +78,9 @@ class Netlink {
   // /proc/sys/net/ipv6/conf/NAME/disable_ipv6 = 1, written inside this object's namespace. Succeeds when the kernel
   // has no IPv6 at all.
   bool disable_ipv6(const std::string& name, std::string* err);
+  // Writes /proc/sys/net/ipv6/conf/NAME/KEY = value inside this object's namespace (e.g. accept_ra 0). Succeeds when
+  // the kernel has no IPv6 at all.
+  bool set_ipv6_conf(const std::string& name, const std::string& key, const std::string& value, std::string* err);
 
   // The namespace this socket lives in (-1 when opened in the caller's current namespace).
   int netns_fd() const noexcept { return netns_.get(); }

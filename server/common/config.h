@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace vpcd {
 
@@ -32,6 +33,9 @@ struct Config {
   double rate_limit = 0;  // requests per second per client address; 0 = off
   unsigned rate_burst = 200;
   std::string log_level = "info";  // debug | info | warn | error
+  // Existing network namespaces vpcd did not create that netns NICs may use: fnmatch patterns ("cni-*"), separated by
+  // commas or spaces in the file. Empty (the default): a netns NIC may only name a namespace vpcd creates.
+  std::vector<std::string> netns_allow;
 };
 
 // Sets one key from its text value. `where` ("FILE:LINE" or "--flag") prefixes the error message.
