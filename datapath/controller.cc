@@ -27,6 +27,7 @@
 #include <unordered_map>
 
 #include "datapath/config/dataplane_config.h"
+#include "datapath/control/retry_backoff.h"
 #include "datapath/io/af_packet_port.h"
 #include "datapath/io/netlink.h"
 #include "datapath/io/netns_nic.h"
@@ -115,6 +116,7 @@ struct Controller::Impl {
     std::vector<unsigned> queue_worker;  // [rx queue] -> worker
     std::optional<NetnsNicParams> netns;  // what was ensured (for removal)
     bool is_tap = false;
+    std::optional<RetryBackoff> retry;    // after backend failures: when apply() may try again (null: none yet)
   };
   struct VpcTables {
     VpcSpec spec;
@@ -190,6 +192,7 @@ struct Controller::Impl {
     p.mtu = vpc->mtu;
     p.alias = alias_for(n.id);
     p.run_dir = opts.run_dir;
+    p.foreign_netns_allowed = opts.netns_allow;
     return p;
   }
 
@@ -202,13 +205,28 @@ struct Controller::Impl {
   bool needs_recreate(const Nic& have, const NicSpec& want, const DesiredState& d) const {
     if (have.spec.backend != want.backend) return true;
     if (!find_vpc(d, want.vpc_id)) return true;  // becomes an error: unknown vpc
-    if (!have.rt) return true;  // it failed last time: try again
+    if (!have.rt) return retry_due(have);  // it failed last time: try again once its backoff has passed
     if (std::holds_alternative<NetnsBackend>(want.backend)) {
       std::string err;
       auto p = netns_params(d, want, &err);
       return !p || !have.netns || !same_netns_params(*p, *have.netns);
     }
     return false;
+  }
+
+  bool retry_due(const Nic& nic) const { return !nic.retry || nic.retry->due(opts.now()); }
+
+  // bring_up() plus the retry bookkeeping: a failure schedules the next attempt and says when in the NIC's detail.
+  void bring_up_with_backoff(Nic& nic, const DesiredState& d) {
+    bring_up(nic, d);
+    if (nic.rt) {
+      nic.retry.reset();
+      return;
+    }
+    if (!nic.retry) nic.retry.emplace(opts.retry_base, opts.retry_cap);
+    const auto now = opts.now();
+    nic.retry->failed(now);
+    nic.backend_error += " (" + nic.retry->describe(now) + ")";
   }
 
   uint16_t alloc_port() {
@@ -281,12 +299,11 @@ struct Controller::Impl {
         nic.backend_error = err;
         return;
       }
+      nic.netns = *p;  // removal deletes only what carries our alias / marker, never what failed as someone else's
       if (!netns_nic_ensure(*p, &err)) {
         nic.backend_error = "namespace " + p->netns + ": " + err;
-        netns_nic_remove(*p);
         return;
       }
-      nic.netns = *p;
       host = p->host_ifname;
     }
     AfPacketOptions ao;
@@ -326,7 +343,7 @@ struct Controller::Impl {
     nic.port = kInvalidPort;
     if (!remove_os_objects) return;
     if (nic.is_tap) {
-      tap_remove(std::get<TapBackend>(nic.spec.backend).ifname);
+      tap_remove(std::get<TapBackend>(nic.spec.backend).ifname, alias_for(nic.spec.id));  // only when ours
     } else if (nic.netns) {
       netns_nic_remove(*nic.netns);
     }
@@ -385,6 +402,7 @@ struct Controller::Impl {
         vc.arp = t.arp;
         vc.ports = t.ports;
         vc.learned = t.learned;
+        build_vpc_flood_unknown(*cfg, vc);  // port security may have changed (not part of `members`)
       } else {
         std::vector<Ipv4Addr> gateways;
         for (const auto& s : vs.subnets) gateways.push_back(s.gateway);
@@ -434,7 +452,7 @@ struct Controller::Impl {
       auto li = link_by_name(name, &err);
       if (!li) continue;
       if (li->kind == "tun") {
-        if (!tap_remove(name, &err)) std::fprintf(stderr, "vpcd: removing stale tap %s: %s\n", name.c_str(), err.c_str());
+        if (!tap_remove(name, li->alias, &err)) std::fprintf(stderr, "vpcd: removing stale tap %s: %s\n", name.c_str(), err.c_str());
         continue;
       }
       auto nl = Netlink::open(&err);
@@ -473,6 +491,7 @@ struct Controller::Impl {
     std::vector<std::string> gone, recreate;
     for (auto& [id, nic] : nics) {
       auto w = want.find(id);
+      if (w != want.end() && !(nic.spec == *w->second)) nic.retry.reset();  // a changed NIC is tried at once
       if (w == want.end())
         gone.push_back(id);
       else if (needs_recreate(nic, *w->second, d))
@@ -503,10 +522,10 @@ struct Controller::Impl {
       if (it == nics.end()) {
         Nic& nic = nics[n.id];
         nic.spec = n;
-        bring_up(nic, d);
+        bring_up_with_backoff(nic, d);
       } else {
         it->second.spec = n;  // same backend: MAC / IPs / port security / VPC take effect through the snapshot
-        if (!it->second.rt) bring_up(it->second, d);
+        if (!it->second.rt && retry_due(it->second)) bring_up_with_backoff(it->second, d);
       }
     }
     last = d;

@@ -19,6 +19,7 @@
 namespace {
 
 using namespace vpcd::dp;
+using vpcd::MacAddr;
 using vpcd::dp::testing::ip;
 using vpcd::dp::testing::mac;
 

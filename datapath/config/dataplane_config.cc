@@ -17,6 +17,12 @@ ArpAnswerTable::ArpAnswerTable(const std::vector<std::pair<Ipv4Addr, MacAddr>>& 
   map_ = FlatU64Map<MacAddr>(items);
 }
 
+void build_vpc_flood_unknown(const DataplaneConfig& cfg, VpcConfig& vpc) {
+  vpc.flood_unknown.clear();
+  for (const auto& p : cfg.ports)
+    if (p.present() && p.vpc == vpc.index && !p.port_security) vpc.flood_unknown.push_back(p.index);
+}
+
 void build_vpc_tables(const DataplaneConfig& cfg, VpcConfig& vpc, const std::vector<Ipv4Addr>& gateways) {
   std::vector<std::pair<MacAddr, uint16_t>> macs;
   std::vector<std::pair<Ipv4Addr, MacAddr>> answers;
@@ -33,6 +39,7 @@ void build_vpc_tables(const DataplaneConfig& cfg, VpcConfig& vpc, const std::vec
   vpc.fib = std::make_shared<const StaticMacFib>(macs);
   vpc.arp = std::make_shared<const ArpAnswerTable>(answers);
   if (!vpc.learned) vpc.learned = std::make_shared<MacTable>();
+  build_vpc_flood_unknown(cfg, vpc);
 }
 
 }  // namespace vpcd::dp

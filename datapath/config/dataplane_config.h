@@ -77,7 +77,10 @@ struct VpcConfig {
   std::string id;                // UUID text
   uint32_t vni = 0;
   uint32_t mtu = 1450;           // guest MTU (used for flooded frames)
-  std::vector<uint16_t> ports;   // port ids attached to this VPC (flood list)
+  std::vector<uint16_t> ports;   // port ids attached to this VPC (flood list for broadcast / multicast)
+  // Port ids that may have MACs behind them the VPC does not know (port security off: nested VMs, appliances): the
+  // flood list for unknown unicast. A NIC with port security has one MAC, in the FIB, and never gets unknown unicast.
+  std::vector<uint16_t> flood_unknown;
   std::shared_ptr<const StaticMacFib> fib;      // never null in a published snapshot
   std::shared_ptr<const ArpAnswerTable> arp;    // never null in a published snapshot
   MacAddr router_mac;            // the VPC router's MAC (gateways answer with it); frames to it are routed
@@ -94,7 +97,11 @@ struct DataplaneConfig {
   }
 };
 
-// Builds the VPC's shared tables from the ports in `cfg` that name it (vpc.ports, fib, arp) plus the given gateways.
+// Fills vpc.flood_unknown from the ports in `cfg` that name it (id order).
+void build_vpc_flood_unknown(const DataplaneConfig& cfg, VpcConfig& vpc);
+
+// Builds the VPC's shared tables from the ports in `cfg` that name it (vpc.ports, flood_unknown, fib, arp) plus the
+// given gateways.
 // Convenience for the Controller and tests; keeps `learned` (creates one when null) and fills vpc.ports in id order.
 void build_vpc_tables(const DataplaneConfig& cfg, VpcConfig& vpc, const std::vector<Ipv4Addr>& gateways);
 

@@ -20,6 +20,7 @@ namespace vpcd::dp {
 
 inline constexpr uint16_t kInvalidPort = 0xffff;
 inline constexpr uint16_t kFloodPort = 0xfffe;  // out_port value: flood within the VPC
+inline constexpr uint16_t kFloodUnknownPort = 0xfffd;  // out_port value: unknown unicast, to VpcConfig::flood_unknown
 
 // Parsed-header flags (Packet::flags).
 enum PacketFlags : uint16_t {

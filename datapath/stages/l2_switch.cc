@@ -25,6 +25,9 @@ void l2_switch(const DataplaneConfig& cfg, const PortConfig& in, const VpcConfig
                std::span<Packet* const> pkts) noexcept {
   const bool learn = !in.port_security;
   const bool can_flood = vpc.ports.size() > 1;
+  // Some port other than `in` may have unknown MACs behind it.
+  const bool can_flood_unknown =
+      vpc.flood_unknown.size() > 1 || (vpc.flood_unknown.size() == 1 && vpc.flood_unknown[0] != in.index);
   uint64_t last_src = 0;       // learn cache: MAC (bit 63 set when valid)
   uint64_t last_dst = 0;       // lookup cache: MAC (bit 63 set when valid) -> last_out
   uint16_t last_out = kInvalidPort;
@@ -55,7 +58,7 @@ void l2_switch(const DataplaneConfig& cfg, const PortConfig& in, const VpcConfig
         continue;
       } else {
         out = lookup_unicast(cfg, vpc, dst, now_s);
-        if (out == kInvalidPort) out = kFloodPort;
+        if (out == kInvalidPort) out = kFloodUnknownPort;
         last_dst = key;
         last_out = out;
       }
@@ -65,6 +68,12 @@ void l2_switch(const DataplaneConfig& cfg, const PortConfig& in, const VpcConfig
     if (out == kFloodPort) {
       if (!can_flood) [[unlikely]] {
         p->drop = DropReason::kFloodEmpty;
+        continue;
+      }
+      mtu = vpc.mtu;
+    } else if (out == kFloodUnknownPort) {
+      if (!can_flood_unknown) {
+        p->drop = DropReason::kUnknownUnicast;
         continue;
       }
       mtu = vpc.mtu;

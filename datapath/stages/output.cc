@@ -63,11 +63,12 @@ void output(WorkerContext& ctx, const DataplaneConfig& cfg, const PortConfig& in
   TxTally tally(ctx.worker);
   for (const Packet* p : pkts) {
     if (p->dropped()) continue;
-    if (p->out_port != kFloodPort) [[likely]] {
+    if (p->out_port < kFloodUnknownPort) [[likely]] {
       send(ctx, cfg, in, p->out_port, *p, tally);
       continue;
     }
-    for (uint16_t q : vpc.ports)
+    const auto& flood = p->out_port == kFloodPort ? vpc.ports : vpc.flood_unknown;
+    for (uint16_t q : flood)
       if (q != in.index) send(ctx, cfg, in, q, *p, tally);
   }
 }

@@ -1,7 +1,8 @@
 // Stage "output": hands every decided packet to its output port's transmit ring for this worker.
 //
 // out_port = a port id: PortIo::tx_enqueue(worker, pkt) on that port. out_port = kFloodPort: one copy to every port of
-// the input port's VPC except the input port (never a port of another VPC: the flood list is the VPC's own). An answer
+// the input port's VPC except the input port (never a port of another VPC: the flood list is the VPC's own); out_port =
+// kFloodUnknownPort: the same over VpcConfig::flood_unknown (unknown unicast: port-security-off ports only). An answer
 // from arp-responder (out_port == in_port) goes back out of the input port.
 // Counting, on the OUTPUT port's [worker] counters: tx packets/bytes for every copy enqueued, kTxRingFull for a copy
 // the ring refused, kPortDown for a port whose I/O is not up (io == nullptr). A port id missing from the snapshot

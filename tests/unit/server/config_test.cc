@@ -36,7 +36,8 @@ TEST(Config, ParsesEveryKey) {
                "body-limit = 2M\n"
                "rate-limit = 12.5\n"
                "rate-burst = 50\n"
-               "log-level = debug\n",
+               "log-level = debug\n"
+               "netns_allow = cni-*, ctr-?? ,podman\n",
                "vpcd.conf");
   EXPECT_EQ(c.state_dir, "/var/lib/vpcd");
   EXPECT_EQ(c.listen_host, "0.0.0.0");
@@ -52,6 +53,20 @@ TEST(Config, ParsesEveryKey) {
   EXPECT_DOUBLE_EQ(c.rate_limit, 12.5);
   EXPECT_EQ(c.rate_burst, 50u);
   EXPECT_EQ(c.log_level, "debug");
+  EXPECT_EQ(c.netns_allow, (std::vector<std::string>{"cni-*", "ctr-??", "podman"}));
+}
+
+TEST(Config, NetnsAllowIsEmptyByDefaultAndRejectsPaths) {
+  Config c;
+  EXPECT_TRUE(c.netns_allow.empty());
+  config_parse(c, "netns-allow = a*\nnetns-allow =\n", "f.conf");
+  EXPECT_TRUE(c.netns_allow.empty()) << "an empty value clears the list";
+  try {
+    config_parse(c, "netns-allow = ok, ../run/x\n", "f.conf");
+    ADD_FAILURE() << "a path was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("f.conf:1: netns-allow"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Config, ListenForms) {
@@ -143,6 +158,7 @@ TEST(Config, ShippedExampleParses) {
   EXPECT_EQ(all.state_dir, "/var/lib/vpcd");
   EXPECT_EQ(all.tls_cert, "/etc/vpcd/cert.pem");
   EXPECT_EQ(all.body_limit_bytes, 1u << 20);
+  EXPECT_EQ(all.netns_allow, (std::vector<std::string>{"cni-*", "docker-*"}));
 }
 
 }  // namespace

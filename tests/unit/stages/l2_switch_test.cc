@@ -54,9 +54,7 @@ TEST(L2Switch, FloodsOnlyWithinTheVpc) {
   struct Case {
     const char* name;
     MacAddr dst;
-  } const kCases[] = {{"broadcast", kBroadcastMac},
-                      {"multicast", MacAddr{{0x01, 0x00, 0x5e, 0, 0, 1}}},
-                      {"unknown unicast", mac(0x42, 0x42)}};
+  } const kCases[] = {{"broadcast", kBroadcastMac}, {"multicast", MacAddr{{0x01, 0x00, 0x5e, 0, 0, 1}}}};
   for (const auto& tc : kCases) {
     SCOPED_TRACE(tc.name);
     Net net;
@@ -65,6 +63,39 @@ TEST(L2Switch, FloodsOnlyWithinTheVpc) {
     net.receive(net.f, udp(kB, tc.dst, kIpB, kIpA));
     EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0, 0, 0, 1, 0}));
   }
+}
+
+// Unknown unicast goes only to ports that may have unknown MACs behind them (port security off), never to a NIC whose
+// one MAC is known; with no such port it is dropped and counted.
+TEST(L2Switch, UnknownUnicastOnlyToPortsWithoutPortSecurity) {
+  Net net;
+  const MacAddr unknown = mac(0x42, 0x42);
+  net.receive(net.a, udp(kA, unknown, kIpA, kIpB));
+  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0, 1, 1, 0, 0}));
+  net.receive(net.c, udp(kC, unknown, kIpC, kIpB));
+  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0, 0, 1, 0, 0})) << "not back to c, not to a or b";
+  // VPC 1 has only protected NICs: nowhere to go.
+  net.receive(net.f, udp(kB, unknown, kIpB, kIpA));
+  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0, 0, 0, 0, 0}));
+  EXPECT_EQ(net.drops(net.f, DropReason::kUnknownUnicast), 1u);
+  // A learned MAC behind c is known: unicast to c only.
+  net.receive(net.c, udp(kX, kBroadcastMac, kIpC, kIpA));
+  net.out_counts();
+  net.receive(net.a, udp(kA, kX, kIpA, kIpC));
+  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0, 1, 0, 0, 0}));
+}
+
+TEST(L2Switch, UnknownUnicastWithOneUnprotectedPortIsDroppedThere) {
+  testing::SwitchTestNet net;
+  uint16_t v = net.add_vpc(kRouter);
+  uint16_t a = net.add_port(v, kA, {kIpA});
+  uint16_t c = net.add_port(v, kC, {kIpC}, false);
+  net.build();
+  net.receive(c, udp(kC, mac(0x42, 0x42), kIpC, kIpA));
+  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0}));
+  EXPECT_EQ(net.drops(c, DropReason::kUnknownUnicast), 1u);
+  net.receive(a, udp(kA, mac(0x42, 0x42), kIpA, kIpC));
+  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 1}));
 }
 
 TEST(L2Switch, TwoVpcsWithIdenticalAddressesAreIsolated) {
