@@ -150,8 +150,7 @@ bool Netlink::list_links(std::vector<LinkInfo>* out, std::string* err) {
   return true;
 }
 
-bool Netlink::create_veth(const std::string& name, const std::string& peer, std::string* err, int peer_netns_fd,
-                          const std::string& alias) {
+bool Netlink::create_veth(const std::string& name, const std::string& peer, std::string* err, int peer_netns_fd) {
   if (name.empty() || name.size() >= IFNAMSIZ || peer.empty() || peer.size() >= IFNAMSIZ) {
     set_err(err, "invalid veth names '" + name + "'/'" + peer + "'");
     return false;
@@ -162,7 +161,6 @@ bool Netlink::create_veth(const std::string& name, const std::string& peer, std:
     return false;
   }
   rtnl_link_set_name(link, name.c_str());
-  if (!alias.empty()) rtnl_link_set_ifalias(link, alias.c_str());
   rtnl_link* p = rtnl_link_veth_get_peer(link);  // takes a reference
   rtnl_link_set_name(p, peer.c_str());
   if (peer_netns_fd >= 0) rtnl_link_set_ns_fd(p, peer_netns_fd);

@@ -52,9 +52,7 @@ class Netlink {
   bool list_links(std::vector<LinkInfo>* out, std::string* err);
 
   // Creates a veth pair `name` <-> `peer`. With peer_netns_fd >= 0 the peer is created directly inside that namespace.
-  // A non-empty alias is put on `name` in the same request (an ownership marker with no window without it).
-  bool create_veth(const std::string& name, const std::string& peer, std::string* err, int peer_netns_fd = -1,
-                   const std::string& alias = "");
+  bool create_veth(const std::string& name, const std::string& peer, std::string* err, int peer_netns_fd = -1);
   bool delete_link(const std::string& name, std::string* err);
   bool set_up(const std::string& name, bool up, std::string* err);
   bool set_mtu(const std::string& name, uint32_t mtu, std::string* err);

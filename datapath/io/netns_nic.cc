@@ -162,13 +162,16 @@ bool netns_nic_ensure(const NetnsNicParams& p, std::string* err) {
       *err = "interface " + p.host_ifname + " exists and is not a veth; not vpcd's, left alone";
       return false;
     }
-    if (near->alias != p.alias) {
-      *err = "interface " + p.host_ifname + " exists with alias '" + near->alias + "'; not vpcd's, left alone";
-      return false;
-    }
     auto far = ns->find_link(p.ifname, &e);
     const bool paired = far && far->kind == "veth" && far->link_ifindex == near->ifindex &&
                         near->link_ifindex == far->ifindex;
+    // The kernel ignores an alias in RTM_NEWLINK, so it is set right after creation; a veth a crash left without it
+    // is ours only when its peer is the NIC's interface in a namespace vpcd created.
+    const bool crash_orphan = near->alias.empty() && own && paired;
+    if (near->alias != p.alias && !crash_orphan) {
+      *err = "interface " + p.host_ifname + " exists with alias '" + near->alias + "'; not vpcd's, left alone";
+      return false;
+    }
     if (!paired) {
       // A host end whose peer is not p.ifname in p.netns (the namespace was recreated, or the far end renamed):
       // start over.
@@ -181,7 +184,8 @@ bool netns_nic_ensure(const NetnsNicParams& p, std::string* err) {
       *err = "namespace " + p.netns + " already has an interface " + p.ifname;
       return false;
     }
-    if (!host->create_veth(p.host_ifname, p.ifname, err, ns_fd.get(), p.alias)) return false;
+    if (!host->create_veth(p.host_ifname, p.ifname, err, ns_fd.get())) return false;
+    if (!host->set_alias(p.host_ifname, p.alias, err)) return false;  // the marker first
   }
   if (!configure_far_end(*ns, p, own, err)) return false;
   if (!host->set_alias(p.host_ifname, p.alias, err) || !host->set_mtu(p.host_ifname, p.mtu, err) ||

@@ -1,8 +1,9 @@
 // The `netns` NIC backend: a veth pair whose far end lives in a named network namespace, configured like a guest's
 // NIC (MAC, MTU, IPv4 address, lo up, default route), and whose host end the datapath drives through an AfPacketPort.
 //
-// Ownership: the host end is vpcd's when it carries p.alias (set in the creating request); only then is it adopted,
-// changed or deleted. A namespace is vpcd's when run_dir/netns/NAME marks it (vpcd created it); vpcd configures it
+// Ownership: the host end is vpcd's when it carries p.alias (set right after creation; the kernel ignores an alias in
+// RTM_NEWLINK); only then is it adopted, changed or deleted. One exception for a crash between the two: an alias-less
+// veth whose peer is p.ifname in a namespace vpcd created is adopted. A namespace is vpcd's when run_dir/netns/NAME marks it (vpcd created it); vpcd configures it
 // fully (lo up, default route via the gateway) and deletes it once only lo is left. Any other namespace is foreign:
 // refused unless its name matches one of p.foreign_netns_allowed (fnmatch patterns, e.g. "cni-*"), and never when it
 // is vpcd's own namespace (same nsfs inode as /proc/self/ns/net or /proc/thread-self/ns/net). In an allowed foreign

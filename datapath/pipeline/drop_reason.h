@@ -52,7 +52,9 @@ namespace vpcd::dp {
   X(kTxError, "tx_error")                                                                  \
   X(kPortDown, "port_down")                                                                \
   /* input ring */                                                                         \
-  X(kRxRingFull, "rx_ring_full") /* the kernel found the port's RX ring full */
+  X(kRxRingFull, "rx_ring_full") /* the kernel found the port's RX ring full */             \
+  /* runner */                                                                             \
+  X(kNoStage, "no_stage") /* sent to a stage this build does not carry out (a bug) */
 
 enum class DropReason : uint8_t {
 #define VPCD_X(sym, str) sym,

@@ -1,6 +1,6 @@
 // Stage "port-security": on a port with port_security on, a guest may send only from its own addresses.
 //
-// Rules, in order, for every packet not already dropped (all packets of a batch come from the same port):
+// Rules, in order, for every packet not already dropped (checked against its own input port):
 //   - VLAN-tagged frame (kHasVlan): kVlanTagged. Guest NICs are untagged access ports.
 //   - Ethernet source MAC != the NIC's MAC: kSpoofedSourceMac.
 //   - EtherType other than IPv4, ARP, IPv6 (802.3 LLC/SNAP frames, LLDP, ...): kEthertypeNotAllowed. A NIC that needs
@@ -21,8 +21,9 @@
 //     well formed (their fixed part present, options of non-zero length inside the message), a source / target
 //     link-layer address option must carry the NIC's MAC, NS from :: carries no source link-layer option, and an NA's
 //     target must be the packet's own (link-local) source address: a guest answers only for itself. Else kSpoofedNd.
-// Ports with port_security off are not checked here (the switch learns their source MACs instead).
-// Next: unchanged (the packet goes on to arp-responder) or a drop reason.
+// Ports with port_security off are not checked here (the switch learns their source MACs instead): the stage runs only
+// for ports whose feature bitmap has it (default_features(): guest NICs with port_security on).
+// Next: the next stage the input port enables (arp-responder at least), or kDrop with a reason.
 // Threading: reads the snapshot's PortConfig and the packets of the calling worker's batch only.
 #pragma once
 
@@ -31,12 +32,19 @@
 
 #include "datapath/config/dataplane_config.h"
 #include "datapath/pipeline/packet.h"
+#include "datapath/pipeline/worker_context.h"
 
 namespace vpcd::dp {
 
 inline constexpr std::string_view kPortSecurityStageName = "port-security";
 
-// Checks every packet received on `in` (the caller runs it only when in.port_security is set).
+// Checks every packet received on `in` (sets drop only; for tests and the stage).
 void port_security(const PortConfig& in, std::span<Packet* const> pkts) noexcept;
+
+struct PortSecurityStage {
+  static constexpr std::string_view kName = kPortSecurityStageName;
+  static constexpr Next kId = Next::kPortSecurity;
+  static void process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
+};
 
 }  // namespace vpcd::dp

@@ -497,3 +497,48 @@ TEST_F(DatapathTest, StatsAndStatesAreSafeDuringApply) {
 
 }  // namespace
 }  // namespace vpcd::dp
+
+namespace vpcd::dp {
+namespace {
+
+// A netns NIC's MAC, address and MTU change in place (issue 13): the guest keeps its interface (same ifindex inside
+// the namespace, same veth host end), and traffic resumes with the new addresses; port security follows the new MAC
+// and IP at once.
+TEST_F(DatapathTest, NetnsNicChangesMacIpAndMtuInPlace) {
+  VpcSpec v = vpc("vpc-ip", 300);
+  std::string g1 = ns_name("ip1"), g2 = ns_name("ip2");
+  DesiredState d;
+  d.vpcs = {v};
+  d.nics = {netns_nic("n1", v, g1, "02:00:00:00:01:02", "10.0.0.2"),
+            netns_nic("n2", v, g2, "02:00:00:00:01:03", "10.0.0.3")};
+  auto before = apply_up(d);
+  auto ifindex = [&](const std::string& ns) {
+    auto r = in_ns(ns, {"cat", "/sys/class/net/eth0/ifindex"}, 5s);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return r.output;
+  };
+  const std::string idx1 = ifindex(g1);
+  auto r = in_ns(g1, {"ping", "-c", "2", "-i", "0.2", "-W", "1", "10.0.0.3"}, 10s);
+  EXPECT_EQ(ping_received(r.output), 2) << r.output;
+
+  d.nics[0].mac = mac("02:00:00:00:01:22");
+  d.nics[0].ips = {ip("10.0.0.22")};
+  d.vpcs[0].mtu = 1400;
+  auto after = apply_up(d);
+  EXPECT_EQ(after.at("n1").host_ifname, before.at("n1").host_ifname);
+  EXPECT_EQ(ifindex(g1), idx1);  // the same interface, reconfigured
+  auto addr = in_ns(g1, {"ip", "-o", "addr", "show", "dev", "eth0"}, 5s);
+  EXPECT_NE(addr.output.find("10.0.0.22/24"), std::string::npos) << addr.output;
+  EXPECT_EQ(addr.output.find("10.0.0.2/"), std::string::npos) << addr.output;
+  auto link = in_ns(g1, {"ip", "-o", "link", "show", "dev", "eth0"}, 5s);
+  EXPECT_NE(link.output.find("02:00:00:00:01:22"), std::string::npos) << link.output;
+  EXPECT_NE(link.output.find("mtu 1400"), std::string::npos) << link.output;
+  // The peer's neighbour entry for the old address is irrelevant: it learns the new one by ARP (answered by vpcd).
+  r = in_ns(g1, {"ping", "-c", "3", "-i", "0.2", "-W", "1", "10.0.0.3"}, 10s);
+  EXPECT_EQ(ping_received(r.output), 3) << r.output;
+  r = in_ns(g2, {"ping", "-c", "2", "-i", "0.2", "-W", "1", "10.0.0.22"}, 10s);
+  EXPECT_EQ(ping_received(r.output), 2) << r.output;
+}
+
+}  // namespace
+}  // namespace vpcd::dp
