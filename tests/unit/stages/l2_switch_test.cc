@@ -111,7 +111,8 @@ TEST(L2Switch, TwoVpcsWithIdenticalAddressesAreIsolated) {
   net.receive(net.c, udp(kX, kBroadcastMac, kIpC, kIpA));
   net.out_counts();
   net.receive(net.e, udp(kA, kX, kIpA, kIpC));
-  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0, 0, 0, 0, 1}));  // flooded inside VPC 1 only
+  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0, 0, 0, 0, 0}));  // unknown in VPC 1: no unprotected port there
+  EXPECT_EQ(net.drops(net.e, DropReason::kUnknownUnicast), 1u);
   net.receive(net.a, udp(kA, kX, kIpA, kIpC));
   EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0, 1, 0, 0, 0}));
   // ARP is answered from the right VPC's table: give VPC 1's 10.0.0.3 another MAC.
@@ -129,9 +130,9 @@ TEST(L2Switch, TwoVpcsWithIdenticalAddressesAreIsolated) {
 
 TEST(L2Switch, LearnsAgesAndRelearnsMoves) {
   Net net;
-  // Unknown: flooded.
+  // Unknown: flooded to the ports without port security.
   net.receive(net.a, udp(kA, kX, kIpA, kIpC));
-  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 1, 1, 1, 0, 0}));
+  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0, 1, 1, 0, 0}));
   // X speaks from behind c: learned there.
   net.receive(net.c, udp(kX, kBroadcastMac, kIpC, kIpA));
   net.out_counts();
@@ -143,7 +144,7 @@ TEST(L2Switch, LearnsAgesAndRelearnsMoves) {
   EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0, 1, 0, 0, 0}));
   testing::g_test_now_s += 1;
   net.receive(net.a, udp(kA, kX, kIpA, kIpC));
-  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 1, 1, 1, 0, 0}));
+  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0, 1, 1, 0, 0}));
   // Relearned, then moves to d.
   net.receive(net.c, udp(kX, kB, kIpC, kIpB));
   net.out_counts();
@@ -178,7 +179,7 @@ TEST(L2Switch, StalePortSeqFloods) {
   rt->io = std::move(old->io);
   net.cfg.ports[net.c].rt = rt;
   net.receive(net.a, udp(kA, kX, kIpA, kIpC));
-  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 1, 1, 1, 0, 0}));
+  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0, 1, 1, 0, 0}));
 }
 
 TEST(L2Switch, DoesNotLearnNicMacsOrOnProtectedPorts) {
@@ -262,7 +263,8 @@ TEST(L2Switch, FloodWithNoOtherPort) {
   net.build();
   net.receive(a, udp(kA, kBroadcastMac, kIpA, kIpB));
   net.receive(a, udp(kA, kX, kIpA, kIpB));
-  EXPECT_EQ(net.drops(a, DropReason::kFloodEmpty), 2u);
+  EXPECT_EQ(net.drops(a, DropReason::kFloodEmpty), 1u);
+  EXPECT_EQ(net.drops(a, DropReason::kUnknownUnicast), 1u);
 }
 
 TEST(MacTable, LearnLookupAgeMove) {
