@@ -34,6 +34,7 @@
 #include "datapath/capture/capture_manager.h"
 #include "datapath/config/dataplane_config.h"
 #include "datapath/control/nic_device.h"
+#include "datapath/control/retry_backoff.h"
 #include "datapath/control/snapshot_builder.h"
 #include "datapath/io/netlink.h"
 #include "datapath/io/netns_nic.h"
@@ -58,6 +59,7 @@ struct Controller::Impl {
     uint16_t port = kInvalidPort;
     std::vector<unsigned> queue_worker;  // [rx queue] -> worker
     bool activated = false;
+    std::optional<RetryBackoff> retry;  // after backend failures: when apply() may try again (null: none yet)
   };
   // What stats()/nic_states() read.
   struct ViewNic {
@@ -108,8 +110,23 @@ struct Controller::Impl {
   // True when the existing NIC must be torn down and created again for `want`.
   bool needs_recreate(const Nic& have, const NicSpec& want, const DesiredState& d) const {
     if (!has_vpc(d, want.vpc_id)) return true;  // becomes an error: unknown vpc
-    if (!have.rt || !have.dev) return true;     // it failed last time: try again
+    if (!have.rt || !have.dev) return retry_due(have);  // it failed last time: again once its backoff has passed
     return have.dev->needs_recreate(want, device_context(d, want.id));
+  }
+
+  bool retry_due(const Nic& nic) const { return !nic.retry || nic.retry->due(opts.now()); }
+
+  // bring_up() plus the retry bookkeeping: a failure schedules the next attempt and says when in the NIC's detail.
+  void bring_up_with_backoff(Nic& nic, const DesiredState& d) {
+    bring_up(nic, d);
+    if (nic.rt) {
+      nic.retry.reset();
+      return;
+    }
+    if (!nic.retry) nic.retry.emplace(opts.retry_base, opts.retry_cap);
+    const auto now = opts.now();
+    nic.retry->failed(now);
+    nic.backend_error += " (" + nic.retry->describe(now) + ")";
   }
 
   uint16_t alloc_port() {
@@ -264,7 +281,7 @@ struct Controller::Impl {
       auto li = link_by_name(name, &err);
       if (!li) continue;
       if (li->kind == "tun") {
-        if (!tap_remove(name, &err)) std::fprintf(stderr, "vpcd: removing stale tap %s: %s\n", name.c_str(), err.c_str());
+        if (!tap_remove(name, li->alias, &err)) std::fprintf(stderr, "vpcd: removing stale tap %s: %s\n", name.c_str(), err.c_str());
         continue;
       }
       auto nl = Netlink::open(&err);
@@ -304,11 +321,12 @@ struct Controller::Impl {
     std::vector<std::string> gone, recreate;
     for (auto& [id, nic] : nics) {
       auto w = want.find(id);
+      if (w != want.end() && nic.spec != *w->second) nic.retry.reset();  // a changed NIC is tried at once
       if (w == want.end()) {
         gone.push_back(id);
       } else if (needs_recreate(nic, *w->second, d)) {
         recreate.push_back(id);
-      } else if (nic.spec != *w->second) {
+      } else if (nic.rt && nic.spec != *w->second) {
         std::string err;  // taken in place: the device and the port stay
         if (!nic.dev->update(*w->second, device_context(d, id), &err)) {
           std::fprintf(stderr, "vpcd: NIC %s: in-place change failed (%s); recreating it\n", id.c_str(), err.c_str());
@@ -341,10 +359,10 @@ struct Controller::Impl {
       if (it == nics.end()) {
         Nic& nic = nics[n.id];
         nic.spec = n;
-        bring_up(nic, d);
+        bring_up_with_backoff(nic, d);
       } else {
         it->second.spec = n;  // the device takes it in place: MAC / IPs / port security / VPC through the snapshot
-        if (!it->second.rt) bring_up(it->second, d);
+        if (!it->second.rt && retry_due(it->second)) bring_up_with_backoff(it->second, d);
       }
     }
     last = d;

@@ -10,6 +10,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -31,6 +32,14 @@ struct Options {
   std::string instance = "default";
   // Directory for run-time markers (namespaces vpcd created). Created when absent.
   std::string run_dir = "/run/vpcd/default";
+  // Existing network namespaces (not created by vpcd) a netns NIC may use, as fnmatch patterns ("cni-*"); empty = none.
+  // vpcd's own namespace is refused whatever they say. In such a namespace vpcd adds only its interface and address.
+  std::vector<std::string> netns_allow;
+  // A NIC whose backend failed is retried by apply() only once its backoff has passed (retry_base doubling per failure,
+  // at most retry_cap; reset when the NIC's spec changes); state_detail says when. `now` is injectable for tests.
+  std::chrono::milliseconds retry_base{1000};
+  std::chrono::milliseconds retry_cap{60000};
+  std::chrono::steady_clock::time_point (*now)() = &std::chrono::steady_clock::now;
   bool busy_poll = false;  // workers spin instead of sleeping in epoll
   // AF_PACKET ring sizes per port, by the role of the interface (an idle guest NIC should cost little; an uplink
   // carries every VPC's traffic). Slots of rx/tx_frame_bytes hold one MTU-1500 frame; larger frames (GSO

@@ -3,6 +3,8 @@
 # API (real HTTPS) and slow (QEMU guest, browser) tiers on the normal build. Installs what it needs (Debian 12, root).
 #   scripts/test.sh            everything
 #   scripts/test.sh -L unit    only some ctest labels (passed to ctest)
+# Also: a ThreadSanitizer build (build-tsan) of the concurrency unit tests, and every fuzz target briefly
+# (scripts/fuzz.sh, VPCD_FUZZ_SECONDS per target, default 20; VPCD_FUZZ_SECONDS=0 skips fuzzing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "test.sh: run as root (the integration tests create namespaces and interfaces)" >&2; exit 1; }
@@ -14,6 +16,18 @@ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DVPCD_SANITIZE=ON -D
 cmake --build build-asan -j "$jobs" --target vpcd_unit_tests
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan -L unit --output-on-failure -j "$jobs"
+
+echo "== ThreadSanitizer build: pipeline, publisher, worker and MAC-table concurrency tests"
+cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVPCD_TSAN=ON -DVPCD_WERROR=ON -DVPCD_BENCH=OFF \
+  -DVPCD_SERVER=OFF >/dev/null
+cmake --build build-tsan -j "$jobs" --target vpcd_unit_tests
+TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 build-tsan/vpcd_unit_tests \
+  --gtest_filter="$(cat scripts/tsan_tests.txt | grep -v '^#' | paste -sd:)"
+
+if [ "${VPCD_FUZZ_SECONDS:-20}" != 0 ]; then
+  echo "== fuzz targets, ${VPCD_FUZZ_SECONDS:-20}s each"
+  bash scripts/fuzz.sh "${VPCD_FUZZ_SECONDS:-20}"
+fi
 
 echo "== release build: all tiers"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVPCD_WERROR=ON >/dev/null

@@ -344,6 +344,7 @@ int run_daemon(const Config& cfg) {
   dopts.rx_frame_bytes = cfg.rx_frame_bytes;
   dopts.tx_frame_bytes = cfg.tx_frame_bytes;
   dopts.netns_queues = cfg.netns_queues;
+  dopts.netns_allow = cfg.netns_allow;
   dp::Controller controller(dopts);
   log::info("datapath: " + std::to_string(controller.worker_count()) + " worker(s)");
 

@@ -17,6 +17,15 @@ ArpAnswerTable::ArpAnswerTable(const std::vector<std::pair<Ipv4Addr, MacAddr>>& 
   map_ = FlatU64Map<MacAddr>(items);
 }
 
+void build_vpc_flood_unknown(const DataplaneConfig& cfg, VpcConfig& vpc) {
+  vpc.flood_unknown.clear();
+  for (const auto& p : cfg.ports) {
+    if (!p.present() || p.vpc != vpc.index) continue;
+    if ((p.kind == PortKind::kGuest && !p.port_security) || p.kind == PortKind::kTunnel)
+      vpc.flood_unknown.push_back(p.index);
+  }
+}
+
 uint32_t default_features(const PortConfig& p) noexcept {
   switch (p.kind) {
     case PortKind::kGuest:
@@ -51,6 +60,7 @@ void build_vpc_tables(const DataplaneConfig& cfg, VpcConfig& vpc, const std::vec
   vpc.fib = std::make_shared<const StaticMacFib>(macs);
   vpc.arp = std::make_shared<const ArpAnswerTable>(answers);
   if (!vpc.learned) vpc.learned = std::make_shared<MacTable>();
+  build_vpc_flood_unknown(cfg, vpc);
 }
 
 }  // namespace vpcd::dp

@@ -91,8 +91,12 @@ struct VpcConfig {
   std::string id;                // UUID text
   uint32_t vni = 0;
   uint32_t mtu = 1450;           // guest MTU (used for flooded frames)
-  std::vector<uint16_t> ports;   // port ids attached to this VPC, tunnel ports included (flood list)
+  std::vector<uint16_t> ports;   // port ids attached to this VPC, tunnel ports included (broadcast/multicast flood list)
   std::vector<uint16_t> tunnels;  // the tunnel ports among them (head-end replication list)
+  // Port ids that may have MACs behind them the VPC does not know: guest ports with port security off (nested VMs,
+  // appliances) and tunnel ports. The flood list for unknown unicast: a NIC with port security has one MAC, in the FIB,
+  // and never gets unknown unicast.
+  std::vector<uint16_t> flood_unknown;
   std::vector<Ipv4Addr> gateways;  // subnet gateways (answered by the router)
   std::shared_ptr<const StaticMacFib> fib;      // never null in a published snapshot
   std::shared_ptr<const ArpAnswerTable> arp;    // never null in a published snapshot
@@ -117,11 +121,16 @@ struct DataplaneConfig {
   }
 };
 
+// Fills vpc.flood_unknown from the ports in `cfg` that name it (id order): guest ports with port security off and
+// tunnel ports. build_vpc_tables calls it; a builder that reuses a VPC's tables calls it again (port security is not
+// part of what the FIB and ARP table are built from).
+void build_vpc_flood_unknown(const DataplaneConfig& cfg, VpcConfig& vpc);
+
 // The feature bitmaps a port gets from its kind and settings (port security on a guest NIC, ...). The snapshot
 // builder calls it for every port; features that need more (security groups, encap) add their bits there.
 uint32_t default_features(const PortConfig& p) noexcept;
 
-// Builds the VPC's shared tables from the ports in `cfg` that name it (vpc.ports, vpc.tunnels, fib, arp) plus the
+// Builds the VPC's shared tables from the ports in `cfg` that name it (vpc.ports, vpc.tunnels, flood_unknown, fib, arp) plus the
 // given gateways (also stored in vpc.gateways). Convenience for the Controller and tests; keeps `learned` (creates one
 // when null) and fills vpc.ports in id order. Tunnel ports enter the flood lists, not the FIB (their MACs are learned).
 void build_vpc_tables(const DataplaneConfig& cfg, VpcConfig& vpc, const std::vector<Ipv4Addr>& gateways);

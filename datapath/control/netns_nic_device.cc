@@ -44,9 +44,11 @@ class NetnsNic final : public NicDevice {
     auto p = params(nic, ctx, err);
     if (!p) return nullptr;
     std::string e;
+    // Recorded before the attempt: remove() deletes only what carries this NIC's alias / the namespace marker, so
+    // whatever a failed attempt made of ours goes with the NIC, and whatever is someone else's stays.
+    ensured_ = *p;
     if (!netns_nic_ensure(*p, &e)) {
       *err = "namespace " + p->netns + ": " + e;
-      netns_nic_remove(*p);
       return nullptr;
     }
     ensured_ = *p;
@@ -136,6 +138,7 @@ class NetnsNic final : public NicDevice {
     p.mtu = vpc->mtu;
     p.alias = ctx.alias;
     p.run_dir = ctx.opts.run_dir;
+    p.foreign_netns_allowed = ctx.opts.netns_allow;
     return p;
   }
 

@@ -125,6 +125,7 @@ std::shared_ptr<DatapathSnapshot> SnapshotBuilder::build(const DesiredState& d, 
       vc.tunnels = t.tunnels;
       vc.gateways = t.gateways;
       vc.learned = t.learned;
+      build_vpc_flood_unknown(*cfg, vc);  // port security is not among the members: computed every time
     } else {
       std::vector<Ipv4Addr> gateways;
       for (const auto& s : vs.subnets) gateways.push_back(s.gateway);

@@ -19,6 +19,7 @@ class TapNic final : public NicDevice {
   const std::string& host_ifname() const override { return b_.ifname; }
 
   std::unique_ptr<PortIo> up(const NicSpec&, const DeviceContext& ctx, std::string* err) override {
+    alias_ = ctx.alias;
     std::string e;
     if (!tap_ensure(b_, ctx.alias, &e)) {
       *err = "tap " + b_.ifname + ": " + e;
@@ -38,12 +39,16 @@ class TapNic final : public NicDevice {
     return !t || *t != b_;
   }
 
-  void remove() override { tap_remove(b_.ifname); }
+  // Only a tap carrying this NIC's alias: a foreign device under the name (the reason up() failed) stays.
+  void remove() override {
+    if (!alias_.empty()) tap_remove(b_.ifname, alias_);
+  }
 
   std::string no_carrier_detail() const override { return "no carrier (no hypervisor attached)"; }
 
  private:
   TapBackend b_;
+  std::string alias_;  // this NIC's ownership marker (set by up())
 };
 
 }  // namespace

@@ -371,8 +371,14 @@ std::optional<Ipv4Addr> Netlink::default_route(std::string* err) {
 }
 
 bool Netlink::disable_ipv6(const std::string& name, std::string* err) {
-  if (name.empty() || name.size() >= IFNAMSIZ || name.find('/') != std::string::npos || name == "." || name == "..") {
-    set_err(err, "invalid interface name '" + name + "'");
+  return set_ipv6_conf(name, "disable_ipv6", "1", err);
+}
+
+bool Netlink::set_ipv6_conf(const std::string& name, const std::string& key, const std::string& value,
+                            std::string* err) {
+  if (name.empty() || name.size() >= IFNAMSIZ || name.find('/') != std::string::npos || name == "." || name == ".." ||
+      key.empty() || key.find('/') != std::string::npos || key == "." || key == "..") {
+    set_err(err, "invalid interface name '" + name + "' or key '" + key + "'");
     return false;
   }
   // /proc/sys/net follows the namespace of the thread that opens the file.
@@ -385,9 +391,10 @@ bool Netlink::disable_ipv6(const std::string& name, std::string* err) {
     }
   }
   if (::access("/proc/sys/net/ipv6", F_OK) != 0) return true;  // no IPv6 in this kernel
-  const std::string path = "/proc/sys/net/ipv6/conf/" + name + "/disable_ipv6";
+  const std::string path = "/proc/sys/net/ipv6/conf/" + name + "/" + key;
+  const std::string line = value + "\n";
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
-  if (!fd || ::write(fd.get(), "1\n", 2) != 2) {
+  if (!fd || ::write(fd.get(), line.data(), line.size()) != ssize_t(line.size())) {
     set_err(err, path + ": " + std::strerror(errno));
     return false;
   }

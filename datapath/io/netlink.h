@@ -76,6 +76,9 @@ class Netlink {
   // /proc/sys/net/ipv6/conf/NAME/disable_ipv6 = 1, written inside this object's namespace. Succeeds when the kernel
   // has no IPv6 at all.
   bool disable_ipv6(const std::string& name, std::string* err);
+  // Writes /proc/sys/net/ipv6/conf/NAME/KEY = value inside this object's namespace (e.g. accept_ra 0). Succeeds when
+  // the kernel has no IPv6 at all.
+  bool set_ipv6_conf(const std::string& name, const std::string& key, const std::string& value, std::string* err);
 
   // The namespace this socket lives in (-1 when opened in the caller's current namespace).
   int netns_fd() const noexcept { return netns_.get(); }

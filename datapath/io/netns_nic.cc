@@ -7,6 +7,7 @@
 #include "datapath/io/netns_nic.h"
 
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,9 +49,17 @@ bool write_marker(const std::string& path, std::string* err) {
   return true;
 }
 
-// Makes the far end (inside the namespace) match p: MAC, MTU, exactly one IPv4 address, lo up; when the far end is
-// already up (adopted), also the default route. Bringing it up is netns_nic_set_up's job.
-bool configure_far_end(Netlink& ns, const NetnsNicParams& p, std::string* err) {
+bool same_inode(int fd, const char* path) {
+  struct stat a{}, b{};
+  return ::fstat(fd, &a) == 0 && ::stat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+bool have_marker(const NetnsNicParams& p) { return ::access(marker_path(p).c_str(), F_OK) == 0; }
+
+// Makes the far end (inside the namespace) match p: MAC, MTU, exactly one IPv4 address, accept_ra 0; in a namespace
+// vpcd owns (`own`) also lo up, and when the far end is already up (adopted) the default route. Bringing the far end
+// up is netns_nic_set_up's job (after the workers acknowledged the port).
+bool configure_far_end(Netlink& ns, const NetnsNicParams& p, bool own, std::string* err) {
   std::string e;
   auto far = ns.find_link(p.ifname, &e);
   if (!far) {
@@ -73,6 +82,8 @@ bool configure_far_end(Netlink& ns, const NetnsNicParams& p, std::string* err) {
     }
   }
   if (!have && !ns.add_ipv4(p.ifname, p.addr.addr, p.addr.len, err)) return false;
+  if (!ns.set_ipv6_conf(p.ifname, "accept_ra", "0", err)) return false;
+  if (!own) return true;  // a foreign namespace: its lo and routes are not ours to change
   if (!ns.set_up("lo", true, err)) return false;
   // A link that was down (or taken down for the MAC change) stays down until netns_nic_set_up.
   const bool up = far->up && far->mac == p.mac;
@@ -82,14 +93,25 @@ bool configure_far_end(Netlink& ns, const NetnsNicParams& p, std::string* err) {
   return true;
 }
 
-bool far_end_up(Netlink& ns, const NetnsNicParams& p, std::string* err) {
+// Sets the far end up; in a namespace vpcd owns also the default route (a foreign one keeps its routes).
+bool far_end_up(Netlink& ns, const NetnsNicParams& p, bool own, std::string* err) {
   if (!ns.set_up(p.ifname, true, err)) return false;
   std::string e;
-  if (p.gateway && ns.default_route(&e) != p.gateway && !ns.replace_default_route(*p.gateway, err)) return false;
+  if (own && p.gateway && ns.default_route(&e) != p.gateway && !ns.replace_default_route(*p.gateway, err))
+    return false;
   return true;
 }
 
 }  // namespace
+
+std::string netns_foreign_refusal(const NetnsNicParams& p) {
+  bool allowed = false;
+  for (const auto& pat : p.foreign_netns_allowed)
+    if (::fnmatch(pat.c_str(), p.netns.c_str(), 0) == 0) allowed = true;
+  if (!allowed)
+    return "namespace " + p.netns + " exists and vpcd did not create it (allow it with netns_allow in the config)";
+  return "";
+}
 
 bool netns_nic_ensure(const NetnsNicParams& p, std::string* err) {
   if (!ifname_ok(p.host_ifname) || !ifname_ok(p.ifname)) {
@@ -100,6 +122,10 @@ bool netns_nic_ensure(const NetnsNicParams& p, std::string* err) {
     *err = "invalid namespace name '" + p.netns + "'";
     return false;
   }
+  if (p.alias.empty()) {
+    *err = "no ownership marker (alias) for " + p.host_ifname;
+    return false;
+  }
   if (p.addr.len > 32 || p.mtu < 68 || p.mtu > 65535) {
     *err = "invalid address prefix or MTU";
     return false;
@@ -108,7 +134,15 @@ bool netns_nic_ensure(const NetnsNicParams& p, std::string* err) {
     if (p.run_dir.empty()) *err = "run_dir not set";
     return false;
   }
+  bool own = have_marker(p);
+  if (netns_exists(p.netns) && !own) {
+    if (std::string why = netns_foreign_refusal(p); !why.empty()) {
+      *err = why;
+      return false;
+    }
+  }
   if (!netns_exists(p.netns)) {
+    own = true;
     // Marker first: a crash between the two leaves a marker without a namespace, which removal tolerates, never a
     // namespace we created without a marker.
     if (!write_marker(marker_path(p), err)) return false;
@@ -119,6 +153,10 @@ bool netns_nic_ensure(const NetnsNicParams& p, std::string* err) {
   }
   UniqueFd ns_fd = netns_open(p.netns, err);
   if (!ns_fd) return false;
+  if (same_inode(ns_fd.get(), "/proc/self/ns/net") || same_inode(ns_fd.get(), "/proc/thread-self/ns/net")) {
+    *err = "namespace " + p.netns + " is vpcd's own network namespace; refused";
+    return false;
+  }
   auto host = Netlink::open(err);
   if (!host) return false;
   auto ns = Netlink::open(err, ns_fd.get());
@@ -132,12 +170,19 @@ bool netns_nic_ensure(const NetnsNicParams& p, std::string* err) {
   }
   if (near) {
     if (near->kind != "veth") {
-      *err = "interface " + p.host_ifname + " exists and is not a veth";
+      *err = "interface " + p.host_ifname + " exists and is not a veth; not vpcd's, left alone";
       return false;
     }
     auto far = ns->find_link(p.ifname, &e);
     const bool paired = far && far->kind == "veth" && far->link_ifindex == near->ifindex &&
                         near->link_ifindex == far->ifindex;
+    // The kernel ignores an alias in RTM_NEWLINK, so it is set right after creation; a veth a crash left without it
+    // is ours only when its peer is the NIC's interface in a namespace vpcd created.
+    const bool crash_orphan = near->alias.empty() && own && paired;
+    if (near->alias != p.alias && !crash_orphan) {
+      *err = "interface " + p.host_ifname + " exists with alias '" + near->alias + "'; not vpcd's, left alone";
+      return false;
+    }
     if (!paired) {
       // A host end whose peer is not p.ifname in p.netns (the namespace was recreated, or the far end renamed):
       // start over.
@@ -151,8 +196,9 @@ bool netns_nic_ensure(const NetnsNicParams& p, std::string* err) {
       return false;
     }
     if (!host->create_veth(p.host_ifname, p.ifname, err, ns_fd.get())) return false;
+    if (!host->set_alias(p.host_ifname, p.alias, err)) return false;  // the marker first
   }
-  if (!configure_far_end(*ns, p, err)) return false;
+  if (!configure_far_end(*ns, p, own, err)) return false;
   if (!host->set_alias(p.host_ifname, p.alias, err) || !host->set_mtu(p.host_ifname, p.mtu, err) ||
       !host->disable_ipv6(p.host_ifname, err) || !host->set_up(p.host_ifname, true, err)) {
     return false;
@@ -169,7 +215,7 @@ bool netns_nic_set_up(const NetnsNicParams& p, std::string* err) {
   if (!ns_fd) return false;
   auto ns = Netlink::open(err, ns_fd.get());
   if (!ns) return false;
-  return far_end_up(*ns, p, err);
+  return far_end_up(*ns, p, have_marker(p), err);
 }
 
 void netns_nic_remove(const NetnsNicParams& p) {
@@ -177,8 +223,8 @@ void netns_nic_remove(const NetnsNicParams& p) {
   if (auto host = Netlink::open(&err)) {
     if (ifname_ok(p.host_ifname)) {
       auto near = host->find_link(p.host_ifname, &err);
-      // Only our veth: its alias is ours (or still empty when a crash hit between creation and configuration).
-      if (near && near->kind == "veth" && (near->alias.empty() || p.alias.empty() || near->alias == p.alias)) {
+      // Only our veth: it carries our alias (set in the request that created it).
+      if (near && near->kind == "veth" && !p.alias.empty() && near->alias == p.alias) {
         host->delete_link(p.host_ifname, &err);
       }
     }

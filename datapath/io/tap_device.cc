@@ -50,9 +50,88 @@ UniqueFd attach_queue(const std::string& name, bool multi_queue, int* err_no) {
 
 }  // namespace
 
+namespace {
+
+bool set_owner_group(int fd, const TapBackend& tap, std::string* err) {
+  if (tap.owner && ::ioctl(fd, TUNSETOWNER, static_cast<unsigned long>(*tap.owner)) != 0) {
+    *err = errno_text("tap " + tap.ifname + ": TUNSETOWNER", errno);
+    return false;
+  }
+  if (tap.group && ::ioctl(fd, TUNSETGROUP, static_cast<unsigned long>(*tap.group)) != 0) {
+    *err = errno_text("tap " + tap.ifname + ": TUNSETGROUP", errno);
+    return false;
+  }
+  return true;
+}
+
+std::string describe_foreign(const LinkInfo& l) {
+  std::string what = l.kind == "tun" ? "a tun/tap device" : l.kind.empty() ? "an interface" : "a " + l.kind + " interface";
+  return what + (l.alias.empty() ? " with no alias" : " with alias '" + l.alias + "'");
+}
+
+// A new tap: IFF_TUN_EXCL (EBUSY if the name appeared meanwhile), alias while we hold the only fd, then persist.
+bool create_tap(Netlink& nl, const TapBackend& tap, const std::string& alias, std::string* err) {
+  const bool multi_queue = tap.queues > 1;
+  UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
+  if (!fd) {
+    *err = errno_text("open /dev/net/tun", errno);
+    return false;
+  }
+  ifreq ifr{};
+  std::memcpy(ifr.ifr_name, tap.ifname.c_str(), tap.ifname.size());
+  ifr.ifr_flags = short(tap_flags(multi_queue) | IFF_TUN_EXCL);
+  if (::ioctl(fd.get(), TUNSETIFF, &ifr) != 0) {
+    *err = errno == EBUSY ? "interface " + tap.ifname + " appeared while vpcd created it; left alone"
+                          : errno_text("tap " + tap.ifname + ": TUNSETIFF", errno);
+    return false;
+  }
+  // Until TUNSETPERSIST the device lives only as long as fd: any failure below leaves nothing behind.
+  if (!nl.set_alias(tap.ifname, alias, err) || !set_owner_group(fd.get(), tap, err)) return false;
+  if (::ioctl(fd.get(), TUNSETPERSIST, 1) != 0) {
+    *err = errno_text("tap " + tap.ifname + ": TUNSETPERSIST", errno);
+    return false;
+  }
+  return true;
+}
+
+// Our tap from an earlier run (a restart): attach a queue to check its flags and apply owner/group. A single-queue tap
+// its hypervisor holds refuses a second queue (EBUSY): it is ours and in use, so it is adopted as it is.
+bool adopt_tap(const TapBackend& tap, std::string* err) {
+  const bool multi_queue = tap.queues > 1;
+  const int want = tap_flags(multi_queue);
+  int err_no = 0;
+  UniqueFd fd = attach_queue(tap.ifname, multi_queue, &err_no);
+  if (!fd && err_no == EBUSY && !multi_queue) return true;
+  if (!fd) {
+    *err = err_no == EINVAL ? "tap " + tap.ifname + " exists with other flags (need tap" +
+                                  (multi_queue ? ", multi_queue)" : ", single queue)")
+                            : errno_text("tap " + tap.ifname + ": TUNSETIFF", err_no);
+    return false;
+  }
+  ifreq ifr{};
+  if (::ioctl(fd.get(), TUNGETIFF, &ifr) != 0) {
+    *err = errno_text("tap " + tap.ifname + ": TUNGETIFF", errno);
+    return false;
+  }
+  if ((ifr.ifr_flags & want) != want) {
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "0x%x", unsigned(uint16_t(ifr.ifr_flags)));
+    *err = "tap " + tap.ifname + " is attached with other flags (" + buf + "; need tap, no_pi, vnet_hdr" +
+           (multi_queue ? ", multi_queue)" : ")");
+    return false;
+  }
+  return set_owner_group(fd.get(), tap, err);
+}
+
+}  // namespace
+
 bool tap_ensure(const TapBackend& tap, const std::string& alias, std::string* err) {
   if (!name_ok(tap.ifname)) {
     *err = "invalid tap name '" + tap.ifname + "'";
+    return false;
+  }
+  if (alias.empty()) {
+    *err = "tap " + tap.ifname + ": no ownership marker (alias)";
     return false;
   }
   auto nl = Netlink::open(err);
@@ -63,56 +142,25 @@ bool tap_ensure(const TapBackend& tap, const std::string& alias, std::string* er
     *err = e;
     return false;
   }
-  if (existing && existing->kind != "tun") {
-    *err = "interface " + tap.ifname + " exists and is not a tap device";
+  if (existing) {
+    if (existing->kind != "tun") {
+      *err = "interface " + tap.ifname + " exists and is not a tap device (" + describe_foreign(*existing) +
+             "); not vpcd's, left alone";
+      return false;
+    }
+    if (existing->alias != alias) {
+      *err = "interface " + tap.ifname + " is held by someone else (" + describe_foreign(*existing) +
+             "); not vpcd's, left alone";
+      return false;
+    }
+    if (!adopt_tap(tap, err)) return false;
+  } else if (!create_tap(*nl, tap, alias, err)) {
     return false;
   }
-  // On an existing device TUNSETIFF fails with EINVAL unless it is a tap with the same multiqueue setting.
-  const bool multi_queue = tap.queues > 1;
-  const int want = tap_flags(multi_queue);
-  int err_no = 0;
-  UniqueFd fd = attach_queue(tap.ifname, multi_queue, &err_no);
-  if (!fd) {
-    *err = err_no == EINVAL && existing
-               ? "tap " + tap.ifname + " exists with other flags (need tap" +
-                     (multi_queue ? ", multi_queue" : ", single queue") + ")"
-               : errno_text("tap " + tap.ifname + ": TUNSETIFF", err_no);
-    return false;
-  }
-  ifreq ifr{};
-  if (::ioctl(fd.get(), TUNGETIFF, &ifr) != 0) {
-    *err = errno_text("tap " + tap.ifname + ": TUNGETIFF", errno);
-    return false;
-  }
-  if ((ifr.ifr_flags & want) != want) {
-    // A hypervisor attached first with other features (no vnet header, or packet info).
-    char buf[24];
-    std::snprintf(buf, sizeof buf, "0x%x", unsigned(uint16_t(ifr.ifr_flags)));
-    *err = "tap " + tap.ifname + " is attached with other flags (" + buf + "; need tap, no_pi, vnet_hdr" +
-           (multi_queue ? ", multi_queue)" : ")");
-    return false;
-  }
-  if (::ioctl(fd.get(), TUNSETPERSIST, 1) != 0) {
-    *err = errno_text("tap " + tap.ifname + ": TUNSETPERSIST", errno);
-    return false;
-  }
-  if (tap.owner && ::ioctl(fd.get(), TUNSETOWNER, static_cast<unsigned long>(*tap.owner)) != 0) {
-    *err = errno_text("tap " + tap.ifname + ": TUNSETOWNER", errno);
-    return false;
-  }
-  if (tap.group && ::ioctl(fd.get(), TUNSETGROUP, static_cast<unsigned long>(*tap.group)) != 0) {
-    *err = errno_text("tap " + tap.ifname + ": TUNSETGROUP", errno);
-    return false;
-  }
-  fd.reset();  // the device persists; the hypervisor attaches its own queues
-  if (!nl->set_alias(tap.ifname, alias, err) || !nl->disable_ipv6(tap.ifname, err) ||
-      !nl->set_up(tap.ifname, true, err)) {
-    return false;
-  }
-  return true;
+  return nl->disable_ipv6(tap.ifname, err) && nl->set_up(tap.ifname, true, err);
 }
 
-bool tap_remove(const std::string& ifname, std::string* err) {
+bool tap_remove(const std::string& ifname, const std::string& alias, std::string* err) {
   std::string local;
   if (!err) err = &local;
   if (!name_ok(ifname)) {
@@ -124,7 +172,11 @@ bool tap_remove(const std::string& ifname, std::string* err) {
   auto link = nl->find_link(ifname, err);
   if (!link) return err->empty();  // gone already
   if (link->kind != "tun") {
-    *err = "interface " + ifname + " is not a tap device";
+    *err = "interface " + ifname + " is not a tap device; left alone";
+    return false;
+  }
+  if (alias.empty() || link->alias != alias) {
+    *err = "tap " + ifname + " is not vpcd's (" + describe_foreign(*link) + "); left alone";
     return false;
   }
   if (nl->delete_link(ifname, err)) return true;

@@ -37,10 +37,14 @@ namespace vpcd::dp {
   X(kSpoofedSourceIp, "spoofed_source_ip")                                                 \
   X(kSpoofedArp, "spoofed_arp")                                                            \
   X(kVlanTagged, "vlan_tagged") /* guests' NICs are untagged access ports */               \
+  X(kRaGuard, "ra_guard") /* a guest sent a router advertisement or a redirect */          \
+  X(kSpoofedNd, "spoofed_nd") /* ND with another MAC / target, or malformed */             \
+  X(kEthertypeNotAllowed, "ethertype_not_allowed") /* not IPv4/ARP/IPv6 (LLC, LLDP...) */  \
   /* switch */                                                                             \
   X(kNoVpc, "no_vpc") /* the port belongs to no VPC (being removed) */                     \
   X(kHairpin, "hairpin") /* destination learned on the input port */                       \
   X(kFloodEmpty, "flood_no_ports") /* broadcast with no other port in the VPC */           \
+  X(kUnknownUnicast, "unknown_unicast") /* no port may have the unknown MAC behind it */    \
   X(kNotRouted, "not_routed") /* to the gateway MAC; no router in this build */            \
   X(kTooBig, "too_big") /* larger than the output port's MTU */                            \
   /* output */                                                                             \

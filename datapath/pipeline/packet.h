@@ -25,6 +25,7 @@ inline constexpr uint16_t kInvalidPort = 0xffff;
 inline constexpr uint16_t kNoVpcIndex = 0xffff;  // Packet::vpc / PortConfig::vpc: no VPC (yet)
 inline constexpr uint16_t kNoBuf = 0xffff;       // Packet::buf: the bytes are not a PacketPool buffer
 inline constexpr uint16_t kFloodPort = 0xfffe;  // out_port value: flood within the VPC
+inline constexpr uint16_t kFloodUnknownPort = 0xfffd;  // out_port value: unknown unicast, to VpcConfig::flood_unknown
 
 // Parsed-header flags (Packet::flags).
 enum PacketFlags : uint16_t {

@@ -19,6 +19,8 @@ uint16_t lookup_unicast(const DataplaneConfig& cfg, const VpcConfig& vpc, const 
   return e.port;
 }
 
+const std::vector<uint16_t> kNoPorts;
+
 }  // namespace
 
 void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
@@ -26,7 +28,7 @@ void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std:
   uint16_t last_in = kInvalidPort, last_vpc = kNoVpcIndex;
   const PortConfig* in = nullptr;
   const VpcConfig* vpc = nullptr;
-  bool learn = false, can_flood = false;
+  bool learn = false, can_flood = false, can_flood_unknown = false;
   uint64_t last_src = 0;       // learn cache: MAC (bit 63 set when valid)
   uint64_t last_dst = 0;       // lookup cache: MAC (bit 63 set when valid) -> last_out
   uint16_t last_out = kInvalidPort;
@@ -41,6 +43,9 @@ void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std:
       last_in = p->in_port;
       in = cfg.port(last_in);
       learn = in && (in->kind == PortKind::kTunnel || !in->port_security);
+      // Some port other than `in` may have unknown MACs behind it.
+      const auto& fu = vpc ? vpc->flood_unknown : kNoPorts;
+      can_flood_unknown = fu.size() > 1 || (fu.size() == 1 && fu[0] != last_in);
       last_src = 0;
     }
     if (!in || !vpc) [[unlikely]] {
@@ -71,7 +76,7 @@ void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std:
         continue;
       } else {
         out = lookup_unicast(cfg, *vpc, dst, now_s);
-        if (out == kInvalidPort) out = kFloodPort;
+        if (out == kInvalidPort) out = kFloodUnknownPort;
         last_dst = key;
         last_out = out;
       }
@@ -82,6 +87,13 @@ void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std:
     if (out == kFloodPort) {
       if (!can_flood) [[unlikely]] {
         p->drop_with(DropReason::kFloodEmpty);
+        continue;
+      }
+      mtu = vpc->mtu;
+      next = Next::kOutput;
+    } else if (out == kFloodUnknownPort) {
+      if (!can_flood_unknown) {
+        p->drop_with(DropReason::kUnknownUnicast);
         continue;
       }
       mtu = vpc->mtu;

@@ -67,7 +67,7 @@ inline void send(WorkerContext& ctx, const DataplaneConfig& cfg, uint16_t port_i
 void OutputStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
   TxTally tally(ctx.worker);
   for (const Packet* p : pkts) {
-    if (p->out_port != kFloodPort) [[likely]] {
+    if (p->out_port < kFloodUnknownPort) [[likely]] {
       send(ctx, cfg, p->out_port, *p, tally);
       continue;
     }
@@ -76,7 +76,8 @@ void OutputStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std::s
       if (const PortConfig* in = cfg.port(p->in_port)) in->rt->counters[ctx.worker].add_drop(DropReason::kNoVpc);
       continue;
     }
-    for (uint16_t q : vpc->ports)
+    const auto& flood = p->out_port == kFloodPort ? vpc->ports : vpc->flood_unknown;
+    for (uint16_t q : flood)
       if (q != p->in_port && cfg.ports[q].kind != PortKind::kTunnel) send(ctx, cfg, q, *p, tally);
   }
 }

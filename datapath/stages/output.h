@@ -3,7 +3,8 @@
 // out_port = a port id: PortIo::tx_enqueue(worker, pkt) on that port (with pkt.prefix written in front when set).
 // out_port = kFloodPort: one copy to every port of the packet's VPC except its input port and except tunnel ports
 // (those get their copies from vxlan-encap: head-end replication); never a port of another VPC (the flood list is
-// the VPC's own). An answer from arp-responder (out_port == in_port) goes back out of the input port.
+// the VPC's own). out_port = kFloodUnknownPort (unknown unicast): the same over VpcConfig::flood_unknown, the ports
+// that may have unknown MACs behind them. An answer from arp-responder (out_port == in_port) goes back out of the input port.
 // Counting, on the OUTPUT port's [worker] counters: tx packets/bytes for every copy enqueued, kTxRingFull for a copy
 // the ring refused, kPortDown for a port whose I/O is not up (io == nullptr). A port id missing from the snapshot
 // (cannot happen for a snapshot built by the Controller) is counted as kPortDown on the input port.

@@ -71,6 +71,26 @@ std::string non_empty(std::string_view key, std::string_view v, std::string_view
   return std::string(v);
 }
 
+// "a, b c" -> {"a", "b", "c"}: namespace name patterns (no '/', at most 255 bytes each).
+std::vector<std::string> parse_patterns(std::string_view key, std::string_view v, std::string_view where) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < v.size()) {
+    while (i < v.size() && (v[i] == ',' || v[i] == ' ' || v[i] == '\t')) ++i;
+    size_t j = i;
+    while (j < v.size() && v[j] != ',' && v[j] != ' ' && v[j] != '\t') ++j;
+    if (j > i) {
+      std::string_view pat = v.substr(i, j - i);
+      if (pat.find('/') != std::string_view::npos || pat.size() > 255 || pat == "." || pat == "..") {
+        fail(where, std::string(key) + ": \"" + std::string(pat) + "\" is not a namespace name pattern");
+      }
+      out.emplace_back(pat);
+    }
+    i = j;
+  }
+  return out;
+}
+
 }  // namespace
 
 void config_parse_listen(Config& cfg, std::string_view v, std::string_view where) {
@@ -145,6 +165,8 @@ void config_set(Config& cfg, std::string_view key_in, std::string_view v, std::s
     cfg.max_vpcs = parse_uint<unsigned>(key, v, 0, 65535, where);
   } else if (key == "max-nics") {
     cfg.max_nics = parse_uint<unsigned>(key, v, 0, 1000000, where);
+  } else if (key == "netns-allow") {
+    cfg.netns_allow = parse_patterns(key, v, where);
   } else if (key == "log-level") {
     if (v != "debug" && v != "info" && v != "warn" && v != "error") {
       fail(where, "log-level: expected debug|info|warn|error, got \"" + std::string(v) + "\"");

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "datapath/tables/conn_table.h"
 
@@ -55,6 +56,9 @@ struct Config {
   // ICMP errors the router sends, per worker: rate (per second) and burst.
   uint32_t icmp_error_rate = 100;
   uint32_t icmp_error_burst = 50;
+  // Existing network namespaces vpcd did not create that netns NICs may use: fnmatch patterns ("cni-*"), separated by
+  // commas or spaces in the file. Empty (the default): a netns NIC may only name a namespace vpcd creates.
+  std::vector<std::string> netns_allow;
 };
 
 // Sets one key from its text value. `where` ("FILE:LINE" or "--flag") prefixes the error message.

@@ -63,7 +63,7 @@ TEST(IoFdLeak, RepeatedOpenCloseLeavesNoFd) {
     ASSERT_TRUE(tap_ensure(tap, "vpcd:iotest", &err)) << err;
   }
   EXPECT_EQ(count_open_fds(), before);
-  EXPECT_TRUE(tap_remove(tap.ifname, &err)) << err;
+  EXPECT_TRUE(tap_remove(tap.ifname, "vpcd:iotest", &err)) << err;
 }
 
 }  // namespace

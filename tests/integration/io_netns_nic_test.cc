@@ -91,6 +91,7 @@ TEST_F(NetnsNic, CreatesConfiguresAdoptsAndRemoves) {
   link = ns_cmd("link show dev eth0");
   EXPECT_NE(link.find(",UP"), std::string::npos) << link;
   EXPECT_NE(ns_cmd("route show default").find("via 10.77.2.1"), std::string::npos);
+  EXPECT_EQ(sh_out("ip netns exec " + p_.netns + " cat /proc/sys/net/ipv6/conf/eth0/accept_ra"), "0\n");
 
   // Drift inside the namespace; a second call adopts the pair (same host ifindex) and repairs the far end.
   ASSERT_EQ(sh("ip -n " + p_.netns + " addr add 10.77.9.9/24 dev eth0"), 0);
@@ -123,6 +124,10 @@ TEST_F(NetnsNic, KeepsANamespaceItDidNotCreate) {
   ScopedNetns theirs(p_.netns);  // exists before: not ours
   ASSERT_TRUE(theirs.ok());
   std::string err;
+  EXPECT_FALSE(netns_nic_ensure(p_, &err)) << "a foreign namespace needs the config's permission";
+  EXPECT_NE(err.find("did not create"), std::string::npos) << err;
+  EXPECT_EQ(ns_cmd("link show dev eth0"), "");
+  p_.foreign_netns_allowed = {"nope", "vpcd-io-nic-*"};
   ASSERT_TRUE(netns_nic_ensure(p_, &err)) << err;
   EXPECT_NE(::access((run_dir_ + "/netns/" + p_.netns).c_str(), F_OK), 0) << "no marker for a foreign namespace";
   EXPECT_NE(ns_cmd("-4 addr show dev eth0").find("10.77.2.5/24"), std::string::npos);
@@ -162,6 +167,42 @@ TEST_F(NetnsNic, RemoveLeavesAVethWithAForeignAlias) {
   EXPECT_TRUE(link_by_name(p_.host_ifname, &err)) << "removed a veth that is not ours";
   EXPECT_TRUE(netns_exists(p_.netns)) << "its peer is still in the namespace";
   ASSERT_EQ(sh("ip link del " + p_.host_ifname), 0);
+}
+
+TEST_F(NetnsNic, LeavesAVethOfTheSameNameWithoutOurAliasAlone) {
+  // Someone else's veth under the host end's name (no alias, or another instance's): refused, never deleted, neither
+  // by the failed ensure nor by a removal.
+  for (const char* alias : {"", "vpcd:other:nic-c"}) {
+    SCOPED_TRACE(alias);
+    ASSERT_EQ(sh("ip link add " + p_.host_ifname + " type veth peer name " + p_.host_ifname + "p"), 0);
+    if (*alias) {
+      ASSERT_EQ(sh("ip link set " + p_.host_ifname + " alias " + alias), 0);
+    }
+    auto before = link_by_name(p_.host_ifname);
+    ASSERT_TRUE(before);
+    std::string err;
+    EXPECT_FALSE(netns_nic_ensure(p_, &err));
+    EXPECT_NE(err.find("not vpcd's"), std::string::npos) << err;
+    netns_nic_remove(p_);
+    auto after = link_by_name(p_.host_ifname);
+    ASSERT_TRUE(after) << "deleted a veth that is not ours";
+    EXPECT_EQ(after->ifindex, before->ifindex);
+    EXPECT_EQ(after->alias, before->alias);
+    ASSERT_EQ(sh("ip link del " + p_.host_ifname), 0);
+  }
+}
+
+TEST_F(NetnsNic, RefusesTheCallersOwnNamespace) {
+  // The test thread is inside host_ (NetnsGuard): that is "vpcd's own" namespace here.
+  p_.netns = host_.name();
+  p_.foreign_netns_allowed = {"*"};
+  const std::string links_before = sh_out("ip -o link show");
+  std::string err;
+  EXPECT_FALSE(netns_nic_ensure(p_, &err));
+  EXPECT_NE(err.find("vpcd's own network namespace"), std::string::npos) << err;
+  netns_nic_remove(p_);
+  EXPECT_EQ(sh_out("ip -o link show"), links_before);
+  EXPECT_TRUE(netns_exists(host_.name()));
 }
 
 TEST_F(NetnsNic, RejectsBadParameters) {

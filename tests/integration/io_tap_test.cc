@@ -42,18 +42,21 @@ class Tap : public ::testing::Test {
     ASSERT_TRUE(guard_->ok()) << guard_->error();
   }
   void TearDown() override {
-    if (guard_) tap_remove(tap_.ifname);
+    if (guard_) tap_remove(tap_.ifname, alias_);
     guard_.reset();
   }
 
   // As an unprivileged hypervisor would: fork, drop to uid/gid nobody (which drops every capability), attach a queue.
-  // Returns 0 when the attach worked, else the errno.
+  // /dev/net/tun is opened before the privileges go, as libvirt does for its unprivileged QEMU (it passes the fd): the
+  // device node's mode (0666 on most hosts, 0600 on some Debian 12 hosts) is the host's business, not what this tests.
+  // TUNSETIFF then runs as nobody, where the kernel checks the tap's owner/group. Returns 0 when the attach worked,
+  // else the errno.
   int attach_as_nobody(const std::string& ifname) {
     pid_t pid = ::fork();
     if (pid == 0) {
-      if (::setgroups(0, nullptr) != 0 || ::setgid(kNobody) != 0 || ::setuid(kNobody) != 0) ::_exit(200);
       int fd = ::open("/dev/net/tun", O_RDWR);
       if (fd < 0) ::_exit(201);
+      if (::setgroups(0, nullptr) != 0 || ::setgid(kNobody) != 0 || ::setuid(kNobody) != 0) ::_exit(200);
       ifreq ifr{};
       std::strncpy(ifr.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
       ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE;
@@ -94,7 +97,7 @@ TEST_F(Tap, CreatesPersistentTapWithOwnerAndAttachesQueues) {
   TapBackend unowned{unique("viou"), 2, uid_t(12345), std::nullopt};
   ASSERT_TRUE(tap_ensure(unowned, alias_, &err)) << err;
   EXPECT_EQ(attach_as_nobody(unowned.ifname), EPERM);
-  EXPECT_TRUE(tap_remove(unowned.ifname, &err)) << err;
+  EXPECT_TRUE(tap_remove(unowned.ifname, alias_, &err)) << err;
 
   // Two queues as a multiqueue hypervisor opens them.
   int q0 = tap_open_queue(tap_.ifname);
@@ -109,9 +112,9 @@ TEST_F(Tap, CreatesPersistentTapWithOwnerAndAttachesQueues) {
   g1.reset();
   EXPECT_TRUE(link_by_name(tap_.ifname, &err)) << "persistent tap vanished with its last fd";
 
-  EXPECT_TRUE(tap_remove(tap_.ifname, &err)) << err;
+  EXPECT_TRUE(tap_remove(tap_.ifname, alias_, &err)) << err;
   EXPECT_FALSE(link_by_name(tap_.ifname, &err));
-  EXPECT_TRUE(tap_remove(tap_.ifname, &err)) << "removing a missing tap is not an error: " << err;
+  EXPECT_TRUE(tap_remove(tap_.ifname, alias_, &err)) << "removing a missing tap is not an error: " << err;
   EXPECT_EQ(tap_open_queue(tap_.ifname + "x"), -1);
 }
 
@@ -179,24 +182,100 @@ TEST_F(Tap, RefusesANameTakenByAnotherKindOfInterface) {
   std::string err;
   EXPECT_FALSE(tap_ensure(tap_, alias_, &err));
   EXPECT_NE(err.find("not a tap"), std::string::npos) << err;
-  EXPECT_FALSE(tap_remove(tap_.ifname, &err));
+  EXPECT_FALSE(tap_remove(tap_.ifname, alias_, &err));
   EXPECT_TRUE(link_by_name(tap_.ifname)) << "tap_remove deleted a veth";
   sh("ip link del " + tap_.ifname);
 }
 
 TEST_F(Tap, MultiqueueSettingMustMatchTheQueueCount) {
-  ASSERT_EQ(sh("ip tuntap add dev " + tap_.ifname + " mode tap vnet_hdr"), 0);  // single queue, as QEMU queues=1 needs
+  TapBackend single = tap_;
+  single.queues = 1;  // single queue, as QEMU queues=1 needs
   std::string err;
+  ASSERT_TRUE(tap_ensure(single, alias_, &err)) << err;
   TapBackend mq = tap_;
   mq.queues = 2;
   EXPECT_FALSE(tap_ensure(mq, alias_, &err));
   EXPECT_NE(err.find("other flags"), std::string::npos) << err;
-  TapBackend single = tap_;
-  single.queues = 1;
   EXPECT_TRUE(tap_ensure(single, alias_, &err)) << err;  // adopted
   int fd = tap_open_queue(tap_.ifname);
   EXPECT_GE(fd, 0) << std::strerror(errno);
+  // Held by its (single-queue) hypervisor, vpcd's own tap is still adopted on a restart.
+  EXPECT_TRUE(tap_ensure(single, alias_, &err)) << err;
   if (fd >= 0) ::close(fd);
+}
+
+// What `ip -d link show` says about a device, for "left exactly as it was" (ifindex, alias, flags, owner, group).
+struct LinkSnapshot {
+  int ifindex = 0;
+  std::string alias;
+  std::string details;  // `ip -d link show` without the counters-free volatile parts
+  bool operator==(const LinkSnapshot&) const = default;
+};
+LinkSnapshot snapshot(const std::string& ifname) {
+  LinkSnapshot s;
+  if (auto l = link_by_name(ifname)) {
+    s.ifindex = l->ifindex;
+    s.alias = l->alias;
+  }
+  // The detailed tun line: "tun type tap pi off vnet_hdr on persist on user 12345 ..." (owner, group, flags).
+  std::string out = sh_out("ip -d link show dev " + ifname);
+  auto p = out.find("tun type");
+  s.details = p == std::string::npos ? out : out.substr(p, out.find('\n', p) - p);
+  return s;
+}
+
+// Foreign tun/tap devices under the name a NIC asks for: refused with a clear message, never attached to, changed or
+// deleted, by tap_ensure or tap_remove with vpcd's marker.
+TEST_F(Tap, LeavesForeignTunTapDevicesExactlyAsTheyWere) {
+  struct Case {
+    const char* what;
+    std::string setup;  // shell command creating the device
+    bool hold;          // a process of the test holds a queue open, as a hypervisor
+  };
+  const std::string name = tap_.ifname;
+  const Case cases[] = {
+      {"idle persistent tap of another owner", "ip tuntap add dev " + name + " mode tap user 12345 vnet_hdr", false},
+      {"idle persistent multiqueue tap, no owner", "ip tuntap add dev " + name + " mode tap multi_queue vnet_hdr",
+       false},
+      {"TUN device", "ip tuntap add dev " + name + " mode tun", false},
+      {"tap held open by a hypervisor", "", true},
+      {"tap with another vpcd instance's alias",
+       "ip tuntap add dev " + name + " mode tap vnet_hdr && ip link set " + name + " alias vpcd:other:nic", false},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    UniqueFd held;
+    if (c.hold) {
+      // Non-persistent, single queue, like `qemu -netdev tap,ifname=...` run by root.
+      held.reset(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
+      ASSERT_TRUE(held.valid());
+      ifreq ifr{};
+      std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+      ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+      ASSERT_EQ(::ioctl(held.get(), TUNSETIFF, &ifr), 0) << std::strerror(errno);
+    } else {
+      ASSERT_EQ(sh(c.setup), 0) << c.setup;
+    }
+    const LinkSnapshot before = snapshot(name);
+    ASSERT_NE(before.ifindex, 0);
+    std::string err;
+    for (uint16_t queues : {1, 2}) {
+      TapBackend t = tap_;
+      t.queues = queues;
+      EXPECT_FALSE(tap_ensure(t, alias_, &err));
+      EXPECT_NE(err.find("not vpcd's"), std::string::npos) << err;
+      EXPECT_EQ(snapshot(name), before);
+    }
+    EXPECT_FALSE(tap_remove(name, alias_, &err)) << "removed a tap that is not ours";
+    EXPECT_NE(err.find("not vpcd's"), std::string::npos) << err;
+    EXPECT_EQ(snapshot(name), before);
+    if (c.hold) {
+      held.reset();
+      EXPECT_FALSE(link_by_name(name));
+    } else {
+      ASSERT_EQ(sh("ip link del " + name), 0);
+    }
+  }
 }
 
 }  // namespace

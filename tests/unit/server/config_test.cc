@@ -76,7 +76,8 @@ TEST(Config, ParsesEveryKey) {
                "uplink-tx-frames = 2048\n"
                "rx-frame-bytes = 4096\n"
                "tx-frame-bytes = 65792\n"
-               "netns-queues = 0\n",
+               "netns-queues = 0\n"
+               "netns_allow = cni-*, ctr-?? ,podman\n",
                "vpcd.conf");
   EXPECT_TRUE(c.busy_poll);
   EXPECT_EQ(c.rx_ring, "v3");
@@ -101,6 +102,20 @@ TEST(Config, ParsesEveryKey) {
   EXPECT_DOUBLE_EQ(c.rate_limit, 12.5);
   EXPECT_EQ(c.rate_burst, 50u);
   EXPECT_EQ(c.log_level, "debug");
+  EXPECT_EQ(c.netns_allow, (std::vector<std::string>{"cni-*", "ctr-??", "podman"}));
+}
+
+TEST(Config, NetnsAllowIsEmptyByDefaultAndRejectsPaths) {
+  Config c;
+  EXPECT_TRUE(c.netns_allow.empty());
+  config_parse(c, "netns-allow = a*\nnetns-allow =\n", "f.conf");
+  EXPECT_TRUE(c.netns_allow.empty()) << "an empty value clears the list";
+  try {
+    config_parse(c, "netns-allow = ok, ../run/x\n", "f.conf");
+    ADD_FAILURE() << "a path was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("f.conf:1: netns-allow"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Config, ConntrackKeys) {
@@ -230,6 +245,7 @@ TEST(Config, ShippedExampleParses) {
   EXPECT_EQ(all.netns_queues, Config{}.netns_queues);
   EXPECT_EQ(all.conntrack.timeout_s, Config{}.conntrack.timeout_s);
   EXPECT_EQ(all.conntrack.max_conns, Config{}.conntrack.max_conns);
+  EXPECT_EQ(all.netns_allow, (std::vector<std::string>{"cni-*", "docker-*"}));
 }
 
 TEST(Config, BadDatapathValuesAreRefused) {

@@ -54,9 +54,7 @@ TEST(L2Switch, FloodsOnlyWithinTheVpc) {
   struct Case {
     const char* name;
     MacAddr dst;
-  } const kCases[] = {{"broadcast", kBroadcastMac},
-                      {"multicast", MacAddr{{0x01, 0x00, 0x5e, 0, 0, 1}}},
-                      {"unknown unicast", mac(0x42, 0x42)}};
+  } const kCases[] = {{"broadcast", kBroadcastMac}, {"multicast", MacAddr{{0x01, 0x00, 0x5e, 0, 0, 1}}}};
   for (const auto& tc : kCases) {
     SCOPED_TRACE(tc.name);
     Net net;
@@ -65,6 +63,39 @@ TEST(L2Switch, FloodsOnlyWithinTheVpc) {
     net.receive(net.f, udp(kB, tc.dst, kIpB, kIpA));
     EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0, 0, 0, 1, 0}));
   }
+}
+
+// Unknown unicast goes only to ports that may have unknown MACs behind them (port security off), never to a NIC whose
+// one MAC is known; with no such port it is dropped and counted.
+TEST(L2Switch, UnknownUnicastOnlyToPortsWithoutPortSecurity) {
+  Net net;
+  const MacAddr unknown = mac(0x42, 0x42);
+  net.receive(net.a, udp(kA, unknown, kIpA, kIpB));
+  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0, 1, 1, 0, 0}));
+  net.receive(net.c, udp(kC, unknown, kIpC, kIpB));
+  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0, 0, 1, 0, 0})) << "not back to c, not to a or b";
+  // VPC 1 has only protected NICs: nowhere to go.
+  net.receive(net.f, udp(kB, unknown, kIpB, kIpA));
+  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0, 0, 0, 0, 0}));
+  EXPECT_EQ(net.drops(net.f, DropReason::kUnknownUnicast), 1u);
+  // A learned MAC behind c is known: unicast to c only.
+  net.receive(net.c, udp(kX, kBroadcastMac, kIpC, kIpA));
+  net.out_counts();
+  net.receive(net.a, udp(kA, kX, kIpA, kIpC));
+  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0, 1, 0, 0, 0}));
+}
+
+TEST(L2Switch, UnknownUnicastWithOneUnprotectedPortIsDroppedThere) {
+  testing::SwitchTestNet net;
+  uint16_t v = net.add_vpc(kRouter);
+  uint16_t a = net.add_port(v, kA, {kIpA});
+  uint16_t c = net.add_port(v, kC, {kIpC}, false);
+  net.build();
+  net.receive(c, udp(kC, mac(0x42, 0x42), kIpC, kIpA));
+  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0}));
+  EXPECT_EQ(net.drops(c, DropReason::kUnknownUnicast), 1u);
+  net.receive(a, udp(kA, mac(0x42, 0x42), kIpA, kIpC));
+  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 1}));
 }
 
 TEST(L2Switch, TwoVpcsWithIdenticalAddressesAreIsolated) {
@@ -80,7 +111,8 @@ TEST(L2Switch, TwoVpcsWithIdenticalAddressesAreIsolated) {
   net.receive(net.c, udp(kX, kBroadcastMac, kIpC, kIpA));
   net.out_counts();
   net.receive(net.e, udp(kA, kX, kIpA, kIpC));
-  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0, 0, 0, 0, 1}));  // flooded inside VPC 1 only
+  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0, 0, 0, 0, 0}));  // unknown in VPC 1: no unprotected port there
+  EXPECT_EQ(net.drops(net.e, DropReason::kUnknownUnicast), 1u);
   net.receive(net.a, udp(kA, kX, kIpA, kIpC));
   EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0, 1, 0, 0, 0}));
   // ARP is answered from the right VPC's table: give VPC 1's 10.0.0.3 another MAC.
@@ -98,9 +130,9 @@ TEST(L2Switch, TwoVpcsWithIdenticalAddressesAreIsolated) {
 
 TEST(L2Switch, LearnsAgesAndRelearnsMoves) {
   Net net;
-  // Unknown: flooded.
+  // Unknown: flooded to the ports without port security.
   net.receive(net.a, udp(kA, kX, kIpA, kIpC));
-  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 1, 1, 1, 0, 0}));
+  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0, 1, 1, 0, 0}));
   // X speaks from behind c: learned there.
   net.receive(net.c, udp(kX, kBroadcastMac, kIpC, kIpA));
   net.out_counts();
@@ -112,7 +144,7 @@ TEST(L2Switch, LearnsAgesAndRelearnsMoves) {
   EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0, 1, 0, 0, 0}));
   testing::g_test_now_s += 1;
   net.receive(net.a, udp(kA, kX, kIpA, kIpC));
-  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 1, 1, 1, 0, 0}));
+  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0, 1, 1, 0, 0}));
   // Relearned, then moves to d.
   net.receive(net.c, udp(kX, kB, kIpC, kIpB));
   net.out_counts();
@@ -147,7 +179,7 @@ TEST(L2Switch, StalePortSeqFloods) {
   rt->io = std::move(old->io);
   net.cfg.ports[net.c].rt = rt;
   net.receive(net.a, udp(kA, kX, kIpA, kIpC));
-  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 1, 1, 1, 0, 0}));
+  EXPECT_EQ(net.out_counts(), (std::vector<size_t>{0, 0, 1, 1, 0, 0}));
 }
 
 TEST(L2Switch, DoesNotLearnNicMacsOrOnProtectedPorts) {
@@ -231,7 +263,8 @@ TEST(L2Switch, FloodWithNoOtherPort) {
   net.build();
   net.receive(a, udp(kA, kBroadcastMac, kIpA, kIpB));
   net.receive(a, udp(kA, kX, kIpA, kIpB));
-  EXPECT_EQ(net.drops(a, DropReason::kFloodEmpty), 2u);
+  EXPECT_EQ(net.drops(a, DropReason::kFloodEmpty), 1u);
+  EXPECT_EQ(net.drops(a, DropReason::kUnknownUnicast), 1u);
 }
 
 TEST(MacTable, LearnLookupAgeMove) {
