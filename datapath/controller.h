@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "datapath/spec.h"
+#include "datapath/tables/conn_table.h"
 #include "datapath/stats.h"
 
 namespace vpcd::dp {
@@ -34,6 +35,8 @@ struct Options {
   uint32_t rx_block_bytes = 1u << 22;  // TPACKET_V3 block size (holds 64 KiB GSO frames)
   uint32_t rx_blocks = 4;
   uint32_t tx_frames = 128;  // per (port, worker) TX ring
+  ConnTableOptions conntrack;  // connection tracking limits and timeouts (security groups)
+  uint32_t icmp_error_rate = 100, icmp_error_burst = 50;  // router ICMP errors per worker: per second, burst
 };
 
 class Controller {

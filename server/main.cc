@@ -274,6 +274,9 @@ int run_daemon(const Config& cfg) {
   dopts.workers = cfg.workers;
   dopts.instance = instance;
   dopts.run_dir = "/run/vpcd/" + instance;
+  dopts.conntrack = cfg.conntrack;
+  dopts.icmp_error_rate = cfg.icmp_error_rate;
+  dopts.icmp_error_burst = cfg.icmp_error_burst;
   dp::Controller controller(dopts);
   log::info("datapath: " + std::to_string(controller.worker_count()) + " worker(s)");
 

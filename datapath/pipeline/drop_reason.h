@@ -41,7 +41,7 @@ namespace vpcd::dp {
   X(kNoVpc, "no_vpc") /* the port belongs to no VPC (being removed) */                     \
   X(kHairpin, "hairpin") /* destination learned on the input port */                       \
   X(kFloodEmpty, "flood_no_ports") /* broadcast with no other port in the VPC */           \
-  X(kNotRouted, "not_routed") /* to the gateway MAC; no router in this build */            \
+  X(kNotRouted, "not_routed") /* to the router MAC but not IPv4 (or the VPC has no router) */ \
   X(kTooBig, "too_big") /* larger than the output port's MTU */                            \
   /* output */                                                                             \
   X(kTxRingFull, "tx_ring_full")                                                           \

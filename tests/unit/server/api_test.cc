@@ -395,6 +395,49 @@ TEST_F(ApiTest, ListsPaginateAndFilter) {
   EXPECT_EQ(call("GET", "/v1/vpcs?vpc_id=" + v1).status, 400);
 }
 
+// Routes, security groups and NICs' security_group_ids reach the datapath's desired state.
+TEST_F(ApiTest, DesiredStateCarriesRoutesAndSecurityGroups) {
+  std::string vpc = make_vpc();
+  std::string sn = make_subnet(vpc, "10.0.1.0/24");
+  auto web = call("POST", "/v1/security-groups",
+                  {{"vpc_id", vpc},
+                   {"rules", {{{"direction", "ingress"}, {"protocol", "tcp"}, {"port_min", 22}, {"port_max", 23},
+                               {"cidr", "10.0.0.0/24"}},
+                              {{"direction", "egress"}, {"protocol", "icmp"}}}}});
+  ASSERT_EQ(web.status, 201) << web.body.dump();
+  auto db = call("POST", "/v1/security-groups",
+                 {{"vpc_id", vpc},
+                  {"rules", {{{"direction", "ingress"}, {"protocol", "any"}, {"remote_group_id", web.body["id"]}}}}});
+  ASSERT_EQ(db.status, 201) << db.body.dump();
+  auto nic = make_nic(sn, "tap-a", {{"security_group_ids", {web.body["id"], db.body["id"]}}});
+  ASSERT_EQ(nic.status, 201) << nic.body.dump();
+  ASSERT_EQ(call("POST", "/v1/routes", {{"vpc_id", vpc}, {"destination", "192.168.0.0/16"}, {"next_hop", "10.0.1.2"}}).status, 201);
+  ASSERT_EQ(call("POST", "/v1/routes", {{"vpc_id", vpc}, {"destination", "172.16.0.0/12"}, {"next_hop", "blackhole"}}).status, 201);
+  dp::DesiredState d = store_.load_desired_state();
+  ASSERT_EQ(d.nics.size(), 1u);
+  EXPECT_EQ(d.nics[0].security_group_ids, (std::vector<std::string>{web.body["id"], db.body["id"]}));
+  ASSERT_EQ(d.routes.size(), 2u);
+  EXPECT_EQ(d.routes[0].vpc_id, vpc);
+  EXPECT_EQ(d.routes[0].destination.to_string(), "192.168.0.0/16");
+  EXPECT_EQ(d.routes[0].next_hop_kind, dp::NextHopKind::kAddress);
+  EXPECT_EQ(d.routes[0].next_hop.to_string(), "10.0.1.2");
+  EXPECT_EQ(d.routes[1].next_hop_kind, dp::NextHopKind::kBlackhole);
+  ASSERT_EQ(d.security_groups.size(), 2u);
+  const auto& g = d.security_groups[0];
+  EXPECT_EQ(g.id, web.body["id"]);
+  ASSERT_EQ(g.rules.size(), 2u);
+  EXPECT_EQ(g.rules[0].direction, dp::RuleDirection::kIngress);
+  EXPECT_EQ(g.rules[0].protocol, dp::RuleProtocol::kTcp);
+  EXPECT_EQ(g.rules[0].port_min, 22);
+  EXPECT_EQ(g.rules[0].port_max, 23);
+  EXPECT_EQ(g.rules[0].cidr->to_string(), "10.0.0.0/24");
+  EXPECT_EQ(g.rules[1].direction, dp::RuleDirection::kEgress);
+  EXPECT_EQ(g.rules[1].protocol, dp::RuleProtocol::kIcmp);
+  EXPECT_EQ(g.rules[1].cidr->to_string(), "0.0.0.0/0");
+  EXPECT_EQ(d.security_groups[1].rules[0].remote_group_id, web.body["id"]);
+  EXPECT_FALSE(d.security_groups[1].rules[0].cidr);
+}
+
 TEST_F(ApiTest, ReconcilerViewAndNicState) {
   std::string vpc = make_vpc();
   std::string sn = make_subnet(vpc, "10.0.1.0/24");
