@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from _app_fixtures import Vpcd, netns_delete, netns_exists, need_root, wait_for  # noqa: F401
+from vpcdtest import Vpcd, netns_delete, netns_exists, need_root, wait_for
 
 TAG = "%d" % (os.getpid() % 100000)
 OCTET = 16 + (os.getpid() // 7) % 200
@@ -144,7 +144,7 @@ class Net:
             p.kill()
             p.wait(timeout=10)
         self.d.kill(signal.SIGTERM)
-        self.d.remove_run_dir()
+        self.d.close()
         for ns in self.namespaces:
             netns_delete(ns)
         self.tmp.cleanup()
