@@ -7,7 +7,9 @@
 // workers on the SAME flows (one per direction), the contended case of the sharded table.
 #include <benchmark/benchmark.h>
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <vector>
 
@@ -99,10 +101,18 @@ struct Established {
   }
 };
 
+// One set of flows per size, built once (thread-safe: both threads of the Threads(2) run share it).
+Established* established(uint32_t n) {
+  static std::mutex mu;
+  static std::map<uint32_t, std::unique_ptr<Established>> cache;
+  std::lock_guard lk(mu);
+  auto& e = cache[n];
+  if (!e) e = std::make_unique<Established>(n);
+  return e.get();
+}
+
 void BM_CtEstablished(benchmark::State& state) {
-  static std::unique_ptr<Established> e;
-  const uint32_t n = uint32_t(state.range(0));
-  if (state.thread_index() == 0) e = std::make_unique<Established>(n);
+  Established* e = established(uint32_t(state.range(0)));
   size_t i = 0;
   const bool reverse = state.thread_index() == 1;
   const Frames& f = reverse ? e->rev : e->fwd;

@@ -47,11 +47,11 @@ inline constexpr std::array<CapabilityInfo, size_t(Capability::kCount)> kCapabil
     {Capability::kNicTap, "nic-backend-tap", true, "tap NIC backends"},
     {Capability::kNicNetns, "nic-backend-netns", true, "netns NIC backends"},
     {Capability::kNicVhostUser, "nic-backend-vhost-user", false, "vhost-user NIC backends"},
-    {Capability::kSecurityGroups, "security-groups", false, "security groups"},
+    {Capability::kSecurityGroups, "security-groups", true, "security groups"},
     {Capability::kUplinks, "uplinks", false, "uplinks"},
     {Capability::kVtepPeers, "vtep-peers", false, "VTEP peers (VXLAN)"},
     {Capability::kRemoteNics, "remote-nics", false, "remote NICs (VXLAN)"},
-    {Capability::kRoutes, "routes", false, "routes"},
+    {Capability::kRoutes, "routes", true, "routes"},
     {Capability::kNatGateways, "nat-gateways", false, "NAT gateways"},
     {Capability::kFloatingIps, "floating-ips", false, "floating IPs"},
 }};

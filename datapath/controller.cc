@@ -83,7 +83,11 @@ struct Controller::Impl {
     std::error_code ec;
     std::filesystem::create_directories(opts.run_dir, ec);
     workers.reserve(nworkers);
-    for (unsigned w = 0; w < nworkers; ++w) workers.push_back(std::make_unique<Worker>(w, pub, opts.busy_poll));
+    for (unsigned w = 0; w < nworkers; ++w) {
+      workers.push_back(std::make_unique<Worker>(w, pub, opts.busy_poll));
+      workers.back()->set_icmp_error_rate(opts.icmp_error_rate, opts.icmp_error_burst);
+    }
+    builder.policy().set_conntrack_options(opts.conntrack);
     for (auto& w : workers) w->start();
     capture = std::make_unique<CaptureManager>(nworkers, capture_quiesce(), [](const std::string& line) {
       std::fprintf(stderr, "vpcd: %s\n", line.c_str());

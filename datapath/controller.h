@@ -21,6 +21,7 @@
 
 #include "datapath/capture/capture_types.h"
 #include "datapath/spec.h"
+#include "datapath/tables/conn_table.h"
 #include "datapath/stats.h"
 
 namespace vpcd::dp {
@@ -61,6 +62,8 @@ struct Options {
   unsigned netns_queues = 1;
   uint32_t rx_block_bytes = 1u << 22;
   uint32_t rx_blocks = 4;
+  ConnTableOptions conntrack;  // connection tracking limits and timeouts (security groups)
+  uint32_t icmp_error_rate = 100, icmp_error_burst = 50;  // router ICMP errors per worker: per second, burst
 };
 
 class Controller {

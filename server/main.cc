@@ -345,6 +345,9 @@ int run_daemon(const Config& cfg) {
   dopts.tx_frame_bytes = cfg.tx_frame_bytes;
   dopts.netns_queues = cfg.netns_queues;
   dopts.netns_allow = cfg.netns_allow;
+  dopts.conntrack = cfg.conntrack;
+  dopts.icmp_error_rate = cfg.icmp_error_rate;
+  dopts.icmp_error_burst = cfg.icmp_error_burst;
   dp::Controller controller(dopts);
   log::info("datapath: " + std::to_string(controller.worker_count()) + " worker(s)");
 

@@ -25,7 +25,10 @@
 #include "datapath/pipeline/counters.h"
 #include "datapath/proto/types.h"
 #include "datapath/tables/flat_map.h"
+#include "datapath/tables/conn_table.h"
 #include "datapath/tables/mac_table.h"
+#include "datapath/tables/route_table.h"
+#include "datapath/tables/security_groups.h"
 
 namespace vpcd::dp {
 
@@ -102,6 +105,7 @@ struct VpcConfig {
   std::shared_ptr<const ArpAnswerTable> arp;    // never null in a published snapshot
   MacAddr router_mac;            // the VPC router's MAC (gateways answer with it); frames to it are routed
   std::shared_ptr<MacTable> learned;            // never null; shared by all workers and kept across generations
+  std::shared_ptr<const RouteTable> routes;     // the router's table (subnets, gateways, routes); null: no router
 
   bool present() const noexcept { return gen != 0; }
   // (slot, gen): the identity per-worker tables key VPC state by.
@@ -112,6 +116,11 @@ struct DataplaneConfig {
   uint64_t generation = 0;
   std::vector<PortConfig> ports;  // index = port id, holes allowed
   std::vector<VpcConfig> vpcs;    // index = VPC index
+  // Security groups compiled per port (firewall stages); null when no port has a firewall.
+  std::shared_ptr<const SecurityPolicies> security;
+  // The connection table (sharded, locked per shard: conn_table.h), shared by every worker and kept across
+  // generations for the datapath's whole life; null when no port has a firewall feature.
+  std::shared_ptr<ConnTable> conns;
 
   const PortConfig* port(uint16_t id) const noexcept {
     return id < ports.size() && ports[id].present() ? &ports[id] : nullptr;

@@ -141,6 +141,7 @@ std::shared_ptr<DatapathSnapshot> SnapshotBuilder::build(const DesiredState& d, 
     next_tables.emplace(vs.id, std::move(t));
   }
   tables_ = std::move(next_tables);
+  policy_.build(d, *cfg, vpc_slots_);
   snap->config = std::move(cfg);
   return snap;
 }

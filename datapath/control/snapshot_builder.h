@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "datapath/config/dataplane_config.h"
+#include "datapath/control/policy_builder.h"
 #include "datapath/pipeline/worker.h"
 #include "datapath/router_mac.h"
 #include "datapath/spec.h"
@@ -49,6 +50,9 @@ class SnapshotBuilder {
   // The slot VPC `id` has now, or kNoVpcIndex.
   uint16_t vpc_slot(const std::string& id) const;
 
+  // Routes, security groups and connection tracking (policy_builder.h).
+  PolicyBuilder& policy() noexcept { return policy_; }
+
  private:
   struct VpcTables {
     VpcSpec spec;
@@ -67,6 +71,7 @@ class SnapshotBuilder {
   std::map<std::string, uint16_t> vpc_slots_;   // VPC id -> slot, while the VPC exists
   std::vector<uint32_t> slot_gen_;              // [slot] -> gen of its current (or last) VPC
   std::vector<uint16_t> free_slots_;
+  PolicyBuilder policy_;
 };
 
 // The VPC router's MAC, router_mac_for(vni), comes from datapath/router_mac.h (shared with the API, which refuses

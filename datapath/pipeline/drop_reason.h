@@ -45,7 +45,7 @@ namespace vpcd::dp {
   X(kHairpin, "hairpin") /* destination learned on the input port */                       \
   X(kFloodEmpty, "flood_no_ports") /* broadcast with no other port in the VPC */           \
   X(kUnknownUnicast, "unknown_unicast") /* no port may have the unknown MAC behind it */    \
-  X(kNotRouted, "not_routed") /* to the gateway MAC; no router in this build */            \
+  X(kNotRouted, "not_routed") /* to the router MAC but not IPv4 (or the VPC has no router) */ \
   X(kTooBig, "too_big") /* larger than the output port's MTU */                            \
   /* output */                                                                             \
   X(kTxRingFull, "tx_ring_full")                                                           \

@@ -38,6 +38,7 @@ enum PacketFlags : uint16_t {
   kIsIcmp = 1 << 6,    // ICMP or ICMPv6
   kIsFragment = 1 << 7,  // IPv4/IPv6 fragment: MF set or offset > 0 (non-first: no L4 header parsed)
   kHasVnet = 1 << 8,     // vnet header present and meaningful
+  kCtTracked = 1 << 9,   // conntrack's state machine has seen this packet (firewall-ingress does not run it again)
 };
 
 struct Packet {

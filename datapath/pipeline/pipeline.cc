@@ -5,10 +5,12 @@
 #include <time.h>
 
 #include "datapath/stages/arp_responder.h"
+#include "datapath/stages/firewall.h"
 #include "datapath/stages/l2_switch.h"
 #include "datapath/stages/output.h"
 #include "datapath/stages/parse.h"
 #include "datapath/stages/port_security.h"
+#include "datapath/stages/router.h"
 
 namespace vpcd::dp {
 
@@ -32,8 +34,9 @@ constexpr std::pair<Next, StageFn> entry() {
 // (feature bitmaps only name stages that exist), and the runner drops any that arrive as kNoStage.
 constexpr std::array<StageFn, kStageCount> make_table() {
   std::array<StageFn, kStageCount> t{};
-  for (auto [id, fn] : {entry<ParseStage>(), entry<PortSecurityStage>(), entry<ArpResponderStage>(),
-                        entry<L2SwitchStage>(), entry<OutputStage>()})
+  for (auto [id, fn] : {entry<ParseStage>(), entry<PortSecurityStage>(), entry<FirewallEgressStage>(),
+                        entry<ArpResponderStage>(), entry<L2SwitchStage>(), entry<RouterStage>(),
+                        entry<FirewallIngressStage>(), entry<OutputStage>()})
     t[size_t(id)] = fn;
   return t;
 }

@@ -167,6 +167,8 @@ void Worker::collect_ring_drops() noexcept {
   if (now - last_ring_poll_ < kRingDropPollInterval || !snap_ || !snap_->config) return;
   last_ring_poll_ = now;
   const DataplaneConfig& cfg = *snap_->config;
+  // Connection expiry: this worker's share of the shards, a bounded amount of work per call (conn_table.h).
+  if (cfg.conns) cfg.conns->expire(ctx_.clock_s(), kExpireBudget, index_, unsigned(std::max<size_t>(snap_->rx.size(), 1)));
   for (const auto& q : queues_) {
     uint64_t lost = q.io->rx_ring_drops(q.queue);
     if (lost == 0 || q.port >= cfg.ports.size() || !cfg.ports[q.port].rt || index_ >= kMaxWorkers) continue;

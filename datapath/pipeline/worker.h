@@ -61,7 +61,8 @@ class Worker {
   static constexpr unsigned kBurst = 256;       // packets per rx_burst
   static constexpr unsigned kRoundsPerQueue = 4;  // bursts per ready queue before the next queue gets its turn
   static constexpr int kIdleTimeoutMs = 100;
-  static constexpr std::chrono::milliseconds kRingDropPollInterval{100};
+  static constexpr std::chrono::milliseconds kRingDropPollInterval{100};  // also the connection expiry period
+  static constexpr size_t kExpireBudget = 4096;  // connection entries visited per expiry call
 
   // Creates the epoll instance (throws std::system_error on failure); the thread starts with start().
   Worker(unsigned index, DatapathPublisher& pub, bool busy_poll);
@@ -70,6 +71,8 @@ class Worker {
   Worker& operator=(const Worker&) = delete;
 
   void start();
+  // Before start(): the router's ICMP error budget of this worker.
+  void set_icmp_error_rate(uint32_t per_second, uint32_t burst) { ctx_.icmp_limiter = IcmpRateLimiter(per_second, burst); }
   // Asks the thread to exit and joins it. The worker drops its snapshot reference before exiting; the publisher
   // still holds it, so nothing is destroyed on the worker.
   void stop();

@@ -17,6 +17,7 @@
 #include "datapath/pipeline/packet.h"
 #include "datapath/pipeline/packet_pool.h"
 #include "datapath/pipeline/stage.h"
+#include "datapath/tables/icmp_rate_limiter.h"
 
 namespace vpcd::dp {
 
@@ -50,6 +51,10 @@ struct WorkerContext {
   // Per-stage packets processed (single writer: this worker), and generated frames refused for lack of a buffer.
   std::array<std::atomic<uint64_t>, kStageCount> stage_packets{};
   std::atomic<uint64_t> pool_exhausted{0};
+
+  // Router: ICMP errors this worker may still send (token bucket), and those it suppressed (single writer).
+  IcmpRateLimiter icmp_limiter;
+  std::atomic<uint64_t> icmp_rate_limited{0};
 
   // A fresh pool packet for a generated frame (data = an empty buffer with headroom), or nullptr (counted).
   Packet* alloc_packet() noexcept {

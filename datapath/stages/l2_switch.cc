@@ -2,14 +2,9 @@
 #include "datapath/stages/l2_switch.h"
 
 namespace vpcd::dp {
-namespace {
-
-bool is_gso(const Packet& p) noexcept {
-  return (p.flags & kHasVnet) && (p.vnet.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) != VIRTIO_NET_HDR_GSO_NONE;
-}
 
 // The unicast destination's port: static FIB first, then a live, current learned entry; kInvalidPort if unknown.
-uint16_t lookup_unicast(const DataplaneConfig& cfg, const VpcConfig& vpc, const MacAddr& dst, uint32_t now_s) noexcept {
+uint16_t l2_lookup_unicast(const DataplaneConfig& cfg, const VpcConfig& vpc, const MacAddr& dst, uint32_t now_s) noexcept {
   uint16_t port = vpc.fib->find(dst);
   if (port != kInvalidPort) return cfg.port(port) ? port : kInvalidPort;
   MacTable::Entry e;
@@ -19,7 +14,13 @@ uint16_t lookup_unicast(const DataplaneConfig& cfg, const VpcConfig& vpc, const 
   return e.port;
 }
 
+namespace {
+
 const std::vector<uint16_t> kNoPorts;
+
+bool is_gso(const Packet& p) noexcept {
+  return (p.flags & kHasVnet) && (p.vnet.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) != VIRTIO_NET_HDR_GSO_NONE;
+}
 
 }  // namespace
 
@@ -72,10 +73,14 @@ void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std:
       if (key == last_dst) {
         out = last_out;
       } else if (dst == vpc->router_mac) [[unlikely]] {
-        p->drop_with(DropReason::kNotRouted);
+        if (!vpc->routes || !(p->flags & kIsIpv4)) {
+          p->drop_with(DropReason::kNotRouted);
+        } else {
+          p->next = Next::kRouter;  // the router picks the output port itself
+        }
         continue;
       } else {
-        out = lookup_unicast(cfg, *vpc, dst, now_s);
+        out = l2_lookup_unicast(cfg, *vpc, dst, now_s);
         if (out == kInvalidPort) out = kFloodUnknownPort;
         last_dst = key;
         last_out = out;

@@ -2,7 +2,8 @@
 //
 // For every packet it gets (each carries its input port and VPC; a batch may mix ports and VPCs after decapsulation):
 //   - destination broadcast/multicast: flood (out_port = kFloodPort) to every other port of the VPC;
-//   - destination = the VPC router MAC: kNotRouted (no router stage yet; counted);
+//   - destination = the VPC router MAC: IPv4 goes to the router stage (which picks the port); anything else, or a
+//     VPC without a route table, is kNotRouted (counted);
 //   - destination = a NIC's MAC (static FIB) or a live learned MAC: that port; if that is the input port, kHairpin;
 //   - otherwise (unknown unicast, or a learned entry that is aged, or whose port seq no longer matches the snapshot, or
 //     that points at a port of another VPC): out_port = kFloodUnknownPort, flooded only to VpcConfig::flood_unknown,
@@ -33,6 +34,10 @@
 namespace vpcd::dp {
 
 inline constexpr std::string_view kL2SwitchStageName = "l2-switch";
+
+// The port a unicast MAC of the VPC is at (static FIB, then a live learned entry), or kInvalidPort. The router uses it
+// for the next hop's MAC.
+uint16_t l2_lookup_unicast(const DataplaneConfig& cfg, const VpcConfig& vpc, const MacAddr& dst, uint32_t now_s) noexcept;
 
 struct L2SwitchStage {
   static constexpr std::string_view kName = kL2SwitchStageName;

@@ -1,6 +1,8 @@
 // Stage "router": the routing decision, in-place rewrites and ICMP error frames. See router.h.
 #include "datapath/stages/router.h"
 
+#include <time.h>
+
 #include <cstring>
 
 #include "datapath/proto/checksum.h"
@@ -8,6 +10,9 @@
 #include "datapath/proto/ethernet.h"
 #include "datapath/proto/ipv4.h"
 #include "datapath/proto/l4.h"
+#include "datapath/pipeline/worker_context.h"
+#include "datapath/stages/l2_switch.h"
+#include "datapath/stages/parse.h"
 
 namespace vpcd::dp {
 namespace {
@@ -145,6 +150,93 @@ RouterOutcome route_ipv4(const RouteTable& routes, const ArpAnswerTable& arp, co
   std::memcpy(p.data + 6, router_mac.b.data(), 6);
   o.action = RouterAction::kForward;
   return o;
+}
+
+namespace {
+
+bool is_gso(const Packet& p) noexcept {
+  return (p.flags & kHasVnet) && (p.vnet.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) != VIRTIO_NET_HDR_GSO_NONE;
+}
+
+uint64_t now_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
+
+// An ICMP error about p back to p's input port, when allowed and within the worker's budget.
+void send_icmp_error(WorkerContext& ctx, const DataplaneConfig& cfg, const VpcConfig& vpc, const Packet& p,
+                     const RouterOutcome& o) noexcept {
+  if (o.icmp_type == kNoIcmp || !may_send_icmp_error(p)) return;
+  const PortConfig* in = cfg.port(p.in_port);
+  if (!in) return;
+  if (!ctx.icmp_limiter.allow(now_ns())) {
+    counter_add(ctx.icmp_rate_limited, 1);
+    return;
+  }
+  Packet* e = ctx.alloc_packet();
+  if (!e) return;
+  const size_t n = build_icmp_error(p, o.icmp_type, o.icmp_code, vpc.router_mac, o.icmp_src, e->data,
+                                    PacketPool::kMaxFrame);
+  if (n == 0) {
+    e->drop_with(DropReason::kNoStage);
+    e->in_port = e->acct_port = p.in_port;
+    ctx.emit(e, Next::kDrop);
+    return;
+  }
+  e->len = e->wire_len = uint32_t(n);
+  parse(*e);  // the metadata the egress stages read (firewall-ingress matches it to its flow)
+  e->flags |= kCtTracked;
+  e->in_port = p.in_port;
+  e->acct_port = p.in_port;
+  e->vpc = p.vpc;
+  e->out_port = p.in_port;
+  ctx.emit(e, egress_stage(in->out_features));
+}
+
+}  // namespace
+
+void RouterStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
+  const uint32_t now_s = ctx.clock_s();
+  for (Packet* p : pkts) {
+    const VpcConfig* vpc = cfg.vpc(p->vpc);
+    if (!vpc || !vpc->routes || !(p->flags & kIsIpv4)) [[unlikely]] {
+      p->drop_with(DropReason::kNotRouted);
+      continue;
+    }
+    const RouterOutcome o = route_ipv4(*vpc->routes, *vpc->arp, vpc->router_mac, *p);
+    switch (o.action) {
+      case RouterAction::kForward: {
+        const uint16_t out = l2_lookup_unicast(cfg, *vpc, MacAddr::from_bytes(p->dst_mac()), now_s);
+        const PortConfig* op = cfg.port(out);
+        if (!op) {
+          p->drop_with(DropReason::kNextHopUnresolved);
+          break;
+        }
+        if (p->len > op->mtu + p->l3_offset && !is_gso(*p)) [[unlikely]] {
+          p->drop_with(DropReason::kTooBig);
+          break;
+        }
+        p->out_port = out;
+        p->next = egress_stage(op->out_features);
+        break;
+      }
+      case RouterAction::kReply: {
+        const PortConfig* in = cfg.port(p->in_port);
+        if (!in) {
+          p->drop_with(DropReason::kPortDown);
+          break;
+        }
+        p->out_port = p->in_port;
+        p->next = egress_stage(in->out_features);
+        break;
+      }
+      case RouterAction::kDrop:
+        send_icmp_error(ctx, cfg, *vpc, *p, o);
+        p->drop_with(p->drop);
+        break;
+    }
+  }
 }
 
 }  // namespace vpcd::dp

@@ -21,6 +21,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string_view>
 
 #include <algorithm>
@@ -29,11 +30,23 @@
 #include "datapath/pipeline/drop_reason.h"
 #include "datapath/pipeline/packet.h"
 #include "datapath/proto/types.h"
+#include "datapath/tables/icmp_rate_limiter.h"
 #include "datapath/tables/route_table.h"
 
 namespace vpcd::dp {
 
 inline constexpr std::string_view kRouterStageName = "router";
+
+struct WorkerContext;
+
+// The stage: route_ipv4() on every packet, then the output port of the next hop's MAC (l2_lookup_unicast) and its
+// first egress stage; answered pings go back to the input port; ICMP errors are generated into pool packets
+// (WorkerContext::alloc_packet) and emitted towards the sender's port. Next: an egress stage, output, or kDrop.
+struct RouterStage {
+  static constexpr std::string_view kName = kRouterStageName;
+  static constexpr Next kId = Next::kRouter;
+  static void process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
+};
 
 enum class RouterAction : uint8_t {
   kForward,  // rewritten: on to the switch (by destination MAC)
@@ -69,26 +82,5 @@ bool answer_echo(Packet& p, const MacAddr& router_mac) noexcept;
 // Decrements the TTL with an incremental checksum update (RFC 1624). p must be IPv4 with TTL > 1.
 void decrement_ttl(Packet& p) noexcept;
 
-// Token bucket for ICMP errors, one per worker.
-class IcmpRateLimiter {
- public:
-  explicit IcmpRateLimiter(uint32_t per_second = 100, uint32_t burst = 50) noexcept
-      : rate_(per_second), burst_(burst), tokens_(burst) {}
-  bool allow(uint64_t now_ns) noexcept {
-    if (last_ns_ == 0) last_ns_ = now_ns;
-    const uint64_t add = (now_ns - last_ns_) * rate_ / 1000000000ull;
-    if (add > 0) {
-      tokens_ = uint32_t(std::min<uint64_t>(burst_, tokens_ + add));
-      last_ns_ += add * 1000000000ull / (rate_ ? rate_ : 1);
-    }
-    if (tokens_ == 0) return false;
-    --tokens_;
-    return true;
-  }
-
- private:
-  uint32_t rate_, burst_, tokens_;
-  uint64_t last_ns_ = 0;
-};
 
 }  // namespace vpcd::dp

@@ -302,6 +302,9 @@ KindSpec route_kind() {
     }
     const json& hop = required(in, "next_hop");
     if (hop.is_string() && (hop == "nat-gateway" || hop == "blackhole")) {
+      // The router carries blackhole routes; a route to the NAT gateway needs NAT in the datapath.
+      if (hop == "nat-gateway" && !dp::carries(dp::Capability::kNatGateways))
+        not_carried(dp::Capability::kNatGateways, "next_hop");
       n.spec["next_hop"] = hop;
     } else {
       if (!hop.is_string() || !Ipv4Addr::parse(hop.get<std::string>()))

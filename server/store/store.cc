@@ -98,7 +98,68 @@ dp::DesiredState Store::load_desired_state() {
       } else {
         continue;  // other backends are refused by the API until the datapath has them
       }
+      if (spec.contains("security_group_ids") && spec["security_group_ids"].is_array())
+        for (const auto& g : spec["security_group_ids"])
+          if (g.is_string()) n.security_group_ids.push_back(g.get<std::string>());
       out.nics.push_back(std::move(n));
+    }
+  }
+  {
+    Query q(db, "SELECT id, vpc_id, spec FROM routes ORDER BY created_at, id");
+    while (q.next()) {
+      dp::RouteSpec r;
+      r.id = q.text(0);
+      r.vpc_id = q.text(1);
+      auto spec = nlohmann::json::parse(q.text(2), nullptr, false);
+      if (!spec.is_object() || !spec.contains("destination") || !spec["destination"].is_string() ||
+          !spec.contains("next_hop") || !spec["next_hop"].is_string())
+        continue;  // the API never writes such rows
+      auto dst = Ipv4Prefix::parse(spec["destination"].get<std::string>());
+      const std::string hop = spec["next_hop"].get<std::string>();
+      if (!dst) continue;
+      r.destination = *dst;
+      if (hop == "blackhole") {
+        r.next_hop_kind = dp::NextHopKind::kBlackhole;
+      } else if (hop == "nat-gateway") {
+        r.next_hop_kind = dp::NextHopKind::kNatGateway;
+      } else if (auto a = Ipv4Addr::parse(hop)) {
+        r.next_hop_kind = dp::NextHopKind::kAddress;
+        r.next_hop = *a;
+      } else {
+        continue;
+      }
+      out.routes.push_back(std::move(r));
+    }
+  }
+  {
+    Query q(db, "SELECT id, vpc_id, spec FROM security_groups ORDER BY created_at, id");
+    while (q.next()) {
+      dp::SecurityGroupSpec g;
+      g.id = q.text(0);
+      g.vpc_id = q.text(1);
+      auto spec = nlohmann::json::parse(q.text(2), nullptr, false);
+      if (!spec.is_object()) continue;
+      for (const auto& r : spec.value("rules", nlohmann::json::array())) {
+        if (!r.is_object()) continue;
+        dp::SecurityRuleSpec rs;
+        rs.direction = r.value("direction", "") == "egress" ? dp::RuleDirection::kEgress : dp::RuleDirection::kIngress;
+        const std::string proto = r.value("protocol", "any");
+        rs.protocol = proto == "tcp"    ? dp::RuleProtocol::kTcp
+                      : proto == "udp"  ? dp::RuleProtocol::kUdp
+                      : proto == "icmp" ? dp::RuleProtocol::kIcmp
+                                        : dp::RuleProtocol::kAny;
+        rs.port_min = r.value("port_min", uint16_t(0));
+        rs.port_max = r.value("port_max", uint16_t(65535));
+        if (r.contains("remote_group_id") && r["remote_group_id"].is_string()) {
+          rs.remote_group_id = r["remote_group_id"].get<std::string>();
+        } else if (auto c = Ipv4Prefix::parse(r.value("cidr", "0.0.0.0/0"))) {
+          rs.cidr = *c;
+        } else {
+          continue;
+        }
+        g.rules.push_back(std::move(rs));
+      }
+      out.security_groups.push_back(std::move(g));
     }
   }
   return out;

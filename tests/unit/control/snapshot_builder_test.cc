@@ -54,8 +54,10 @@ TEST(SnapshotBuilder, PortsVpcsFeaturesAndQueues) {
   const PortConfig& a = cfg.ports[0];
   const PortConfig& b = cfg.ports[2];
   EXPECT_EQ(a.kind, PortKind::kGuest);
-  EXPECT_EQ(a.features, stage_bit(Next::kPortSecurity));
-  EXPECT_EQ(b.features, 0u);  // port security off: no port-security stage
+  // b has port security off, so the VPC gets firewalls (policy_builder.h): both NICs meet firewall-egress/-ingress.
+  EXPECT_EQ(a.features, stage_bit(Next::kPortSecurity) | stage_bit(Next::kFirewallEgress));
+  EXPECT_EQ(b.features, stage_bit(Next::kFirewallEgress));  // port security off: no port-security stage
+  EXPECT_EQ(b.out_features & stage_bit(Next::kFirewallIngress), stage_bit(Next::kFirewallIngress));
   EXPECT_EQ(a.mtu, 1400u);
   const VpcConfig* v = cfg.vpc(a.vpc);
   ASSERT_NE(v, nullptr);
