@@ -176,8 +176,8 @@ TEST_F(ApiTest, HealthStatsMetrics) {
   EXPECT_NE(m.content_type.find("text/plain"), std::string::npos);
   for (auto& r : routes_) {
     if (r.pattern == "/v1/health" || r.pattern == "/v1/openapi.json") EXPECT_EQ(r.min_role, http::Role::kNone);
-    else if (r.method == "GET" && !r.pattern.ends_with("/capture")) EXPECT_EQ(r.min_role, http::Role::kViewer) << r.pattern;
-    // Captures show tenants' traffic: admin only (API.md), even though they are GETs.
+    else if (r.pattern.ends_with("/capture")) EXPECT_EQ(r.min_role, http::Role::kAdmin) << r.pattern;  // API.md
+    else if (r.method == "GET") EXPECT_EQ(r.min_role, http::Role::kViewer) << r.pattern;
     else EXPECT_EQ(r.min_role, http::Role::kAdmin) << r.method << " " << r.pattern;
   }
 }
