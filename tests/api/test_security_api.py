@@ -9,12 +9,12 @@ import ssl
 import subprocess
 import time
 
-from _app_fixtures import VPCD, Vpcd, state_dir, wait_for  # noqa: F401
+from vpcdtest import VPCD, Vpcd, wait_for  # noqa: F401  (state_dir: the shared pytest plugin's fixture)
 
 
 def tls_socket(d, source="127.0.0.1"):
     raw = socket.create_connection(("127.0.0.1", d.port), timeout=10, source_address=(source, 0))
-    return d.ssl_context().wrap_socket(raw, server_hostname="localhost")
+    return ssl.create_default_context(cafile=d.cafile()).wrap_socket(raw, server_hostname="localhost")
 
 
 def read_status(sock, timeout=5.0):
