@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from vpcdtest import link_delete, need_root, wait_for
+from vpcdtest import Vpcd, link_delete, need_root, wait_for
 
 THREADS = 6
 KILL_AFTER_ACKS = 1000
@@ -361,7 +361,7 @@ def test_full_state_filesystem(state_dir):  # noqa: F811
         assert refused is not None, "the filesystem never filled up"
         status, body, headers = refused
         assert status == 507, refused
-        assert headers.get("Content-Type") == "application/problem+json"
+        assert headers.get("content-type") == "application/problem+json"
         assert "full" in body["detail"], body
         status, page, _ = d.request("GET", "/v1/vpcs?limit=1000", token=token)  # reads still work
         assert status == 200 and page["total"] == len(acked), (status, page.get("total"), len(acked))
