@@ -46,8 +46,11 @@ trap cleanup EXIT
 
 admin=$("$build/vpcd" token create --state-dir "$state" --role admin)
 viewer=$("$build/vpcd" token create --state-dir "$state" --role viewer)
-"$build/vpcd" --state-dir "$state" --listen "127.0.0.1:0" --web-root "$src/web" --workers 1 \
-  >"$state/vpcd.log" 2>&1 &
+# The test makes its guest namespaces itself (bt<pid>a, bt<pid>b) so it can remove them whatever happens; vpcd uses
+# a namespace it did not create only when the config allows it (netns-allow), and then leaves its routes alone.
+printf 'netns-allow = bt*\n' >"$state/vpcd.conf"
+"$build/vpcd" --config "$state/vpcd.conf" --state-dir "$state" --listen "127.0.0.1:0" --web-root "$src/web" \
+  --workers 1 >"$state/vpcd.log" 2>&1 &
 vpcd_pid=$!
 
 # Port 0: the kernel picks a free port and vpcd writes the URL it bound to STATE/listen-url.
