@@ -1,0 +1,28 @@
+// What vpcd does to an uplink interface so that it, and not the kernel stack, handles the underlay frames:
+//
+//   - GRO and LRO off (ethtool): otherwise the kernel merges received VXLAN datagrams into UDP-tunnel GSO super-frames
+//     that an AF_PACKET socket cannot describe with its 10-byte vnet header (the kernel drops them at the socket);
+//   - an ingress qdisc with a matchall filter whose action is drop ("tc qdisc add dev U ingress; tc filter add dev U
+//     ingress matchall action drop"): packet sockets receive a frame before tc ingress runs, so vpcd still sees every
+//     frame while the kernel's IP stack never does: no ICMP port unreachable for VXLAN, no ARP answers, no forwarding,
+//     no IPv6 autoconfiguration replies. vpcd's own transmissions bypass the qdisc layer (PACKET_QDISC_BYPASS);
+//   - the link set up. The uplink's address is never configured in the kernel: vpcd answers ARP for it itself.
+// The filter is tagged with its own priority (kUplinkFilterPrio) so remove_uplink_filter() deletes only what vpcd added.
+//
+// Threading: control thread only; acts in the calling thread's network namespace.
+#pragma once
+
+#include <string>
+
+namespace vpcd::dp {
+
+inline constexpr unsigned kUplinkFilterPrio = 0xc0de;
+
+// GRO/LRO off, ingress drop filter installed (replacing an earlier one of ours), link up. false + *err on failure.
+bool prepare_uplink(const std::string& ifname, std::string* err);
+// Removes the ingress drop filter (the kernel sees the interface's frames again). Best effort.
+void release_uplink(const std::string& ifname);
+// GRO state as ethtool reports it: 1 on, 0 off, -1 unknown.
+int uplink_gro(const std::string& ifname);
+
+}  // namespace vpcd::dp
