@@ -330,6 +330,7 @@ int main(int argc, char** argv) {
                             {"workers", "datapath worker threads; 0 = cores - 1"},
                             {"web-root", "dashboard directory"},
                             {"migrations", "SQL migrations directory"},
+                            {"vxlan-port", "UDP port of VXLAN on the underlay uplink; default 4789"},
                             {"log-level", "debug|info|warn|error"}};
   for (auto& k : kKeys) {
     app.add_option_function<std::string>(std::string("--") + k[0], [&flags, key = std::string(k[0])](

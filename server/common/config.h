@@ -32,6 +32,7 @@ struct Config {
   double rate_limit = 0;  // requests per second per client address; 0 = off
   unsigned rate_burst = 200;
   std::string log_level = "info";  // debug | info | warn | error
+  uint16_t vxlan_port = 4789;      // UDP port of VXLAN on the underlay uplink (RFC 7348; Linux's old default was 8472)
 };
 
 // Sets one key from its text value. `where` ("FILE:LINE" or "--flag") prefixes the error message.
