@@ -501,7 +501,7 @@ TEST_F(ApiTest, UplinksNatAndFloatingIps) {
                 .body["field"],
             "gateway");
   auto under = call("POST", "/v1/uplinks", json{{"ifname", "eth3"}, {"address", "198.51.100.2/24"}, {"role", "underlay"}});
-  ASSERT_EQ(under.status, 201);
+  ASSERT_EQ(under.status, 201) << under.body.dump();
   auto nat = call("POST", "/v1/nat-gateways", json{{"vpc_id", vpc}, {"uplink_id", up_id}, {"external_ip", "192.0.2.50"}});
   ASSERT_EQ(nat.status, 201) << nat.body.dump();
   auto dup = call("POST", "/v1/floating-ips", json{{"uplink_id", up_id}, {"external_ip", "192.0.2.50"}});
