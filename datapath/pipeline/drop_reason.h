@@ -48,7 +48,9 @@ namespace vpcd::dp {
   X(kTxError, "tx_error")                                                                  \
   X(kPortDown, "port_down")                                                                \
   /* input ring */                                                                         \
-  X(kRxRingFull, "rx_ring_full") /* the kernel found the port's RX ring full */          \
+  X(kRxRingFull, "rx_ring_full") /* the kernel found the port's RX ring full */             \
+  /* runner */                                                                             \
+  X(kNoStage, "no_stage") /* sent to a stage this build does not carry out (a bug) */ \
   /* uplink input, vxlan decap (RFC 7348) */                                               \
   X(kUplinkNotForUs, "uplink_not_for_us") /* neither ARP for us nor VXLAN to our address */ \
   X(kVxlanOuterFragment, "vxlan_outer_fragment") /* outer IPv4 fragment: not reassembled */ \
