@@ -34,6 +34,7 @@ struct Options {
   uint32_t rx_block_bytes = 1u << 22;  // TPACKET_V3 block size (holds 64 KiB GSO frames)
   uint32_t rx_blocks = 4;
   uint32_t tx_frames = 128;  // per (port, worker) TX ring
+  uint16_t vxlan_port = 4789;  // UDP port of VXLAN on the underlay uplink (config vxlan-port)
 };
 
 class Controller {

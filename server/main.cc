@@ -274,6 +274,7 @@ int run_daemon(const Config& cfg) {
   dopts.workers = cfg.workers;
   dopts.instance = instance;
   dopts.run_dir = "/run/vpcd/" + instance;
+  dopts.vxlan_port = cfg.vxlan_port;
   dp::Controller controller(dopts);
   log::info("datapath: " + std::to_string(controller.worker_count()) + " worker(s)");
 

@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "datapath/config/overlay_config.h"
 #include "datapath/pipeline/counters.h"
 #include "datapath/proto/types.h"
 #include "datapath/tables/flat_map.h"
@@ -108,6 +109,7 @@ struct DataplaneConfig {
   uint64_t generation = 0;
   std::vector<PortConfig> ports;  // index = port id, holes allowed
   std::vector<VpcConfig> vpcs;    // index = VPC index
+  OverlayConfig overlay;          // the underlay uplink and the VXLAN tables (overlay_config.h)
 
   const PortConfig* port(uint16_t id) const noexcept {
     return id < ports.size() && ports[id].present() ? &ports[id] : nullptr;

@@ -4,6 +4,8 @@
 #include <set>
 #include <unordered_map>
 
+#include "datapath/control/overlay_builder.h"
+
 namespace vpcd::dp {
 
 MacAddr router_mac_for(uint32_t vni) {
@@ -144,6 +146,7 @@ std::shared_ptr<DatapathSnapshot> SnapshotBuilder::build(const DesiredState& d, 
     next_tables.emplace(vs.id, std::move(t));
   }
   tables_ = std::move(next_tables);
+  build_overlay(d, ports, vpc_slots_, vxlan_port_, *cfg);
   snap->config = std::move(cfg);
   return snap;
 }

@@ -65,7 +65,10 @@ namespace vpcd::dp {
   X(kUnderlayArpQueueFull, "underlay_arp_queue_full") /* next hop unresolved, queue full */ \
   X(kUnderlayArpFailed, "underlay_arp_failed") /* next hop did not answer ARP */            \
   X(kFragNeeded, "frag_needed") /* inner IPv4 DF too big: ICMP sent back */               \
-  X(kGsoSegmentFailed, "gso_segment_failed") /* a super-frame that cannot be segmented */
+  X(kGsoSegmentFailed, "gso_segment_failed") /* a super-frame that cannot be segmented */    \
+  /* not a drop: the frame was used up (an ARP reply learned, a super-frame sent as segments, a frame queued for */ \
+  /* ARP as a pool copy); the runner frees it without counting */                           \
+  X(kConsumed, "consumed")
 
 enum class DropReason : uint8_t {
 #define VPCD_X(sym, str) sym,

@@ -9,6 +9,8 @@
 #include "datapath/stages/output.h"
 #include "datapath/stages/parse.h"
 #include "datapath/stages/port_security.h"
+#include "datapath/stages/uplink_input.h"
+#include "datapath/stages/vxlan_encap.h"
 
 namespace vpcd::dp {
 
@@ -32,8 +34,9 @@ constexpr std::pair<Next, StageFn> entry() {
 // (feature bitmaps only name stages that exist), and the runner drops any that arrive as kNoStage.
 constexpr std::array<StageFn, kStageCount> make_table() {
   std::array<StageFn, kStageCount> t{};
-  for (auto [id, fn] : {entry<ParseStage>(), entry<PortSecurityStage>(), entry<ArpResponderStage>(),
-                        entry<L2SwitchStage>(), entry<OutputStage>()})
+  for (auto [id, fn] : {entry<ParseStage>(), entry<UplinkInputStage>(), entry<PortSecurityStage>(),
+                        entry<ArpResponderStage>(), entry<L2SwitchStage>(), entry<VxlanEncapStage>(),
+                        entry<OutputStage>()})
     t[size_t(id)] = fn;
   return t;
 }
@@ -49,7 +52,9 @@ void run_drops(WorkerContext& ctx, const DataplaneConfig& cfg) noexcept {
   for (unsigned i = 0; i < q.n; ++i) {
     Packet* p = q.v[i];
     const PortConfig* acct = cfg.port(p->acct_port);
-    if (acct) [[likely]]
+    if (p->drop == DropReason::kConsumed) {
+      // used up by a stage (not a drop): nothing to count
+    } else if (acct) [[likely]]
       acct->rt->counters[ctx.worker].add_drop(p->drop == DropReason::kCount ? DropReason::kNoStage : p->drop);
     else
       ++ctx.unknown_port_drops;

@@ -37,6 +37,12 @@ size_t gso_segment_count(const dp::Packet& p) noexcept;
 // be segmented or out/segs are too small (need gso_segment_count(p) segments and p.len + (count - 1) * header bytes + count bytes of alignment slack).
 size_t gso_segment(const dp::Packet& p, GsoCsum csum, std::span<uint8_t> out, std::span<GsoSegment> segs) noexcept;
 
+// The largest segment p becomes (headers + gso_size), 0 when it cannot be segmented.
+size_t gso_max_segment_bytes(const dp::Packet& p) noexcept;
+// Writes segment i alone into out (cap >= gso_max_segment_bytes(p)); false when p cannot be segmented or i is past
+// the last segment. seg->offset is 0.
+bool gso_segment_one(const dp::Packet& p, size_t i, GsoCsum csum, uint8_t* out, size_t cap, GsoSegment* seg) noexcept;
+
 // Completes a partial checksum in place (p has NEEDS_CSUM; the field at csum_start + csum_offset holds the
 // pseudo-header sum) and clears NEEDS_CSUM. False when the offsets do not fit p.
 bool finish_partial_checksum(dp::Packet& p) noexcept;

@@ -85,7 +85,9 @@ void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std:
         continue;
       }
       mtu = vpc->mtu;
-      next = Next::kOutput;
+      // Head-end replication to the VPC's VTEP peers happens in vxlan-encap; never for frames that came from the
+      // overlay (split horizon).
+      next = !vpc->tunnels.empty() && in->kind != PortKind::kTunnel ? Next::kVxlanEncap : Next::kOutput;
     } else {
       if (out == in->index) [[unlikely]] {
         p->drop_with(DropReason::kHairpin);
@@ -95,7 +97,8 @@ void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std:
       mtu = o.mtu;
       next = egress_stage(o.out_features);
     }
-    if (p->len > mtu + p->l3_offset && !is_gso(*p)) [[unlikely]] {
+    // vxlan-encap checks the VPC MTU itself, and answers too-big IPv4 DF packets with ICMP fragmentation-needed.
+    if (p->len > mtu + p->l3_offset && !is_gso(*p) && next != Next::kVxlanEncap) [[unlikely]] {
       p->drop_with(DropReason::kTooBig);
       continue;
     }

@@ -2,6 +2,7 @@
 #include "datapath/stages/vxlan_encap.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <span>
 
@@ -105,6 +106,262 @@ size_t build_icmp_frag_needed(const Packet& p, const MacAddr& router_mac, Ipv4Ad
   const be16 c = internet_checksum({icmp, 8 + quoted});
   std::memcpy(icmp + 2, &c, 2);
   return total;
+}
+
+}  // namespace vpcd::dp
+
+// ---- the stage ----------------------------------------------------------------------------------------------------
+
+#include "datapath/proto/gso.h"
+#include "datapath/stages/uplink_arp.h"
+#include "datapath/stages/uplink_input.h"
+
+namespace vpcd::dp {
+namespace {
+
+bool is_gso_frame(const Packet& p) noexcept {
+  return (p.flags & kHasVnet) && (p.vnet.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) != VIRTIO_NET_HDR_GSO_NONE;
+}
+
+struct EncapRun {
+  WorkerContext& ctx;
+  const DataplaneConfig& cfg;
+  const UnderlayConfig* u;
+  uint64_t now_ms;
+
+  void count_tx(const PortConfig& t, uint32_t bytes) noexcept {
+    PortWorkerCounters& c = t.rt->counters[ctx.worker];
+    counter_add(c.tx_packets, 1);
+    counter_add(c.tx_bytes, bytes);
+  }
+
+  void send_arp_request(Ipv4Addr nh) noexcept {
+    Packet* r = ctx.alloc_packet();
+    if (!r) return;
+    r->len = r->wire_len = uint32_t(build_underlay_arp_request(*u, nh, r->data));
+    r->in_port = r->acct_port = r->out_port = u->port;
+    ctx.emit(r, Next::kOutput);
+  }
+
+  // Outer template for tunnel t to next-hop MAC `mac`.
+  proto::VxlanOuter tmpl(const PortConfig& t, const VpcConfig& vpc, const MacAddr& mac) const noexcept {
+    proto::VxlanOuterParams op;
+    op.src_mac = u->mac;
+    op.dst_mac = mac;
+    op.src_ip = u->address.addr;
+    op.dst_ip = t.remote_ip;
+    op.dst_port = u->vxlan_port;
+    op.vni = vpc.vni;
+    return proto::build_vxlan_outer(op);
+  }
+
+  // Writes the outer headers in front of a pool packet's data (headroom) and makes them part of the frame.
+  static void prepend(Packet& q, const proto::VxlanOuter& hdr) noexcept {
+    q.data -= proto::kVxlanOverhead;
+    std::memcpy(q.data, hdr.bytes(), proto::kVxlanOverhead);
+    q.len += uint32_t(proto::kVxlanOverhead);
+    q.wire_len = q.len;
+  }
+
+  // Sends q (inner frame, parsed; q.vpc set) to tunnel t. `owned`: q is a pool packet whose buffer holds the frame
+  // and that this stage emits itself (outer headers go into its headroom); otherwise the outer headers go to
+  // hdr_room (50 bytes that live until output) as q's prefix. Afterwards q.next is kOutput (sent), kDrop (dropped, or
+  // kConsumed when a pool copy waits for ARP), or kCount (owned q itself waits for ARP: the caller must not emit it).
+  void send(Packet& q, const PortConfig& t, const VpcConfig& vpc, bool owned, uint8_t* hdr_room) noexcept {
+    q.acct_port = t.index;
+    const std::optional<Ipv4Addr> nh = u->next_hop(t.remote_ip);
+    if (!nh) [[unlikely]] {
+      q.drop_with(DropReason::kNoUnderlay);
+      return;
+    }
+    if (q.hash == 0) q.hash = inner_flow_hash(q);
+    MacAddr mac;
+    bool request = false;
+    bool hit = false;
+    try {
+      hit = ctx.overlay.arp.lookup(*nh, now_ms, &mac, &request);
+    } catch (...) {
+    }
+    if (request) send_arp_request(*nh);
+    proto::VxlanOuter hdr;
+    if (hit) [[likely]] {
+      vxlan_encap_header(q, tmpl(t, vpc, mac), q.hash, u->udp_checksum, hdr);
+      if (owned) {
+        prepend(q, hdr);
+      } else {
+        std::memcpy(hdr_room, hdr.bytes(), proto::kVxlanOverhead);
+        q.prefix = hdr_room;
+        q.prefix_len = uint16_t(proto::kVxlanOverhead);
+      }
+      q.out_port = u->port;
+      q.next = Next::kOutput;
+      count_tx(t, q.len + q.prefix_len);
+      return;
+    }
+    // Not resolved: keep a pool copy with its outer headers (destination MAC filled on release) in the queue.
+    Packet* w = &q;
+    if (!owned) {
+      w = ctx.clone_packet(q);
+      if (!w) {
+        q.drop_with(DropReason::kUnderlayArpQueueFull);
+        return;
+      }
+    }
+    vxlan_encap_header(*w, tmpl(t, vpc, MacAddr{}), w->hash, u->udp_checksum, hdr);
+    prepend(*w, hdr);
+    w->out_port = u->port;
+    w->acct_port = t.index;
+    ArpCache::Result r = ArpCache::Result::kQueueFull;
+    bool req2 = false;
+    try {
+      r = ctx.overlay.arp.resolve(*nh, now_ms, w->buf, &mac, &req2);
+    } catch (...) {
+    }
+    if (req2) send_arp_request(*nh);
+    if (r == ArpCache::Result::kQueued) {
+      ctx.overlay.waiting[w->buf] = w;
+      count_tx(t, w->len);
+      if (w != &q)
+        q.drop_with(DropReason::kConsumed);
+      else
+        q.next = Next::kCount;  // held by the cache, in no queue
+      return;
+    }
+    const DropReason why = r == ArpCache::Result::kFailed ? DropReason::kUnderlayArpFailed
+                                                           : DropReason::kUnderlayArpQueueFull;
+    if (w != &q) ctx.pool.free(w);
+    q.drop_with(why);
+  }
+
+  // Sends p's segments (p: a GSO super-frame) to t, each as an owned pool packet emitted to output (or queued).
+  void send_segments(const Packet& p, const PortConfig& t, const VpcConfig& vpc) noexcept {
+    const size_t n = proto::gso_segment_count(p);
+    const bool partial = (p.vnet.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0;
+    const auto mode = partial ? proto::GsoCsum::kPartial : proto::GsoCsum::kSoftware;
+    if (n == 0 || proto::gso_max_segment_bytes(p) + proto::kVxlanOverhead > PacketPool::kMaxFrame) {
+      t.rt->counters[ctx.worker].add_drop(DropReason::kGsoSegmentFailed);
+      return;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      Packet* q = ctx.alloc_packet();
+      if (!q) {
+        t.rt->counters[ctx.worker].add_drop(DropReason::kGsoSegmentFailed, n - i);
+        return;
+      }
+      proto::GsoSegment seg;
+      proto::gso_segment_one(p, i, mode, q->data, PacketPool::kMaxFrame - proto::kVxlanOverhead, &seg);
+      const uint8_t* keep_data = q->data;
+      const uint16_t buf = q->buf;
+      *q = p;  // metadata (ports, vpc, parse results, hash)
+      q->data = const_cast<uint8_t*>(keep_data);
+      q->buf = buf;
+      q->prefix = nullptr;
+      q->prefix_len = 0;
+      q->len = q->wire_len = seg.len;
+      q->vnet = seg.vnet;
+      q->flags = uint16_t((p.flags & ~kHasVnet) | (partial ? kHasVnet : 0));
+      q->l4_len = uint16_t(seg.len - p.l4_offset);
+      send(*q, t, vpc, /*owned=*/true, nullptr);
+      if (q->next == Next::kCount) continue;  // queued for ARP
+      ctx.emit(q, q->dropped() ? Next::kDrop : Next::kOutput);
+    }
+  }
+
+  void too_big(Packet& p, const PortConfig& t, const VpcConfig& vpc) noexcept {
+    p.acct_port = t.index;
+    if (!needs_frag_needed(p, vpc.mtu)) {
+      p.drop_with(DropReason::kTooBig);
+      return;
+    }
+    // ICMP fragmentation-needed from the gateway of the sender's subnet: the gateway sharing the longest prefix
+    // with the sender's address.
+    Ipv4Addr gw = vpc.gateways.empty() ? Ipv4Addr{} : vpc.gateways.front();
+    int best = -1;
+    for (Ipv4Addr g : vpc.gateways) {
+      const int common = std::countl_zero(g.v ^ p.ip4_src.v);
+      if (common > best) {
+        best = common;
+        gw = g;
+      }
+    }
+    if (Packet* r = ctx.alloc_packet()) {
+      const size_t n = build_icmp_frag_needed(p, vpc.router_mac, gw, uint16_t(vpc.mtu), r->data, PacketPool::kMaxFrame);
+      if (n) {
+        r->len = r->wire_len = uint32_t(n);
+        r->in_port = r->acct_port = r->out_port = p.in_port;
+        r->vpc = p.vpc;
+        ctx.emit(r, Next::kOutput);
+      } else {
+        ctx.pool.free(r);
+      }
+    }
+    p.drop_with(DropReason::kFragNeeded);
+  }
+};
+
+}  // namespace
+
+void VxlanEncapStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
+  const bool have = overlay_sync(ctx, cfg);
+  auto& hdrs = ctx.overlay.hdrs;
+  if (hdrs.size() < pkts.size()) hdrs.resize(pkts.size());
+  EncapRun run{ctx, cfg, have ? &*cfg.overlay.underlay : nullptr, monotonic_ms()};
+  for (size_t i = 0; i < pkts.size(); ++i) {
+    Packet& p = *pkts[i];
+    const VpcConfig* vpc = cfg.vpc(p.vpc);
+    if (!vpc) [[unlikely]] {
+      p.drop_with(DropReason::kNoVpc);
+      continue;
+    }
+    if (p.out_port == kFloodPort) {
+      // Head-end replication to the VPC's VTEP peers; the frame itself goes on to the local ports.
+      p.next = Next::kOutput;
+      const PortConfig* in = cfg.port(p.in_port);
+      if (!run.u || (in && in->kind == PortKind::kTunnel)) continue;  // split horizon
+      for (uint16_t tid : vpc->tunnels) {
+        const PortConfig* t = cfg.port(tid);
+        if (!t) continue;
+        if (is_gso_frame(p)) {
+          run.send_segments(p, *t, *vpc);
+          continue;
+        }
+        Packet* q = ctx.alloc_packet();
+        if (!q) break;
+        uint8_t* room = q->data;  // its own buffer holds the outer headers; the frame bytes are p's
+        const uint16_t buf = q->buf;
+        *q = p;
+        q->buf = buf;
+        q->prefix = nullptr;
+        q->prefix_len = 0;
+        q->out_port = tid;
+        run.send(*q, *t, *vpc, /*owned=*/false, room);
+        if (q->next == Next::kCount) continue;
+        ctx.emit(q, q->dropped() ? Next::kDrop : Next::kOutput);
+      }
+      continue;
+    }
+    const PortConfig* t = cfg.port(p.out_port);
+    if (!t || t->kind != PortKind::kTunnel) [[unlikely]] {  // not for a tunnel: pass on
+      p.next = Next::kOutput;
+      continue;
+    }
+    if (!run.u) [[unlikely]] {
+      p.acct_port = t->index;
+      p.drop_with(DropReason::kNoUnderlay);
+      continue;
+    }
+    if (is_gso_frame(p)) {
+      run.send_segments(p, *t, *vpc);
+      p.drop_with(DropReason::kConsumed);
+      continue;
+    }
+    if (p.len > vpc->mtu + p.l3_offset) [[unlikely]] {
+      run.too_big(p, *t, *vpc);
+      continue;
+    }
+    // A pool packet keeps its outer headers in its own headroom; an rx-ring packet in this worker's scratch.
+    run.send(p, *t, *vpc, /*owned=*/false, p.buf != kNoBuf ? p.data - proto::kVxlanOverhead : hdrs[i].bytes());
+  }
 }
 
 }  // namespace vpcd::dp

@@ -17,11 +17,36 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <span>
+#include <string_view>
+
+#include "datapath/config/dataplane_config.h"
 #include "datapath/pipeline/packet.h"
+#include "datapath/pipeline/stage.h"
+#include "datapath/pipeline/worker_context.h"
 #include "datapath/proto/types.h"
 #include "datapath/proto/vxlan.h"
 
 namespace vpcd::dp {
+
+// Stage "vxlan-encap": packets l2-switch (or arp-responder) decided to send to a tunnel port (its out_features), and
+// floods of a VPC that has tunnels, from a local port (split horizon: floods from a tunnel never come here).
+//   - unicast to a tunnel (a remote NIC's or a learned MAC's VTEP): the VPC MTU is checked (inner IPv4 DF too big:
+//     ICMP fragmentation-needed from the VPC gateway back to the sender, frag_needed; other too-big frames too_big),
+//     the underlay next hop resolved (the VTEP when on-link, else the uplink's gateway; no_underlay otherwise) in the
+//     worker's ArpCache, the 50 outer bytes written (the packet's prefix for frames still in the rx ring, in the pool
+//     buffer's headroom for pool frames), out_port = the uplink, next output. Unresolved: a pool copy waits in the
+//     cache's bounded queue (underlay_arp_queue_full beyond it) and an ARP request goes out;
+//   - flood: head-end replication, one pool packet per tunnel in VpcConfig::tunnels (the VPC's VTEP peers), sharing
+//     the rx frame's bytes and carrying its own outer headers; the packet itself goes on to output for the local ports;
+//   - GSO super-frames: segmented in software (datapath/proto/gso.h; the inner checksum completed per segment, or left
+//     partial for the kernel when the frame's was partial), each segment a pool packet; the super-frame is consumed.
+// Tunnel tx counters count what leaves per VTEP (per-VTEP counters); drops are charged to the tunnel.
+struct VxlanEncapStage {
+  static constexpr std::string_view kName = "vxlan-encap";
+  static constexpr Next kId = Next::kVxlanEncap;
+  static void process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
+};
 
 // Parsed inner packet p's flow hash (never 0).
 uint32_t inner_flow_hash(const Packet& p) noexcept;
