@@ -1,6 +1,12 @@
 // Shared parts of the NIC backends; see nic_device.h.
 #include "datapath/control/nic_device.h"
 
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
 #include <fstream>
 #include <optional>
 
@@ -20,11 +26,18 @@ std::unique_ptr<NicDevice> make_nic_device(const NicSpec& nic, const Options&) {
 namespace {
 
 // /sys/class/net/IF/carrier: 1, 0, or nullopt (no such link, or administratively down: EINVAL).
+// Through SIOCGIFFLAGS in this thread's network namespace, not /sys/class/net: a vpcd started with nsenter --net
+// (README: running vpcd inside a network namespace) still sees the host's sysfs. IFF_RUNNING = up with carrier.
 std::optional<bool> read_carrier(const std::string& ifname) {
-  std::ifstream f("/sys/class/net/" + ifname + "/carrier");
-  int v = -1;
-  if (!(f >> v)) return std::nullopt;
-  return v == 1;
+  if (ifname.empty() || ifname.size() >= IFNAMSIZ) return std::nullopt;
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return std::nullopt;
+  ifreq ifr{};
+  std::memcpy(ifr.ifr_name, ifname.data(), ifname.size());
+  const int rc = ::ioctl(fd, SIOCGIFFLAGS, &ifr);
+  ::close(fd);
+  if (rc != 0 || !(ifr.ifr_flags & IFF_UP)) return std::nullopt;
+  return (ifr.ifr_flags & IFF_RUNNING) != 0;
 }
 
 }  // namespace

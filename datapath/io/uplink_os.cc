@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <utility>
 #include <cstring>
 #include <memory>
 #include <type_traits>
@@ -71,6 +73,32 @@ bool lro_off(const std::string& ifname, std::string* err) {
   return ethtool_rw(ifname, ETHTOOL_SFLAGS, &flags, err);
 }
 
+// Fallback for kernels without cls_matchall / act_gact: the interface carries no kernel address (vpcd owns it), so
+// the stack would only forward what arrives or answer for other local addresses. Forwarding off for frames that
+// arrive on it (ip_error then sends no ICMP either), never answer ARP on it, no IPv6 on it.
+bool mute_by_sysctl(const std::string& ifname, std::string* err) {
+  const std::pair<std::string, const char*> knobs[] = {
+      {"/proc/sys/net/ipv4/conf/" + ifname + "/forwarding", "0"},
+      {"/proc/sys/net/ipv4/conf/" + ifname + "/arp_ignore", "8"},
+      {"/proc/sys/net/ipv4/conf/" + ifname + "/accept_local", "0"},
+      {"/proc/sys/net/ipv6/conf/" + ifname + "/disable_ipv6", "1"},
+  };
+  for (const auto& [path, value] : knobs) {
+    FILE* f = std::fopen(path.c_str(), "w");
+    if (!f) {
+      if (path.find("ipv6") != std::string::npos) continue;  // a kernel without IPv6
+      *err = errno_text(path);
+      return false;
+    }
+    const bool ok = std::fputs(value, f) >= 0;
+    if (std::fclose(f) != 0 || !ok) {
+      *err = errno_text(path);
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 int uplink_gro(const std::string& ifname) {
@@ -78,7 +106,7 @@ int uplink_gro(const std::string& ifname) {
   return ethtool_rw(ifname, ETHTOOL_GGRO, &v, nullptr) ? int(v != 0) : -1;
 }
 
-bool prepare_uplink(const std::string& ifname, std::string* err) {
+bool prepare_uplink(const std::string& ifname, std::string* err, UplinkMute* how) {
   const int ifindex = int(::if_nametoindex(ifname.c_str()));
   if (ifindex == 0) {
     *err = "uplink interface " + ifname + " does not exist";
@@ -129,8 +157,15 @@ bool prepare_uplink(const std::string& ifname, std::string* err) {
     return false;
   }
   if (int e = rtnl_cls_add(sk.get(), cls.get(), NLM_F_CREATE | NLM_F_REPLACE); e < 0) {
-    *err = std::string("tc ingress drop filter on ") + ifname + ": " + nl_geterror(e);
-    return false;
+    if (e != -NLE_OBJ_NOTFOUND && e != -NLE_OPNOTSUPP && e != -NLE_NOATTR) {
+      *err = std::string("tc ingress drop filter on ") + ifname + ": " + nl_geterror(e);
+      return false;
+    }
+    // This kernel has no cls_matchall / act_gact ("TC classifier not found"): mute the stack with sysctls instead.
+    if (!mute_by_sysctl(ifname, err)) return false;
+    if (how) *how = UplinkMute::kSysctl;
+  } else if (how) {
+    *how = UplinkMute::kTcDrop;
   }
   // Link up.
   LinkPtr change(rtnl_link_alloc());

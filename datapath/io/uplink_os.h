@@ -12,14 +12,26 @@
 // Threading: control thread only; acts in the calling thread's network namespace.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace vpcd::dp {
 
 inline constexpr unsigned kUplinkFilterPrio = 0xc0de;
 
-// GRO/LRO off, ingress drop filter installed (replacing an earlier one of ours), link up. false + *err on failure.
-bool prepare_uplink(const std::string& ifname, std::string* err);
+// How the kernel stack was kept away from the uplink's frames.
+enum class UplinkMute : uint8_t {
+  kTcDrop,  // ingress matchall drop (the kernel sees nothing)
+  // The kernel has no cls_matchall/act_gact (CONFIG_NET_CLS_MATCHALL, CONFIG_NET_ACT_GACT unset, as on this test
+  // machine): /proc/sys/net/ipv4/conf/IF/{forwarding=0, arp_ignore=8, accept_local=0}, ipv6 disable_ipv6=1. With no
+  // kernel address on the uplink (vpcd owns it) the stack then neither forwards, answers ARP, nor sends ICMP errors
+  // (ip_error stays silent when forwarding is off on the input device).
+  kSysctl,
+};
+
+// GRO/LRO off, ingress drop filter installed (replacing an earlier one of ours; the sysctl fallback when the kernel
+// lacks the classifier), link up. false + *err on failure.
+bool prepare_uplink(const std::string& ifname, std::string* err, UplinkMute* how = nullptr);
 // Removes the ingress drop filter (the kernel sees the interface's frames again). Best effort.
 void release_uplink(const std::string& ifname);
 // GRO state as ethtool reports it: 1 on, 0 off, -1 unknown.
