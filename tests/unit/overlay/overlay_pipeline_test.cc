@@ -99,12 +99,13 @@ TEST(OverlayPipeline, EncapResolvesNextHopQueuesThenSends) {
   n.receive(n.uplink, arp_reply_from_peer(kPeer));
   out = n.fakes[n.uplink]->drain_bytes();
   ASSERT_EQ(out.size(), 1u);
-  const auto& f = out[0];
+  const std::vector<uint8_t> f = out[0];
   ASSERT_EQ(f.size(), 50 + to_remote.size());
   EXPECT_EQ(MacAddr::from_bytes(f.data()), kPeerMac);
   EXPECT_EQ(MacAddr::from_bytes(f.data() + 6), kUplinkMac);
   EXPECT_EQ(0, std::memcmp(f.data() + 50, to_remote.data(), to_remote.size()));
-  Packet op = proto::make_packet(const_cast<std::vector<uint8_t>&>(f));
+  std::vector<uint8_t> fc = f;
+  Packet op = proto::make_packet(fc);
   parse(op);
   EXPECT_EQ(op.ip4_src, kMe);
   EXPECT_EQ(op.ip4_dst, kPeer);
