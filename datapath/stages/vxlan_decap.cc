@@ -23,7 +23,12 @@ DropReason vxlan_decap(Packet& p, const VxlanDecapParams& c, VxlanDecapResult& o
   if (udp_len < kUdpHdrLen + kVxlanHdrLen + kEthHdrLen) [[unlikely]]
     return DropReason::kVxlanTruncated;
   const bool data_valid = (p.flags & kHasVnet) && (p.vnet.flags & VIRTIO_NET_HDR_F_DATA_VALID);
-  if (u.csum.raw != 0 && !data_valid &&
+  // A sender on this machine (a kernel vxlan device across a veth underlay, udpcsum on) leaves the outer checksum
+  // to offload: the field holds only the pseudo-header sum and the vnet header says NEEDS_CSUM at the outer UDP.
+  // Nothing went over a wire: there is no checksum to verify yet.
+  const bool outer_partial = (p.flags & kHasVnet) && (p.vnet.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) &&
+                             p.vnet.csum_start == p.l4_offset;
+  if (u.csum.raw != 0 && !data_valid && !outer_partial &&
       !vxlan_udp_checksum_ok(p.ip4_src, p.ip4_dst, std::span<const uint8_t>(udp, udp_len))) [[unlikely]]
     return DropReason::kVxlanBadUdpChecksum;
   VxlanHdr v;
@@ -43,6 +48,11 @@ DropReason vxlan_decap(Packet& p, const VxlanDecapParams& c, VxlanDecapResult& o
   // The inner frame: exactly what the UDP length states (outer Ethernet padding is not part of it).
   const size_t inner_off = size_t(p.l4_offset) + kUdpHdrLen + kVxlanHdrLen;
   const size_t inner_len = udp_len - kUdpHdrLen - kVxlanHdrLen;
+  // Inner VLAN tags are refused before anything else is read of the inner frame.
+  be16 inner_type;
+  std::memcpy(&inner_type, p.data + inner_off + 12, 2);
+  if (is_vlan_tpid(inner_type.to_host())) [[unlikely]]
+    return DropReason::kVxlanInnerVlan;
   p.data += inner_off;
   p.len = uint32_t(inner_len);
   p.wire_len = uint32_t(inner_len);

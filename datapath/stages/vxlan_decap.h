@@ -6,13 +6,14 @@
 //   - UDP payload < VXLAN header + inner Ethernet header    kVxlanTruncated (truncated outer IPv4/UDP headers are
 //                                                            already parse drops: too_short_ipv4, too_short_udp, ...)
 //   - UDP checksum non-zero and wrong                       kVxlanBadUdpChecksum (skipped when the kernel marked the
-//                                                            frame DATA_VALID in its vnet header)
+//                                                            frame DATA_VALID, or when the checksum is still partial:
+//                                                            NEEDS_CSUM at the outer UDP, a sender on this machine)
 //   - I flag clear                                          kVxlanBadFlags (checked before the VNI is read; every
 //                                                            other flag and reserved bit is ignored)
 //   - VNI not a VPC of this box                             kVxlanUnknownVni
 //   - outer source not a VTEP peer / remote NIC VTEP of it  kVxlanUnknownVtep
+//   - inner frame VLAN-tagged (802.1Q or 802.1ad)           kVxlanInnerVlan
 //   - inner frame fails the parser                          its parse DropReason
-//   - inner frame VLAN-tagged                               kVxlanInnerVlan
 // On success the Packet views the inner frame (data/len/wire_len moved past the 50 outer bytes, parsed again; the vnet
 // header cleared, except a partial inner checksum (NEEDS_CSUM with csum_start inside the inner frame), which stays
 // partial, re-based) and the result names the VPC slot and the tunnel port.

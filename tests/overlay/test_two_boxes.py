@@ -142,8 +142,17 @@ def test_second_vpc_same_addresses_stays_isolated(net):
     assert after > drops_before, uplink_stats(net["b"])
 
 
+def kernel_side_state(net):
+    """What to look at when the kernel VTEP does not answer: A's uplink and VTEP counters, the kernel's vxlan."""
+    st = net["a"].call("GET", "/v1/stats")
+    k = ns("K")
+    return "\n".join([str(st["uplinks"]), str(st["tunnels"]), sh("ip", "-s", "-d", "link", "show", "vx0", ns=k).stdout,
+                      sh("bridge", "fdb", "show", "dev", "vx0", ns=k).stdout, sh("ip", "neigh", ns=k).stdout,
+                      sh("cat", "/proc/net/snmp", ns=k).stdout])
+
+
 def test_interop_with_kernel_vxlan(net):
-    assert ping(ns("ga1"), "10.77.1.30"), "vpcd guest -> kernel vxlan guest"
+    assert ping(ns("ga1"), "10.77.1.30"), "vpcd guest -> kernel vxlan guest\n" + kernel_side_state(net)
     assert ping(ns("gk"), "10.77.1.10"), "kernel vxlan guest -> vpcd guest"
     ak = iperf3(ns("gk"), ns("ga1"), "10.77.1.30")
     ka = iperf3(ns("ga1"), ns("gk"), "10.77.1.10")
@@ -188,7 +197,9 @@ BAD = {
     "vxlan_unknown_vtep": dict(src_ip="198.18.0.99"),
     "vxlan_bad_flags": dict(flags=0x00),
     "vxlan_truncated": dict(inner=bytes(6)),
-    "too_short_udp": dict(trunc=14 + 20 + 4),
+    # truncated outer headers: an IPv4 header cut short, and a datagram shorter than its IPv4 length
+    "too_short_ipv4": dict(trunc=14 + 10),
+    "bad_ipv4_total_len": dict(trunc=14 + 20 + 4),
     "vxlan_inner_vlan": dict(inner=bytes.fromhex("ffffffffffff" "02000000aa01" "8100" "0005" "0806") + bytes(28)),
     "vxlan_bad_udp_checksum": dict(udp_csum=0x1234),
 }

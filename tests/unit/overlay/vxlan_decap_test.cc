@@ -96,6 +96,12 @@ TEST(VxlanDecap, Table) {
       {"inner_vlan",
        [](Outer& o) { o.inner = FrameBuilder().eth(kGuestA, kGuestB).vlan(5).ipv4(kIpA, kIpB).udp(1, 2).build(); },
        DropReason::kVxlanInnerVlan},
+      {"inner_qinq",
+       [](Outer& o) { o.inner = FrameBuilder().eth(kGuestA, kGuestB).vlan(5, 0x88a8).vlan(6).ipv4(kIpA, kIpB).build(); },
+       DropReason::kVxlanInnerVlan},
+      {"inner_vlan_with_garbage_after_the_tag",
+       [](Outer& o) { o.inner = FrameBuilder().eth(kGuestA, kGuestB).vlan(5).ethertype(0x0806).payload_size(4).build(); },
+       DropReason::kVxlanInnerVlan},
       {"inner_too_short_for_ethernet", [](Outer& o) { o.inner.resize(10); }, DropReason::kVxlanTruncated},
       {"inner_bad_ipv4", [](Outer& o) { o.inner.resize(20); }, DropReason::kTooShortIpv4},
       {"outer_fragment", [](Outer& o) { o.frag_off = proto::kIpv4FlagMf; }, DropReason::kVxlanOuterFragment},
@@ -145,6 +151,24 @@ TEST(VxlanDecap, NotOursIsNotVxlan) {
   parse(p);
   EXPECT_TRUE(is_vxlan_to_us(p, other));
   EXPECT_FALSE(is_vxlan_to_us(p, c));
+}
+
+// A kernel vxlan device on this machine (udpcsum on) hands over the outer checksum still partial.
+TEST(VxlanDecap, PartialOuterChecksumIsNotVerified) {
+  Outer o;
+  o.udp_csum = true;
+  o.corrupt_csum = true;  // what the field holds: the pseudo-header sum, not a checksum
+  std::vector<uint8_t> f = build(o);
+  Packet p = proto::make_packet(f);
+  p.flags = kHasVnet;
+  p.vnet.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+  p.vnet.csum_start = 34;
+  p.vnet.csum_offset = 6;
+  parse(p);
+  ASSERT_FALSE(p.dropped()) << drop_reason_name(p.drop);
+  VxlanDecapResult r;
+  EXPECT_EQ(vxlan_decap(p, params(), r), kOk);
+  EXPECT_FALSE(p.flags & kHasVnet);  // the inner frame's checksums are complete (LCO)
 }
 
 TEST(VxlanDecap, PartialInnerChecksumStaysPartialRebased) {
