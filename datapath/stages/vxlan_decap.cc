@@ -23,11 +23,11 @@ DropReason vxlan_decap(Packet& p, const VxlanDecapParams& c, VxlanDecapResult& o
   if (udp_len < kUdpHdrLen + kVxlanHdrLen + kEthHdrLen) [[unlikely]]
     return DropReason::kVxlanTruncated;
   const bool data_valid = (p.flags & kHasVnet) && (p.vnet.flags & VIRTIO_NET_HDR_F_DATA_VALID);
-  // A sender on this machine (a kernel vxlan device across a veth underlay, udpcsum on) leaves the outer checksum
-  // to offload: the field holds only the pseudo-header sum and the vnet header says NEEDS_CSUM at the outer UDP.
-  // Nothing went over a wire: there is no checksum to verify yet.
-  const bool outer_partial = (p.flags & kHasVnet) && (p.vnet.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) &&
-                             p.vnet.csum_start == p.l4_offset;
+  // A sender on this machine (a kernel vxlan device across a veth underlay, udpcsum on) leaves a checksum to
+  // offload: NEEDS_CSUM at the outer UDP (the field holds the pseudo-header sum), or inside the inner frame (local
+  // checksum offload: the outer sum is right only once the inner field is filled in). Nothing crossed a wire, and
+  // the bytes are not final: there is nothing to verify yet.
+  const bool outer_partial = (p.flags & kHasVnet) && (p.vnet.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM);
   if (u.csum.raw != 0 && !data_valid && !outer_partial &&
       !vxlan_udp_checksum_ok(p.ip4_src, p.ip4_dst, std::span<const uint8_t>(udp, udp_len))) [[unlikely]]
     return DropReason::kVxlanBadUdpChecksum;

@@ -180,7 +180,10 @@ def iperf3(server_ns, client_ns, server_ip, seconds=2, reverse=False):
         r = sh(*args, ns=client_ns, check=False, timeout=seconds + 30)
         if r.returncode != 0:
             raise AssertionError("iperf3 failed: " + r.stdout[-2000:] + r.stderr[-2000:])
-        return json.loads(r.stdout)["end"]["sum_received"]["bits_per_second"]
+        out = json.loads(r.stdout)
+        if "sum_received" not in out.get("end", {}):
+            raise AssertionError("iperf3 reported no transfer: " + r.stdout[-2000:])
+        return out["end"]["sum_received"]["bits_per_second"]
     finally:
         srv.kill()
         srv.wait()
