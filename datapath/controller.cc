@@ -7,10 +7,12 @@
 //   1. NICs that are gone, or whose device cannot take the change in place (NicDevice::needs_recreate): publish a
 //      snapshot without their ports, wait for every worker's ack (no worker polls or transmits on them any more), then
 //      close the ports (their counters go into the removed-ports totals) and remove their OS objects.
+//      A change the device can take in place (NicDevice::update: a netns NIC's MAC, address, MTU) is made now, and
+//      the device, its ifindex and the port stay.
 //   2. NICs that are new (or being recreated): NicDevice::up() creates the OS objects and opens the port; each rx
 //      queue goes to the least loaded worker (by queue count; a queue keeps its worker for the port's life). A failure
-//      gives the NIC kError with the reason; the rest goes on. Changes a device takes in place (MAC, IPs, port
-//      security of a tap NIC) reach the workers through the snapshot alone.
+//      gives the NIC kError with the reason; the rest goes on. MAC, IPs, port security and security groups reach the
+//      workers through the snapshot.
 //   3. Build the snapshot, publish it, wait for every worker's ack, then activate() the new devices.
 //
 // Threading: every public method except stats() and nic_states() takes mu_ (one apply at a time). stats() and
@@ -422,10 +424,17 @@ struct Controller::Impl {
     std::vector<std::string> gone, recreate;
     for (auto& [id, nic] : nics) {
       auto w = want.find(id);
-      if (w == want.end())
+      if (w == want.end()) {
         gone.push_back(id);
-      else if (needs_recreate(nic, *w->second, d))
+      } else if (needs_recreate(nic, *w->second, d)) {
         recreate.push_back(id);
+      } else if (nic.spec != *w->second) {
+        std::string err;  // taken in place: the device and the port stay
+        if (!nic.dev->update(*w->second, device_context(d, id), &err)) {
+          std::fprintf(stderr, "vpcd: NIC %s: in-place change failed (%s); recreating it\n", id.c_str(), err.c_str());
+          recreate.push_back(id);
+        }
+      }
     }
     if (!gone.empty() || !recreate.empty()) {
       bool had_port = false;

@@ -9,7 +9,7 @@ build_pkgs=(build-essential cmake ninja-build pkg-config git
   libboost-dev libssl-dev libsqlite3-dev libnl-3-dev libnl-route-3-dev nlohmann-json3-dev uuid-dev
   libcpprest-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   iproute2 openssl ca-certificates procps)
-test_pkgs=(python3 python3-pytest iputils-ping iperf3 ethtool curl sqlite3 kmod psmisc tcpdump iproute2)
+test_pkgs=(python3 python3-pytest python3-jsonschema iputils-ping iperf3 ethtool curl sqlite3 kmod psmisc tcpdump iproute2)
 bench_pkgs=(netsniff-ng openvswitch-switch wrk)
 
 pkgs=("${build_pkgs[@]}")
@@ -25,6 +25,11 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Test tooling from npm (playwright-core, @redocly/cli) needs node and npm: Debian's, unless a node that brings its
+# own npm is installed already (a nodesource nodejs conflicts with Debian's npm package).
+if [ "$what" != build ] && ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
 if ((${#missing[@]})); then
   echo "install-deps: installing ${missing[*]}" >&2
   apt-get update -qq

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -189,6 +190,24 @@ std::pair<std::string, std::string> ensure_state_tls(const fs::path& state) {
   return files;
 }
 
+constexpr const char* kListenUrlFile = "listen-url";
+
+// STATE/listen-url: "https://HOST:PORT\n", replaced atomically once the listener is bound; removed on a clean stop.
+void write_listen_url(const fs::path& state, const std::string& url) {
+  const fs::path tmp = state / (std::string(kListenUrlFile) + ".tmp");
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << url << "\n";
+    if (!f.flush()) {
+      log::warn(tmp.string() + ": cannot write the listen URL");
+      return;
+    }
+  }
+  std::error_code ec;
+  fs::rename(tmp, state / kListenUrlFile, ec);
+  if (ec) log::warn((state / kListenUrlFile).string() + ": " + ec.message());
+}
+
 void block_signals(sigset_t* set) {
   sigemptyset(set);
   sigaddset(set, SIGINT);
@@ -303,13 +322,18 @@ int run_daemon(const Config& cfg) {
   TokenAuthenticator auth(st);
   http::HttpServer server(so, router, [&auth](std::string_view bearer) { return auth(bearer); });
   server.start();
-  log::info(std::string("listening on ") + (cfg.tls ? "https://" : "http://") + cfg.listen_host + ":" +
-            std::to_string(server.bound_port()));
+  // The bound port (the config may say port 0: the kernel picks one) is in the log line and in STATE/listen-url, so
+  // a script or a test that starts vpcd on 127.0.0.1:0 reads it back instead of guessing a free port.
+  const std::string url = std::string(cfg.tls ? "https://" : "http://") + cfg.listen_host + ":" +
+                          std::to_string(server.bound_port());
+  log::info("listening on " + url);
+  write_listen_url(state, url);
 
   int sig = 0;
   while (sigwait(&sigs, &sig) != 0) {
   }
   log::info(std::string("received ") + strsignal(sig) + ": shutting down");
+  fs::remove(state / kListenUrlFile, ec);
   server.stop_graceful(std::chrono::seconds(10));
   reconciler.stop();
   log::info("stopped; datapath objects left in place for the next start");

@@ -17,18 +17,19 @@ Usage (root): python3 bench/e2e/compare.py [--build-dir build] [--switches vpcd,
 """
 import argparse
 import contextlib
-import http.client
 import json
 import os
 import re
 import shutil
 import signal
-import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "lib"))
+import vpcdtest as vt  # noqa: E402
 
 PID = os.getpid()
 G1, G2, SW = f"vbe{PID}g1", f"vbe{PID}g2", f"vbe{PID}sw"
@@ -220,72 +221,31 @@ def switch_ovs(port_type="system", tso=False):
         shutil.rmtree(rundir, ignore_errors=True)
 
 
-class Api:
-    def __init__(self, port, token):
-        self.port, self.token = port, token
-        self.ctx = ssl.create_default_context()
-        self.ctx.check_hostname, self.ctx.verify_mode = False, ssl.CERT_NONE
-
-    def req(self, method, path, body=None):
-        c = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=30)
-        hdrs = {"Authorization": f"Bearer {self.token}"}
-        data = None
-        if body is not None:
-            data, hdrs["Content-Type"] = json.dumps(body), "application/json"
-        c.request(method, path, body=data, headers=hdrs)
-        r = c.getresponse()
-        text = r.read().decode()
-        c.close()
-        if r.status >= 300:
-            raise RuntimeError(f"{method} {path}: {r.status} {text}")
-        return json.loads(text) if text else None
-
-
 @contextlib.contextmanager
 def switch_vpcd(build_dir, workers):
-    vpcd = os.path.join(build_dir, "vpcd")
-    state = tempfile.mkdtemp(prefix=f"vbe{PID}-vpcd-")
-    port = 20000 + PID % 20000
-    token = sh([vpcd, "token", "create", "--state-dir", state, "--role", "admin"]).strip()
-    log = open(os.path.join(state, "vpcd.log"), "w")
-    proc = subprocess.Popen([vpcd, "--state-dir", state, "--listen", f"127.0.0.1:{port}", "--workers", str(workers)],
-                            stdout=log, stderr=log)
-    api = Api(port, token)
+    vt.BUILD = os.path.abspath(build_dir)
+    d = vt.Vpcd(workers=workers)  # the shared harness: own state dir, 127.0.0.1:0, the bound port read back
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                api.req("GET", "/v1/health")
-                break
-            except (OSError, RuntimeError):
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("vpcd did not start; log: " + open(log.name).read()[-2000:])
-                time.sleep(0.1)
-        vpc = api.req("POST", "/v1/vpcs", {"cidrs": ["10.77.0.0/16"], "mtu": MTU})
-        sub = api.req("POST", "/v1/subnets", {"vpc_id": vpc["id"], "cidr": f"10.77.0.0/{PREFIX}"})
+        d.start(timeout=20)
+        api = d.client()
+        vpc = api.call("POST", "/v1/vpcs", {"cidrs": ["10.77.0.0/16"], "mtu": MTU})
+        sub = api.call("POST", "/v1/subnets", {"vpc_id": vpc["id"], "cidr": f"10.77.0.0/{PREFIX}"})
         nics = []
         for ns, ip, mac in ((G1, IP1, MAC1), (G2, IP2, MAC2)):
-            nics.append(api.req("POST", "/v1/nics", {"subnet_id": sub["id"], "mac": mac, "ips": [ip],
+            nics.append(api.call("POST", "/v1/nics", {"subnet_id": sub["id"], "mac": mac, "ips": [ip],
                                                      "backend": {"type": "netns", "netns": ns, "ifname": "eth0"}}))
         deadline = time.monotonic() + 20
-        while any(api.req("GET", f"/v1/nics/{n['id']}")["state"] != "up" for n in nics):
+        while any(api.call("GET", f"/v1/nics/{n['id']}")["state"] != "up" for n in nics):
             if time.monotonic() > deadline:
-                raise RuntimeError("NICs did not come up: " + json.dumps([api.req("GET", f"/v1/nics/{n['id']}")
+                raise RuntimeError("NICs did not come up: " + json.dumps([api.call("GET", f"/v1/nics/{n['id']}")
                                                                           for n in nics]))
             time.sleep(0.1)
-        yield [proc.pid]
+        yield [d.proc.pid]
         for n in nics:
-            api.req("DELETE", f"/v1/nics/{n['id']}")
+            api.call("DELETE", f"/v1/nics/{n['id']}")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        d.close()
         cleanup_namespaces()  # deleting a guest namespace also deletes the veth end vpcd drove
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def run_one(name, ctx, duration, guest_tx_offload=True):

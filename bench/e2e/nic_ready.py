@@ -54,7 +54,7 @@ def main():
         print(f"NIC ready (POST answer -> first ping reply), n={len(times)}: p50 {statistics.median(times):.1f} ms, "
               f"p99 {p99:.1f} ms, max {times[-1]:.1f} ms")
     finally:
-        d.stop()
+        d.close()
         ns.remove_all()
 
 

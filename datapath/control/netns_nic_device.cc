@@ -57,12 +57,26 @@ class NetnsNic final : public NicDevice {
     return port;
   }
 
+  // Only another namespace or interface name needs a new veth pair; MAC, address, gateway and MTU are set on the
+  // existing one (update()), so the guest keeps its interface (same ifindex) and vpcd its port.
   bool needs_recreate(const NicSpec& want, const DeviceContext& ctx) const override {
     const auto* b = std::get_if<NetnsBackend>(&want.backend);
-    if (!b || *b != b_) return true;
+    if (!b || *b != b_ || !ensured_) return true;
     std::string err;
-    auto p = params(want, ctx, &err);
-    return !p || !ensured_ || !same_params(*p, *ensured_);
+    return !params(want, ctx, &err);
+  }
+
+  bool update(const NicSpec& want, const DeviceContext& ctx, std::string* err) override {
+    auto p = params(want, ctx, err);
+    if (!p) return false;
+    if (ensured_ && same_params(*p, *ensured_)) return true;
+    std::string e;
+    if (!netns_nic_ensure(*p, &e)) {  // idempotent: reconfigures the existing pair in place
+      *err = "namespace " + p->netns + ": " + e;
+      return false;
+    }
+    ensured_ = *p;
+    return true;
   }
 
   void remove() override {

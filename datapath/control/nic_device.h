@@ -42,6 +42,9 @@ class NicDevice {
   virtual void activate() {}
   // True when `want` cannot be reached from this device without tearing it down and creating it again.
   virtual bool needs_recreate(const NicSpec& want, const DeviceContext& ctx) const = 0;
+  // Takes a change that needs no recreation (the guest side's MAC, address, gateway, MTU) in place: the device, its
+  // ifindex and the port stay. false with *err when the OS refused (the controller then recreates the device).
+  virtual bool update(const NicSpec& /*want*/, const DeviceContext& /*ctx*/, std::string* /*err*/) { return true; }
   // Removes the OS objects up() created or adopted (the port is closed by then).
   virtual void remove() = 0;
   // The detail to show when the device is there but its link has no carrier.

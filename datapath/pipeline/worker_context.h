@@ -70,7 +70,14 @@ struct WorkerContext {
   void emit(Packet* p, Next to) noexcept;
 
   // ---- runner state (pipeline.cc) ----
-  std::array<PacketQueue, kStageCount> queues{};  // [stage] packets waiting for it
+  // [stage] -> the packets waiting for it. Pointers into queue_bufs, so the runner can hand a whole queue to the
+  // next stage by swapping two pointers when every packet goes the same way.
+  std::array<PacketQueue, kStageCount> queue_bufs{};
+  std::array<PacketQueue*, kStageCount> queues = [this] {
+    std::array<PacketQueue*, kStageCount> q{};
+    for (size_t i = 0; i < kStageCount; ++i) q[i] = &queue_bufs[i];
+    return q;
+  }();
   Next running = Next::kCount;                     // the stage being run, kCount between runs
   std::vector<uint16_t> dirty_ports;  // port ids with frames enqueued since the last flush_outputs
   std::vector<uint8_t> dirty_mark;    // [port id] != 0 when in dirty_ports

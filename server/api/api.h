@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "server/http/types.h"
 #include "server/store/store.h"
 
@@ -26,12 +28,32 @@ struct ApiContext {
   std::string version;
 };
 
+// What the OpenAPI document (openapi.cc) says about a route. Resource routes name their kind and operation and get
+// everything from the KindSpec; other routes give a summary and the schema of their 200 body. A route without a doc
+// still appears in the document (its path, method and role), with a generic 200.
+struct RouteDoc {
+  std::string operation_id;  // "getHealth"; resource routes: derived ("listVpcs")
+  std::string summary;
+  std::string kind;          // resource routes: the KindSpec's URL segment
+  std::string op;            // resource routes: list | get | create | put | patch | delete
+  nlohmann::json response_schema;  // other routes: JSON Schema of the 200 body (null: not described)
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> query;  // other routes: query parameters (name, description)
+};
+
 struct RouteDef {
   std::string method;   // "GET", "POST", ...
   std::string pattern;  // "/v1/vpcs/{id}"
   http::Handler handler;
   http::Role min_role;  // kNone: no token needed (health)
+  RouteDoc doc = {};
 };
+
+// The OpenAPI 3.1 description of `routes` (GET /v1/openapi.json), from the routes' docs and the kind tables.
+nlohmann::json openapi_document(const std::vector<RouteDef>& routes, const std::string& version);
+
+// GET /v1/whoami's "capabilities": every datapath capability by name, true when carried (datapath/capabilities.h).
+nlohmann::json capabilities_json();
 
 // Every route of the API, in registration order.
 std::vector<RouteDef> api_routes(ApiContext& ctx);

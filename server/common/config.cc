@@ -123,6 +123,22 @@ void config_set(Config& cfg, std::string_view key_in, std::string_view v, std::s
       fail(where, "log-level: expected debug|info|warn|error, got \"" + std::string(v) + "\"");
     }
     cfg.log_level = std::string(v);
+  } else if (key == "conntrack-max") {
+    cfg.conntrack.max_conns = parse_uint<uint32_t>(key, v, 1, 1u << 26, where);
+  } else if (key == "conntrack-max-per-vpc") {
+    cfg.conntrack.max_conns_per_vpc = parse_uint<uint32_t>(key, v, 1, 1u << 26, where);
+  } else if (key == "conntrack-loose-pickup") {
+    cfg.conntrack.loose_pickup = parse_bool(key, v, where);
+  } else if (key.starts_with("conntrack-timeout-")) {
+    const std::string_view cls = std::string_view(key).substr(18);
+    size_t i = 0;
+    while (i < dp::kTimeoutClassNames.size() && dp::kTimeoutClassNames[i] != cls) ++i;
+    if (i == dp::kTimeoutClassNames.size()) fail(where, "unknown key \"" + std::string(key_in) + "\"");
+    cfg.conntrack.timeout_s[i] = parse_uint<uint32_t>(key, v, 1, 30 * 86400, where);
+  } else if (key == "icmp-error-rate") {
+    cfg.icmp_error_rate = parse_uint<uint32_t>(key, v, 1, 1000000, where);
+  } else if (key == "icmp-error-burst") {
+    cfg.icmp_error_burst = parse_uint<uint32_t>(key, v, 1, 1000000, where);
   } else {
     fail(where, "unknown key \"" + std::string(key_in) + "\"");
   }

@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "datapath/tables/conn_table.h"
+
 namespace vpcd {
 
 struct ConfigError : std::runtime_error {
@@ -33,6 +35,12 @@ struct Config {
   unsigned rate_burst = 200;
   std::string log_level = "info";  // debug | info | warn | error
   uint16_t vxlan_port = 4789;      // UDP port of VXLAN on the underlay uplink (RFC 7348; Linux's old default was 8472)
+  // Connection tracking (security groups): conntrack-max, conntrack-max-per-vpc, conntrack-loose-pickup and
+  // conntrack-timeout-CLASS (seconds; CLASS from kTimeoutClassNames: tcp-syn, tcp-established, ...).
+  dp::ConnTableOptions conntrack;
+  // ICMP errors the router sends, per worker: rate (per second) and burst.
+  uint32_t icmp_error_rate = 100;
+  uint32_t icmp_error_burst = 50;
 };
 
 // Sets one key from its text value. `where` ("FILE:LINE" or "--flag") prefixes the error message.

@@ -98,22 +98,14 @@ export class Api {
   }
 }
 
-const kNilId = '00000000-0000-0000-0000-000000000000';
-
-// The token's role. Asks GET /whoami when the server has it; otherwise tries a write that cannot change anything
-// (deleting the nil UUID): a viewer gets 403, an admin 404. A 401 propagates (bad token).
-export async function detect_role(api) {
-  try {
-    const who = await api.get('/whoami');
-    if (who && (who.role === 'admin' || who.role === 'viewer')) return who.role;
-  } catch (e) {
-    if (e.status === 401) throw e;
+// Who the token is and what the box carries out: GET /v1/whoami -> { role: 'admin'|'viewer', token_id,
+// capabilities: { NAME: bool } } (a capability that is false answers 501 on writes; its forms stay hidden). A read:
+// no probe write, no audit event, no failed request in the console. A 401 propagates (bad token).
+export async function whoami(api) {
+  const who = await api.get('/whoami');
+  if (!who || (who.role !== 'admin' && who.role !== 'viewer')) {
+    throw new ApiError({ status: 0, title: 'Bad response', detail: 'GET /v1/whoami gave no role' });
   }
-  try {
-    await api.del(`/vpcs/${kNilId}`);
-    return 'admin';
-  } catch (e) {
-    if (e.status === 401) throw e;
-    return e.status === 403 ? 'viewer' : 'admin';
-  }
+  return { role: who.role, token_id: String(who.token_id || ''),
+    capabilities: who.capabilities && typeof who.capabilities === 'object' ? who.capabilities : {} };
 }

@@ -56,6 +56,32 @@ TEST(Config, ParsesEveryKey) {
   EXPECT_EQ(c.log_level, "debug");
 }
 
+TEST(Config, ConntrackKeys) {
+  Config c;
+  EXPECT_EQ(c.conntrack.max_conns, 262144u);
+  config_parse(c,
+               "conntrack-max = 1000\n"
+               "conntrack_max_per_vpc = 10\n"
+               "conntrack-loose-pickup = off\n"
+               "conntrack-timeout-tcp-established = 3600\n"
+               "conntrack-timeout-udp = 7\n"
+               "conntrack-timeout-fragment = 2\n"
+               "icmp-error-rate = 5\n"
+               "icmp-error-burst = 3\n",
+               "vpcd.conf");
+  EXPECT_EQ(c.conntrack.max_conns, 1000u);
+  EXPECT_EQ(c.conntrack.max_conns_per_vpc, 10u);
+  EXPECT_FALSE(c.conntrack.loose_pickup);
+  EXPECT_EQ(c.conntrack.timeout_s[size_t(dp::TimeoutClass::kTcpEstablished)], 3600u);
+  EXPECT_EQ(c.conntrack.timeout_s[size_t(dp::TimeoutClass::kUdp)], 7u);
+  EXPECT_EQ(c.conntrack.timeout_s[size_t(dp::TimeoutClass::kFragment)], 2u);
+  EXPECT_EQ(c.icmp_error_rate, 5u);
+  EXPECT_EQ(c.icmp_error_burst, 3u);
+  EXPECT_THROW(config_parse(c, "conntrack-timeout-sctp = 5\n", "f"), ConfigError);
+  EXPECT_THROW(config_parse(c, "conntrack-timeout-udp = 0\n", "f"), ConfigError);
+  EXPECT_THROW(config_parse(c, "conntrack-max = many\n", "f"), ConfigError);
+}
+
 TEST(Config, ListenForms) {
   Config c;
   config_parse_listen(c, "[::1]:8000", "--listen");
@@ -145,6 +171,8 @@ TEST(Config, ShippedExampleParses) {
   EXPECT_EQ(all.state_dir, "/var/lib/vpcd");
   EXPECT_EQ(all.tls_cert, "/etc/vpcd/cert.pem");
   EXPECT_EQ(all.body_limit_bytes, 1u << 20);
+  EXPECT_EQ(all.conntrack.timeout_s, Config{}.conntrack.timeout_s);
+  EXPECT_EQ(all.conntrack.max_conns, Config{}.conntrack.max_conns);
 }
 
 }  // namespace
