@@ -143,6 +143,8 @@ class Box:
         if self.instance:
             shutil.rmtree("/run/vpcd/" + self.instance, ignore_errors=True)
         shutil.rmtree(self.state, ignore_errors=True)
+        if os.path.exists(self.log_path):
+            os.unlink(self.log_path)
 
 
 def netns_list():
