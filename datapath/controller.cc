@@ -23,6 +23,9 @@
 // never waits for OS operations. Workers are never stopped.
 #include "datapath/controller.h"
 
+#include "datapath/control/overlay_builder.h"
+#include "datapath/control/uplink_device.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -61,6 +64,25 @@ struct Controller::Impl {
     bool activated = false;
     std::optional<RetryBackoff> retry;  // after backend failures: when apply() may try again (null: none yet)
   };
+  // An uplink the datapath drives (role underlay or both; external-only uplinks wait for NAT).
+  struct Uplink {
+    UplinkSpec spec;
+    std::string error;
+    std::shared_ptr<PortRuntime> rt;
+    std::shared_ptr<PortRuntime> rt_pending_close;
+    uint16_t port = kInvalidPort;
+    std::vector<unsigned> queue_worker;
+    MacAddr mac;
+    uint32_t mtu = 1500;
+  };
+  // A tunnel pseudo-port: one per (VPC, remote VTEP address) named by a VTEP peer or a remote NIC.
+  struct Tunnel {
+    std::string vpc_id;
+    Ipv4Addr remote;
+    std::shared_ptr<PortRuntime> rt;  // counters only (no io)
+    std::shared_ptr<PortRuntime> rt_pending_close;
+    uint16_t port = kInvalidPort;
+  };
   // What stats()/nic_states() read.
   struct ViewNic {
     std::string host_ifname;
@@ -70,6 +92,8 @@ struct Controller::Impl {
   };
   struct View {
     std::vector<std::pair<std::string, std::shared_ptr<PortRuntime>>> ports;  // by NIC id
+    std::vector<std::pair<std::string, std::shared_ptr<PortRuntime>>> uplink_ports;  // by uplink id
+    std::vector<std::pair<std::string, std::shared_ptr<PortRuntime>>> tunnel_ports;  // by tunnel_key()
     std::map<std::string, ViewNic> nics;
     PortCounters removed_totals;
   };
@@ -80,6 +104,7 @@ struct Controller::Impl {
         pub(nworkers),
         builder(nworkers),
         worker_load(nworkers, 0) {
+    builder.set_vxlan_port(opts.vxlan_port);
     std::error_code ec;
     std::filesystem::create_directories(opts.run_dir, ec);
     workers.reserve(nworkers);
@@ -234,6 +259,32 @@ struct Controller::Impl {
       b.queue_worker = nic.queue_worker;
       ports.push_back(std::move(b));
     }
+    uint16_t underlay = kInvalidPort;
+    for (const auto& [id, up] : uplinks) {
+      if (!up.rt) continue;
+      PortBinding b;
+      b.object_id = id;
+      b.kind = PortKind::kUplink;
+      b.port = up.port;
+      b.rt = up.rt;
+      b.queue_worker = up.queue_worker;
+      b.mac = up.mac;
+      b.mtu = up.mtu;
+      if (up.spec.role != UplinkRole::kExternal) underlay = up.port;
+      ports.push_back(std::move(b));
+    }
+    for (const auto& [key, t] : tunnels) {
+      if (!t.rt) continue;
+      PortBinding b;
+      b.object_id = key;
+      b.kind = PortKind::kTunnel;
+      b.port = t.port;
+      b.rt = t.rt;
+      b.vpc_id = t.vpc_id;
+      b.remote_ip = t.remote;
+      b.uplink = underlay;
+      ports.push_back(std::move(b));
+    }
     return builder.build(d, ports, port_used.size(), pub.next_generation());
   }
 
@@ -313,9 +364,106 @@ struct Controller::Impl {
                                  nic.dev ? nic.dev->no_carrier_detail() : "no carrier"});
       if (nic.rt) v.ports.emplace_back(id, nic.rt);
     }
+    for (auto& [id, up] : uplinks)
+      if (up.rt) v.uplink_ports.emplace_back(id, up.rt);
+    for (auto& [key, t] : tunnels)
+      if (t.rt) v.tunnel_ports.emplace_back(key, t.rt);
     v.removed_totals = removed_totals;
     std::scoped_lock lk(view_mu);
     view = std::move(v);
+  }
+
+  // Closes a port the workers no longer see (counters into the removed totals).
+  void close_port(std::shared_ptr<PortRuntime>& rt, uint16_t& port, std::vector<unsigned>* queue_worker) {
+    if (!rt) return;
+    removed_totals.add(rt->sum());
+    if (queue_worker)
+      for (unsigned w : *queue_worker) --worker_load[w];
+    port_used[port] = 0;
+    rt.reset();
+    port = kInvalidPort;
+  }
+
+  // Uplinks and tunnel ports for `d` (issue 8): removals first (unpublished and acked before they close), then new
+  // ones. The snapshot published by apply() afterwards carries them.
+  void apply_overlay_ports(const DesiredState& d) {
+    std::map<std::string, const UplinkSpec*> want_up;
+    for (const auto& u : d.uplinks)
+      if (u.role != UplinkRole::kExternal) want_up[u.id] = &u;
+    std::map<std::string, std::pair<std::string, Ipv4Addr>> want_tn;
+    auto vpc_known = [&](const std::string& id) { return has_vpc(d, id); };
+    for (const auto& p : d.vtep_peers)
+      if (vpc_known(p.vpc_id)) want_tn[tunnel_key(p.vpc_id, p.underlay_ip)] = {p.vpc_id, p.underlay_ip};
+    for (const auto& r : d.remote_nics)
+      if (vpc_known(r.vpc_id)) want_tn[tunnel_key(r.vpc_id, r.underlay_ip)] = {r.vpc_id, r.underlay_ip};
+
+    std::vector<std::string> gone_up, gone_tn;
+    for (auto& [id, up] : uplinks) {
+      auto w = want_up.find(id);
+      if (w == want_up.end() || w->second->ifname != up.spec.ifname || !up.rt) gone_up.push_back(id);
+    }
+    for (auto& [key, t] : tunnels)
+      if (!want_tn.count(key)) gone_tn.push_back(key);
+    bool had_port = false;
+    for (const auto& id : gone_up) {
+      Uplink& up = uplinks[id];
+      had_port |= up.rt != nullptr;
+      up.rt_pending_close = std::move(up.rt);
+    }
+    for (const auto& key : gone_tn) {
+      Tunnel& t = tunnels[key];
+      had_port |= t.rt != nullptr;
+      t.rt_pending_close = std::move(t.rt);
+    }
+    if (had_port) publish(build(last));
+    for (const auto& id : gone_up) {
+      Uplink& up = uplinks[id];
+      up.rt = std::move(up.rt_pending_close);
+      const bool had = up.rt != nullptr;
+      close_port(up.rt, up.port, &up.queue_worker);
+      up.queue_worker.clear();
+      if (had) release_uplink_device(up.spec.ifname);
+      uplinks.erase(id);
+    }
+    for (const auto& key : gone_tn) {
+      Tunnel& t = tunnels[key];
+      t.rt = std::move(t.rt_pending_close);
+      close_port(t.rt, t.port, nullptr);
+      tunnels.erase(key);
+    }
+    for (const auto& [id, spec] : want_up) {
+      Uplink& up = uplinks[id];
+      up.spec = *spec;
+      if (up.rt) continue;
+      std::string err;
+      UplinkDevice dev = open_uplink(*spec, opts, nworkers, &err);
+      if (!dev.io) {
+        up.error = err;
+        std::fprintf(stderr, "vpcd: uplink %s: %s\n", spec->ifname.c_str(), err.c_str());
+        continue;
+      }
+      up.error.clear();
+      up.mac = dev.mac;
+      up.mtu = dev.mtu;
+      auto rt = std::make_shared<PortRuntime>();
+      rt->nic_id = id;
+      rt->seq = next_seq++;
+      rt->io = std::move(dev.io);
+      up.rt = std::move(rt);
+      up.port = alloc_port();
+      up.queue_worker = assign_queues(up.rt->io->rx_queues());
+    }
+    for (const auto& [key, vt] : want_tn) {
+      Tunnel& t = tunnels[key];
+      if (t.rt) continue;
+      t.vpc_id = vt.first;
+      t.remote = vt.second;
+      auto rt = std::make_shared<PortRuntime>();
+      rt->nic_id = key;
+      rt->seq = next_seq++;
+      t.rt = std::move(rt);
+      t.port = alloc_port();
+    }
   }
 
   std::map<std::string, NicState> apply(const DesiredState& d) {
@@ -369,6 +517,7 @@ struct Controller::Impl {
         if (!it->second.rt && retry_due(it->second)) bring_up_with_backoff(it->second, d);
       }
     }
+    apply_overlay_ports(d);
     last = d;
     // 3. Publish the new configuration; then the new devices may carry traffic.
     if (publish(build(d)))
@@ -392,6 +541,8 @@ struct Controller::Impl {
   std::vector<std::unique_ptr<Worker>> workers;
   DesiredState last;
   std::map<std::string, Nic> nics;
+  std::map<std::string, Uplink> uplinks;  // by uplink id
+  std::map<std::string, Tunnel> tunnels;  // by tunnel_key()
   std::vector<uint8_t> port_used;
   uint64_t next_seq = 1;
   PortCounters removed_totals;
@@ -477,11 +628,24 @@ Stats Controller::stats() const {
     ports = impl_->view.ports;
     st.totals = impl_->view.removed_totals;
   }
+  std::vector<std::pair<std::string, std::shared_ptr<PortRuntime>>> ups, tns;
+  {
+    std::scoped_lock lk(impl_->view_mu);
+    ups = impl_->view.uplink_ports;
+    tns = impl_->view.tunnel_ports;
+  }
   for (const auto& [id, rt] : ports) {
     PortCounters c = rt->sum();
     st.totals.add(c);
     st.nics[id] = c;
   }
+  for (const auto& [id, rt] : ups) {
+    PortCounters c = rt->sum();
+    st.totals.add(c);
+    st.uplinks[id] = c;
+  }
+  // Tunnel counters describe the same frames as the uplink's (per VTEP): not added to the totals again.
+  for (const auto& [key, rt] : tns) st.tunnels[key] = rt->sum();
   for (const auto& w : impl_->workers) st.workers.push_back(w->counters());
   st.snapshot_generation = impl_->pub.generation();
   st.capture = impl_->capture->stats();

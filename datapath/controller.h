@@ -64,6 +64,7 @@ struct Options {
   uint32_t rx_blocks = 4;
   ConnTableOptions conntrack;  // connection tracking limits and timeouts (security groups)
   uint32_t icmp_error_rate = 100, icmp_error_burst = 50;  // router ICMP errors per worker: per second, burst
+  uint16_t vxlan_port = 4789;  // UDP port of VXLAN on the underlay uplink (config vxlan-port)
 };
 
 class Controller {

@@ -348,6 +348,7 @@ int run_daemon(const Config& cfg) {
   dopts.conntrack = cfg.conntrack;
   dopts.icmp_error_rate = cfg.icmp_error_rate;
   dopts.icmp_error_burst = cfg.icmp_error_burst;
+  dopts.vxlan_port = cfg.vxlan_port;
   dp::Controller controller(dopts);
   log::info("datapath: " + std::to_string(controller.worker_count()) + " worker(s)");
 
@@ -414,6 +415,7 @@ int main(int argc, char** argv) {
                             {"netns-queues", "RX queues per netns NIC (fanout over workers); 0 = one per worker"},
                             {"web-root", "dashboard directory"},
                             {"migrations", "SQL migrations directory"},
+                            {"vxlan-port", "UDP port of VXLAN on the underlay uplink; default 4789"},
                             {"log-level", "debug|info|warn|error"}};
   for (auto& k : kKeys) {
     app.add_option_function<std::string>(std::string("--") + k[0], [&flags, key = std::string(k[0])](

@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "datapath/config/overlay_config.h"
 #include "datapath/pipeline/counters.h"
 #include "datapath/proto/types.h"
 #include "datapath/tables/flat_map.h"
@@ -121,6 +122,7 @@ struct DataplaneConfig {
   // The connection table (sharded, locked per shard: conn_table.h), shared by every worker and kept across
   // generations for the datapath's whole life; null when no port has a firewall feature.
   std::shared_ptr<ConnTable> conns;
+  OverlayConfig overlay;          // the underlay uplink and the VXLAN tables (overlay_config.h)
 
   const PortConfig* port(uint16_t id) const noexcept {
     return id < ports.size() && ports[id].present() ? &ports[id] : nullptr;

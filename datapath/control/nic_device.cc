@@ -1,11 +1,11 @@
 // Shared parts of the NIC backends; see nic_device.h.
 #include "datapath/control/nic_device.h"
 
-#include <fstream>
 #include <optional>
 
 #include "datapath/controller.h"
 #include "datapath/io/af_packet_port.h"
+#include "datapath/io/netlink.h"
 
 namespace vpcd::dp {
 
@@ -19,12 +19,14 @@ std::unique_ptr<NicDevice> make_nic_device(const NicSpec& nic, const Options&) {
 
 namespace {
 
-// /sys/class/net/IF/carrier: 1, 0, or nullopt (no such link, or administratively down: EINVAL).
+// Carrier of IF: true, false, or nullopt (no such link, or administratively down). From rtnetlink in this thread's
+// network namespace, not /sys/class/net (a vpcd started with nsenter --net, as the README's "inside a network
+// namespace" does, still sees the host's sysfs), and IFF_LOWER_UP rather than SIOCGIFFLAGS's IFF_RUNNING: the kernel
+// sets RUNNING from the operstate, which linkwatch updates up to a second after the carrier comes up.
 std::optional<bool> read_carrier(const std::string& ifname) {
-  std::ifstream f("/sys/class/net/" + ifname + "/carrier");
-  int v = -1;
-  if (!(f >> v)) return std::nullopt;
-  return v == 1;
+  auto li = link_by_name(ifname);
+  if (!li || !li->up) return std::nullopt;
+  return li->lower_up;
 }
 
 }  // namespace

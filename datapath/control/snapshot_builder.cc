@@ -4,6 +4,8 @@
 #include <set>
 #include <unordered_map>
 
+#include "datapath/control/overlay_builder.h"
+
 namespace vpcd::dp {
 
 uint16_t SnapshotBuilder::vpc_slot(const std::string& id) const {
@@ -142,6 +144,7 @@ std::shared_ptr<DatapathSnapshot> SnapshotBuilder::build(const DesiredState& d, 
   }
   tables_ = std::move(next_tables);
   policy_.build(d, *cfg, vpc_slots_);
+  build_overlay(d, ports, vpc_slots_, vxlan_port_, *cfg);
   snap->config = std::move(cfg);
   return snap;
 }

@@ -36,6 +36,9 @@ struct PortBinding {
   std::string vpc_id;
   Ipv4Addr remote_ip;
   uint16_t uplink = kInvalidPort;
+  // kUplink: the interface's MAC and MTU (the overlay builder's underlay config).
+  MacAddr mac;
+  uint32_t mtu = 1500;
 };
 
 class SnapshotBuilder {
@@ -46,6 +49,9 @@ class SnapshotBuilder {
   // `generation`. `port_slots` is the size of the port id space (DataplaneConfig::ports.size()).
   std::shared_ptr<DatapathSnapshot> build(const DesiredState& d, const std::vector<PortBinding>& ports,
                                           size_t port_slots, uint64_t generation);
+
+  // UDP port of VXLAN (config vxlan_port) put into the snapshots' overlay config.
+  void set_vxlan_port(uint16_t port) { vxlan_port_ = port; }
 
   // The slot VPC `id` has now, or kNoVpcIndex.
   uint16_t vpc_slot(const std::string& id) const;
@@ -67,6 +73,7 @@ class SnapshotBuilder {
   void assign_vpc_slots(const DesiredState& d);
 
   unsigned workers_;
+  uint16_t vxlan_port_ = 4789;
   std::map<std::string, VpcTables> tables_;     // by VPC id
   std::map<std::string, uint16_t> vpc_slots_;   // VPC id -> slot, while the VPC exists
   std::vector<uint32_t> slot_gen_;              // [slot] -> gen of its current (or last) VPC

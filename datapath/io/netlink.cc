@@ -63,6 +63,7 @@ LinkInfo to_info(rtnl_link* l) {
   if (const char* al = rtnl_link_get_ifalias(l)) i.alias = al;
   if (const char* k = rtnl_link_get_type(l)) i.kind = k;
   i.up = (rtnl_link_get_flags(l) & IFF_UP) != 0;
+  i.lower_up = (rtnl_link_get_flags(l) & IFF_LOWER_UP) != 0;
   i.link_ifindex = rtnl_link_get_link(l);
   return i;
 }

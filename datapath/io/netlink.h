@@ -30,6 +30,7 @@ struct LinkInfo {
   std::string alias;
   std::string kind;  // "veth", "tun", "" for a device without rtnl_link_ops kind (lo, physical NICs)
   bool up = false;   // IFF_UP (administratively up)
+  bool lower_up = false;  // IFF_LOWER_UP: carrier (netif_carrier_ok, at once; IFF_RUNNING follows via linkwatch)
   int link_ifindex = 0;  // IFLA_LINK: a veth's peer ifindex (in the peer's namespace), 0 when absent
 };
 

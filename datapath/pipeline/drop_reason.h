@@ -65,7 +65,25 @@ namespace vpcd::dp {
   X(kDeniedByRule, "denied_by_rule") /* no security-group rule allows the flow */          \
   X(kCtInvalid, "ct_invalid") /* fails TCP state/window checks, or an unmatched reply */   \
   X(kCtTableFull, "ct_table_full") /* a new flow over the connection limit */              \
-  X(kFragmentNoFirst, "fragment_no_first") /* a later fragment without its first */
+  X(kFragmentNoFirst, "fragment_no_first") /* a later fragment without its first */ \
+  /* uplink input, vxlan decap (RFC 7348) */                                               \
+  X(kUplinkNotForUs, "uplink_not_for_us") /* neither ARP for us nor VXLAN to our address */ \
+  X(kVxlanOuterFragment, "vxlan_outer_fragment") /* outer IPv4 fragment: not reassembled */ \
+  X(kVxlanTruncated, "vxlan_truncated") /* UDP payload shorter than VXLAN + Ethernet */     \
+  X(kVxlanBadUdpChecksum, "vxlan_bad_udp_checksum") /* non-zero and wrong */               \
+  X(kVxlanBadFlags, "vxlan_bad_flags") /* I flag clear */                                  \
+  X(kVxlanUnknownVni, "vxlan_unknown_vni")                                                 \
+  X(kVxlanUnknownVtep, "vxlan_unknown_vtep") /* outer source not a VTEP of that VPC */     \
+  X(kVxlanInnerVlan, "vxlan_inner_vlan")                                                   \
+  /* vxlan encap, underlay ARP */                                                          \
+  X(kNoUnderlay, "no_underlay") /* no underlay uplink configured or up */                  \
+  X(kUnderlayArpQueueFull, "underlay_arp_queue_full") /* next hop unresolved, queue full */ \
+  X(kUnderlayArpFailed, "underlay_arp_failed") /* next hop did not answer ARP */            \
+  X(kFragNeeded, "frag_needed") /* inner IPv4 DF too big: ICMP sent back */               \
+  X(kGsoSegmentFailed, "gso_segment_failed") /* a super-frame that cannot be segmented */    \
+  /* not a drop: the frame was used up (an ARP reply learned, a super-frame sent as segments, a frame queued for */ \
+  /* ARP as a pool copy); the runner frees it without counting */                           \
+  X(kConsumed, "consumed")
 
 enum class DropReason : uint8_t {
 #define VPCD_X(sym, str) sym,

@@ -11,6 +11,8 @@
 #include "datapath/stages/parse.h"
 #include "datapath/stages/port_security.h"
 #include "datapath/stages/router.h"
+#include "datapath/stages/uplink_input.h"
+#include "datapath/stages/vxlan_encap.h"
 
 namespace vpcd::dp {
 
@@ -34,9 +36,10 @@ constexpr std::pair<Next, StageFn> entry() {
 // (feature bitmaps only name stages that exist), and the runner drops any that arrive as kNoStage.
 constexpr std::array<StageFn, kStageCount> make_table() {
   std::array<StageFn, kStageCount> t{};
-  for (auto [id, fn] : {entry<ParseStage>(), entry<PortSecurityStage>(), entry<FirewallEgressStage>(),
-                        entry<ArpResponderStage>(), entry<L2SwitchStage>(), entry<RouterStage>(),
-                        entry<FirewallIngressStage>(), entry<OutputStage>()})
+  for (auto [id, fn] : {entry<ParseStage>(), entry<UplinkInputStage>(), entry<PortSecurityStage>(),
+                        entry<FirewallEgressStage>(), entry<ArpResponderStage>(), entry<L2SwitchStage>(),
+                        entry<RouterStage>(), entry<FirewallIngressStage>(), entry<VxlanEncapStage>(),
+                        entry<OutputStage>()})
     t[size_t(id)] = fn;
   return t;
 }
@@ -52,7 +55,9 @@ void run_drops(WorkerContext& ctx, const DataplaneConfig& cfg) noexcept {
   for (unsigned i = 0; i < q.n; ++i) {
     Packet* p = q.v[i];
     const PortConfig* acct = cfg.port(p->acct_port);
-    if (acct) [[likely]]
+    if (p->drop == DropReason::kConsumed) {
+      // used up by a stage (not a drop): nothing to count
+    } else if (acct) [[likely]]
       acct->rt->counters[ctx.worker].add_drop(p->drop == DropReason::kCount ? DropReason::kNoStage : p->drop);
     else
       ++ctx.unknown_port_drops;

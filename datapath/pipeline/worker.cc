@@ -1,6 +1,8 @@
 // Worker threads: snapshot pick-up, epoll set maintenance and the rx -> pipeline -> tx loop. See worker.h.
 #include "datapath/pipeline/worker.h"
 
+#include "datapath/stages/uplink_input.h"
+
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -102,6 +104,11 @@ void Worker::run() noexcept {
         if (q.fd < 0) service(q);
     }
     if (snap_ && snap_->config) {  // frames stages emitted between batches
+      const uint64_t now_ms = monotonic_ms();
+      if (now_ms - last_overlay_tick_ms_ >= 10) {  // underlay ARP retries and aging (uplink_input.h)
+        last_overlay_tick_ms_ = now_ms;
+        overlay_tick(ctx_, *snap_->config, now_ms);
+      }
       run_pending(ctx_, *snap_->config);
       flush_outputs(ctx_, *snap_->config);
     }

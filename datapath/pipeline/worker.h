@@ -108,6 +108,7 @@ class Worker {
   uint64_t seen_gen_ = 0;
   std::vector<Queue> queues_;
   std::chrono::steady_clock::time_point last_ring_poll_{};  // worker thread only
+  uint64_t last_overlay_tick_ms_ = 0;  // this thread only
   bool has_unpollable_ = false;
   std::unique_ptr<Packet[]> pkts_;
   WorkerContext ctx_;  // per-worker state that survives snapshot swaps

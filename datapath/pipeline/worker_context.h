@@ -18,6 +18,7 @@
 #include "datapath/pipeline/packet_pool.h"
 #include "datapath/pipeline/stage.h"
 #include "datapath/tables/icmp_rate_limiter.h"
+#include "datapath/stages/overlay_state.h"
 
 namespace vpcd::dp {
 
@@ -47,6 +48,7 @@ struct WorkerContext {
   uint64_t unknown_port_drops = 0;
 
   PacketPool pool;  // generated and kept frames
+  OverlayWorkerState overlay;  // uplink-input / vxlan-encap: underlay ARP cache, frames waiting for it (overlay_state.h)
 
   // Per-stage packets processed (single writer: this worker), and generated frames refused for lack of a buffer.
   std::array<std::atomic<uint64_t>, kStageCount> stage_packets{};

@@ -16,7 +16,13 @@ uint16_t l2_lookup_unicast(const DataplaneConfig& cfg, const VpcConfig& vpc, con
 
 namespace {
 
-const std::vector<uint16_t> kNoPorts;
+// Whether `ports` holds a port other than `in` a flood would reach (tunnel ports only when `to_tunnels`).
+bool reaches_another(const DataplaneConfig& cfg, const std::vector<uint16_t>& ports, uint16_t in,
+                     bool to_tunnels) noexcept {
+  for (uint16_t q : ports)
+    if (q != in && (to_tunnels || cfg.ports[q].kind != PortKind::kTunnel)) return true;
+  return false;
+}
 
 bool is_gso(const Packet& p) noexcept {
   return (p.flags & kHasVnet) && (p.vnet.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) != VIRTIO_NET_HDR_GSO_NONE;
@@ -30,6 +36,9 @@ void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std:
   const PortConfig* in = nullptr;
   const VpcConfig* vpc = nullptr;
   bool learn = false, can_flood = false, can_flood_unknown = false;
+  // Head-end replication to the VPC's VTEP peers happens in vxlan-encap; never for frames that came from the overlay
+  // (split horizon).
+  Next flood_next = Next::kOutput;
   uint64_t last_src = 0;       // learn cache: MAC (bit 63 set when valid)
   uint64_t last_dst = 0;       // lookup cache: MAC (bit 63 set when valid) -> last_out
   uint16_t last_out = kInvalidPort;
@@ -38,15 +47,16 @@ void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std:
       if (p->vpc != last_vpc) {
         last_vpc = p->vpc;
         vpc = cfg.vpc(last_vpc);
-        can_flood = vpc && vpc->ports.size() > 1;
         last_dst = 0;
       }
       last_in = p->in_port;
       in = cfg.port(last_in);
       learn = in && (in->kind == PortKind::kTunnel || !in->port_security);
-      // Some port other than `in` may have unknown MACs behind it.
-      const auto& fu = vpc ? vpc->flood_unknown : kNoPorts;
-      can_flood_unknown = fu.size() > 1 || (fu.size() == 1 && fu[0] != last_in);
+      flood_next = vpc && !vpc->tunnels.empty() && in && in->kind != PortKind::kTunnel ? Next::kVxlanEncap : Next::kOutput;
+      // A flood reaches some port other than `in` (from the overlay: some local port, split horizon); unknown unicast
+      // only the ports that may have unknown MACs behind them.
+      can_flood = vpc && reaches_another(cfg, vpc->ports, last_in, flood_next == Next::kVxlanEncap);
+      can_flood_unknown = vpc && reaches_another(cfg, vpc->flood_unknown, last_in, flood_next == Next::kVxlanEncap);
       last_src = 0;
     }
     if (!in || !vpc) [[unlikely]] {
@@ -95,14 +105,14 @@ void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std:
         continue;
       }
       mtu = vpc->mtu;
-      next = Next::kOutput;
+      next = flood_next;
     } else if (out == kFloodUnknownPort) {
       if (!can_flood_unknown) {
         p->drop_with(DropReason::kUnknownUnicast);
         continue;
       }
       mtu = vpc->mtu;
-      next = Next::kOutput;
+      next = flood_next;
     } else {
       if (out == in->index) [[unlikely]] {
         p->drop_with(DropReason::kHairpin);
@@ -112,7 +122,8 @@ void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std:
       mtu = o.mtu;
       next = egress_stage(o.out_features);
     }
-    if (p->len > mtu + p->l3_offset && !is_gso(*p)) [[unlikely]] {
+    // vxlan-encap checks the VPC MTU itself, and answers too-big IPv4 DF packets with ICMP fragmentation-needed.
+    if (p->len > mtu + p->l3_offset && !is_gso(*p) && next != Next::kVxlanEncap) [[unlikely]] {
       p->drop_with(DropReason::kTooBig);
       continue;
     }

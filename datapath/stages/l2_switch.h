@@ -7,9 +7,13 @@
 //   - destination = a NIC's MAC (static FIB) or a live learned MAC: that port; if that is the input port, kHairpin;
 //   - otherwise (unknown unicast, or a learned entry that is aged, or whose port seq no longer matches the snapshot, or
 //     that points at a port of another VPC): out_port = kFloodUnknownPort, flooded only to VpcConfig::flood_unknown,
-//     the ports that may have unknown MACs behind them (port security off), never to a NIC whose one MAC is known
-//     (AWS delivers only to known destinations); with no such port other than the input: kUnknownUnicast;
+//     the ports that may have unknown MACs behind them (port security off, and the VTEP peers' tunnel ports), never to
+//     a NIC whose one MAC is known (AWS delivers only to known destinations); with no such port other than the input:
+//     kUnknownUnicast;
 //   - a broadcast/multicast flood in a VPC with no other port: kFloodEmpty;
+//   - floods from a local port go to vxlan-encap first when the VPC has VTEP peers (head-end replication there); a
+//     flood that came from the overlay reaches local ports only (split horizon), so from a tunnel port a VPC whose
+//     other ports are all tunnels is kFloodEmpty / kUnknownUnicast;
 //   - a frame longer than the output's MTU + its L2 header (the port's MTU; the VPC MTU when flooding) that is not a
 //     GSO super-frame (vnet gso_type NONE or no vnet header): kTooBig.
 // Learning: on ports with port_security off (and tunnel ports), the unicast, non-zero source MAC of every frame that is
@@ -17,8 +21,8 @@
 // relearned). Ports with port_security on need no learning: their only source MAC is in the static FIB.
 // Per-run caches (VPP l2-fwd style): the input port and VPC of the previous packet, the last destination looked up
 // and the last source learned; valid for one call, reset when the VPC changes.
-// Next: the output port's first egress stage (PortConfig::out_features; output at least), output for a flood
-// (out_port kFloodPort or kFloodUnknownPort), or
+// Next: the output port's first egress stage (PortConfig::out_features; output at least), vxlan-encap or output for a
+// flood (out_port kFloodPort or kFloodUnknownPort), or
 // kDrop with a reason.
 // Threading: reads the snapshot; writes the calling worker's packets and the VPC's learned MacTable (lock-free).
 #pragma once

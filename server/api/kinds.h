@@ -31,5 +31,12 @@ bool in_any(const std::vector<Ipv4Prefix>& cidrs, Ipv4Addr a);
 MacAddr vpc_router_mac(Db& db, const std::string& vpc_id);
 // 409 naming `mac` when a guest MAC equals its VPC's router MAC.
 void check_not_router_mac(const MacAddr& mac, const MacAddr& router_mac);
+// The underlay rule of API.md: every VPC's mtu + 50 (VXLAN) must fit the MTU of the underlay uplink's interface, as
+// this process's network namespace sees it (SIOCGIFMTU). 422 naming `field` when it does not. No underlay uplink, or
+// its interface absent (the uplink is reported down until it appears): nothing to check. vpc_mtu: the VPC being
+// written (with its id, so its stored row is ignored), or 0 to check the stored VPCs only; ifname: the uplink being
+// written, or empty to use the stored underlay uplink.
+void check_underlay_mtu(Db& db, const std::string& field, const std::string& vpc_id, int64_t vpc_mtu,
+                        const std::string& ifname);
 
 }  // namespace vpcd::api

@@ -139,6 +139,7 @@ KindSpec vpc_kind() {
     }
     int64_t mtu = 1450;
     if (const json* v = member(in, "mtu")) mtu = need_int(*v, "mtu", 576, 9000);
+    check_underlay_mtu(db, "mtu", id, mtu, "");
     if (old) {  // every subnet must stay inside the new CIDRs
       Query q(db, "SELECT id, cidr FROM subnets WHERE vpc_id = ?", id);
       while (q.next()) {

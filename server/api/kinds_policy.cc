@@ -1,6 +1,13 @@
 // Security groups, routes, uplinks, VTEP peers, remote NICs, NAT gateways and floating IPs (see kinds.h): validated per
 // API.md. Each names the datapath capability its writes need (datapath/capabilities.h): until the datapath carries it
 // out, the routes refuse writes with 501 and only this validation (unit-tested through the engine) runs.
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <optional>
 #include <set>
 
 #include "server/api/kinds.h"
@@ -14,6 +21,21 @@ constexpr size_t kMaxRules = 256;
 constexpr size_t kMaxRemoteIps = 16;
 
 std::string text_of(const json& v) { return v.get<std::string>(); }
+
+constexpr int64_t kVxlanOverheadBytes = 50;  // outer Ethernet + IPv4 + UDP + VXLAN (datapath/proto/vxlan.h)
+
+// The interface's MTU in this network namespace; nullopt when there is no such interface.
+std::optional<int64_t> interface_mtu(const std::string& ifname) {
+  if (ifname.empty() || ifname.size() >= IFNAMSIZ) return std::nullopt;
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return std::nullopt;
+  ifreq ifr{};
+  std::memcpy(ifr.ifr_name, ifname.data(), ifname.size());
+  const int rc = ::ioctl(fd, SIOCGIFMTU, &ifr);
+  ::close(fd);
+  if (rc != 0) return std::nullopt;
+  return ifr.ifr_mtu;
+}
 
 // An external address on an uplink: unique per uplink across NAT gateways and floating IPs.
 void check_uplink_ip(Db& db, const std::string& uplink_id, Ipv4Addr ip, const std::string& id) {
@@ -128,6 +150,29 @@ KindSpec security_group_kind() {
   return k;
 }
 
+void check_underlay_mtu(Db& db, const std::string& field, const std::string& vpc_id, int64_t vpc_mtu,
+                        const std::string& ifname) {
+  std::string dev = ifname;
+  if (dev.empty()) {
+    Query q(db, "SELECT ifname FROM uplinks WHERE role IN ('underlay', 'both') LIMIT 1");
+    if (!q.next()) return;
+    dev = q.text(0);
+  }
+  const std::optional<int64_t> mtu = interface_mtu(dev);
+  if (!mtu) return;
+  std::string worst_id = vpc_id;
+  int64_t worst = vpc_mtu;
+  Query q(db, "SELECT id, mtu FROM vpcs WHERE id != ? ORDER BY mtu DESC LIMIT 1", vpc_id);
+  if (q.next() && q.int64(1) > worst) {
+    worst_id = q.text(0);
+    worst = q.int64(1);
+  }
+  if (worst + kVxlanOverheadBytes > *mtu)
+    unprocessable(field, "VPC " + worst_id + " has mtu " + std::to_string(worst) + ", which with " +
+                             std::to_string(kVxlanOverheadBytes) + " bytes of VXLAN headers does not fit the MTU " +
+                             std::to_string(*mtu) + " of underlay interface " + dev);
+}
+
 KindSpec uplink_kind() {
   KindSpec k;
   k.kind = "uplinks";
@@ -181,6 +226,13 @@ KindSpec uplink_kind() {
       std::string users;
       while (q.next()) users += (users.empty() ? "" : ", ") + q.text(0);
       if (!users.empty()) conflict("role", "NAT objects use this uplink (" + users + "); it must stay external");
+    }
+    if (role != "external") {
+      Query q(db, "SELECT id FROM uplinks WHERE role IN ('underlay', 'both') AND id != ? LIMIT 1", id);
+      if (q.next())
+        conflict("role", "uplink " + q.text(0) + " already carries the underlay: at most one uplink may have role "
+                         "underlay or both");
+      check_underlay_mtu(db, "ifname", "", 0, ifname);
     }
     n.spec["role"] = role;
     n.columns = {{"ifname", ifname}, {"role", role}};

@@ -167,6 +167,8 @@ void config_set(Config& cfg, std::string_view key_in, std::string_view v, std::s
     cfg.max_nics = parse_uint<unsigned>(key, v, 0, 1000000, where);
   } else if (key == "netns-allow") {
     cfg.netns_allow = parse_patterns(key, v, where);
+  } else if (key == "vxlan-port") {
+    cfg.vxlan_port = parse_uint<uint16_t>(key, v, 1, 65535, where);
   } else if (key == "log-level") {
     if (v != "debug" && v != "info" && v != "warn" && v != "error") {
       fail(where, "log-level: expected debug|info|warn|error, got \"" + std::string(v) + "\"");

@@ -79,9 +79,23 @@ std::string stats_json(const dp::Stats& s, const ReconcilerStats& r) {
                        {"wakeups", w.wakeups},
                        {"snapshot_generation", w.snapshot_generation}});
   }
+  nlohmann::json uplinks = nlohmann::json::object();
+  for (const auto& [id, c] : s.uplinks) uplinks[id] = counters_json(c);
+  // Per remote VTEP of a VPC, keyed "VPC id/underlay IP" (the tunnel pseudo-port's counters: rx = decapsulated
+  // from it, tx = encapsulated to it, drops charged to it).
+  nlohmann::json tunnels = nlohmann::json::object();
+  for (const auto& [key, c] : s.tunnels) {
+    nlohmann::json t = counters_json(c);
+    const auto slash = key.rfind('/');
+    t["vpc_id"] = key.substr(0, slash);
+    t["remote_ip"] = slash == std::string::npos ? "" : key.substr(slash + 1);
+    tunnels[key] = std::move(t);
+  }
   nlohmann::json j = {
       {"totals", counters_json(s.totals)},
       {"nics", std::move(nics)},
+      {"uplinks", std::move(uplinks)},
+      {"tunnels", std::move(tunnels)},
       {"workers", std::move(workers)},
       {"snapshot_generation", s.snapshot_generation},
       {"capture", capture_json(s.capture)},
@@ -124,6 +138,37 @@ std::string metrics_text(const dp::Stats& s, const ReconcilerStats& r) {
       sample(out, "vpcd_nic_drops_total",
              "nic=\"" + label(id) + "\",reason=\"" + std::string(dp::kDropReasonNames[i]) + "\"", c.drops[i]);
     }
+  }
+  // Uplinks and per-VTEP (tunnel) counters.
+  for (const auto& f : kFields) {
+    const std::string name = std::string("vpcd_uplink_") + f.name;
+    family(out, name, "counter", std::string(f.help).replace(std::string(f.help).find("the NIC's guest"), 15, "the uplink"));
+    for (const auto& [id, c] : s.uplinks) sample(out, name, "uplink=\"" + label(id) + "\"", c.*f.member);
+  }
+  family(out, "vpcd_uplink_drops_total", "counter", "Frames dropped on an uplink, by reason.");
+  for (const auto& [id, c] : s.uplinks)
+    for (size_t i = 0; i < c.drops.size(); ++i)
+      if (c.drops[i] != 0)
+        sample(out, "vpcd_uplink_drops_total",
+               "uplink=\"" + label(id) + "\",reason=\"" + std::string(dp::kDropReasonNames[i]) + "\"", c.drops[i]);
+  for (const auto& f : kFields) {
+    const std::string name = std::string("vpcd_vtep_") + f.name;
+    family(out, name, "counter", std::string(f.help).replace(std::string(f.help).find("the NIC's guest"), 15, "a remote VTEP of a VPC"));
+    for (const auto& [key, c] : s.tunnels) {
+      const auto slash = key.rfind('/');
+      sample(out, name, "vpc=\"" + label(key.substr(0, slash)) + "\",vtep=\"" +
+                            label(slash == std::string::npos ? "" : key.substr(slash + 1)) + "\"", c.*f.member);
+    }
+  }
+  family(out, "vpcd_vtep_drops_total", "counter", "Frames dropped on their way to or from a remote VTEP, by reason.");
+  for (const auto& [key, c] : s.tunnels) {
+    const auto slash = key.rfind('/');
+    for (size_t i = 0; i < c.drops.size(); ++i)
+      if (c.drops[i] != 0)
+        sample(out, "vpcd_vtep_drops_total",
+               "vpc=\"" + label(key.substr(0, slash)) + "\",vtep=\"" +
+                   label(slash == std::string::npos ? "" : key.substr(slash + 1)) + "\",reason=\"" +
+                   std::string(dp::kDropReasonNames[i]) + "\"", c.drops[i]);
   }
   for (const auto& f : kFields) {
     const std::string name = std::string("vpcd_") + f.name;

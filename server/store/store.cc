@@ -162,6 +162,57 @@ dp::DesiredState Store::load_desired_state() {
       out.security_groups.push_back(std::move(g));
     }
   }
+  // The overlay's objects (issue 8): uplinks, VTEP peers, remote NICs.
+  {
+    Query q(db, "SELECT id, ifname, role, spec FROM uplinks ORDER BY created_at, id");
+    while (q.next()) {
+      dp::UplinkSpec u;
+      u.id = q.text(0);
+      u.ifname = q.text(1);
+      const std::string role = q.text(2);
+      u.role = role == "underlay" ? dp::UplinkRole::kUnderlay
+               : role == "external" ? dp::UplinkRole::kExternal
+                                    : dp::UplinkRole::kBoth;
+      auto spec = nlohmann::json::parse(q.text(3), nullptr, false);
+      if (!spec.is_object() || !spec.contains("address") || !spec["address"].is_string()) continue;
+      auto addr = Ipv4Prefix::parse(spec["address"].get<std::string>(), /*strict=*/false);
+      if (!addr) continue;
+      u.address = *addr;
+      if (spec.contains("gateway") && spec["gateway"].is_string())
+        if (auto gw = Ipv4Addr::parse(spec["gateway"].get<std::string>())) u.gateway = *gw;
+      out.uplinks.push_back(std::move(u));
+    }
+  }
+  {
+    Query q(db, "SELECT id, vpc_id, underlay_ip FROM vtep_peers ORDER BY created_at, id");
+    while (q.next()) {
+      dp::VtepPeerSpec p;
+      p.id = q.text(0);
+      p.vpc_id = q.text(1);
+      auto ip = Ipv4Addr::parse(q.text(2));
+      if (!ip) continue;
+      p.underlay_ip = *ip;
+      out.vtep_peers.push_back(std::move(p));
+    }
+  }
+  {
+    Query q(db, "SELECT id, vpc_id, mac, underlay_ip, spec FROM remote_nics ORDER BY created_at, id");
+    while (q.next()) {
+      dp::RemoteNicSpec r;
+      r.id = q.text(0);
+      r.vpc_id = q.text(1);
+      auto mac = MacAddr::parse(q.text(2));
+      auto ip = Ipv4Addr::parse(q.text(3));
+      auto spec = nlohmann::json::parse(q.text(4), nullptr, false);
+      if (!mac || !ip || !spec.is_object()) continue;
+      r.mac = *mac;
+      r.underlay_ip = *ip;
+      for (const auto& a : spec.value("ips", nlohmann::json::array()))
+        if (a.is_string())
+          if (auto v = Ipv4Addr::parse(a.get<std::string>())) r.ips.push_back(*v);
+      out.remote_nics.push_back(std::move(r));
+    }
+  }
   return out;
 }
 

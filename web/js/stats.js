@@ -43,13 +43,15 @@ function keyed(coll, keys) {
   return out;
 }
 
-// GET /v1/stats -> {nics: Map, uplinks: Map, workers: [], totals, drops: {reason: n}, total_drops}.
+// GET /v1/stats -> {nics: Map, uplinks: Map, tunnels: Map, workers: [], totals, drops: {reason: n}, total_drops}.
 // vpcd sends {"totals": {...}, "nics": {"ID": {...}}, "workers": [...]}; the box-wide drops are totals.drops (or a
 // top-level "drops") when present, else the sum over NICs, uplinks and workers.
 export function normalize_box_stats(json) {
   const j = json && typeof json === 'object' ? json : {};
   const nics = keyed(j.nics, ['id', 'nic_id']);
   const uplinks = keyed(j.uplinks, ['id', 'uplink_id', 'ifname']);
+  // Per remote VTEP of a VPC: {"VPC id/underlay IP": {..., vpc_id, remote_ip}}.
+  const tunnels = keyed(j.tunnels, ['key']);
   const workers = Array.isArray(j.workers) ? j.workers.map((w) => ({ ...normalize_counters(w), raw: w })) : [];
   const totals = j.totals && typeof j.totals === 'object' ? normalize_counters(j.totals) : null;
   let drops = {};
@@ -62,7 +64,8 @@ export function normalize_box_stats(json) {
       for (const [r, n] of Object.entries(c.drops)) drops[r] = (drops[r] || 0) + n;
     }
   }
-  return { nics, uplinks, workers, totals, drops, total_drops: Object.values(drops).reduce((a, b) => a + b, 0) };
+  return { nics, uplinks, tunnels, workers, totals, drops,
+    total_drops: Object.values(drops).reduce((a, b) => a + b, 0) };
 }
 
 // Samples of one object's counters over time; rates between consecutive samples. A counter that goes down (the

@@ -141,6 +141,11 @@ TEST(SnapshotBuilder, TunnelPortsJoinTheFloodListNotTheFib) {
   up.ifname = "eth9";
   up.address = *Ipv4Prefix::parse("192.0.2.1/24", false);
   d.uplinks = {up};
+  VtepPeerSpec peer;  // a VTEP peer: its tunnel is on the head-end replication list (a remote NIC's alone is not)
+  peer.id = "p1";
+  peer.vpc_id = "v1";
+  peer.underlay_ip = ip("192.0.2.2");
+  d.vtep_peers = {peer};
   PortBinding uplink = bind("u1", 1, 0);
   uplink.kind = PortKind::kUplink;
   PortBinding tun = bind("v1/192.0.2.2", 2, 0);
@@ -162,6 +167,40 @@ TEST(SnapshotBuilder, TunnelPortsJoinTheFloodListNotTheFib) {
   EXPECT_EQ(v->tunnels, std::vector<uint16_t>{2});
   EXPECT_EQ(v->fib->size(), 1u);
   EXPECT_EQ(snap->rx[0], (std::vector<RxQueueRef>{{0, 0}, {1, 0}}));
+  // The overlay half (overlay_builder): the underlay, the VNI and VTEP lookups, the tunnel's egress feature.
+  ASSERT_TRUE(cfg.overlay.underlay.has_value());
+  EXPECT_EQ(cfg.overlay.underlay->port, 1);
+  EXPECT_EQ(cfg.overlay.table->vpc_of_vni(100), v->index);
+  EXPECT_EQ(cfg.overlay.table->tunnel(v->index, ip("192.0.2.2")), 2);
+  EXPECT_EQ(cfg.overlay.table->tunnel(v->index, ip("192.0.2.9")), OverlayTable::kNone);
+  EXPECT_EQ(cfg.ports[2].out_features, stage_bit(Next::kVxlanEncap));
+}
+
+TEST(SnapshotBuilder, RemoteNicsAnsweredLocallyAndOnlyPeersFlooded) {
+  SnapshotBuilder sb(1);
+  DesiredState d;
+  d.vpcs = {vpc("v1", 100)};
+  d.nics = {nic("a", "v1", 1, "10.0.0.2")};
+  RemoteNicSpec r;
+  r.id = "r1";
+  r.vpc_id = "v1";
+  r.mac = MacAddr{{0x02, 0, 0, 0, 0, 0x77}};
+  r.ips = {ip("10.0.0.77")};
+  r.underlay_ip = ip("192.0.2.3");
+  d.remote_nics = {r};
+  PortBinding tun = bind("v1/192.0.2.3", 1, 0);
+  tun.kind = PortKind::kTunnel;
+  tun.queue_worker.clear();
+  tun.vpc_id = "v1";
+  tun.remote_ip = ip("192.0.2.3");
+  auto snap = sb.build(d, {bind("a", 0, 0), tun}, 2, 1);
+  const VpcConfig* v = snap->config->vpc(snap->config->ports[0].vpc);
+  ASSERT_NE(v, nullptr);
+  EXPECT_TRUE(v->tunnels.empty());  // a remote NIC's VTEP gets unicast only
+  EXPECT_EQ(v->fib->find(r.mac), 1);
+  const MacAddr* answer = v->arp->find(ip("10.0.0.77"));
+  ASSERT_NE(answer, nullptr);
+  EXPECT_EQ(*answer, r.mac);
 }
 
 }  // namespace

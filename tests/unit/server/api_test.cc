@@ -1,8 +1,15 @@
 // API handler tests: every route of api_routes() driven through a minimal in-test dispatcher (pattern match only; the
 // transport's router, auth and limits are tested in their own suites) against an in-memory store.
 #include <gtest/gtest.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
@@ -578,12 +585,18 @@ TEST_F(ApiTest, UplinksNatAndFloatingIps) {
   ASSERT_EQ(up.status, 201) << up.body.dump();
   EXPECT_EQ(up.body["role"], "both");
   std::string up_id = up.body["id"];
+  // At most one uplink carries the underlay (role underlay or both).
+  auto second_underlay =
+      engine("POST", "uplinks", json{{"ifname", "eth3"}, {"address", "198.51.100.2/24"}, {"role", "underlay"}});
+  EXPECT_EQ(second_underlay.status, 409);
+  EXPECT_EQ(second_underlay.body["field"], "role");
+  ASSERT_EQ(engine("PATCH", "uplinks", json{{"role", "external"}}, up_id).status, 200);
   EXPECT_EQ(engine("POST", "uplinks", json{{"ifname", "eth1"}, {"address", "192.0.2.11/24"}}).status, 409);
   EXPECT_EQ(engine("POST", "uplinks", json{{"ifname", "eth2"}, {"address", "192.0.2.11/24"}, {"gateway", "10.0.0.1"}})
                 .body["field"],
             "gateway");
   auto under = engine("POST", "uplinks", json{{"ifname", "eth3"}, {"address", "198.51.100.2/24"}, {"role", "underlay"}});
-  ASSERT_EQ(under.status, 201);
+  ASSERT_EQ(under.status, 201) << under.body.dump();
   auto nat = engine("POST", "nat-gateways", json{{"vpc_id", vpc}, {"uplink_id", up_id}, {"external_ip", "192.0.2.50"}});
   ASSERT_EQ(nat.status, 201) << nat.body.dump();
   auto dup = engine("POST", "floating-ips", json{{"uplink_id", up_id}, {"external_ip", "192.0.2.50"}});
@@ -603,10 +616,43 @@ TEST_F(ApiTest, UplinksNatAndFloatingIps) {
   EXPECT_EQ(unassigned.body["nic_id"], nullptr);
   EXPECT_EQ(call("DELETE", "/v1/nics/" + nic).status, 204);
   EXPECT_EQ(engine("PATCH", "uplinks", json{{"role", "underlay"}}, up_id).status, 409);
+  EXPECT_EQ(engine("PATCH", "uplinks", json{{"role", "both"}}, up_id).status, 409);  // eth3 carries the underlay
   EXPECT_EQ(call("DELETE", "/v1/uplinks/" + up_id).status, 409);
   EXPECT_EQ(call("DELETE", "/v1/nat-gateways/" + nat.body["id"].get<std::string>()).status, 204);
   // The NAT gateway's address is free again.
   EXPECT_EQ(engine("POST", "floating-ips", json{{"uplink_id", up_id}, {"external_ip", "192.0.2.50"}}).status, 201);
+}
+
+// API.md: every VPC's mtu + 50 must fit the underlay uplink's interface (422). Runs on a thread of its own in a private
+// network namespace whose loopback gets MTU 1480, so nothing outside the test changes.
+TEST_F(ApiTest, UnderlayMtuMustFitVpcMtuPlusVxlan) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root for a private network namespace (scripts/test.sh runs as root)";
+  std::thread t([this] {
+    ASSERT_EQ(::unshare(CLONE_NEWNET), 0) << std::strerror(errno);
+    const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    ifreq ifr{};
+    std::strcpy(ifr.ifr_name, "lo");
+    ifr.ifr_mtu = 1480;
+    ASSERT_EQ(::ioctl(fd, SIOCSIFMTU, &ifr), 0) << std::strerror(errno);
+    ::close(fd);
+    std::string vpc = make_vpc();  // mtu 1450: 1500 > 1480
+    auto up = call("POST", "/v1/uplinks", json{{"ifname", "lo"}, {"address", "192.0.2.10/24"}, {"role", "underlay"}});
+    EXPECT_EQ(up.status, 422) << up.body.dump();
+    EXPECT_EQ(up.body["field"], "ifname");
+    ASSERT_EQ(call("PATCH", "/v1/vpcs/" + vpc, json{{"mtu", 1430}}).status, 200);
+    up = call("POST", "/v1/uplinks", json{{"ifname", "lo"}, {"address", "192.0.2.10/24"}, {"role", "underlay"}});
+    ASSERT_EQ(up.status, 201) << up.body.dump();
+    auto bigger = call("PATCH", "/v1/vpcs/" + vpc, json{{"mtu", 1431}});
+    EXPECT_EQ(bigger.status, 422);
+    EXPECT_EQ(bigger.body["field"], "mtu");
+    EXPECT_EQ(call("POST", "/v1/vpcs", json{{"cidrs", {"10.5.0.0/16"}}, {"mtu", 1500}}).body["field"], "mtu");
+    EXPECT_EQ(call("POST", "/v1/vpcs", json{{"cidrs", {"10.5.0.0/16"}}, {"mtu", 1400}}).status, 201);
+    // An external uplink carries no VXLAN: no MTU rule.
+    EXPECT_EQ(call("PATCH", "/v1/uplinks/" + up.body["id"].get<std::string>(), json{{"role", "external"}}).status, 200);
+    EXPECT_EQ(call("PATCH", "/v1/vpcs/" + vpc, json{{"mtu", 9000}}).status, 200);
+  });
+  t.join();
 }
 
 TEST_F(ApiTest, VtepPeersRemoteNicsRoutes) {

@@ -67,6 +67,7 @@ TEST(Config, ParsesEveryKey) {
                "body-limit = 2M\n"
                "rate-limit = 12.5\n"
                "rate-burst = 50\n"
+               "vxlan_port = 8472\n"
                "log-level = debug\n"
                "busy-poll = on\n"
                "rx-ring = v3\n"
@@ -101,6 +102,7 @@ TEST(Config, ParsesEveryKey) {
   EXPECT_EQ(c.body_limit_bytes, 2u << 20);
   EXPECT_DOUBLE_EQ(c.rate_limit, 12.5);
   EXPECT_EQ(c.rate_burst, 50u);
+  EXPECT_EQ(c.vxlan_port, 8472);
   EXPECT_EQ(c.log_level, "debug");
   EXPECT_EQ(c.netns_allow, (std::vector<std::string>{"cni-*", "ctr-??", "podman"}));
 }

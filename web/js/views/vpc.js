@@ -60,6 +60,7 @@ export async function render_vpc(root, ctx, vpc_id) {
   const subnets_box = h('div', { id: 'subnet-list' });
   const nics_box = h('div', { id: 'nic-list' });
   const live_box = h('div', { id: 'nic-live' });
+  const vtep_live_box = h('div', { id: 'vtep-live' });
   const sgs_box = h('div', { id: 'sg-list' });
   const routes_box = h('div', { id: 'route-list' });
   const nat_box = h('div', { id: 'nat-list' });
@@ -145,7 +146,8 @@ export async function render_vpc(root, ctx, vpc_id) {
   root.append(head, status,
     section('Subnets', subnets_box, subnet_form),
     section('NICs', nics_box, nic_form),
-    section('Live counters', h('p', { class: 'help' }, 'Rates over the last 2 s; drops by reason since start.'), live_box),
+    section('Live counters', h('p', { class: 'help' }, 'Rates over the last 2 s; drops by reason since start.'), live_box,
+      h('h3', {}, 'Per remote VTEP'), vtep_live_box),
     section('Security groups', sgs_box, can('security-groups') ? null : not_carried_note('security groups'), sg_form),
     section('Routes', routes_box, can('routes') ? null : not_carried_note('routes'), route_form),
     section('NAT', nat_box, can('nat-gateways') ? null : not_carried_note('NAT gateways'), nat_form),
@@ -296,6 +298,20 @@ export async function render_vpc(root, ctx, vpc_id) {
       if (!results[i]) return;
       hist.get(n.id).push(now, results[i]);
     });
+    // Per remote VTEP (tunnel) of this VPC: what was encapsulated to it and decapsulated from it, drops by reason.
+    const vteps = [...(box?.tunnels || new Map()).entries()]
+      .filter(([, c]) => c.raw?.vpc_id === vpc_id)
+      .map(([key, c]) => ({ key, remote_ip: c.raw?.remote_ip || key }));
+    for (const v of vteps) history_for(`vtep:${v.key}`).push(now, box.tunnels.get(v.key));
+    const vh = (v) => history_for(`vtep:${v.key}`);
+    clear(vtep_live_box).append(table([
+      { title: 'Remote VTEP', cls: 'mono', cell: (v) => v.remote_ip },
+      { title: 'Rx (decapsulated)', cls: 'num', cell: (v) => rate_cell(vh(v), 'rx') },
+      { title: 'Tx (encapsulated)', cls: 'num', cell: (v) => rate_cell(vh(v), 'tx') },
+      { title: 'Rx total', cls: 'num', cell: (v) => counter_text(vh(v), 'rx_packets') },
+      { title: 'Tx total', cls: 'num', cell: (v) => counter_text(vh(v), 'tx_packets') },
+      { title: 'Drops by reason', cell: (v) => drop_reasons(vh(v)) },
+    ], vteps, { empty: 'No remote VTEPs carry this VPC.' }));
     clear(live_box).append(table([
       { title: 'NIC', cell: (n) => display_name(n) },
       { title: 'State', cell: (n) => state_badge(n.state) },

@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Writes the seed corpus of fuzz_uplink_input (fuzz/corpus/uplink_input/): records of
+[selector][tick step][length lo][length hi][frame] (see fuzz/fuzz_uplink_input.cc) with valid and broken VXLAN
+datagrams, ARP for the uplink address, and a guest frame to a remote MAC. Run: python3 fuzz/make_uplink_corpus.py"""
+import hashlib
+import os
+import struct
+
+UPLINK = bytes.fromhex("02aa00000001")
+PEER_MAC = bytes.fromhex("02bb00000002")
+GUEST = bytes.fromhex("02000000000a")
+REMOTE = bytes.fromhex("02000000000b")
+ME, PEER, PEER2 = bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2]), bytes([198, 18, 0, 3])
+
+
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return (~s) & 0xFFFF
+
+
+def ipv4(src, dst, proto, payload):
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0x4000, 64, proto, 0, src, dst)
+    return h[:10] + struct.pack("!H", csum(h)) + h[12:] + payload
+
+
+def inner(src_mac=REMOTE, dst_mac=GUEST):
+    udp = struct.pack("!HHHH", 1000, 2000, 8 + 18, 0) + bytes(18)
+    return dst_mac + src_mac + b"\x08\x00" + ipv4(bytes([10, 0, 0, 20]), bytes([10, 0, 0, 10]), 17, udp)
+
+
+def vxlan(src=PEER, vni=4242, flags=8, payload=None):
+    payload = inner() if payload is None else payload
+    vx = struct.pack("!BBBBI", flags, 0, 0, 0, vni << 8) + payload
+    udp = struct.pack("!HHHH", 50000, 4789, 8 + len(vx), 0) + vx
+    return UPLINK + PEER_MAC + b"\x08\x00" + ipv4(src, ME, 17, udp)
+
+
+def arp(op, sha, spa, tha, tpa, dst):
+    a = struct.pack("!HHBBH", 1, 0x0800, 6, 4, op) + sha + spa + tha + tpa
+    return (dst + sha + b"\x08\x06" + a).ljust(60, b"\0")
+
+
+def rec(frame, sel=0, step=0):
+    return bytes([sel, step]) + struct.pack("<H", len(frame)) + frame
+
+
+SEEDS = [
+    rec(vxlan()),
+    rec(vxlan(vni=7)) + rec(vxlan(src=bytes([198, 18, 0, 99]))) + rec(vxlan(flags=0)),
+    rec(arp(1, PEER_MAC, PEER, bytes(6), ME, b"\xff" * 6)),
+    rec(vxlan()) + rec(inner(GUEST, REMOTE), sel=0xf0) + rec(arp(2, PEER_MAC, PEER, UPLINK, ME, UPLINK), step=1),
+    rec(inner(GUEST, b"\xff" * 6), sel=0xf0) + rec(b"", step=20) + rec(b"", step=20) + rec(b"", step=20),
+    rec(vxlan(payload=inner()[:20])) + rec(vxlan()[:40]),
+]
+
+out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "uplink_input")
+os.makedirs(out, exist_ok=True)
+for s in SEEDS:
+    with open(os.path.join(out, hashlib.sha1(s).hexdigest()[:16]), "wb") as f:
+        f.write(s)
+print("wrote", len(SEEDS), "seeds to", out)

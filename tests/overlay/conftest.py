@@ -1,0 +1,3 @@
+"""The overlay suite (issue 8): vpcd boxes in network namespaces joined by a veth underlay, and the Linux kernel's
+vxlan device as a peer. Needs root, the built vpcd ($VPCD_BUILD_DIR), nsenter (util-linux), iperf3, ping, tc, bridge
+(iproute2). Everything it creates is named with the prefix "vxl<pid>" and removed at the end, also on failure."""

@@ -1,0 +1,223 @@
+"""Issue 8, the overlay end to end: two vpcd boxes, each in a network namespace of its own (started with
+nsenter --net, see overlay_lib.py), joined by a veth underlay through a bridge namespace, plus the Linux kernel's
+vxlan device in a bridge as a third VTEP.
+
+  box A (vpcd) up0 198.18.0.1 --+                       guests (vpcd netns NICs, reachable by name from the host):
+  box B (vpcd) up0 198.18.0.2 --+-- br0 in "sw"           VPC1 (vni V):   ga1 10.77.1.10 (A), gb1 10.77.1.20 (B)
+  kern K       up0 198.18.0.3 --+                         VPC2 (vni V+1): ga2 10.77.1.10 (A), gb2 10.77.1.20 (B)
+               vx0 (vni V, dstport 4789) in br0 with gk    VPC3 (vni V+2, only on A): ga3 10.77.1.10
+                                                           kernel guest gk 10.77.1.30 (VPC1)
+
+Checks: ping and iperf3 TCP both ways in VPC1 (A<->B and A<->kernel); VPC2, with the same addresses, reaches its own
+guests and never VPC1's (VPC1's NIC counters stay still); VPC3's traffic is dropped by B as vxlan_unknown_vni; a bad
+underlay datagram per case is dropped and counted by reason on A's uplink; guests are reachable by name from the host.
+"""
+import os
+import struct
+import time
+
+import pytest
+
+from overlay_lib import Box, iperf3, netns_list, ping, remove_namespaces, sh, wait_for
+
+PREFIX = "vxl%d" % (os.getpid() % 100000)
+VNI = 10000 + os.getpid() % 10000
+
+
+def ns(name):
+    return PREFIX + name
+
+
+def make_underlay():
+    sw, a, b, k = ns("sw"), ns("A"), ns("B"), ns("K")
+    for n in (sw, a, b, k):
+        sh("ip", "netns", "add", n)
+        sh("ip", "-n", n, "link", "set", "lo", "up")
+        for key in ("all", "default"):
+            sh("sysctl", "-qw", "net.ipv6.conf.%s.disable_ipv6=1" % key, ns=n)
+    sh("ip", "-n", sw, "link", "add", "br0", "type", "bridge")
+    # br_netfilter (when loaded) would drop the malformed IPv4 frames the bad-traffic tests send: not in this bridge.
+    for key in ("iptables", "ip6tables", "arptables"):
+        sh("sysctl", "-qw", "net.bridge.bridge-nf-call-%s=0" % key, ns=sw, check=False)
+    sh("ip", "-n", sw, "link", "set", "br0", "up")
+    for port, box in (("pa", a), ("pb", b), ("pk", k)):
+        sh("ip", "-n", sw, "link", "add", port, "type", "veth", "peer", "name", "up0", "netns", box)
+        sh("ip", "-n", sw, "link", "set", port, "master", "br0", "up")
+    # The kernel VTEP: its own address on up0, a vxlan device in a bridge with a guest namespace.
+    sh("ip", "-n", k, "addr", "add", "198.18.0.3/24", "dev", "up0")
+    sh("ip", "-n", k, "link", "set", "up0", "up")
+    # The kernel would hand the veth UDP-tunnel GSO super-frames, which no packet socket can describe: segment first.
+    sh("ethtool", "-K", "up0", "tx-udp_tnl-segmentation", "off", "tx-udp_tnl-csum-segmentation", "off", ns=k)
+    sh("ip", "-n", k, "link", "add", "vx0", "type", "vxlan", "id", VNI, "local", "198.18.0.3", "dstport", "4789",
+       "dev", "up0")
+    sh("ip", "-n", k, "link", "add", "br0", "type", "bridge")
+    sh("ip", "-n", k, "link", "set", "vx0", "master", "br0", "up")
+    sh("ip", "-n", k, "link", "set", "br0", "up")
+    sh("bridge", "-n", k, "fdb", "append", "00:00:00:00:00:00", "dev", "vx0", "dst", "198.18.0.1")
+    gk = ns("gk")
+    sh("ip", "netns", "add", gk)
+    sh("ip", "-n", k, "link", "add", "kg0", "type", "veth", "peer", "name", "eth0", "netns", gk)
+    sh("ip", "-n", k, "link", "set", "kg0", "master", "br0", "up")
+    sh("ip", "-n", gk, "link", "set", "lo", "up")
+    sh("ip", "-n", gk, "link", "set", "eth0", "mtu", "1450", "up")
+    sh("ip", "-n", gk, "addr", "add", "10.77.1.30/24", "dev", "eth0")
+
+
+@pytest.fixture(scope="module")
+def net():
+    if os.geteuid() != 0:
+        pytest.fail("needs root (namespaces, veth, vpcd)")
+    remove_namespaces(PREFIX)
+    boxes = []
+    try:
+        make_underlay()
+        a, b = Box(ns("A")).start(), Box(ns("B")).start()
+        boxes += [a, b]
+        yield build_vpcs(a, b)
+    finally:
+        for box in boxes:
+            box.stop()
+        remove_namespaces(PREFIX)
+
+
+def build_vpcs(a, b):
+    out = {"a": a, "b": b, "nics": {}}
+    for box, me, peers in ((a, "198.18.0.1/24", ["198.18.0.2", "198.18.0.3"]), (b, "198.18.0.2/24", ["198.18.0.1"])):
+        up = box.call("POST", "/v1/uplinks", {"ifname": "up0", "address": me, "role": "underlay"})
+        box.uplink_id = up["id"]
+        for i, vni in enumerate((VNI, VNI + 1, VNI + 2)):
+            if box is b and i == 2:
+                continue  # VPC3 exists only on A
+            vpc = box.call("POST", "/v1/vpcs", {"cidrs": ["10.77.0.0/16"], "vni": vni, "name": "vpc%d" % (i + 1)})
+            sn = box.call("POST", "/v1/subnets", {"vpc_id": vpc["id"], "cidr": "10.77.1.0/24"})
+            for p in peers if i == 0 else ["198.18.0.2" if box is a else "198.18.0.1"]:
+                box.call("POST", "/v1/vtep-peers", {"vpc_id": vpc["id"], "underlay_ip": p})
+            guest = ("ga%d" if box is a else "gb%d") % (i + 1)
+            ip = "10.77.1.10" if box is a else "10.77.1.20"
+            nic = box.call("POST", "/v1/nics", {"subnet_id": sn["id"], "ips": [ip], "name": guest,
+                                                 "backend": {"type": "netns", "netns": ns(guest)}})
+            out["nics"][guest] = (box, nic["id"])
+    for guest, (box, nic_id) in out["nics"].items():
+        wait_for(lambda: box.call("GET", "/v1/nics/" + nic_id)["state"] == "up", 60, what=guest + " up")
+    return out
+
+
+def in_echos(guest):
+    """ICMP echo requests the guest's own stack received (Icmp InEchos of its namespace)."""
+    lines = [l.split() for l in sh("cat", "/proc/net/snmp", ns=ns(guest)).stdout.splitlines() if l.startswith("Icmp:")]
+    return int(lines[1][lines[0].index("InEchos")])
+
+
+def uplink_stats(box):
+    return box.call("GET", "/v1/stats")["uplinks"][box.uplink_id]
+
+
+def test_guests_are_visible_to_the_host_by_name(net):
+    names = netns_list()
+    for g in ("ga1", "gb1", "ga2", "gb2", "ga3"):
+        assert ns(g) in names, "vpcd's guest namespace %s must be visible to the host's ip netns" % ns(g)
+    assert "10.77.1.10/24" in sh("ip", "-n", ns("ga1"), "addr", "show", "eth0").stdout
+
+
+def test_vpc1_ping_both_ways_across_boxes(net):
+    assert ping(ns("ga1"), "10.77.1.20"), "A -> B in VPC1"
+    assert ping(ns("gb1"), "10.77.1.10"), "B -> A in VPC1"
+
+
+def test_vpc1_tcp_both_ways_across_boxes(net):
+    ab = iperf3(ns("gb1"), ns("ga1"), "10.77.1.20")
+    ba = iperf3(ns("ga1"), ns("gb1"), "10.77.1.10")
+    print("iperf3 VPC1 A->B %.2f Gbit/s, B->A %.2f Gbit/s (lower bound on a busy machine)" % (ab / 1e9, ba / 1e9))
+    assert ab > 0 and ba > 0
+
+
+def test_second_vpc_same_addresses_stays_isolated(net):
+    vpc1_before, vpc2_before = in_echos("gb1"), in_echos("gb2")
+    assert ping(ns("ga2"), "10.77.1.20", count=5), "VPC2 reaches its own guest on B"
+    assert ping(ns("gb2"), "10.77.1.10", count=5)
+    # VPC2's echo requests to 10.77.1.20 reached VPC2's guest, and not one reached VPC1's guest of the same address.
+    assert in_echos("gb2") - vpc2_before >= 5
+    assert in_echos("gb1") == vpc1_before
+    # VPC3's VNI is unknown on B: its frames are dropped there and counted as such.
+    drops_before = uplink_stats(net["b"])["drops"].get("vxlan_unknown_vni", 0)
+    assert not ping(ns("ga3"), "10.77.1.20", count=3, timeout_s=1)
+    after = uplink_stats(net["b"])["drops"].get("vxlan_unknown_vni", 0)
+    assert after > drops_before, uplink_stats(net["b"])
+
+
+def kernel_side_state(net):
+    """What to look at when the kernel VTEP does not answer: A's uplink and VTEP counters, the kernel's vxlan."""
+    st = net["a"].call("GET", "/v1/stats")
+    k = ns("K")
+    return "\n".join([str(st["uplinks"]), str(st["tunnels"]), sh("ip", "-s", "-d", "link", "show", "vx0", ns=k).stdout,
+                      sh("bridge", "fdb", "show", "dev", "vx0", ns=k).stdout, sh("ip", "neigh", ns=k).stdout,
+                      sh("cat", "/proc/net/snmp", ns=k).stdout])
+
+
+def test_interop_with_kernel_vxlan(net):
+    assert ping(ns("ga1"), "10.77.1.30"), "vpcd guest -> kernel vxlan guest\n" + kernel_side_state(net)
+    assert ping(ns("gk"), "10.77.1.10"), "kernel vxlan guest -> vpcd guest"
+    ak = iperf3(ns("gk"), ns("ga1"), "10.77.1.30")
+    ka = iperf3(ns("ga1"), ns("gk"), "10.77.1.10")
+    print("iperf3 vpcd->kernel %.2f Gbit/s, kernel->vpcd %.2f Gbit/s" % (ak / 1e9, ka / 1e9))
+    assert ak > 0 and ka > 0
+
+
+def test_per_vtep_counters(net):
+    ping(ns("ga1"), "10.77.1.20", count=2)
+    tunnels = net["a"].call("GET", "/v1/stats")["tunnels"]
+    b_tunnels = [t for t in tunnels.values() if t.get("remote_ip") == "198.18.0.2"]
+    assert b_tunnels and sum(t["tx_packets"] for t in b_tunnels) > 0 and sum(t["rx_packets"] for t in b_tunnels) > 0
+
+
+# Bad underlay traffic: crafted frames sent to A's uplink from the kernel box's up0 through a packet socket.
+def _csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return (~s) & 0xFFFF
+
+
+def _frame(dst_mac, src_ip="198.18.0.3", vni=VNI, flags=0x08, inner=None, udp_csum=None, trunc=None):
+    if inner is None:
+        inner = bytes.fromhex("ffffffffffff" "02000000aa01" "0806") + bytes(28)
+    vx = struct.pack("!BBBBI", flags, 0, 0, 0, vni << 8) + inner
+    udp_len = 8 + len(vx)
+    udp = struct.pack("!HHHH", 50000, 4789, udp_len, 0)
+    src, dst = bytes(map(int, src_ip.split("."))), bytes([198, 18, 0, 1])
+    if udp_csum is not None:
+        udp = udp[:6] + struct.pack("!H", udp_csum)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + udp_len, 0, 0x4000, 64, 17, 0, src, dst)
+    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+    f = dst_mac + bytes.fromhex("02000000cc03" "0800") + ip + udp + vx
+    return f[:trunc] if trunc else f
+
+
+BAD = {
+    "vxlan_unknown_vni": dict(vni=VNI + 77),
+    "vxlan_unknown_vtep": dict(src_ip="198.18.0.99"),
+    "vxlan_bad_flags": dict(flags=0x00),
+    "vxlan_truncated": dict(inner=bytes(6)),
+    # truncated outer headers: an IPv4 header cut short, and a datagram shorter than its IPv4 length
+    "too_short_ipv4": dict(trunc=14 + 10),
+    "bad_ipv4_total_len": dict(trunc=14 + 20 + 4),
+    "vxlan_inner_vlan": dict(inner=bytes.fromhex("ffffffffffff" "02000000aa01" "8100" "0005" "0806") + bytes(28)),
+    "vxlan_bad_udp_checksum": dict(udp_csum=0x1234),
+}
+
+
+@pytest.mark.parametrize("reason", sorted(BAD))
+def test_bad_underlay_traffic_dropped_and_counted(net, reason):
+    a = net["a"]
+    mac = bytes.fromhex(sh("cat", "/sys/class/net/up0/address", ns=ns("A")).stdout.strip().replace(":", ""))
+    frame = _frame(mac, **BAD[reason])
+    before = uplink_stats(a)["drops"].get(reason, 0)
+    code = ("import socket,sys; s=socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind(('up0', 0)); "
+            "[s.send(bytes.fromhex(sys.argv[1])) for _ in range(3)]")
+    sh("python3", "-c", code, frame.hex(), ns=ns("K"))
+    try:
+        wait_for(lambda: uplink_stats(a)["drops"].get(reason, 0) >= before + 3, 10, what=reason + " counted")
+    except AssertionError as e:
+        raise AssertionError("%s; uplink counters: %s" % (e, uplink_stats(a)))
