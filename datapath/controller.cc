@@ -27,6 +27,7 @@
 #include <unordered_map>
 
 #include "datapath/config/dataplane_config.h"
+#include "datapath/control/vhost_user_backend.h"
 #include "datapath/io/af_packet_port.h"
 #include "datapath/io/netlink.h"
 #include "datapath/io/netns_nic.h"
@@ -115,6 +116,7 @@ struct Controller::Impl {
     std::vector<unsigned> queue_worker;  // [rx queue] -> worker
     std::optional<NetnsNicParams> netns;  // what was ensured (for removal)
     bool is_tap = false;
+    vhost::VhostUserPort* vhost = nullptr;  // vhost-user backend: the port inside rt (attached to vhost_service)
   };
   struct VpcTables {
     VpcSpec spec;
@@ -130,6 +132,7 @@ struct Controller::Impl {
     std::string error;
     bool has_port = false;
     bool is_tap = false;
+    std::shared_ptr<PortRuntime> vhost_rt;  // vhost-user: the state comes from the device
   };
   struct View {
     std::vector<std::pair<std::string, std::shared_ptr<PortRuntime>>> ports;  // by NIC id
@@ -249,6 +252,7 @@ struct Controller::Impl {
     nic.is_tap = std::holds_alternative<TapBackend>(n.backend);
     nic.state = NicState{};
     nic.state.host_ifname = nic.is_tap ? std::get<TapBackend>(n.backend).ifname : netns_host_ifname(n.id);
+    if (const auto* vu = std::get_if<VhostUserBackend>(&n.backend)) nic.state.host_ifname = vu->socket;
     if (!find_vpc(d, n.vpc_id)) {
       nic.backend_error = "unknown vpc " + n.vpc_id;
       return;
@@ -266,6 +270,10 @@ struct Controller::Impl {
         nic.backend_error = "namespace " + mine->netns + " interface " + mine->ifname + " is already used by NIC " + oid;
         return;
       }
+    }
+    if (const auto* vu = std::get_if<VhostUserBackend>(&n.backend)) {
+      bring_up_vhost_user(nic, d, *vu);
+      return;
     }
     if (nic.is_tap) {
       const auto& tap = std::get<TapBackend>(n.backend);
@@ -309,8 +317,46 @@ struct Controller::Impl {
     nic.queue_worker = assign_queues(nic.rt->io->rx_queues());
   }
 
+  // ---- vhost-user backend (datapath/control/vhost_user_backend.h) ----
+  void bring_up_vhost_user(Nic& nic, const DesiredState& d, const VhostUserBackend& b) {
+    if (!vhost_service) {
+      try {
+        vhost_service = std::make_unique<vhost::VhostUserService>(vhost_user_marker_dir(opts.run_dir));
+      } catch (const std::exception& e) {
+        nic.backend_error = std::string("vhost-user service: ") + e.what();
+        return;
+      }
+    }
+    const VpcSpec* vpc = find_vpc(d, nic.spec.vpc_id);
+    std::string err;
+    auto port = vhost_user_bring_up(*vhost_service, nic.spec, b, vpc ? vpc->mtu : 1500, nworkers,
+                                    [this] { state_changed(); }, &err);
+    if (!port) {
+      nic.backend_error = "vhost-user " + b.socket + ": " + err;
+      return;
+    }
+    nic.vhost = port.get();
+    auto rt = std::make_shared<PortRuntime>();
+    rt->nic_id = nic.spec.id;
+    rt->seq = next_seq++;
+    rt->io = std::move(port);
+    nic.rt = std::move(rt);
+    nic.port = alloc_port();
+    nic.queue_worker = assign_queues(nic.rt->io->rx_queues());
+  }
+
+  // A datapath thread saw a NIC change state on its own: tell the control plane.
+  void state_changed() {
+    std::scoped_lock lk(listener_mu);
+    if (listener) listener();
+  }
+
   // Closes the port (after the workers let go of it) and removes the OS objects.
   void tear_down(Nic& nic, bool remove_os_objects) {
+    if (nic.vhost) {
+      vhost_service->detach(nic.vhost);  // no more messages; rings stopped, guest memory unmapped
+      nic.vhost = nullptr;
+    }
     if (nic.rt) {
       add_into(removed_totals, nic.rt->sum());
       {
@@ -412,6 +458,7 @@ struct Controller::Impl {
   }
 
   NicState live_state(const Nic& nic) const {
+    if (nic.vhost && nic.backend_error.empty()) return vhost_user_state(*nic.vhost, nic.state.host_ifname);
     NicState s = compute_state(nic.state.host_ifname, nic.backend_error, nic.rt != nullptr, nic.is_tap);
     return s;
   }
@@ -420,9 +467,12 @@ struct Controller::Impl {
   // created (marker in run_dir/netns) that no netns NIC names any more (only when nothing but lo is left in them).
   void remove_stale() {
     std::set<std::string> known_links, known_netns;
+    std::set<std::string> known_sockets;
     for (const auto& n : last.nics) {
       if (const auto* t = std::get_if<TapBackend>(&n.backend)) {
         known_links.insert(t->ifname);
+      } else if (const auto* vu = std::get_if<VhostUserBackend>(&n.backend)) {
+        known_sockets.insert(vu->socket);
       } else {
         known_links.insert(netns_host_ifname(n.id));
         known_netns.insert(std::get<NetnsBackend>(n.backend).netns);
@@ -441,6 +491,7 @@ struct Controller::Impl {
       if (!nl || !nl->delete_link(name, &err))
         std::fprintf(stderr, "vpcd: removing stale link %s: %s\n", name.c_str(), err.c_str());
     }
+    vhost_user_remove_stale(vhost_user_marker_dir(opts.run_dir), known_sockets);
     std::error_code ec;
     std::vector<std::string> markers;
     for (const auto& e : std::filesystem::directory_iterator(opts.run_dir + "/netns", ec))
@@ -458,7 +509,8 @@ struct Controller::Impl {
     View v;
     for (auto& [id, nic] : nics) {
       nic.state = live_state(nic);
-      v.nics.emplace(id, ViewNic{nic.state.host_ifname, nic.backend_error, nic.rt != nullptr, nic.is_tap});
+      v.nics.emplace(id, ViewNic{nic.state.host_ifname, nic.backend_error, nic.rt != nullptr, nic.is_tap,
+                                 nic.vhost ? nic.rt : nullptr});
       if (nic.rt) v.ports.emplace_back(id, nic.rt);
     }
     v.removed_totals = removed_totals;
@@ -534,6 +586,11 @@ struct Controller::Impl {
 
   mutable std::mutex view_mu;
   View view;  // guarded by view_mu
+
+  std::mutex listener_mu;
+  std::function<void()> listener;  // guarded by listener_mu; called by state_changed()
+  // Last member: destroyed first, while every port it serves is still alive (held by nics and the publisher).
+  std::unique_ptr<vhost::VhostUserService> vhost_service;
 };
 
 Controller::Controller(Options opts) : impl_(std::make_unique<Impl>(std::move(opts))) {
@@ -599,8 +656,18 @@ std::map<std::string, NicState> Controller::nic_states() const {
   }
   // Carrier is read now: a hypervisor may have attached to a tap since the last apply().
   std::map<std::string, NicState> out;
-  for (const auto& [id, n] : nics) out.emplace(id, compute_state(n.host_ifname, n.error, n.has_port, n.is_tap));
+  for (const auto& [id, n] : nics) {
+    if (n.vhost_rt && n.error.empty())
+      out.emplace(id, vhost_user_state(*static_cast<const vhost::VhostUserPort*>(n.vhost_rt->io.get()), n.host_ifname));
+    else
+      out.emplace(id, compute_state(n.host_ifname, n.error, n.has_port, n.is_tap));
+  }
   return out;
+}
+
+void Controller::set_state_listener(std::function<void()> fn) {
+  std::scoped_lock lk(impl_->listener_mu);
+  impl_->listener = std::move(fn);
 }
 
 Stats Controller::stats() const {

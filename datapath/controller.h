@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -55,7 +56,19 @@ struct NetnsBackend {
   friend bool operator==(const NetnsBackend&, const NetnsBackend&) = default;
 };
 
-using Backend = std::variant<TapBackend, NetnsBackend>;
+// A vhost-user socket: vpcd is the virtio-net device backend for a QEMU / DPDK virtio-user front-end
+// (datapath/io/vhost_user/). Client mode (default): the hypervisor listens on `socket` and vpcd connects and
+// reconnects; server mode: vpcd creates the socket with owner/group.
+struct VhostUserBackend {
+  std::string socket;  // absolute path
+  bool server = false;
+  uint16_t queues = 1;  // queue pairs
+  std::optional<uid_t> owner;
+  std::optional<gid_t> group;
+  friend bool operator==(const VhostUserBackend&, const VhostUserBackend&) = default;
+};
+
+using Backend = std::variant<TapBackend, NetnsBackend, VhostUserBackend>;
 
 struct NicSpec {
   std::string id;  // UUID text
@@ -142,6 +155,10 @@ class Controller {
   void remove_vpc(const std::string& vpc_id);  // also removes its NICs
 
   std::map<std::string, NicState> nic_states() const;
+  // Called (from a datapath thread, e.g. the vhost-user service) whenever a NIC's state changed on its own (a
+  // front-end connected, negotiated, left or misbehaved), so the control plane can pick it up at once. It must only
+  // signal (Reconciler::notify); nullptr clears it. Set it before the first apply().
+  void set_state_listener(std::function<void()> fn);
   Stats stats() const;
   unsigned worker_count() const;
   const Options& options() const;

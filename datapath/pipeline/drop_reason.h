@@ -48,7 +48,13 @@ namespace vpcd::dp {
   X(kTxError, "tx_error")                                                                  \
   X(kPortDown, "port_down")                                                                \
   /* input ring */                                                                         \
-  X(kRxRingFull, "rx_ring_full") /* the kernel found the port's RX ring full */
+  X(kRxRingFull, "rx_ring_full") /* the kernel found the port's RX ring full */              \
+  /* vhost-user */                                                                         \
+  X(kVhostBadDescriptor, "vhost_bad_descriptor") /* a guest's invalid descriptor chain */  \
+  X(kVhostFrameTooLong, "vhost_frame_too_long") /* a guest sent more than 64 KiB */        \
+  X(kVhostNoRxBuffers, "vhost_no_rx_buffers") /* the guest's RX ring had no room */        \
+  X(kVhostRxBufferTooSmall, "vhost_rx_buffer_too_small") /* no MRG_RXBUF, chain too small */ \
+  X(kVhostOffloadUnsupported, "vhost_offload_unsupported") /* the guest cannot take it */
 
 enum class DropReason : uint8_t {
 #define VPCD_X(sym, str) sym,

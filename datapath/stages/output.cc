@@ -49,7 +49,7 @@ inline void send(WorkerContext& ctx, const DataplaneConfig& cfg, const PortConfi
     return;
   }
   if (!rt.io->tx_enqueue(ctx.worker, p)) [[unlikely]] {
-    rt.counters[ctx.worker].add_drop(DropReason::kTxRingFull);
+    rt.counters[ctx.worker].add_drop(rt.io->tx_drop_reason(ctx.worker));
     return;
   }
   ctx.mark_dirty(port_id);
