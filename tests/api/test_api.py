@@ -102,9 +102,21 @@ def test_error_statuses(api, vpc):
     assert_problem(r, 415)
     # 422: valid JSON naming a missing parent
     assert_problem(api.post("/v1/subnets", {"vpc_id": SOME_ID, "cidr": "10.0.0.0/24"}), 422, "vpc_id")
+    # 422: owner/group on a socket vpcd does not create (client mode)
     assert_problem(api.post("/v1/nics", {"subnet_id": sn["id"], "backend": {"type": "vhost-user",
-                                                                         "socket": "/run/vm1.sock"}}),
-                   422, "backend.type")
+                                                                         "socket": "/run/vm1.sock", "owner": "root"}}),
+                   422, "backend.owner")
+    # 400: a relative socket path, one with a space
+    assert_problem(api.post("/v1/nics", {"subnet_id": sn["id"], "backend": {"type": "vhost-user",
+                                                                         "socket": "vm1.sock"}}),
+                   400, "backend.socket")
+    assert_problem(api.post("/v1/nics", {"subnet_id": sn["id"], "backend": {"type": "vhost-user",
+                                                                         "socket": "/run/a b.sock"}}),
+                   400, "backend.socket")
+    assert_problem(api.post("/v1/nics", {"subnet_id": sn["id"], "backend": {"type": "vhost-user",
+                                                                         "socket": "/run/vm1.sock",
+                                                                         "queues": 9}}),
+                   400, "backend.queues")
     assert api.delete("/v1/subnets/" + sn["id"]).status == 204
 
 

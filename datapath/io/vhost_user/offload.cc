@@ -64,7 +64,7 @@ bool segment_tcp(const Packet& p, std::vector<uint8_t>& scratch,
     const bool first = off == 0, last = off + n >= payload;
     uint8_t* f = scratch.data();
     std::memcpy(f, p.data, hdr);
-    std::memcpy(f + hdr, p.data + hdr, n);
+    std::memcpy(f + hdr, p.data + hdr + off, n);
     const uint32_t seg_len = hdr + n;
     if (v4) {
       wr16(f + l3 + 2, uint16_t(seg_len - l3));

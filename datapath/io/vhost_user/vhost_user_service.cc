@@ -243,13 +243,14 @@ void VhostUserService::adopt_connection(Conn& c, UniqueFd fd) {
 }
 
 void VhostUserService::disconnect(Conn& c, const std::string& error) {
+  std::string wait = c.ep.server ? "waiting for a front-end to connect to " + c.ep.path
+                                 : "waiting for the front-end to listen on " + c.ep.path;
+  // State first, then close: whoever sees the connection end sees the NIC's new state.
+  c.port->on_disconnect(error, wait);
   if (c.sock) {
     ::epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, c.sock.get(), nullptr);
     c.sock.reset();
   }
-  std::string wait = c.ep.server ? "waiting for a front-end to connect to " + c.ep.path
-                                 : "waiting for the front-end to listen on " + c.ep.path;
-  c.port->on_disconnect(error, wait);
   c.next_try = std::chrono::steady_clock::now() + (error.empty() ? reconnect_interval : error_backoff);
   if (!error.empty()) std::fprintf(stderr, "vpcd: vhost-user %s: %s\n", c.ep.path.c_str(), error.c_str());
 }
