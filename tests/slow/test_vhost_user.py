@@ -30,17 +30,19 @@ def need_testpmd():
         pytest.fail("dpdk-testpmd missing: scripts/install-deps.sh test installs dpdk-dev (Debian 12 ships it there)")
 
 
-class Testpmd:
+class TestPmd:
     """dpdk-testpmd in interactive mode, fed command by command over a pipe; output collected in a file."""
 
-    def __init__(self, sock, tag, args="", queues=1):
+    def __init__(self, sock, tag, peer_mac, args="", queues=1):
         self.prefix = f"vhost{tag}{os.getpid() % 100000}"
         self.out_path = tempfile.mktemp(prefix="testpmd-", suffix=".log")
         self.out = open(self.out_path, "w+")
         vdev = f"net_virtio_user0,path={sock},server=1,queues={queues},mac={GUEST_MAC}{args}"
-        cmd = ["timeout", "-s", "KILL", "300", TESTPMD, "-l", "0,1", "--main-lcore", "0"] + EAL + \
+        # stdbuf: testpmd's stdout goes to a file, and its answers must reach it at once.
+        cmd = ["timeout", "-s", "KILL", "300", "stdbuf", "-o0", TESTPMD, "-l", "0,1", "--main-lcore", "0"] + EAL + \
               [f"--file-prefix={self.prefix}", "--vdev", vdev, "--", "-i", "--nb-cores=1",
-               f"--rxq={queues}", f"--txq={queues}", "--total-num-mbufs=16384"]
+               f"--rxq={queues}", f"--txq={queues}", "--total-num-mbufs=16384",
+               f"--eth-peer=0,{peer_mac}", "--tx-ip=10.62.1.10,10.62.1.20"]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=self.out, stderr=subprocess.STDOUT, text=True)
 
     def cmd(self, line):
@@ -52,13 +54,16 @@ class Testpmd:
             return f.read()
 
     def wait_output(self, pattern, after=0, timeout=30):
-        return vt.wait_for(lambda: re.search(pattern, self.text()[after:]), timeout=timeout,
-                           what=f"testpmd output {pattern!r}")
+        try:
+            return vt.wait_for(lambda: re.search(pattern, self.text()[after:]), timeout=timeout,
+                               what=f"testpmd output {pattern!r}")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; testpmd said:\n{self.text()[-3000:]}") from None
 
     def stats(self, after):
         """RX/TX packets of port 0 from the next 'show port stats 0' after offset `after`."""
         self.cmd("show port stats 0")
-        m = self.wait_output(r"RX-packets:\s+(\d+).*?TX-packets:\s+(\d+)", after, timeout=20)
+        m = self.wait_output(r"(?s)RX-packets:\s+(\d+).*?TX-packets:\s+(\d+)", after, timeout=20)
         return int(m.group(1)), int(m.group(2))
 
     def quit(self):
@@ -140,8 +145,6 @@ def exchange(s, pmd, guest_to_peer=True):
     pmd.cmd("stop")
     pmd.cmd("set fwd rxonly")
     pmd.cmd("set txpkts 64")
-    pmd.cmd(f"set eth-peer 0 {s.peer['mac']}")
-    pmd.cmd("set tx_ip 10.62.1.10 10.62.1.20")
     pmd.cmd("clear port stats all")
     time.sleep(0.5)  # the RARP vpcd sends for the guest, and anything in flight, land before counting starts
     rx0, tx0 = pmd.stats(pos)
@@ -175,7 +178,7 @@ def test_testpmd_guest_and_netns_guest_exchange_exact_counts(variant):
     s = Setup(variant[:2], queues)
     pmd = None
     try:
-        pmd = Testpmd(s.sock, variant[:2], args, queues)
+        pmd = TestPmd(s.sock, variant[:2], s.peer["mac"], args, queues)
         s.create_vm_nic()
         s.wait_vm_state("up")
         exchange(s, pmd)
@@ -191,7 +194,7 @@ def test_frontend_leaves_and_comes_back_then_vpcd_restarts():
     s = Setup("rc")
     pmd = None
     try:
-        pmd = Testpmd(s.sock, "rc1")
+        pmd = TestPmd(s.sock, "rc1", s.peer["mac"])
         s.create_vm_nic()
         s.wait_vm_state("up")
         exchange(s, pmd)
@@ -199,7 +202,7 @@ def test_frontend_leaves_and_comes_back_then_vpcd_restarts():
         pmd.quit()
         nic = s.wait_vm_state("down", timeout=10)
         assert "waiting" in nic["state_detail"], nic
-        pmd = Testpmd(s.sock, "rc2")
+        pmd = TestPmd(s.sock, "rc2", s.peer["mac"])
         s.wait_vm_state("up")
         exchange(s, pmd)
         # vpcd is killed while the front-end waits; a new vpcd on the same state reconnects with no API call.
