@@ -32,6 +32,7 @@ struct Setup {
     for (unsigned v = 0; v < kVpcs; ++v) {
       VpcConfig vc;
       vc.index = uint16_t(v);
+      vc.gen = 1;
       vc.id = "vpc" + std::to_string(v);
       vc.vni = 100 + v;
       vc.router_mac = MacAddr{{0x02, 0xfe, 0, 0, 0, uint8_t(v)}};
@@ -47,6 +48,7 @@ struct Setup {
       pc.mtu = 1450;
       pc.rt = std::make_shared<PortRuntime>();
       pc.rt->seq = seq++;
+      pc.features = default_features(pc);
       auto io = std::make_unique<FakePort>("bm" + std::to_string(p), 4096);
       io->set_discard(true);
       pc.rt->io = std::move(io);

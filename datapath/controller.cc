@@ -1,15 +1,19 @@
-// Controller: turns a DesiredState into OS objects (taps, veth pairs in namespaces), AfPacketPorts, worker queue
-// assignments and DataplaneConfig snapshots; reports NIC states and sums counters. See controller.h.
+// Controller: the apply step. It turns a DesiredState into OS objects and ports through the NIC backends
+// (datapath/control/nic_device.h, one file per backend), builds snapshots with the pure SnapshotBuilder
+// (datapath/control/snapshot_builder.h), publishes them to the workers and reports NIC states and counters.
+// See controller.h.
 //
 // apply() runs in three steps, all on the calling (control) thread under mu_:
-//   1. NICs that are gone, or whose backend / guest-side parameters changed: publish a snapshot without their ports,
-//      wait for every worker's ack (no worker polls or transmits on them any more), then close the ports (their
-//      counters go into the removed-ports totals) and remove their OS objects.
-//   2. NICs that are new (or being recreated): create the OS objects, open an AfPacketPort on the host interface and
-//      give each rx queue to the least loaded worker (by queue count; a queue keeps its worker for the port's life).
-//      A failure gives the NIC kError with the reason; the rest goes on.
-//   3. Build the DataplaneConfig (an unchanged VPC keeps its FIB / ARP tables; its learned MAC table lives as long as
-//      the VPC), publish it together with the queue assignment, wait for every worker's ack.
+//   1. NICs that are gone, or whose device cannot take the change in place (NicDevice::needs_recreate): publish a
+//      snapshot without their ports, wait for every worker's ack (no worker polls or transmits on them any more), then
+//      close the ports (their counters go into the removed-ports totals) and remove their OS objects.
+//      A change the device can take in place (NicDevice::update: a netns NIC's MAC, address, MTU) is made now, and
+//      the device, its ifindex and the port stay.
+//   2. NICs that are new (or being recreated): NicDevice::up() creates the OS objects and opens the port; each rx
+//      queue goes to the least loaded worker (by queue count; a queue keeps its worker for the port's life). A failure
+//      gives the NIC kError with the reason; the rest goes on. MAC, IPs, port security and security groups reach the
+//      workers through the snapshot.
+//   3. Build the snapshot, publish it, wait for every worker's ack, then activate() the new devices.
 //
 // Threading: every public method except stats() and nic_states() takes mu_ (one apply at a time). stats() and
 // nic_states() take only view_mu_, which apply() holds just long enough to swap in the new view, so the REST thread
@@ -20,15 +24,14 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <set>
 #include <system_error>
-#include <unordered_map>
 
 #include "datapath/config/dataplane_config.h"
-#include "datapath/control/vhost_user_backend.h"
-#include "datapath/io/af_packet_port.h"
+#include "datapath/control/nic_device.h"
+#include "datapath/io/vhost_user/vhost_user_service.h"
+#include "datapath/control/snapshot_builder.h"
 #include "datapath/io/netlink.h"
 #include "datapath/io/netns_nic.h"
 #include "datapath/io/tap_device.h"
@@ -38,101 +41,29 @@
 namespace vpcd::dp {
 
 namespace {
-
 constexpr auto kAckTimeout = std::chrono::seconds(5);
-
-// FNV-1a, 64 bits: a stable name for a NIC id.
-uint64_t fnv1a(std::string_view s) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
-
-// "vn" + 12 hex characters derived from the NIC id (the veth host end; <= 15 bytes).
-std::string netns_host_ifname(const std::string& nic_id) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "vn%012llx", static_cast<unsigned long long>(fnv1a(nic_id) & 0xffffffffffffull));
-  return buf;
-}
-
-// The VPC router's MAC: locally administered, derived from the VNI (unique per box).
-MacAddr router_mac_for(uint32_t vni) {
-  return MacAddr{{0x02, 0x76, 0x70, uint8_t(vni >> 16), uint8_t(vni >> 8), uint8_t(vni)}};
-}
-
-void add_into(PortCounters& a, const PortCounters& b) {
-  a.rx_packets += b.rx_packets;
-  a.rx_bytes += b.rx_bytes;
-  a.tx_packets += b.tx_packets;
-  a.tx_bytes += b.tx_bytes;
-  for (size_t i = 0; i < a.drops.size(); ++i) a.drops[i] += b.drops[i];
-}
-
-// /sys/class/net/IF/carrier: 1, 0, or nullopt (no such link, or administratively down: EINVAL).
-std::optional<bool> read_carrier(const std::string& ifname) {
-  std::ifstream f("/sys/class/net/" + ifname + "/carrier");
-  int v = -1;
-  if (!(f >> v)) return std::nullopt;
-  return v == 1;
-}
-
-// A NIC's state from what vpcd knows (backend error, port open) and the host link's carrier right now.
-NicState compute_state(const std::string& host, const std::string& error, bool has_port, bool is_tap) {
-  NicState s;
-  s.host_ifname = host;
-  if (!error.empty()) {
-    s.status = NicStatus::kError;
-    s.detail = error;
-    return s;
-  }
-  if (!has_port) {
-    s.detail = "no port";
-    return s;
-  }
-  auto carrier = read_carrier(host);
-  if (carrier && *carrier) {
-    s.status = NicStatus::kUp;
-  } else if (!carrier) {
-    s.detail = "link " + host + " is down or gone";
-  } else {
-    s.detail = is_tap ? "no carrier (no hypervisor attached)" : "no carrier";
-  }
-  return s;
-}
-
 }  // namespace
 
 struct Controller::Impl {
   struct Nic {
     NicSpec spec;
     NicState state;
+    std::unique_ptr<NicDevice> dev;
     std::string backend_error;          // set when the backend failed (state kError)
     std::shared_ptr<PortRuntime> rt;    // null: no port (error)
     std::shared_ptr<PortRuntime> rt_pending_close;  // during apply(): unpublished, waiting for the workers' acks
     uint16_t port = kInvalidPort;
     std::vector<unsigned> queue_worker;  // [rx queue] -> worker
-    std::optional<NetnsNicParams> netns;  // what was ensured (for removal)
-    bool is_tap = false;
-    vhost::VhostUserPort* vhost = nullptr;  // vhost-user backend: the port inside rt (attached to vhost_service)
-  };
-  struct VpcTables {
-    VpcSpec spec;
-    std::vector<std::tuple<uint16_t, MacAddr, std::vector<Ipv4Addr>>> members;  // what fib/arp were built from
-    std::shared_ptr<const StaticMacFib> fib;
-    std::shared_ptr<const ArpAnswerTable> arp;
-    std::vector<uint16_t> ports;
-    std::shared_ptr<MacTable> learned;
+    bool activated = false;
   };
   // What stats()/nic_states() read.
   struct ViewNic {
     std::string host_ifname;
     std::string error;
     bool has_port = false;
-    bool is_tap = false;
-    std::shared_ptr<PortRuntime> vhost_rt;  // vhost-user: the state comes from the device
+    std::string no_carrier_detail;
+    std::function<NicState()> state_reader;  // set: the state comes from the device (vhost-user)
+    std::shared_ptr<PortRuntime> rt_hold;    // keeps the port state_reader reads alive
   };
   struct View {
     std::vector<std::pair<std::string, std::shared_ptr<PortRuntime>>> ports;  // by NIC id
@@ -141,7 +72,12 @@ struct Controller::Impl {
   };
 
   explicit Impl(Options o)
-      : opts(std::move(o)), nworkers(resolve_worker_count(opts.workers)), pub(nworkers), worker_load(nworkers, 0) {
+      : opts(std::move(o)),
+        vhost_service(std::make_unique<vhost::VhostUserService>(vhost_user_marker_dir(opts.run_dir))),
+        nworkers(resolve_worker_count(opts.workers)),
+        pub(nworkers),
+        builder(nworkers),
+        worker_load(nworkers, 0) {
     std::error_code ec;
     std::filesystem::create_directories(opts.run_dir, ec);
     workers.reserve(nworkers);
@@ -152,66 +88,32 @@ struct Controller::Impl {
   ~Impl() {
     for (auto& w : workers) w->stop();  // workers drop their snapshot references; the publisher still holds them
     workers.clear();
+    for (auto& [id, nic] : nics)
+      if (nic.dev) nic.dev->before_close();  // the vhost-user service lets go of its ports before they close
     // Members are destroyed after this body: nics (ports close), then pub (snapshots freed here, control thread).
   }
 
   std::string alias_prefix() const { return "vpcd:" + opts.instance + ":"; }
   std::string alias_for(const std::string& nic_id) const { return alias_prefix() + nic_id; }
-
-  const VpcSpec* find_vpc(const DesiredState& d, const std::string& id) const {
-    for (const auto& v : d.vpcs)
-      if (v.id == id) return &v;
-    return nullptr;
+  DeviceContext device_context(const DesiredState& d, const std::string& nic_id) const {
+    return DeviceContext{opts, nworkers, d, alias_for(nic_id), vhost_service.get(), [this] { state_changed(); }};
   }
 
-  // What the guest side of a netns NIC must look like under `d` (nullopt with *err when the spec cannot work).
-  std::optional<NetnsNicParams> netns_params(const DesiredState& d, const NicSpec& n, std::string* err) const {
-    const auto& b = std::get<NetnsBackend>(n.backend);
-    const VpcSpec* vpc = find_vpc(d, n.vpc_id);
-    if (!vpc) {
-      *err = "unknown vpc " + n.vpc_id;
-      return std::nullopt;
-    }
-    const SubnetSpec* subnet = nullptr;
-    for (const auto& s : vpc->subnets)
-      if (s.id == n.subnet_id) subnet = &s;
-    if (!subnet) {
-      *err = "unknown subnet " + n.subnet_id + " in vpc " + vpc->id;
-      return std::nullopt;
-    }
-    if (n.ips.empty()) {
-      *err = "a netns NIC needs an IPv4 address";
-      return std::nullopt;
-    }
-    NetnsNicParams p;
-    p.host_ifname = netns_host_ifname(n.id);
-    p.netns = b.netns;
-    p.ifname = b.ifname;
-    p.mac = n.mac;
-    p.addr = Ipv4Prefix{n.ips.front(), subnet->cidr.len};
-    p.gateway = subnet->gateway;
-    p.mtu = vpc->mtu;
-    p.alias = alias_for(n.id);
-    p.run_dir = opts.run_dir;
-    return p;
+  // A device changed state on its own (vhost-user service thread): tell the control plane.
+  void state_changed() const {
+    std::scoped_lock lk(listener_mu);
+    if (listener) listener();
   }
 
-  static bool same_netns_params(const NetnsNicParams& a, const NetnsNicParams& b) {
-    return a.host_ifname == b.host_ifname && a.netns == b.netns && a.ifname == b.ifname && a.mac == b.mac &&
-           a.addr == b.addr && a.gateway == b.gateway && a.mtu == b.mtu && a.alias == b.alias;
+  static bool has_vpc(const DesiredState& d, const std::string& id) {
+    return std::any_of(d.vpcs.begin(), d.vpcs.end(), [&](const VpcSpec& v) { return v.id == id; });
   }
 
   // True when the existing NIC must be torn down and created again for `want`.
   bool needs_recreate(const Nic& have, const NicSpec& want, const DesiredState& d) const {
-    if (have.spec.backend != want.backend) return true;
-    if (!find_vpc(d, want.vpc_id)) return true;  // becomes an error: unknown vpc
-    if (!have.rt) return true;  // it failed last time: try again
-    if (std::holds_alternative<NetnsBackend>(want.backend)) {
-      std::string err;
-      auto p = netns_params(d, want, &err);
-      return !p || !have.netns || !same_netns_params(*p, *have.netns);
-    }
-    return false;
+    if (!has_vpc(d, want.vpc_id)) return true;  // becomes an error: unknown vpc
+    if (!have.rt || !have.dev) return true;     // it failed last time: try again
+    return have.dev->needs_recreate(want, device_context(d, want.id));
   }
 
   uint16_t alloc_port() {
@@ -242,18 +144,15 @@ struct Controller::Impl {
     return out;
   }
 
-  // Creates the OS objects and the port for nic (already in nics with spec set). Fills state on failure.
+  // Creates the OS objects and the port for nic (already in nics with spec set). Fills backend_error on failure.
   void bring_up(Nic& nic, const DesiredState& d) {
     const NicSpec& n = nic.spec;
-    std::string host;
-    std::string err;
-    unsigned rx_queues = 1;
     nic.backend_error.clear();
-    nic.is_tap = std::holds_alternative<TapBackend>(n.backend);
+    nic.activated = false;
+    nic.dev = make_nic_device(n, opts);
     nic.state = NicState{};
-    nic.state.host_ifname = nic.is_tap ? std::get<TapBackend>(n.backend).ifname : netns_host_ifname(n.id);
-    if (const auto* vu = std::get_if<VhostUserBackend>(&n.backend)) nic.state.host_ifname = vu->socket;
-    if (!find_vpc(d, n.vpc_id)) {
+    nic.state.host_ifname = nic.dev->host_ifname();
+    if (!has_vpc(d, n.vpc_id)) {
       nic.backend_error = "unknown vpc " + n.vpc_id;
       return;
     }
@@ -271,94 +170,26 @@ struct Controller::Impl {
         return;
       }
     }
-    if (const auto* vu = std::get_if<VhostUserBackend>(&n.backend)) {
-      bring_up_vhost_user(nic, d, *vu);
-      return;
-    }
-    if (nic.is_tap) {
-      const auto& tap = std::get<TapBackend>(n.backend);
-      if (!tap_ensure(tap, alias_for(n.id), &err)) {
-        nic.backend_error = "tap " + tap.ifname + ": " + err;
-        return;
-      }
-      host = tap.ifname;
-      rx_queues = std::clamp<unsigned>(tap.queues, 1, nworkers);
-    } else {
-      auto p = netns_params(d, n, &err);
-      if (!p) {
-        nic.backend_error = err;
-        return;
-      }
-      if (!netns_nic_ensure(*p, &err)) {
-        nic.backend_error = "namespace " + p->netns + ": " + err;
-        netns_nic_remove(*p);
-        return;
-      }
-      nic.netns = *p;
-      host = p->host_ifname;
-    }
-    AfPacketOptions ao;
-    ao.rx_queues = rx_queues;
-    ao.tx_workers = nworkers;
-    ao.rx_block_bytes = opts.rx_block_bytes;
-    ao.rx_blocks = opts.rx_blocks;
-    ao.tx_frames = opts.tx_frames;
-    auto port = AfPacketPort::open(host, ao, &err);
-    if (!port) {
-      nic.backend_error = "af_packet on " + host + ": " + err;
+    std::string err;
+    auto io = nic.dev->up(n, device_context(d, n.id), &err);
+    if (!io) {
+      nic.backend_error = err;
       return;
     }
     auto rt = std::make_shared<PortRuntime>();
     rt->nic_id = n.id;
     rt->seq = next_seq++;
-    rt->io = std::move(port);
+    rt->io = std::move(io);
     nic.rt = std::move(rt);
     nic.port = alloc_port();
     nic.queue_worker = assign_queues(nic.rt->io->rx_queues());
-  }
-
-  // ---- vhost-user backend (datapath/control/vhost_user_backend.h) ----
-  void bring_up_vhost_user(Nic& nic, const DesiredState& d, const VhostUserBackend& b) {
-    if (!vhost_service) {
-      try {
-        vhost_service = std::make_unique<vhost::VhostUserService>(vhost_user_marker_dir(opts.run_dir));
-      } catch (const std::exception& e) {
-        nic.backend_error = std::string("vhost-user service: ") + e.what();
-        return;
-      }
-    }
-    const VpcSpec* vpc = find_vpc(d, nic.spec.vpc_id);
-    std::string err;
-    auto port = vhost_user_bring_up(*vhost_service, nic.spec, b, vpc ? vpc->mtu : 1500, nworkers,
-                                    [this] { state_changed(); }, &err);
-    if (!port) {
-      nic.backend_error = "vhost-user " + b.socket + ": " + err;
-      return;
-    }
-    nic.vhost = port.get();
-    auto rt = std::make_shared<PortRuntime>();
-    rt->nic_id = nic.spec.id;
-    rt->seq = next_seq++;
-    rt->io = std::move(port);
-    nic.rt = std::move(rt);
-    nic.port = alloc_port();
-    nic.queue_worker = assign_queues(nic.rt->io->rx_queues());
-  }
-
-  // A datapath thread saw a NIC change state on its own: tell the control plane.
-  void state_changed() {
-    std::scoped_lock lk(listener_mu);
-    if (listener) listener();
   }
 
   // Closes the port (after the workers let go of it) and removes the OS objects.
   void tear_down(Nic& nic, bool remove_os_objects) {
-    if (nic.vhost) {
-      vhost_service->detach(nic.vhost);  // no more messages; rings stopped, guest memory unmapped
-      nic.vhost = nullptr;
-    }
+    if (nic.dev) nic.dev->before_close();
     if (nic.rt) {
-      add_into(removed_totals, nic.rt->sum());
+      removed_totals.add(nic.rt->sum());
       {
         std::scoped_lock lk(view_mu);
         std::erase_if(view.ports, [&](const auto& e) { return e.second == nic.rt; });
@@ -370,82 +201,24 @@ struct Controller::Impl {
     }
     nic.queue_worker.clear();
     nic.port = kInvalidPort;
-    if (!remove_os_objects) return;
-    if (nic.is_tap) {
-      tap_remove(std::get<TapBackend>(nic.spec.backend).ifname);
-    } else if (nic.netns) {
-      netns_nic_remove(*nic.netns);
-    }
-    nic.netns.reset();
+    if (remove_os_objects && nic.dev) nic.dev->remove();
+    nic.dev.reset();
   }
 
-  // The config and queue assignment for the NICs in `nics` that have a port, under desired state `d`.
+  // The snapshot for the NICs in `nics` that have a port, under desired state `d`.
   std::shared_ptr<const DatapathSnapshot> build(const DesiredState& d) {
-    auto cfg = std::make_shared<DataplaneConfig>();
-    cfg->generation = pub.next_generation();
-    cfg->ports.resize(port_used.size());
-    auto snap = std::make_shared<DatapathSnapshot>();
-    snap->rx.resize(nworkers);
-    std::unordered_map<std::string, uint16_t> vpc_index;
-    for (const auto& v : d.vpcs) {
-      uint16_t idx = uint16_t(cfg->vpcs.size());
-      vpc_index.emplace(v.id, idx);
-      VpcConfig vc;
-      vc.index = idx;
-      vc.id = v.id;
-      vc.vni = v.vni;
-      vc.mtu = v.mtu;
-      vc.router_mac = router_mac_for(v.vni);
-      cfg->vpcs.push_back(std::move(vc));
-    }
-    for (auto& [id, nic] : nics) {
+    std::vector<PortBinding> ports;
+    for (const auto& [id, nic] : nics) {
       if (!nic.rt) continue;
-      PortConfig& pc = cfg->ports[nic.port];
-      pc.index = nic.port;
-      auto vi = vpc_index.find(nic.spec.vpc_id);
-      pc.vpc = vi == vpc_index.end() ? kNoVpcIndex : vi->second;
-      pc.mac = nic.spec.mac;
-      pc.ips = nic.spec.ips;
-      pc.port_security = nic.spec.port_security;
-      const VpcSpec* vs = find_vpc(d, nic.spec.vpc_id);
-      pc.mtu = vs ? vs->mtu : 1500;
-      pc.rt = nic.rt;
-      for (unsigned q = 0; q < nic.queue_worker.size(); ++q)
-        snap->rx[nic.queue_worker[q]].push_back(RxQueueRef{nic.port, uint16_t(q)});
+      PortBinding b;
+      b.object_id = id;
+      b.kind = PortKind::kGuest;
+      b.port = nic.port;
+      b.rt = nic.rt;
+      b.queue_worker = nic.queue_worker;
+      ports.push_back(std::move(b));
     }
-    std::map<std::string, VpcTables> next_tables;
-    for (size_t i = 0; i < d.vpcs.size(); ++i) {
-      const VpcSpec& vs = d.vpcs[i];
-      VpcConfig& vc = cfg->vpcs[i];
-      VpcTables t;
-      t.spec = vs;
-      for (const auto& pc : cfg->ports)
-        if (pc.present() && pc.vpc == vc.index) t.members.emplace_back(pc.index, pc.mac, pc.ips);
-      auto old = vpc_tables.find(vs.id);
-      if (old != vpc_tables.end()) t.learned = old->second.learned;  // learned MACs live as long as the VPC
-      if (old != vpc_tables.end() && old->second.spec == vs && old->second.members == t.members) {
-        t.fib = old->second.fib;
-        t.arp = old->second.arp;
-        t.ports = old->second.ports;
-        vc.fib = t.fib;
-        vc.arp = t.arp;
-        vc.ports = t.ports;
-        vc.learned = t.learned;
-      } else {
-        std::vector<Ipv4Addr> gateways;
-        for (const auto& s : vs.subnets) gateways.push_back(s.gateway);
-        vc.learned = t.learned;
-        build_vpc_tables(*cfg, vc, gateways);
-        t.fib = vc.fib;
-        t.arp = vc.arp;
-        t.ports = vc.ports;
-        t.learned = vc.learned;
-      }
-      next_tables.emplace(vs.id, std::move(t));
-    }
-    vpc_tables = std::move(next_tables);
-    snap->config = std::move(cfg);
-    return snap;
+    return builder.build(d, ports, port_used.size(), pub.next_generation());
   }
 
   // Publishes and waits for every worker. false when some worker did not ack in time.
@@ -458,25 +231,20 @@ struct Controller::Impl {
   }
 
   NicState live_state(const Nic& nic) const {
-    if (nic.vhost && nic.backend_error.empty()) return vhost_user_state(*nic.vhost, nic.state.host_ifname);
-    NicState s = compute_state(nic.state.host_ifname, nic.backend_error, nic.rt != nullptr, nic.is_tap);
-    return s;
+    if (nic.rt && nic.dev && nic.backend_error.empty())
+      if (auto reader = nic.dev->state_reader()) return reader();
+    return nic_state_now(nic.state.host_ifname, nic.backend_error, nic.rt != nullptr,
+                         nic.dev ? nic.dev->no_carrier_detail() : "no carrier");
   }
 
   // Removes links carrying this instance's alias that no NIC of the last applied state uses, and namespaces vpcd
   // created (marker in run_dir/netns) that no netns NIC names any more (only when nothing but lo is left in them).
   void remove_stale() {
-    std::set<std::string> known_links, known_netns;
-    std::set<std::string> known_sockets;
+    std::set<std::string> known_links, known_netns, known_sockets;
     for (const auto& n : last.nics) {
-      if (const auto* t = std::get_if<TapBackend>(&n.backend)) {
-        known_links.insert(t->ifname);
-      } else if (const auto* vu = std::get_if<VhostUserBackend>(&n.backend)) {
-        known_sockets.insert(vu->socket);
-      } else {
-        known_links.insert(netns_host_ifname(n.id));
-        known_netns.insert(std::get<NetnsBackend>(n.backend).netns);
-      }
+      if (const auto* v = std::get_if<VhostUserBackend>(&n.backend)) known_sockets.insert(v->socket);
+      known_links.insert(make_nic_device(n, opts)->host_ifname());
+      if (const auto* b = std::get_if<NetnsBackend>(&n.backend)) known_netns.insert(b->netns);
     }
     for (const auto& name : links_with_alias_prefix(alias_prefix())) {
       if (known_links.count(name)) continue;
@@ -509,8 +277,13 @@ struct Controller::Impl {
     View v;
     for (auto& [id, nic] : nics) {
       nic.state = live_state(nic);
-      v.nics.emplace(id, ViewNic{nic.state.host_ifname, nic.backend_error, nic.rt != nullptr, nic.is_tap,
-                                 nic.vhost ? nic.rt : nullptr});
+      ViewNic vn{nic.state.host_ifname, nic.backend_error, nic.rt != nullptr,
+                 nic.dev ? nic.dev->no_carrier_detail() : "no carrier", nullptr, nullptr};
+      if (nic.rt && nic.dev && nic.backend_error.empty()) {
+        vn.state_reader = nic.dev->state_reader();
+        if (vn.state_reader) vn.rt_hold = nic.rt;
+      }
+      v.nics.emplace(id, std::move(vn));
       if (nic.rt) v.ports.emplace_back(id, nic.rt);
     }
     v.removed_totals = removed_totals;
@@ -525,10 +298,17 @@ struct Controller::Impl {
     std::vector<std::string> gone, recreate;
     for (auto& [id, nic] : nics) {
       auto w = want.find(id);
-      if (w == want.end())
+      if (w == want.end()) {
         gone.push_back(id);
-      else if (needs_recreate(nic, *w->second, d))
+      } else if (needs_recreate(nic, *w->second, d)) {
         recreate.push_back(id);
+      } else if (nic.spec != *w->second) {
+        std::string err;  // taken in place: the device and the port stay
+        if (!nic.dev->update(*w->second, device_context(d, id), &err)) {
+          std::fprintf(stderr, "vpcd: NIC %s: in-place change failed (%s); recreating it\n", id.c_str(), err.c_str());
+          recreate.push_back(id);
+        }
+      }
     }
     if (!gone.empty() || !recreate.empty()) {
       bool had_port = false;
@@ -557,13 +337,18 @@ struct Controller::Impl {
         nic.spec = n;
         bring_up(nic, d);
       } else {
-        it->second.spec = n;  // same backend: MAC / IPs / port security / VPC take effect through the snapshot
+        it->second.spec = n;  // the device takes it in place: MAC / IPs / port security / VPC through the snapshot
         if (!it->second.rt) bring_up(it->second, d);
       }
     }
     last = d;
-    // 3. Publish the new configuration.
-    publish(build(d));
+    // 3. Publish the new configuration; then the new devices may carry traffic.
+    if (publish(build(d)))
+      for (auto& [id, nic] : nics)
+        if (nic.rt && !nic.activated) {
+          nic.dev->activate();
+          nic.activated = true;
+        }
     refresh_view();
     std::map<std::string, NicState> out;
     for (const auto& [id, nic] : nics) out.emplace(id, nic.state);
@@ -571,14 +356,16 @@ struct Controller::Impl {
   }
 
   Options opts;
+  // Declared early: destroyed after the NICs and snapshots (their devices detach from it first).
+  std::unique_ptr<vhost::VhostUserService> vhost_service;
   unsigned nworkers;
   std::mutex mu;  // serialises the control operations
   DatapathPublisher pub;
+  SnapshotBuilder builder;
   std::vector<unsigned> worker_load;  // rx queues per worker
   std::vector<std::unique_ptr<Worker>> workers;
   DesiredState last;
   std::map<std::string, Nic> nics;
-  std::map<std::string, VpcTables> vpc_tables;
   std::vector<uint8_t> port_used;
   uint64_t next_seq = 1;
   PortCounters removed_totals;
@@ -587,10 +374,8 @@ struct Controller::Impl {
   mutable std::mutex view_mu;
   View view;  // guarded by view_mu
 
-  std::mutex listener_mu;
+  mutable std::mutex listener_mu;
   std::function<void()> listener;  // guarded by listener_mu; called by state_changed()
-  // Last member: destroyed first, while every port it serves is still alive (held by nics and the publisher).
-  std::unique_ptr<vhost::VhostUserService> vhost_service;
 };
 
 Controller::Controller(Options opts) : impl_(std::make_unique<Impl>(std::move(opts))) {
@@ -657,10 +442,10 @@ std::map<std::string, NicState> Controller::nic_states() const {
   // Carrier is read now: a hypervisor may have attached to a tap since the last apply().
   std::map<std::string, NicState> out;
   for (const auto& [id, n] : nics) {
-    if (n.vhost_rt && n.error.empty())
-      out.emplace(id, vhost_user_state(*static_cast<const vhost::VhostUserPort*>(n.vhost_rt->io.get()), n.host_ifname));
+    if (n.state_reader)
+      out.emplace(id, n.state_reader());
     else
-      out.emplace(id, compute_state(n.host_ifname, n.error, n.has_port, n.is_tap));
+      out.emplace(id, nic_state_now(n.host_ifname, n.error, n.has_port, n.no_carrier_detail));
   }
   return out;
 }
@@ -680,7 +465,7 @@ Stats Controller::stats() const {
   }
   for (const auto& [id, rt] : ports) {
     PortCounters c = rt->sum();
-    add_into(st.totals, c);
+    st.totals.add(c);
     st.nics[id] = c;
   }
   for (const auto& w : impl_->workers) st.workers.push_back(w->counters());

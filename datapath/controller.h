@@ -19,105 +19,10 @@
 #include <variant>
 #include <vector>
 
-#include "datapath/pipeline/drop_reason.h"
-#include "datapath/proto/types.h"
+#include "datapath/spec.h"
+#include "datapath/stats.h"
 
 namespace vpcd::dp {
-
-struct SubnetSpec {
-  std::string id;  // UUID text
-  Ipv4Prefix cidr;
-  Ipv4Addr gateway;  // answered (ARP) by the VPC's router
-  friend bool operator==(const SubnetSpec&, const SubnetSpec&) = default;
-};
-
-struct VpcSpec {
-  std::string id;  // UUID text
-  uint32_t vni = 0;
-  uint32_t mtu = 1450;  // guest MTU
-  std::vector<SubnetSpec> subnets;
-  friend bool operator==(const VpcSpec&, const VpcSpec&) = default;
-};
-
-// A persistent multiqueue tap the guest's hypervisor opens by name; vpcd drives its kernel side.
-struct TapBackend {
-  std::string ifname;  // <= 15 bytes
-  uint16_t queues = 1;
-  std::optional<uid_t> owner;  // TUNSETOWNER
-  std::optional<gid_t> group;  // TUNSETGROUP
-  friend bool operator==(const TapBackend&, const TapBackend&) = default;
-};
-
-// A veth pair: the far end moved into a named network namespace (created when absent) and configured with the NIC's
-// MAC, first IPv4 address, MTU and default route via the subnet gateway; the near end is driven by the datapath.
-struct NetnsBackend {
-  std::string netns;            // name under /run/netns
-  std::string ifname = "eth0";  // name inside the namespace
-  friend bool operator==(const NetnsBackend&, const NetnsBackend&) = default;
-};
-
-// A vhost-user socket: vpcd is the virtio-net device backend for a QEMU / DPDK virtio-user front-end
-// (datapath/io/vhost_user/). Client mode (default): the hypervisor listens on `socket` and vpcd connects and
-// reconnects; server mode: vpcd creates the socket with owner/group.
-struct VhostUserBackend {
-  std::string socket;  // absolute path
-  bool server = false;
-  uint16_t queues = 1;  // queue pairs
-  std::optional<uid_t> owner;
-  std::optional<gid_t> group;
-  friend bool operator==(const VhostUserBackend&, const VhostUserBackend&) = default;
-};
-
-using Backend = std::variant<TapBackend, NetnsBackend, VhostUserBackend>;
-
-struct NicSpec {
-  std::string id;  // UUID text
-  std::string vpc_id;
-  std::string subnet_id;
-  MacAddr mac;
-  std::vector<Ipv4Addr> ips;
-  bool port_security = true;
-  Backend backend;
-  friend bool operator==(const NicSpec&, const NicSpec&) = default;
-};
-
-struct DesiredState {
-  std::vector<VpcSpec> vpcs;
-  std::vector<NicSpec> nics;
-};
-
-enum class NicStatus : uint8_t { kUp, kDown, kError };
-constexpr std::string_view nic_status_name(NicStatus s) {
-  return s == NicStatus::kUp ? "up" : s == NicStatus::kDown ? "down" : "error";
-}
-
-struct NicState {
-  NicStatus status = NicStatus::kDown;
-  std::string detail;  // human-readable: why down or error ("namespace ns1: permission denied", "no carrier")
-  std::string host_ifname;  // the interface the datapath drives (tap name, or the veth near end)
-  friend bool operator==(const NicState&, const NicState&) = default;
-};
-
-struct PortCounters {
-  uint64_t rx_packets = 0, rx_bytes = 0, tx_packets = 0, tx_bytes = 0;
-  std::array<uint64_t, size_t(DropReason::kCount)> drops{};
-  uint64_t total_drops() const {
-    uint64_t n = 0;
-    for (auto d : drops) n += d;
-    return n;
-  }
-};
-
-struct WorkerCounters {
-  uint64_t batches = 0, packets = 0, wakeups = 0, snapshot_generation = 0;
-};
-
-struct Stats {
-  std::map<std::string, PortCounters> nics;  // by NIC id
-  std::vector<WorkerCounters> workers;
-  PortCounters totals;                       // all ports, including removed ones' history
-  uint64_t snapshot_generation = 0;
-};
 
 struct Options {
   unsigned workers = 0;  // 0 = cores - 1, at least 1
@@ -157,7 +62,7 @@ class Controller {
   std::map<std::string, NicState> nic_states() const;
   // Called (from a datapath thread, e.g. the vhost-user service) whenever a NIC's state changed on its own (a
   // front-end connected, negotiated, left or misbehaved), so the control plane can pick it up at once. It must only
-  // signal (Reconciler::notify); nullptr clears it. Set it before the first apply().
+  // signal (Reconciler::notify); nullptr clears it.
   void set_state_listener(std::function<void()> fn);
   Stats stats() const;
   unsigned worker_count() const;

@@ -17,13 +17,31 @@ ArpAnswerTable::ArpAnswerTable(const std::vector<std::pair<Ipv4Addr, MacAddr>>& 
   map_ = FlatU64Map<MacAddr>(items);
 }
 
+uint32_t default_features(const PortConfig& p) noexcept {
+  switch (p.kind) {
+    case PortKind::kGuest:
+      return p.port_security ? stage_bit(Next::kPortSecurity) : 0;
+    case PortKind::kUplink:
+      return stage_bit(Next::kUplinkInput);
+    case PortKind::kTunnel:
+      return 0;
+  }
+  return 0;
+}
+
 void build_vpc_tables(const DataplaneConfig& cfg, VpcConfig& vpc, const std::vector<Ipv4Addr>& gateways) {
   std::vector<std::pair<MacAddr, uint16_t>> macs;
   std::vector<std::pair<Ipv4Addr, MacAddr>> answers;
   vpc.ports.clear();
+  vpc.tunnels.clear();
+  vpc.gateways = gateways;
   for (const auto& p : cfg.ports) {
-    if (!p.present() || p.vpc != vpc.index) continue;
+    if (!p.present() || p.vpc != vpc.index || p.kind == PortKind::kUplink) continue;
     vpc.ports.push_back(p.index);
+    if (p.kind == PortKind::kTunnel) {
+      vpc.tunnels.push_back(p.index);
+      continue;
+    }
     macs.emplace_back(p.mac, p.index);
     for (auto ip : p.ips) answers.emplace_back(ip, p.mac);
   }

@@ -6,8 +6,14 @@
 // unchanged VPC's FIB and ARP table (and must reuse its learned MacTable while the VPC exists); a port's PortRuntime
 // (its I/O and counters) is shared by every generation that contains the port.
 //
-// Indexes: DataplaneConfig::ports is indexed by port id (holes allowed: a hole has rt == nullptr); vpcs by VPC index.
-// Packet::in_port / out_port are port ids; PortConfig::vpc is a VPC index.
+// Indexes: DataplaneConfig::ports is indexed by port id (holes allowed: a hole has rt == nullptr); vpcs by VPC slot
+// (holes allowed: gen == 0). A VPC keeps its slot for its whole life; when a slot is reused by another VPC its gen
+// changes, so per-worker state keyed by VPC (VpcConfig::key()) never mixes tenants.
+// Packet::in_port / out_port are port ids; PortConfig::vpc and Packet::vpc are VPC slots.
+//
+// Port kinds: kGuest (a NIC: tap, netns, vhost-user), kUplink (an interface the datapath owns an underlay/external
+// address on; in no VPC), kTunnel (a remote VTEP of one VPC as a pseudo-port of that VPC: no PortIo of its own, its
+// frames leave through `uplink` after vxlan-encap; learning, flooding and counters treat it like any port).
 #pragma once
 
 #include <cstdint>
@@ -23,16 +29,23 @@
 
 namespace vpcd::dp {
 
-inline constexpr uint16_t kNoVpcIndex = 0xffff;
+enum class PortKind : uint8_t { kGuest, kUplink, kTunnel };
 
 struct PortConfig {
   uint16_t index = kInvalidPort;  // == position in DataplaneConfig::ports
-  uint16_t vpc = kNoVpcIndex;     // index into DataplaneConfig::vpcs; kNoVpcIndex: attached to no VPC (kNoVpc)
-  MacAddr mac;                    // the NIC's MAC
+  PortKind kind = PortKind::kGuest;
+  uint16_t vpc = kNoVpcIndex;     // VPC slot; kNoVpcIndex: attached to no VPC (guest: kNoVpc; uplinks: always)
+  MacAddr mac;                    // the NIC's MAC (uplink: the interface's MAC)
   std::vector<Ipv4Addr> ips;      // the NIC's IPv4 addresses (port security, ARP answers)
   bool port_security = true;
   uint32_t mtu = 1500;            // L3 MTU of the guest interface; frames up to mtu + L2 header pass
-  std::shared_ptr<PortRuntime> rt;  // null = hole (no such port)
+  // Stage bitmaps (stage.h): features = stages a packet received on this port meets (e.g. port-security);
+  // out_features = stages a packet on its way to this port meets (e.g. firewall-ingress, vxlan-encap).
+  uint32_t features = 0;
+  uint32_t out_features = 0;
+  Ipv4Addr remote_ip;              // kTunnel: the remote VTEP's underlay address
+  uint16_t uplink = kInvalidPort;  // kTunnel: the uplink port its encapsulated frames leave through
+  std::shared_ptr<PortRuntime> rt;  // null = hole (no such port); kTunnel: rt->io is null (counters only)
 
   bool present() const noexcept { return rt != nullptr; }
   bool has_ip(Ipv4Addr a) const noexcept {
@@ -73,15 +86,22 @@ class ArpAnswerTable {
 };
 
 struct VpcConfig {
-  uint16_t index = kNoVpcIndex;  // == position in DataplaneConfig::vpcs
+  uint16_t index = kNoVpcIndex;  // slot == position in DataplaneConfig::vpcs
+  uint32_t gen = 0;              // 0 = empty slot; changes when the slot is given to another VPC
   std::string id;                // UUID text
   uint32_t vni = 0;
   uint32_t mtu = 1450;           // guest MTU (used for flooded frames)
-  std::vector<uint16_t> ports;   // port ids attached to this VPC (flood list)
+  std::vector<uint16_t> ports;   // port ids attached to this VPC, tunnel ports included (flood list)
+  std::vector<uint16_t> tunnels;  // the tunnel ports among them (head-end replication list)
+  std::vector<Ipv4Addr> gateways;  // subnet gateways (answered by the router)
   std::shared_ptr<const StaticMacFib> fib;      // never null in a published snapshot
   std::shared_ptr<const ArpAnswerTable> arp;    // never null in a published snapshot
   MacAddr router_mac;            // the VPC router's MAC (gateways answer with it); frames to it are routed
   std::shared_ptr<MacTable> learned;            // never null; shared by all workers and kept across generations
+
+  bool present() const noexcept { return gen != 0; }
+  // (slot, gen): the identity per-worker tables key VPC state by.
+  uint64_t key() const noexcept { return (uint64_t(gen) << 16) | index; }
 };
 
 struct DataplaneConfig {
@@ -92,10 +112,18 @@ struct DataplaneConfig {
   const PortConfig* port(uint16_t id) const noexcept {
     return id < ports.size() && ports[id].present() ? &ports[id] : nullptr;
   }
+  const VpcConfig* vpc(uint16_t slot) const noexcept {
+    return slot < vpcs.size() && vpcs[slot].present() ? &vpcs[slot] : nullptr;
+  }
 };
 
-// Builds the VPC's shared tables from the ports in `cfg` that name it (vpc.ports, fib, arp) plus the given gateways.
-// Convenience for the Controller and tests; keeps `learned` (creates one when null) and fills vpc.ports in id order.
+// The feature bitmaps a port gets from its kind and settings (port security on a guest NIC, ...). The snapshot
+// builder calls it for every port; features that need more (security groups, encap) add their bits there.
+uint32_t default_features(const PortConfig& p) noexcept;
+
+// Builds the VPC's shared tables from the ports in `cfg` that name it (vpc.ports, vpc.tunnels, fib, arp) plus the
+// given gateways (also stored in vpc.gateways). Convenience for the Controller and tests; keeps `learned` (creates one
+// when null) and fills vpc.ports in id order. Tunnel ports enter the flood lists, not the FIB (their MACs are learned).
 void build_vpc_tables(const DataplaneConfig& cfg, VpcConfig& vpc, const std::vector<Ipv4Addr>& gateways);
 
 }  // namespace vpcd::dp

@@ -304,7 +304,8 @@ uint8_t* AfPacketPort::tx_slot(const TxQueue& t, uint32_t i) noexcept {
 
 bool AfPacketPort::tx_enqueue(unsigned w, const Packet& p) noexcept {
   TxQueue& t = *tx_[w];
-  if (p.len > kAfPacketMaxTxFrame || p.len < ETH_HLEN || p.len < p.wire_len) [[unlikely]] return false;
+  const uint32_t frame_len = p.prefix_len + p.len;
+  if (frame_len > kAfPacketMaxTxFrame || p.len < ETH_HLEN || p.len < p.wire_len) [[unlikely]] return false;
   auto* h = reinterpret_cast<tpacket3_hdr*>(tx_slot(t, t.next));
   if ((load_acquire(h->tp_status) & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING)) != 0) return false;  // full
   uint8_t* d = reinterpret_cast<uint8_t*>(h) + kTxDataOffset;
@@ -313,9 +314,10 @@ bool AfPacketPort::tx_enqueue(unsigned w, const Packet& p) noexcept {
   } else {
     std::memset(d, 0, kVnetBytes);
   }
-  std::memcpy(d + kVnetBytes, p.data, p.len);
-  h->tp_len = kVnetBytes + p.len;
-  h->tp_snaplen = kVnetBytes + p.len;
+  if (p.prefix_len) std::memcpy(d + kVnetBytes, p.prefix, p.prefix_len);
+  std::memcpy(d + kVnetBytes + p.prefix_len, p.data, p.len);
+  h->tp_len = kVnetBytes + frame_len;
+  h->tp_snaplen = kVnetBytes + frame_len;
   h->tp_next_offset = 0;
   store_release(h->tp_status, TP_STATUS_SEND_REQUEST);
   t.next = t.next + 1 == t.frames ? 0 : t.next + 1;

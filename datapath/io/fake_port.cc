@@ -79,7 +79,8 @@ bool FakePort::tx_enqueue(unsigned w, const Packet& p) noexcept {
   ++r.used;
   if (discard_) return true;
   FakeFrame f;
-  f.bytes.assign(p.data, p.data + p.len);
+  if (p.prefix_len) f.bytes.assign(p.prefix, p.prefix + p.prefix_len);
+  f.bytes.insert(f.bytes.end(), p.data, p.data + p.len);
   if (p.flags & kHasVnet) f.vnet = p.vnet;
   r.frames.push_back(std::move(f));
   return true;

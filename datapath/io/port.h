@@ -38,8 +38,8 @@ class PortIo {
   // Called only by the queue's worker, about every 100 ms. A port without a kernel ring loses nothing there.
   virtual uint64_t rx_ring_drops(unsigned /*q*/) noexcept { return 0; }
 
-  // Copies p (vnet header + frame) into worker w's transmit ring. false: ring full or frame too large (the caller
-  // counts the drop).
+  // Copies p (vnet header, then p.prefix_len bytes at p.prefix when set, then the frame) into worker w's transmit
+  // ring. false: ring full or frame too large (the caller counts the drop).
   virtual bool tx_enqueue(unsigned w, const Packet& p) noexcept = 0;
   // Hands everything enqueued by worker w to the kernel (one sendto).
   virtual void tx_flush(unsigned w) noexcept = 0;

@@ -7,7 +7,7 @@
 
 #include <string>
 
-#include "datapath/controller.h"
+#include "datapath/spec.h"
 
 namespace vpcd::dp {
 

@@ -16,9 +16,9 @@
 #include <memory>
 #include <string>
 
-#include "datapath/controller.h"
 #include "datapath/io/port.h"
 #include "datapath/pipeline/drop_reason.h"
+#include "datapath/stats.h"
 
 namespace vpcd::dp {
 

@@ -48,7 +48,9 @@ namespace vpcd::dp {
   X(kTxError, "tx_error")                                                                  \
   X(kPortDown, "port_down")                                                                \
   /* input ring */                                                                         \
-  X(kRxRingFull, "rx_ring_full") /* the kernel found the port's RX ring full */              \
+  X(kRxRingFull, "rx_ring_full") /* the kernel found the port's RX ring full */             \
+  /* runner */                                                                             \
+  X(kNoStage, "no_stage") /* sent to a stage this build does not carry out (a bug) */      \
   /* vhost-user */                                                                         \
   X(kVhostBadDescriptor, "vhost_bad_descriptor") /* a guest's invalid descriptor chain */  \
   X(kVhostFrameTooLong, "vhost_frame_too_long") /* a guest sent more than 64 KiB */        \

@@ -1,7 +1,9 @@
-// A packet in flight: a view of a frame in an RX ring (or a test buffer) plus the metadata the stages fill in.
+// A packet in flight: a view of a frame in an RX ring (or a test buffer, or a buffer of the worker's PacketPool) plus
+// the metadata the stages fill in.
 //
 // The frame bytes are not owned: they live in the RX ring block (TPACKET_V3) until the worker has run the whole batch
-// and returned the block. `vnet` is the virtio_net_hdr the kernel gave with the frame (PACKET_VNET_HDR): GSO super-frames
+// and returned the block, or in the PacketPool buffer `buf` (frames a stage generated or kept), which the runner
+// frees after output. `vnet` is the virtio_net_hdr the kernel gave with the frame (PACKET_VNET_HDR): GSO super-frames
 // and partial checksums travel with it unchanged to the output port, which writes it back in front of the frame.
 #pragma once
 
@@ -14,11 +16,14 @@
 #include <cstdint>
 
 #include "datapath/pipeline/drop_reason.h"
+#include "datapath/pipeline/stage.h"
 #include "datapath/proto/types.h"
 
 namespace vpcd::dp {
 
 inline constexpr uint16_t kInvalidPort = 0xffff;
+inline constexpr uint16_t kNoVpcIndex = 0xffff;  // Packet::vpc / PortConfig::vpc: no VPC (yet)
+inline constexpr uint16_t kNoBuf = 0xffff;       // Packet::buf: the bytes are not a PacketPool buffer
 inline constexpr uint16_t kFloodPort = 0xfffe;  // out_port value: flood within the VPC
 
 // Parsed-header flags (Packet::flags).
@@ -40,8 +45,17 @@ struct Packet {
   uint32_t wire_len = 0;    // original frame length (>= len when the ring truncated it)
   virtio_net_hdr vnet{};    // as received; host byte order fields on x86 (virtio 1.0 little-endian)
 
+  // Logical input port: the NIC's port, or for a decapsulated frame the tunnel pseudo-port of (VPC, source VTEP).
   uint16_t in_port = kInvalidPort;
   uint16_t out_port = kInvalidPort;  // a port index, kFloodPort, or kInvalidPort
+  uint16_t vpc = kNoVpcIndex;        // VPC slot (DataplaneConfig::vpcs); set by the runner or by vxlan-decap
+  uint16_t acct_port = kInvalidPort;  // the port a drop is charged to (in_port unless an egress stage says otherwise)
+  Next next = Next::kParse;           // the stage this packet goes to next (stage.h); kDrop with `drop` set
+  uint16_t buf = kNoBuf;              // PacketPool buffer owning `data`, or kNoBuf
+  uint16_t prefix_len = 0;            // bytes at `prefix` the output port writes in front of `data` (outer headers)
+  const uint8_t* prefix = nullptr;
+  uint32_t hash = 0;                  // flow hash, 0 = not computed (encap source port, handoff)
+  uint64_t ts_ns = 0;                 // receive time (CLOCK_REALTIME ns) when the port gives one, else 0
   uint16_t flags = 0;
   uint16_t ethertype = 0;  // host order, after VLAN tags
   uint16_t vlan_tci = 0;   // host order, when kHasVlan
@@ -56,6 +70,11 @@ struct Packet {
   const uint8_t* dst_mac() const noexcept { return data; }
   const uint8_t* src_mac() const noexcept { return data + 6; }
   bool dropped() const noexcept { return drop != DropReason::kCount; }
+  // Marks the packet dropped for reason r: the runner charges it to acct_port (in_port when unset).
+  void drop_with(DropReason r) noexcept {
+    drop = r;
+    next = Next::kDrop;
+  }
 };
 
 }  // namespace vpcd::dp

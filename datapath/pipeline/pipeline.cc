@@ -1,4 +1,4 @@
-// The pipeline runner: parse -> port-security -> arp-responder -> l2-switch -> output on one batch, plus the tx flush.
+// The pipeline runner; contract in pipeline.h, stage order in stage.h.
 // Threading: one worker's WorkerContext and batch; the snapshot is read-only (see pipeline.h).
 #include "datapath/pipeline/pipeline.h"
 
@@ -20,44 +20,121 @@ uint32_t monotonic_seconds() noexcept {
 
 namespace {
 
-// Adds every drop decided so far to the input port's counters (one counter update per reason present).
-void count_drops(PortWorkerCounters& c, std::span<Packet* const> pkts) noexcept {
-  std::array<uint32_t, size_t(DropReason::kCount) + 1> n{};
-  for (const Packet* p : pkts) ++n[size_t(p->drop)];  // kCount (not dropped) lands in the last slot
-  for (size_t r = 0; r < size_t(DropReason::kCount); ++r)
-    if (n[r]) c.add_drop(DropReason(r), n[r]);
+using StageFn = void (*)(WorkerContext&, const DataplaneConfig&, std::span<Packet* const>) noexcept;
+
+template <class S>
+constexpr std::pair<Next, StageFn> entry() {
+  static_assert(S::kName == stage_name(S::kId), "a stage's name is the one stage.h gives its id");
+  return {S::kId, &S::process};
+}
+
+// The stages this build carries out, by id. An id without an entry has no code yet: nothing may send packets there
+// (feature bitmaps only name stages that exist), and the runner drops any that arrive as kNoStage.
+constexpr std::array<StageFn, kStageCount> make_table() {
+  std::array<StageFn, kStageCount> t{};
+  for (auto [id, fn] : {entry<ParseStage>(), entry<PortSecurityStage>(), entry<ArpResponderStage>(),
+                        entry<L2SwitchStage>(), entry<OutputStage>()})
+    t[size_t(id)] = fn;
+  return t;
+}
+constexpr std::array<StageFn, kStageCount> kStages = make_table();
+static_assert(kStages[size_t(Next::kDrop)] == nullptr, "drop is the runner's own");
+
+inline void push(PacketQueue& q, Packet* p) noexcept { q.v[q.n++] = p; }
+
+// Charges every packet of the drop queue to its acct_port, frees pool buffers, empties the queue.
+void run_drops(WorkerContext& ctx, const DataplaneConfig& cfg) noexcept {
+  PacketQueue& q = *ctx.queues[size_t(Next::kDrop)];
+  counter_add(ctx.stage_packets[size_t(Next::kDrop)], q.n);
+  for (unsigned i = 0; i < q.n; ++i) {
+    Packet* p = q.v[i];
+    const PortConfig* acct = cfg.port(p->acct_port);
+    if (acct) [[likely]]
+      acct->rt->counters[ctx.worker].add_drop(p->drop == DropReason::kCount ? DropReason::kNoStage : p->drop);
+    else
+      ++ctx.unknown_port_drops;
+    if (p->buf != kNoBuf) ctx.pool.free(p);
+  }
+  q.n = 0;
+}
+
+void run_queues(WorkerContext& ctx, const DataplaneConfig& cfg) noexcept {
+  for (size_t s = 0; s <= size_t(Next::kOutput); ++s) {
+    PacketQueue& q = *ctx.queues[s];
+    if (q.n == 0) continue;
+    const unsigned n = q.n;
+    counter_add(ctx.stage_packets[s], n);
+    const StageFn fn = kStages[s];
+    if (!fn) [[unlikely]] {
+      for (unsigned i = 0; i < n; ++i) q.v[i]->drop_with(DropReason::kNoStage);
+    } else {
+      ctx.running = Next(s);
+      fn(ctx, cfg, q.span());
+      ctx.running = Next::kCount;
+    }
+    if (s == size_t(Next::kOutput)) {
+      for (unsigned i = 0; i < n; ++i)
+        if (q.v[i]->buf != kNoBuf) ctx.pool.free(q.v[i]);
+      q.n = 0;
+      break;
+    }
+    // Distribute to the stages named next (emit() refuses packets for this stage while it runs, so the queue holds
+    // exactly its n packets). Common case: every packet goes to the same later stage, whose queue is empty: hand
+    // the whole queue over by swapping pointers (VPP's enqueue_to_next fast path).
+    const Next first = q.v[0]->next;
+    bool same = size_t(first) > s && first < Next::kCount;
+    for (unsigned i = 1; i < n && same; ++i) same = q.v[i]->next == first;
+    if (same && ctx.queues[size_t(first)]->n == 0) [[likely]] {
+      std::swap(ctx.queues[s], ctx.queues[size_t(first)]);
+      continue;
+    }
+    for (unsigned i = 0; i < n; ++i) {
+      Packet* p = q.v[i];
+      if (size_t(p->next) <= s || p->next >= Next::kCount) [[unlikely]]
+        p->drop_with(p->dropped() ? p->drop : DropReason::kNoStage);
+      push(*ctx.queues[size_t(p->next)], p);
+    }
+    q.n = 0;
+  }
+  run_drops(ctx, cfg);
 }
 
 void run_chunk(WorkerContext& ctx, const DataplaneConfig& cfg, const PortConfig& in, std::span<Packet> pkts) noexcept {
   PortWorkerCounters& c = in.rt->counters[ctx.worker];
   uint64_t bytes = 0;
-  for (size_t i = 0; i < pkts.size(); ++i) {
-    Packet& p = pkts[i];
+  const bool no_vpc = in.kind == PortKind::kGuest && !cfg.vpc(in.vpc);
+  PacketQueue& q = *ctx.queues[size_t(no_vpc ? Next::kDrop : Next::kParse)];
+  for (Packet& p : pkts) {
     p.in_port = in.index;
+    p.acct_port = in.index;
     p.out_port = kInvalidPort;
-    p.drop = DropReason::kCount;
+    p.vpc = in.vpc;
+    p.next = no_vpc ? Next::kDrop : Next::kParse;
+    p.drop = no_vpc ? DropReason::kNoVpc : DropReason::kCount;
+    p.buf = kNoBuf;
+    p.prefix = nullptr;
+    p.prefix_len = 0;
+    p.hash = 0;
     bytes += p.wire_len;
-    ctx.ptrs[i] = &p;
+    push(q, &p);
   }
   counter_add(c.rx_packets, pkts.size());
   counter_add(c.rx_bytes, bytes);
-  const std::span<Packet* const> ptrs(ctx.ptrs.data(), pkts.size());
-
-  if (in.vpc >= cfg.vpcs.size()) [[unlikely]] {
-    c.add_drop(DropReason::kNoVpc, pkts.size());
-    return;
-  }
-  const VpcConfig& vpc = cfg.vpcs[in.vpc];
-
-  parse_batch(ptrs);
-  if (in.port_security) port_security(in, ptrs);
-  arp_responder(vpc, ptrs);
-  l2_switch(cfg, in, vpc, ctx.clock_s(), ptrs);
-  count_drops(c, ptrs);
-  output(ctx, cfg, in, vpc, ptrs);
+  run_queues(ctx, cfg);
 }
 
 }  // namespace
+
+void WorkerContext::emit(Packet* p, Next to) noexcept {
+  if (!p) [[unlikely]] return;
+  if (to >= Next::kCount || (running != Next::kCount && to <= running)) [[unlikely]] {
+    p->drop_with(DropReason::kNoStage);  // a stage sending backwards: a bug, counted
+    to = Next::kDrop;
+  }
+  p->next = to;
+  if (p->acct_port == kInvalidPort) p->acct_port = p->in_port;
+  push(*queues[size_t(to)], p);
+}
 
 void run_batch(WorkerContext& ctx, const DataplaneConfig& cfg, uint16_t in_port, std::span<Packet> pkts) noexcept {
   const PortConfig* in = cfg.port(in_port);
@@ -71,6 +148,14 @@ void run_batch(WorkerContext& ctx, const DataplaneConfig& cfg, uint16_t in_port,
     run_chunk(ctx, cfg, *in, pkts.first(n));
     pkts = pkts.subspan(n);
   }
+}
+
+void run_pending(WorkerContext& ctx, const DataplaneConfig& cfg) noexcept {
+  bool any = false;
+  for (const PacketQueue* q : ctx.queues) any |= q->n != 0;
+  if (!any || ctx.worker >= kMaxWorkers) return;
+  if (ctx.dirty_mark.size() < cfg.ports.size()) ctx.dirty_mark.resize(cfg.ports.size(), 0);
+  run_queues(ctx, cfg);
 }
 
 void flush_outputs(WorkerContext& ctx, const DataplaneConfig& cfg) noexcept {

@@ -69,6 +69,9 @@ WorkerCounters Worker::counters() const noexcept {
   c.packets = stats_.packets.load(std::memory_order_relaxed);
   c.wakeups = stats_.wakeups.load(std::memory_order_relaxed);
   c.snapshot_generation = stats_.generation.load(std::memory_order_relaxed);
+  c.stage_packets.resize(kStageCount);
+  for (size_t s = 0; s < kStageCount; ++s) c.stage_packets[s] = ctx_.stage_packets[s].load(std::memory_order_relaxed);
+  c.pool_exhausted = ctx_.pool_exhausted.load(std::memory_order_relaxed);
   return c;
 }
 
@@ -96,6 +99,10 @@ void Worker::run() noexcept {
     if (has_unpollable_) {
       for (const auto& q : queues_)
         if (q.fd < 0) service(q);
+    }
+    if (snap_ && snap_->config) {  // frames stages emitted between batches
+      run_pending(ctx_, *snap_->config);
+      flush_outputs(ctx_, *snap_->config);
     }
     collect_ring_drops();
   }

@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "datapath/config/dataplane_config.h"
-#include "datapath/controller.h"
+#include "datapath/stats.h"
 #include "datapath/io/port.h"
 #include "datapath/pipeline/packet.h"
 #include "datapath/pipeline/pipeline.h"
@@ -107,7 +107,7 @@ class Worker {
   std::chrono::steady_clock::time_point last_ring_poll_{};  // worker thread only
   bool has_unpollable_ = false;
   std::unique_ptr<Packet[]> pkts_;
-  WorkerContext ctx_{};
+  WorkerContext ctx_;  // per-worker state that survives snapshot swaps
   WorkerRuntimeCounters stats_;
 };
 

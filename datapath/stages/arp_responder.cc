@@ -32,6 +32,18 @@ void answer(Packet& p, const MacAddr& mac) noexcept {
   p.out_port = p.in_port;
 }
 
+// True when p was answered in place.
+bool maybe_answer(const ArpAnswerTable& table, Packet& p) noexcept {
+  const uint8_t* arp = p.data + p.l3_offset;
+  if (arp[kArpOp] != 0 || arp[kArpOp + 1] != kArpOpRequest) return false;
+  if (p.ip4_src == p.ip4_dst) return false;  // gratuitous
+  const MacAddr* mac = table.find(p.ip4_dst);
+  if (!mac) return false;
+  if (std::memcmp(arp + kArpSha, mac->b.data(), 6) == 0) return false;  // asking about itself
+  answer(p, *mac);
+  return true;
+}
+
 }  // namespace
 
 void arp_responder(const VpcConfig& vpc, std::span<Packet* const> pkts) noexcept {
@@ -39,13 +51,32 @@ void arp_responder(const VpcConfig& vpc, std::span<Packet* const> pkts) noexcept
   for (Packet* p : pkts) {
     if (!(p->flags & kIsArp) || p->dropped()) [[likely]]
       continue;
-    const uint8_t* arp = p->data + p->l3_offset;
-    if (arp[kArpOp] != 0 || arp[kArpOp + 1] != kArpOpRequest) continue;
-    if (p->ip4_src == p->ip4_dst) continue;  // gratuitous
-    const MacAddr* mac = table.find(p->ip4_dst);
-    if (!mac) continue;
-    if (std::memcmp(arp + kArpSha, mac->b.data(), 6) == 0) continue;  // asking about itself
-    answer(*p, *mac);
+    maybe_answer(table, *p);
+  }
+}
+
+void ArpResponderStage::process(WorkerContext&, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
+  uint16_t last_vpc = kNoVpcIndex;
+  const VpcConfig* vpc = nullptr;
+  for (Packet* p : pkts) {
+    if (!(p->flags & kIsArp)) [[likely]] {
+      p->next = Next::kL2Switch;
+      continue;
+    }
+    if (p->vpc != last_vpc) {
+      last_vpc = p->vpc;
+      vpc = cfg.vpc(last_vpc);
+    }
+    if (!vpc) [[unlikely]] {
+      p->drop_with(DropReason::kNoVpc);
+      continue;
+    }
+    if (!maybe_answer(*vpc->arp, *p)) {
+      p->next = Next::kL2Switch;
+      continue;
+    }
+    const PortConfig* in = cfg.port(p->in_port);  // the answer goes back where the request came from
+    p->next = in ? egress_stage(in->out_features) : Next::kOutput;
   }
 }
 

@@ -9,7 +9,8 @@
 // the known MAC, op 2, sender = (known MAC, target IP), target = the request's sender (hardware and protocol address).
 // VLAN tags and padding stay as they were; the vnet header is cleared (no offloads on an ARP frame). The packet's
 // out_port becomes its in_port, which tells l2-switch the decision is made.
-// Next: out_port = in_port (answered), or unchanged (on to l2-switch). No drops.
+// Next: output with out_port = in_port (answered), or l2-switch. Drops: kNoVpc for a packet of no VPC (the runner
+// never sends one).
 // Threading: reads the snapshot; writes only the frames of the calling worker's batch.
 #pragma once
 
@@ -18,11 +19,19 @@
 
 #include "datapath/config/dataplane_config.h"
 #include "datapath/pipeline/packet.h"
+#include "datapath/pipeline/worker_context.h"
 
 namespace vpcd::dp {
 
 inline constexpr std::string_view kArpResponderStageName = "arp-responder";
 
+// Answers the requests among pkts (all of VPC vpc) in place: out_port = in_port on the answered ones.
 void arp_responder(const VpcConfig& vpc, std::span<Packet* const> pkts) noexcept;
+
+struct ArpResponderStage {
+  static constexpr std::string_view kName = kArpResponderStageName;
+  static constexpr Next kId = Next::kArpResponder;
+  static void process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
+};
 
 }  // namespace vpcd::dp

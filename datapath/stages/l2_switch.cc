@@ -21,23 +21,40 @@ uint16_t lookup_unicast(const DataplaneConfig& cfg, const VpcConfig& vpc, const 
 
 }  // namespace
 
-void l2_switch(const DataplaneConfig& cfg, const PortConfig& in, const VpcConfig& vpc, uint32_t now_s,
-               std::span<Packet* const> pkts) noexcept {
-  const bool learn = !in.port_security;
-  const bool can_flood = vpc.ports.size() > 1;
+void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
+  const uint32_t now_s = ctx.clock_s();
+  uint16_t last_in = kInvalidPort, last_vpc = kNoVpcIndex;
+  const PortConfig* in = nullptr;
+  const VpcConfig* vpc = nullptr;
+  bool learn = false, can_flood = false;
   uint64_t last_src = 0;       // learn cache: MAC (bit 63 set when valid)
   uint64_t last_dst = 0;       // lookup cache: MAC (bit 63 set when valid) -> last_out
   uint16_t last_out = kInvalidPort;
   for (Packet* p : pkts) {
-    if (p->dropped() || p->out_port != kInvalidPort) continue;
+    if (p->in_port != last_in || p->vpc != last_vpc) [[unlikely]] {
+      if (p->vpc != last_vpc) {
+        last_vpc = p->vpc;
+        vpc = cfg.vpc(last_vpc);
+        can_flood = vpc && vpc->ports.size() > 1;
+        last_dst = 0;
+      }
+      last_in = p->in_port;
+      in = cfg.port(last_in);
+      learn = in && (in->kind == PortKind::kTunnel || !in->port_security);
+      last_src = 0;
+    }
+    if (!in || !vpc) [[unlikely]] {
+      p->drop_with(!vpc ? DropReason::kNoVpc : DropReason::kPortDown);
+      continue;
+    }
 
     if (learn) {
       const MacAddr src = MacAddr::from_bytes(p->src_mac());
       const uint64_t key = src.to_u64() | (uint64_t(1) << 63);
       if (key != last_src) {
         last_src = key;
-        if (!src.is_zero() && !src.is_multicast() && vpc.fib->find(src) == kInvalidPort)
-          vpc.learned->learn(src, in.index, in.rt->seq, now_s);
+        if (!src.is_zero() && !src.is_multicast() && vpc->fib->find(src) == kInvalidPort)
+          vpc->learned->learn(src, in->index, in->rt->seq, now_s);
       }
     }
 
@@ -49,12 +66,11 @@ void l2_switch(const DataplaneConfig& cfg, const PortConfig& in, const VpcConfig
       const uint64_t key = dst.to_u64() | (uint64_t(1) << 63);
       if (key == last_dst) {
         out = last_out;
-      } else if (dst == vpc.router_mac) [[unlikely]] {
-        out = kInvalidPort;
-        p->drop = DropReason::kNotRouted;
+      } else if (dst == vpc->router_mac) [[unlikely]] {
+        p->drop_with(DropReason::kNotRouted);
         continue;
       } else {
-        out = lookup_unicast(cfg, vpc, dst, now_s);
+        out = lookup_unicast(cfg, *vpc, dst, now_s);
         if (out == kInvalidPort) out = kFloodPort;
         last_dst = key;
         last_out = out;
@@ -62,24 +78,29 @@ void l2_switch(const DataplaneConfig& cfg, const PortConfig& in, const VpcConfig
     }
 
     uint32_t mtu;
+    Next next;
     if (out == kFloodPort) {
       if (!can_flood) [[unlikely]] {
-        p->drop = DropReason::kFloodEmpty;
+        p->drop_with(DropReason::kFloodEmpty);
         continue;
       }
-      mtu = vpc.mtu;
+      mtu = vpc->mtu;
+      next = Next::kOutput;
     } else {
-      if (out == in.index) [[unlikely]] {
-        p->drop = DropReason::kHairpin;
+      if (out == in->index) [[unlikely]] {
+        p->drop_with(DropReason::kHairpin);
         continue;
       }
-      mtu = cfg.ports[out].mtu;
+      const PortConfig& o = cfg.ports[out];
+      mtu = o.mtu;
+      next = egress_stage(o.out_features);
     }
     if (p->len > mtu + p->l3_offset && !is_gso(*p)) [[unlikely]] {
-      p->drop = DropReason::kTooBig;
+      p->drop_with(DropReason::kTooBig);
       continue;
     }
     p->out_port = out;
+    p->next = next;
   }
 }
 

@@ -36,11 +36,14 @@ class TxTally {
   uint64_t packets_ = 0, bytes_ = 0;
 };
 
-inline void send(WorkerContext& ctx, const DataplaneConfig& cfg, const PortConfig& in, uint16_t port_id,
-                 const Packet& p, TxTally& tally) noexcept {
+inline void send(WorkerContext& ctx, const DataplaneConfig& cfg, uint16_t port_id, const Packet& p,
+                 TxTally& tally) noexcept {
   const PortConfig* out = cfg.port(port_id);
   if (!out) [[unlikely]] {
-    in.rt->counters[ctx.worker].add_drop(DropReason::kPortDown);
+    if (const PortConfig* in = cfg.port(p.in_port))
+      in->rt->counters[ctx.worker].add_drop(DropReason::kPortDown);
+    else
+      ++ctx.unknown_port_drops;
     return;
   }
   PortRuntime& rt = *out->rt;
@@ -53,22 +56,25 @@ inline void send(WorkerContext& ctx, const DataplaneConfig& cfg, const PortConfi
     return;
   }
   ctx.mark_dirty(port_id);
-  tally.sent(rt, p.len);
+  tally.sent(rt, p.len + p.prefix_len);
 }
 
 }  // namespace
 
-void output(WorkerContext& ctx, const DataplaneConfig& cfg, const PortConfig& in, const VpcConfig& vpc,
-            std::span<Packet* const> pkts) noexcept {
+void OutputStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
   TxTally tally(ctx.worker);
   for (const Packet* p : pkts) {
-    if (p->dropped()) continue;
     if (p->out_port != kFloodPort) [[likely]] {
-      send(ctx, cfg, in, p->out_port, *p, tally);
+      send(ctx, cfg, p->out_port, *p, tally);
       continue;
     }
-    for (uint16_t q : vpc.ports)
-      if (q != in.index) send(ctx, cfg, in, q, *p, tally);
+    const VpcConfig* vpc = cfg.vpc(p->vpc);
+    if (!vpc) [[unlikely]] {  // l2-switch drops these first; count it anyway
+      if (const PortConfig* in = cfg.port(p->in_port)) in->rt->counters[ctx.worker].add_drop(DropReason::kNoVpc);
+      continue;
+    }
+    for (uint16_t q : vpc->ports)
+      if (q != p->in_port && cfg.ports[q].kind != PortKind::kTunnel) send(ctx, cfg, q, *p, tally);
   }
 }
 

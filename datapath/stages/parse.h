@@ -35,8 +35,10 @@
 #include <span>
 #include <string_view>
 
+#include "datapath/config/dataplane_config.h"
 #include "datapath/pipeline/drop_reason.h"
 #include "datapath/pipeline/packet.h"
+#include "datapath/pipeline/worker_context.h"
 
 namespace vpcd::dp {
 
@@ -56,5 +58,13 @@ void parse(Packet& p) noexcept;
 
 // parse() on every packet of the batch.
 void parse_batch(std::span<Packet* const> pkts) noexcept;
+
+// The pipeline stage: parse(), then next = the first stage the input port's feature bitmap enables (kDrop on a
+// parse drop).
+struct ParseStage {
+  static constexpr std::string_view kName = kParseStageName;
+  static constexpr Next kId = Next::kParse;
+  static void process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
+};
 
 }  // namespace vpcd::dp

@@ -35,23 +35,44 @@ DropReason check_arp(const PortConfig& in, const Packet& p) noexcept {
   return DropReason::kCount;
 }
 
+DropReason check(const PortConfig& in, const Packet& p) noexcept {
+  if (p.flags & kHasVlan) [[unlikely]]
+    return DropReason::kVlanTagged;
+  if (!same_mac(p.src_mac(), in.mac)) [[unlikely]]
+    return DropReason::kSpoofedSourceMac;
+  if (p.flags & kIsIpv4) return check_ipv4(in, p);
+  if (p.flags & kIsArp) return check_arp(in, p);
+  if (p.flags & kIsIpv6) return check_ipv6(p);
+  return DropReason::kCount;
+}
+
 }  // namespace
 
 void port_security(const PortConfig& in, std::span<Packet* const> pkts) noexcept {
   for (Packet* p : pkts) {
     if (p->dropped()) continue;
-    DropReason r = DropReason::kCount;
-    if (p->flags & kHasVlan) [[unlikely]]
-      r = DropReason::kVlanTagged;
-    else if (!same_mac(p->src_mac(), in.mac)) [[unlikely]]
-      r = DropReason::kSpoofedSourceMac;
-    else if (p->flags & kIsIpv4)
-      r = check_ipv4(in, *p);
-    else if (p->flags & kIsArp)
-      r = check_arp(in, *p);
-    else if (p->flags & kIsIpv6)
-      r = check_ipv6(*p);
-    p->drop = r;
+    p->drop = check(in, *p);
+  }
+}
+
+void PortSecurityStage::process(WorkerContext&, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
+  uint16_t last_port = kInvalidPort;
+  const PortConfig* in = nullptr;
+  for (Packet* p : pkts) {
+    if (p->in_port != last_port) {
+      last_port = p->in_port;
+      in = cfg.port(last_port);
+    }
+    if (!in) [[unlikely]] {
+      p->drop_with(DropReason::kPortDown);
+      continue;
+    }
+    const DropReason r = check(*in, *p);
+    if (r != DropReason::kCount) [[unlikely]] {
+      p->drop_with(r);
+      continue;
+    }
+    p->next = next_stage(in->features, Next::kPortSecurity);
   }
 }
 

@@ -12,8 +12,9 @@
 //     above). Any other IPv6 source: kSpoofedSourceIp. The interface identifier is not tied to the MAC: guests use
 //     RFC 7217 stable-privacy link-local addresses.
 //   - Other EtherTypes (LLDP, ...) pass once the source MAC matched: they stay inside the VPC's L2 domain.
-// Ports with port_security off are not checked here (the switch learns their source MACs instead).
-// Next: unchanged (the packet goes on to arp-responder) or a drop reason.
+// Ports with port_security off are not checked here (the switch learns their source MACs instead): the stage runs only
+// for ports whose feature bitmap has it (default_features(): guest NICs with port_security on).
+// Next: the next stage the input port enables (arp-responder at least), or kDrop with a reason.
 // Threading: reads the snapshot's PortConfig and the packets of the calling worker's batch only.
 #pragma once
 
@@ -22,12 +23,19 @@
 
 #include "datapath/config/dataplane_config.h"
 #include "datapath/pipeline/packet.h"
+#include "datapath/pipeline/worker_context.h"
 
 namespace vpcd::dp {
 
 inline constexpr std::string_view kPortSecurityStageName = "port-security";
 
-// Checks every packet received on `in` (the caller runs it only when in.port_security is set).
+// Checks every packet received on `in` (sets drop only; for tests and the stage).
 void port_security(const PortConfig& in, std::span<Packet* const> pkts) noexcept;
+
+struct PortSecurityStage {
+  static constexpr std::string_view kName = kPortSecurityStageName;
+  static constexpr Next kId = Next::kPortSecurity;
+  static void process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
+};
 
 }  // namespace vpcd::dp

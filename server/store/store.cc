@@ -36,12 +36,17 @@ dp::DesiredState Store::load_desired_state() {
   dp::DesiredState out;
   std::map<std::string, size_t> vpc_index;
   {
-    Query q(db, "SELECT id, vni, mtu FROM vpcs ORDER BY created_at, id");
+    Query q(db, "SELECT id, vni, mtu, spec FROM vpcs ORDER BY created_at, id");
     while (q.next()) {
       dp::VpcSpec v;
       v.id = q.text(0);
       v.vni = uint32_t(q.int64(1));
       v.mtu = uint32_t(q.int64(2));
+      auto spec = nlohmann::json::parse(q.text(3), nullptr, false);
+      if (spec.is_object() && spec.contains("cidrs") && spec["cidrs"].is_array())
+        for (const auto& c : spec["cidrs"])
+          if (c.is_string())
+            if (auto p = Ipv4Prefix::parse(c.get<std::string>())) v.cidrs.push_back(*p);
       vpc_index[v.id] = out.vpcs.size();
       out.vpcs.push_back(std::move(v));
     }

@@ -497,3 +497,95 @@ TEST_F(DatapathTest, StatsAndStatesAreSafeDuringApply) {
 
 }  // namespace
 }  // namespace vpcd::dp
+
+namespace vpcd::dp {
+namespace {
+
+// A netns NIC's MAC, address and MTU change in place (issue 13): the guest keeps its interface (same ifindex inside
+// the namespace, same veth host end), and traffic resumes with the new addresses; port security follows the new MAC
+// and IP at once.
+TEST_F(DatapathTest, NetnsNicChangesMacIpAndMtuInPlace) {
+  VpcSpec v = vpc("vpc-ip", 300);
+  std::string g1 = ns_name("ip1"), g2 = ns_name("ip2");
+  DesiredState d;
+  d.vpcs = {v};
+  d.nics = {netns_nic("n1", v, g1, "02:00:00:00:01:02", "10.0.0.2"),
+            netns_nic("n2", v, g2, "02:00:00:00:01:03", "10.0.0.3")};
+  auto before = apply_up(d);
+  auto ifindex = [&](const std::string& ns) {
+    auto r = in_ns(ns, {"cat", "/sys/class/net/eth0/ifindex"}, 5s);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return r.output;
+  };
+  const std::string idx1 = ifindex(g1);
+  auto r = in_ns(g1, {"ping", "-c", "2", "-i", "0.2", "-W", "1", "10.0.0.3"}, 10s);
+  EXPECT_EQ(ping_received(r.output), 2) << r.output;
+
+  d.nics[0].mac = mac("02:00:00:00:01:22");
+  d.nics[0].ips = {ip("10.0.0.22")};
+  d.vpcs[0].mtu = 1400;
+  auto after = apply_up(d);
+  EXPECT_EQ(after.at("n1").host_ifname, before.at("n1").host_ifname);
+  EXPECT_EQ(ifindex(g1), idx1);  // the same interface, reconfigured
+  auto addr = in_ns(g1, {"ip", "-o", "addr", "show", "dev", "eth0"}, 5s);
+  EXPECT_NE(addr.output.find("10.0.0.22/24"), std::string::npos) << addr.output;
+  EXPECT_EQ(addr.output.find("10.0.0.2/"), std::string::npos) << addr.output;
+  auto link = in_ns(g1, {"ip", "-o", "link", "show", "dev", "eth0"}, 5s);
+  EXPECT_NE(link.output.find("02:00:00:00:01:22"), std::string::npos) << link.output;
+  EXPECT_NE(link.output.find("mtu 1400"), std::string::npos) << link.output;
+  // The peer's neighbour entry for the old address is irrelevant: it learns the new one by ARP (answered by vpcd).
+  r = in_ns(g1, {"ping", "-c", "3", "-i", "0.2", "-W", "1", "10.0.0.3"}, 10s);
+  EXPECT_EQ(ping_received(r.output), 3) << r.output;
+  r = in_ns(g2, {"ping", "-c", "2", "-i", "0.2", "-W", "1", "10.0.0.22"}, 10s);
+  EXPECT_EQ(ping_received(r.output), 2) << r.output;
+}
+
+}  // namespace
+}  // namespace vpcd::dp
+
+namespace vpcd::dp {
+namespace {
+
+// A tap NIC's MAC and address change in place (issue 13): the hypervisor stand-in keeps its queue fd open across
+// the change, port security follows the new MAC at once, and traffic resumes with the new addresses.
+TEST_F(DatapathTest, TapNicChangesMacAndIpWithTheHypervisorAttached) {
+  VpcSpec v = vpc("vpc-tip", 310);
+  std::string n1 = ns_name("tn1");
+  std::string tap = "wkc" + pid_;
+  guard_->add_link(tap);
+  NicSpec t;
+  t.id = "tap1";
+  t.vpc_id = v.id;
+  t.subnet_id = v.subnets[0].id;
+  t.mac = mac("02:00:00:00:02:05");
+  t.ips = {ip("10.0.0.5")};
+  t.backend = TapBackend{tap, 1, std::nullopt, std::nullopt};
+  DesiredState d;
+  d.vpcs = {v};
+  d.nics = {t, netns_nic("n1", v, n1, "02:00:00:00:02:06", "10.0.0.6")};
+  apply_up(d, {"tap1"});
+  test::TapGuest guest(tap, t.mac, t.ips[0]);
+  ASSERT_TRUE(guest.ok()) << guest.error();
+  const int fd = guest.fd();
+  auto peer = guest.arp_resolve(ip("10.0.0.6"), 3s);
+  ASSERT_TRUE(peer.has_value());
+  EXPECT_EQ(guest.ping(*peer, ip("10.0.0.6"), 3, 1s), 3u);
+
+  d.nics[0].mac = mac("02:00:00:00:02:55");
+  d.nics[0].ips = {ip("10.0.0.55")};
+  auto states = apply_up(d, {"tap1"});
+  EXPECT_EQ(states["tap1"].status, NicStatus::kUp) << states["tap1"].detail;
+  // Still the old identity inside the guest: now spoofed, dropped and counted.
+  const uint64_t spoofed = ctl_->stats().nics["tap1"].drops[size_t(DropReason::kSpoofedSourceMac)];
+  EXPECT_EQ(guest.ping(*peer, ip("10.0.0.6"), 2, 300ms), 0u);
+  EXPECT_GE(ctl_->stats().nics["tap1"].drops[size_t(DropReason::kSpoofedSourceMac)], spoofed + 2);
+  // The guest takes its new identity on the same fd and talks again.
+  guest.readdress(mac("02:00:00:00:02:55"), ip("10.0.0.55"));
+  EXPECT_EQ(guest.fd(), fd);
+  peer = guest.arp_resolve(ip("10.0.0.6"), 3s);
+  ASSERT_TRUE(peer.has_value());
+  EXPECT_EQ(guest.ping(*peer, ip("10.0.0.6"), 3, 1s), 3u);
+}
+
+}  // namespace
+}  // namespace vpcd::dp

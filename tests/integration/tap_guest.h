@@ -53,6 +53,12 @@ class TapGuest {
   // Answers ARP and echo requests until done() returns true or timeout passes. true when done() became true.
   bool serve_until(const std::function<bool()>& done, std::chrono::milliseconds timeout);
   const Counters& counters() const { return counters_; }
+  // The guest changes its own MAC and address (as a VM does after the portal changed its NIC); the fd stays.
+  void readdress(MacAddr mac, Ipv4Addr ip) {
+    mac_ = mac;
+    ip_ = ip;
+  }
+  int fd() const { return fd_; }
   MacAddr mac() const { return mac_; }
   Ipv4Addr ip() const { return ip_; }
 

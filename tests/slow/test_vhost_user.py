@@ -63,7 +63,7 @@ class TestPmd:
     def stats(self, after):
         """RX/TX packets of port 0 from the next 'show port stats 0' after offset `after`."""
         self.cmd("show port stats 0")
-        m = self.wait_output(r"(?s)RX-packets:\s+(\d+).*?TX-packets:\s+(\d+)", after, timeout=20)
+        m = self.wait_output(r"(?s)NIC statistics for port 0.*?RX-packets:\s+(\d+).*?TX-packets:\s+(\d+)", after, timeout=20)
         return int(m.group(1)), int(m.group(2))
 
     def quit(self):

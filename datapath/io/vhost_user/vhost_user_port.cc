@@ -328,7 +328,17 @@ bool VhostUserPort::tx_one(unsigned w, const Packet& p) noexcept {
   }
   const bool partial = has && (p.vnet.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM);
   bool ok;
-  if (need_seg) {
+  if (p.prefix_len) [[unlikely]] {
+    // Outer headers in front (an encapsulating stage): the guest gets prefix + frame, checksums complete.
+    try {
+      tw.scratch.assign(p.prefix, p.prefix + p.prefix_len);
+      tw.scratch.insert(tw.scratch.end(), p.data, p.data + p.len);
+    } catch (...) {
+      return fail(DropReason::kTxError);
+    }
+    NetHdr h{};
+    ok = enqueue_frame(vr, h, tw.scratch.data(), uint32_t(tw.scratch.size()), w);
+  } else if (need_seg) {
     bool all = true;
     bool any = segment_tcp(p, tw.scratch, [&](const uint8_t* f, uint32_t len) {
       vr.mu.assert_held();  // called synchronously by segment_tcp, under lk

@@ -46,6 +46,7 @@ struct Fixture {
     cfg->ports.resize(2);
     VpcConfig vpc;
     vpc.index = 0;
+    vpc.gen = 1;
     vpc.id = "vpc";
     vpc.vni = 100;
     vpc.router_mac = MacAddr{{0x02, 0x76, 0x70, 0, 0, 100}};
@@ -60,6 +61,7 @@ struct Fixture {
       pc.ips = {p == 0 ? kIpA : kIpB};
       pc.mtu = 1500;
       pc.rt = rts[size_t(p)];
+      pc.features = default_features(pc);
       snap->rx[unsigned(p) % workers].push_back(RxQueueRef{uint16_t(p), 0});
     }
     build_vpc_tables(*cfg, cfg->vpcs[0], {kGw});

@@ -441,7 +441,8 @@ TEST(Parse, Cases) {
 // OVS test-flows style: replay every frame captured from the kernel (tests/data/kernel_frames.hex); all must parse.
 // GSO super-frames come with the virtio_net_hdr the kernel gave PACKET_VNET_HDR, and must parse with it.
 TEST(Parse, ReplaysKernelCapture) {
-  const auto path = std::filesystem::path(__FILE__).parent_path() / "../../data/kernel_frames.hex";
+  // VPCD_SOURCE_DIR (CMake) rather than __FILE__: ccache's base_dir makes __FILE__ relative to the build dir.
+  const auto path = std::filesystem::path(VPCD_SOURCE_DIR) / "tests/data/kernel_frames.hex";
   std::ifstream in(path);
   ASSERT_TRUE(in) << path;
   size_t frames = 0, gso_frames = 0;

@@ -33,6 +33,7 @@ class SwitchTestNet {
   uint16_t add_vpc(const MacAddr& router_mac, uint32_t mtu = 1450, std::vector<Ipv4Addr> gateways = {}) {
     VpcConfig v;
     v.index = uint16_t(cfg.vpcs.size());
+    v.gen = 1;
     v.id = "vpc-" + std::to_string(v.index);
     v.vni = 100 + v.index;
     v.mtu = mtu;
@@ -54,6 +55,7 @@ class SwitchTestNet {
     p.rt = std::make_shared<PortRuntime>();
     p.rt->nic_id = "nic-" + std::to_string(p.index);
     p.rt->seq = g_next_seq++;
+    p.features = default_features(p);
     auto io = std::make_unique<FakePort>("fake" + std::to_string(p.index), tx_capacity);
     fakes.push_back(io.get());
     p.rt->io = std::move(io);

@@ -1,0 +1,53 @@
+// NIC backend `tap`: a persistent tap the guest's hypervisor opens by name (datapath/io/tap_device.*), driven from
+// its kernel side through an AfPacketPort. Nothing of the guest's side is configured here: MAC, IPs and port
+// security live in the snapshot, so changing them never touches the device (the hypervisor's fd stays open).
+// Threading: control thread (nic_device.h).
+#include <algorithm>
+
+#include "datapath/control/nic_device.h"
+#include "datapath/controller.h"
+#include "datapath/io/af_packet_port.h"
+#include "datapath/io/tap_device.h"
+
+namespace vpcd::dp {
+namespace {
+
+class TapNic final : public NicDevice {
+ public:
+  explicit TapNic(TapBackend b) : b_(std::move(b)) {}
+
+  const std::string& host_ifname() const override { return b_.ifname; }
+
+  std::unique_ptr<PortIo> up(const NicSpec&, const DeviceContext& ctx, std::string* err) override {
+    std::string e;
+    if (!tap_ensure(b_, ctx.alias, &e)) {
+      *err = "tap " + b_.ifname + ": " + e;
+      return nullptr;
+    }
+    const unsigned queues = std::clamp<unsigned>(b_.queues, 1, ctx.workers);
+    auto port = AfPacketPort::open(b_.ifname, af_packet_options(ctx.opts, queues, ctx.workers), &e);
+    if (!port) {
+      *err = "af_packet on " + b_.ifname + ": " + e;
+      return nullptr;
+    }
+    return port;
+  }
+
+  bool needs_recreate(const NicSpec& want, const DeviceContext&) const override {
+    const auto* t = std::get_if<TapBackend>(&want.backend);
+    return !t || *t != b_;
+  }
+
+  void remove() override { tap_remove(b_.ifname); }
+
+  std::string no_carrier_detail() const override { return "no carrier (no hypervisor attached)"; }
+
+ private:
+  TapBackend b_;
+};
+
+}  // namespace
+
+std::unique_ptr<NicDevice> make_tap_device(const TapBackend& b) { return std::make_unique<TapNic>(b); }
+
+}  // namespace vpcd::dp

@@ -1,0 +1,92 @@
+// WorkerContext: everything one worker thread owns and keeps across snapshot generations (STYLE.md section 3): its
+// index, clock, the PacketPool for generated frames, the runner's per-stage queues and per-stage counters, and one
+// member per feature that needs mutable per-worker state (ARP cache of the uplink, connection table, ...). Entries
+// of such tables that are keyed by VPC carry the VPC's (slot, gen) (VpcConfig::key()), so a slot reused by another
+// VPC never sees the old VPC's entries.
+//
+// Threading: owned and written by one worker thread. The atomics (stage_packets, pool_exhausted) have that worker as
+// their only writer; other threads read them relaxed (Worker::counters()).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "datapath/pipeline/counters.h"
+#include "datapath/pipeline/packet.h"
+#include "datapath/pipeline/packet_pool.h"
+#include "datapath/pipeline/stage.h"
+
+namespace vpcd::dp {
+
+inline constexpr unsigned kMaxBatch = 256;  // run_batch splits larger spans
+
+// CLOCK_MONOTONIC_COARSE in whole seconds, plus 1 (never 0: 0 means "never" in the MAC table).
+uint32_t monotonic_seconds() noexcept;
+
+// The packets waiting for one stage. Capacity covers a whole batch plus every pool buffer, so a push never fails.
+struct PacketQueue {
+  static constexpr unsigned kCapacity = kMaxBatch + PacketPool::kDefaultBuffers;
+  std::array<Packet*, kCapacity> v;
+  unsigned n = 0;
+  std::span<Packet* const> span() const noexcept { return {v.data(), n}; }
+};
+
+struct WorkerContext {
+  explicit WorkerContext(unsigned pool_buffers = PacketPool::kDefaultBuffers) : pool(pool_buffers) {}
+  WorkerContext(const WorkerContext&) = delete;
+  WorkerContext& operator=(const WorkerContext&) = delete;
+
+  unsigned worker = 0;                                  // < kMaxWorkers: tx ring and counter slot
+  uint32_t (*clock_s)() noexcept = &monotonic_seconds;  // injectable for aging tests
+
+  // Frames dropped with no port counters to put them on: an input port id the snapshot does not have, or a worker
+  // index >= kMaxWorkers (a bug in the caller). Written by this worker only.
+  uint64_t unknown_port_drops = 0;
+
+  PacketPool pool;  // generated and kept frames
+
+  // Per-stage packets processed (single writer: this worker), and generated frames refused for lack of a buffer.
+  std::array<std::atomic<uint64_t>, kStageCount> stage_packets{};
+  std::atomic<uint64_t> pool_exhausted{0};
+
+  // A fresh pool packet for a generated frame (data = an empty buffer with headroom), or nullptr (counted).
+  Packet* alloc_packet() noexcept {
+    Packet* p = pool.alloc();
+    if (!p) [[unlikely]] counter_add(pool_exhausted, 1);
+    return p;
+  }
+  // A pool copy of p that outlives the batch (frames waiting for ARP), or nullptr (counted).
+  Packet* clone_packet(const Packet& p) noexcept {
+    Packet* c = pool.clone(p);
+    if (!c) [[unlikely]] counter_add(pool_exhausted, 1);
+    return c;
+  }
+  // Hands a generated (or kept) pool packet to stage `to`, which must come after the stage running now (any stage
+  // between runs). The runner frees the packet's buffer after output or drop. in_port/vpc/acct_port must be set.
+  void emit(Packet* p, Next to) noexcept;
+
+  // ---- runner state (pipeline.cc) ----
+  // [stage] -> the packets waiting for it. Pointers into queue_bufs, so the runner can hand a whole queue to the
+  // next stage by swapping two pointers when every packet goes the same way.
+  std::array<PacketQueue, kStageCount> queue_bufs{};
+  std::array<PacketQueue*, kStageCount> queues = [this] {
+    std::array<PacketQueue*, kStageCount> q{};
+    for (size_t i = 0; i < kStageCount; ++i) q[i] = &queue_bufs[i];
+    return q;
+  }();
+  Next running = Next::kCount;                     // the stage being run, kCount between runs
+  std::vector<uint16_t> dirty_ports;  // port ids with frames enqueued since the last flush_outputs
+  std::vector<uint8_t> dirty_mark;    // [port id] != 0 when in dirty_ports
+
+  void mark_dirty(uint16_t port) {
+    if (port >= dirty_mark.size()) dirty_mark.resize(size_t(port) + 1, 0);
+    if (!dirty_mark[port]) {
+      dirty_mark[port] = 1;
+      dirty_ports.push_back(port);
+    }
+  }
+};
+
+}  // namespace vpcd::dp

@@ -1,0 +1,48 @@
+// Counters the datapath reports to the control plane (Controller::stats()): plain values summed from the workers'
+// single-writer counters. Lower layers include this header, never controller.h.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "datapath/pipeline/drop_reason.h"
+
+namespace vpcd::dp {
+
+struct PortCounters {
+  uint64_t rx_packets = 0, rx_bytes = 0, tx_packets = 0, tx_bytes = 0;
+  std::array<uint64_t, size_t(DropReason::kCount)> drops{};
+  uint64_t total_drops() const {
+    uint64_t n = 0;
+    for (auto d : drops) n += d;
+    return n;
+  }
+  void add(const PortCounters& b) {
+    rx_packets += b.rx_packets;
+    rx_bytes += b.rx_bytes;
+    tx_packets += b.tx_packets;
+    tx_bytes += b.tx_bytes;
+    for (size_t i = 0; i < drops.size(); ++i) drops[i] += b.drops[i];
+  }
+};
+
+struct WorkerCounters {
+  uint64_t batches = 0, packets = 0, wakeups = 0, snapshot_generation = 0;
+  std::vector<uint64_t> stage_packets;  // [stage id] (datapath/pipeline/stage.h: stage_name(i)) packets processed
+  uint64_t pool_exhausted = 0;          // generated frames not made: the worker's PacketPool was empty
+};
+
+struct Stats {
+  std::map<std::string, PortCounters> nics;     // by NIC id
+  std::map<std::string, PortCounters> uplinks;  // by uplink id
+  std::map<std::string, PortCounters> tunnels;  // by "VPC id/underlay IP": one per remote VTEP of a VPC
+  std::vector<WorkerCounters> workers;
+  PortCounters totals;  // all ports, including removed ones' history
+  uint64_t snapshot_generation = 0;
+};
+
+}  // namespace vpcd::dp
