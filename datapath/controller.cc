@@ -15,8 +15,11 @@
 //      workers through the snapshot.
 //   3. Build the snapshot, publish it, wait for every worker's ack, then activate() the new devices.
 //
-// Threading: every public method except stats() and nic_states() takes mu_ (one apply at a time). stats() and
-// nic_states() take only view_mu_, which apply() holds just long enough to swap in the new view, so the REST thread
+// Packet capture: a CaptureManager (its own thread and lock) does the work; start_capture() only looks the port up in
+// the view. Its reclamation asks for a no-op republish through try_lock(mu) (capture_quiesce below).
+//
+// Threading: every public method except stats(), nic_states() and start_capture() takes mu_ (one apply at a time).
+// stats(), nic_states() and start_capture() take only view_mu_, which apply() holds just long enough to swap in the new view, so the REST thread
 // never waits for OS operations. Workers are never stopped.
 #include "datapath/controller.h"
 
@@ -28,6 +31,7 @@
 #include <set>
 #include <system_error>
 
+#include "datapath/capture/capture_manager.h"
 #include "datapath/config/dataplane_config.h"
 #include "datapath/control/nic_device.h"
 #include "datapath/io/vhost_user/vhost_user_service.h"
@@ -83,6 +87,9 @@ struct Controller::Impl {
     workers.reserve(nworkers);
     for (unsigned w = 0; w < nworkers; ++w) workers.push_back(std::make_unique<Worker>(w, pub, opts.busy_poll));
     for (auto& w : workers) w->start();
+    capture = std::make_unique<CaptureManager>(nworkers, capture_quiesce(), [](const std::string& line) {
+      std::fprintf(stderr, "vpcd: %s\n", line.c_str());
+    });
   }
 
   ~Impl() {
@@ -90,6 +97,7 @@ struct Controller::Impl {
     workers.clear();
     for (auto& [id, nic] : nics)
       if (nic.dev) nic.dev->before_close();  // the vhost-user service lets go of its ports before they close
+    capture.reset();  // after the workers: frees the capture rings and unhooks them from the ports
     // Members are destroyed after this body: nics (ports close), then pub (snapshots freed here, control thread).
   }
 
@@ -219,6 +227,26 @@ struct Controller::Impl {
       ports.push_back(std::move(b));
     }
     return builder.build(d, ports, port_used.size(), pub.next_generation());
+  }
+
+  // How the capture thread learns that the workers let go of an unhooked capture list (capture_manager.h): the
+  // publisher's acks, with a no-op republish of the current snapshot when nothing else publishes. The republish takes
+  // mu with try_lock: an apply() holding it publishes by itself, and the capture thread asks again a little later.
+  CaptureManager::Quiesce capture_quiesce() {
+    CaptureManager::Quiesce q;
+    q.next_generation = [this] { return pub.next_generation(); };
+    q.min_acked = [this] {
+      uint64_t m = UINT64_MAX;
+      for (unsigned r = 0; r < pub.readers(); ++r) m = std::min(m, pub.acked(r));
+      return m;
+    };
+    q.poke = [this] {
+      std::unique_lock lk(mu, std::try_to_lock);
+      if (!lk.owns_lock()) return;
+      auto [cur, gen] = pub.take();
+      pub.publish(std::move(cur));
+    };
+    return q;
   }
 
   // Publishes and waits for every worker. false when some worker did not ack in time.
@@ -376,6 +404,7 @@ struct Controller::Impl {
 
   mutable std::mutex listener_mu;
   std::function<void()> listener;  // guarded by listener_mu; called by state_changed()
+  std::unique_ptr<CaptureManager> capture;  // set in the constructor; thread-safe
 };
 
 Controller::Controller(Options opts) : impl_(std::make_unique<Impl>(std::move(opts))) {
@@ -470,7 +499,21 @@ Stats Controller::stats() const {
   }
   for (const auto& w : impl_->workers) st.workers.push_back(w->counters());
   st.snapshot_generation = impl_->pub.generation();
+  st.capture = impl_->capture->stats();
   return st;
+}
+
+Controller::CaptureResult Controller::start_capture(const std::string& nic_id, const CaptureSpec& spec) {
+  std::shared_ptr<PortRuntime> rt;
+  {
+    std::scoped_lock lk(impl_->view_mu);
+    for (const auto& [id, p] : impl_->view.ports)
+      if (id == nic_id) rt = p;
+  }
+  if (!rt) return CaptureError{CaptureError::Kind::kNoPort, "NIC " + nic_id + " has no datapath port (state is not up)"};
+  auto r = impl_->capture->start(rt, "nic " + nic_id, spec);
+  if (auto* s = std::get_if<std::shared_ptr<CaptureSession>>(&r)) return std::move(*s);
+  return std::get<CaptureError>(std::move(r));
 }
 
 unsigned Controller::worker_count() const { return impl_->nworkers; }

@@ -19,6 +19,7 @@
 #include <variant>
 #include <vector>
 
+#include "datapath/capture/capture_types.h"
 #include "datapath/spec.h"
 #include "datapath/stats.h"
 
@@ -32,9 +33,26 @@ struct Options {
   // Directory for run-time markers (namespaces vpcd created). Created when absent.
   std::string run_dir = "/run/vpcd/default";
   bool busy_poll = false;  // workers spin instead of sleeping in epoll
-  uint32_t rx_block_bytes = 1u << 22;  // TPACKET_V3 block size (holds 64 KiB GSO frames)
+  // AF_PACKET ring sizes per port, by the role of the interface (an idle guest NIC should cost little; an uplink
+  // carries every VPC's traffic). Slots of rx/tx_frame_bytes hold one MTU-1500 frame; larger frames (GSO
+  // super-frames) bypass the rings (recvmsg / sendmsg, see af_packet_port.h). Defaults: vpcd.conf documents them.
+  struct Rings {
+    uint32_t rx_frames = 512;  // per rx queue
+    uint32_t tx_frames = 256;  // per (port, worker)
+    friend bool operator==(const Rings&, const Rings&) = default;
+  };
+  Rings guest_rings{};                 // tap and netns NICs: 1 MiB RX + 512 KiB TX per worker
+  Rings uplink_rings{4096, 1024};      // uplinks: 8 MiB RX + 2 MiB TX per worker
+  uint32_t rx_frame_bytes = 2048;
+  uint32_t tx_frame_bytes = 2048;
+  // TPACKET_V3 block rings instead of per-frame V2 slots (dense, but a lone frame waits up to 1 ms per hop for its
+  // block to retire); then rx_blocks of rx_block_bytes per queue.
+  bool rx_ring_v3 = false;
+  // RX queues of a netns NIC (PACKET_FANOUT over the workers; 0 = one per worker). Each costs guest_rings.rx_frames
+  // slots.
+  unsigned netns_queues = 1;
+  uint32_t rx_block_bytes = 1u << 22;
   uint32_t rx_blocks = 4;
-  uint32_t tx_frames = 128;  // per (port, worker) TX ring
 };
 
 class Controller {
@@ -65,6 +83,11 @@ class Controller {
   // signal (Reconciler::notify); nullptr clears it.
   void set_state_listener(std::function<void()> fn);
   Stats stats() const;
+
+  // Starts a packet capture of what the NIC's port receives and sends (capture_manager.h). Any thread; never waits
+  // for an apply(). kNoPort when the NIC has no datapath port (unknown, not applied yet, or its backend failed).
+  using CaptureResult = std::variant<std::shared_ptr<CaptureSession>, CaptureError>;
+  CaptureResult start_capture(const std::string& nic_id, const CaptureSpec& spec);
   unsigned worker_count() const;
   const Options& options() const;
 

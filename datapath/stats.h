@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "datapath/capture/capture_types.h"
 #include "datapath/pipeline/drop_reason.h"
 
 namespace vpcd::dp {
@@ -43,6 +44,7 @@ struct Stats {
   std::vector<WorkerCounters> workers;
   PortCounters totals;  // all ports, including removed ones' history
   uint64_t snapshot_generation = 0;
+  CaptureStats capture;  // packet capture sessions and their frame counts
 };
 
 }  // namespace vpcd::dp

@@ -6,12 +6,12 @@ what=${1:-test}
 export DEBIAN_FRONTEND=noninteractive
 
 build_pkgs=(build-essential cmake ninja-build pkg-config git
-  libboost-dev libssl-dev libsqlite3-dev libnl-3-dev libnl-route-3-dev nlohmann-json3-dev uuid-dev
+  libboost-dev libssl-dev libsqlite3-dev libnl-3-dev libnl-route-3-dev nlohmann-json3-dev uuid-dev libpcap-dev
   libcpprest-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   iproute2 openssl ca-certificates procps)
 # dpdk-dev: dpdk-testpmd (DPDK's virtio-user), the vhost-user front-end of tests/slow/test_vhost_user.py and
 # bench/e2e/vhost_user.sh (Debian 12's dpdk 22.11.11 ships testpmd in dpdk-dev, not in dpdk).
-test_pkgs=(python3 python3-pytest iputils-ping iperf3 ethtool curl sqlite3 kmod psmisc dpdk-dev)
+test_pkgs=(python3 python3-pytest python3-jsonschema iputils-ping iperf3 ethtool curl sqlite3 kmod psmisc tcpdump dpdk-dev)
 bench_pkgs=(netsniff-ng openvswitch-switch wrk)
 
 pkgs=("${build_pkgs[@]}")
@@ -27,6 +27,11 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Test tooling from npm (playwright-core, @redocly/cli) needs node and npm: Debian's, unless a node that brings its
+# own npm is installed already (a nodesource nodejs conflicts with Debian's npm package).
+if [ "$what" != build ] && ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
 if ((${#missing[@]})); then
   echo "install-deps: installing ${missing[*]}" >&2
   apt-get update -qq

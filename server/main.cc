@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -35,6 +36,7 @@
 #include "server/http/router.h"
 #include "server/http/server.h"
 #include "server/http/tls.h"
+#include "server/reconcile/capture_stream.h"
 #include "server/reconcile/controller_target.h"
 #include "server/reconcile/reconciler.h"
 #include "server/reconcile/stats_render.h"
@@ -189,6 +191,24 @@ std::pair<std::string, std::string> ensure_state_tls(const fs::path& state) {
   return files;
 }
 
+constexpr const char* kListenUrlFile = "listen-url";
+
+// STATE/listen-url: "https://HOST:PORT\n", replaced atomically once the listener is bound; removed on a clean stop.
+void write_listen_url(const fs::path& state, const std::string& url) {
+  const fs::path tmp = state / (std::string(kListenUrlFile) + ".tmp");
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << url << "\n";
+    if (!f.flush()) {
+      log::warn(tmp.string() + ": cannot write the listen URL");
+      return;
+    }
+  }
+  std::error_code ec;
+  fs::rename(tmp, state / kListenUrlFile, ec);
+  if (ec) log::warn((state / kListenUrlFile).string() + ": " + ec.message());
+}
+
 void block_signals(sigset_t* set) {
   sigemptyset(set);
   sigaddset(set, SIGINT);
@@ -274,6 +294,13 @@ int run_daemon(const Config& cfg) {
   dopts.workers = cfg.workers;
   dopts.instance = instance;
   dopts.run_dir = "/run/vpcd/" + instance;
+  dopts.busy_poll = cfg.busy_poll;
+  dopts.rx_ring_v3 = cfg.rx_ring == "v3";
+  dopts.guest_rings = {cfg.guest_rx_frames, cfg.guest_tx_frames};
+  dopts.uplink_rings = {cfg.uplink_rx_frames, cfg.uplink_tx_frames};
+  dopts.rx_frame_bytes = cfg.rx_frame_bytes;
+  dopts.tx_frame_bytes = cfg.tx_frame_bytes;
+  dopts.netns_queues = cfg.netns_queues;
   dp::Controller controller(dopts);
   log::info("datapath: " + std::to_string(controller.worker_count()) + " worker(s)");
 
@@ -303,19 +330,25 @@ int run_daemon(const Config& cfg) {
       [&] { return reconcile::metrics_text(controller.stats(), reconciler.stats()); },
       [&](const std::string& nic_id) { return reconcile::nic_stats_json(controller.stats(), nic_id); },
       VPCD_VERSION,
+      [&](const api::CaptureRequest& r) { return reconcile::capture_response(controller, r); },
   };
   http::Router router;
   api::register_routes(router, ctx);
   TokenAuthenticator auth(st);
   http::HttpServer server(so, router, [&auth](std::string_view bearer) { return auth(bearer); });
   server.start();
-  log::info(std::string("listening on ") + (cfg.tls ? "https://" : "http://") + cfg.listen_host + ":" +
-            std::to_string(server.bound_port()));
+  // The bound port (the config may say port 0: the kernel picks one) is in the log line and in STATE/listen-url, so
+  // a script or a test that starts vpcd on 127.0.0.1:0 reads it back instead of guessing a free port.
+  const std::string url = std::string(cfg.tls ? "https://" : "http://") + cfg.listen_host + ":" +
+                          std::to_string(server.bound_port());
+  log::info("listening on " + url);
+  write_listen_url(state, url);
 
   int sig = 0;
   while (sigwait(&sigs, &sig) != 0) {
   }
   log::info(std::string("received ") + strsignal(sig) + ": shutting down");
+  fs::remove(state / kListenUrlFile, ec);
   server.stop_graceful(std::chrono::seconds(10));
   reconciler.stop();
   log::info("stopped; datapath objects left in place for the next start");
@@ -335,6 +368,9 @@ int main(int argc, char** argv) {
   const char* kKeys[][2] = {{"state-dir", "state directory (database, TLS, lock); default ./state"},
                             {"listen", "HOST:PORT to serve on; default 127.0.0.1:8443"},
                             {"workers", "datapath worker threads; 0 = cores - 1"},
+                            {"busy-poll", "on|off: datapath workers spin instead of sleeping"},
+                            {"rx-ring", "v2|v3: AF_PACKET RX ring layout"},
+                            {"netns-queues", "RX queues per netns NIC (fanout over workers); 0 = one per worker"},
                             {"web-root", "dashboard directory"},
                             {"migrations", "SQL migrations directory"},
                             {"log-level", "debug|info|warn|error"}};

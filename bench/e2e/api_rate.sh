@@ -7,11 +7,14 @@ build=$(realpath "${1:-build}")
 secs=${2:-10}
 command -v wrk >/dev/null || { echo "api_rate.sh: wrk missing: scripts/install-deps.sh bench" >&2; exit 1; }
 state=$(mktemp -d /tmp/vpcd-apirate-XXXXXX)
-port=$((20000 + RANDOM % 20000))
 token=$("$build/vpcd" token create --state-dir "$state" --role admin)
-"$build/vpcd" --state-dir "$state" --listen "127.0.0.1:$port" --workers 1 --log-level warn >"$state/log" 2>&1 &
+"$build/vpcd" --state-dir "$state" --listen "127.0.0.1:0" --workers 1 --log-level warn >"$state/log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$state"' EXIT
+# vpcd writes the URL it bound (port 0: the kernel's choice) to STATE/listen-url once it listens.
+for _ in $(seq 300); do [ -s "$state/listen-url" ] && break; kill -0 $pid || { cat "$state/log" >&2; exit 1; }; sleep 0.1; done
+port=$(sed -n 's|^https://127\.0\.0\.1:\([0-9]*\)$|\1|p' "$state/listen-url")
+[ -n "$port" ] || { echo "api_rate.sh: vpcd did not say its port" >&2; cat "$state/log" >&2; exit 1; }
 for _ in $(seq 100); do curl -sk "https://127.0.0.1:$port/v1/health" >/dev/null && break; sleep 0.1; done
 id=$(curl -sk -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
   -d '{"cidrs":["10.0.0.0/16"]}' "https://127.0.0.1:$port/v1/vpcs" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')

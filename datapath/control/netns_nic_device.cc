@@ -2,6 +2,7 @@
 // first IPv4 address, MTU and default route via the subnet gateway (datapath/io/netns_nic.*); the near end ("vn" +
 // 12 hex digits of a hash of the NIC id) is driven through an AfPacketPort.
 // Threading: control thread (nic_device.h).
+#include <algorithm>
 #include <cstdio>
 
 #include "datapath/control/nic_device.h"
@@ -49,12 +50,29 @@ class NetnsNic final : public NicDevice {
       return nullptr;
     }
     ensured_ = *p;
-    auto port = AfPacketPort::open(host_, af_packet_options(ctx.opts, 1, ctx.workers), &e);
+    activated_ = false;  // a far end netns_nic_ensure created stays down until activate()
+    // Several fanout queues spread one guest's flows over the workers (PACKET_FANOUT_HASH: a flow stays on one).
+    const unsigned queues = std::clamp<unsigned>(ctx.opts.netns_queues == 0 ? ctx.workers : ctx.opts.netns_queues, 1,
+                                                 ctx.workers);
+    auto port = AfPacketPort::open(host_, af_packet_options(ctx.opts, queues, ctx.workers), &e);
     if (!port) {
       *err = "af_packet on " + host_ + ": " + e;
       return nullptr;
     }
     return port;
+  }
+
+  // Every worker polls the port now: let the guest send (link up, default route). A failure leaves the guest's link
+  // down (no carrier: the NIC shows down with the reason in the log) rather than losing its first frames.
+  void activate() override {
+    if (!ensured_) return;
+    std::string e;
+    if (netns_nic_set_up(*ensured_, &e)) {
+      activated_ = true;
+    } else {
+      std::fprintf(stderr, "vpcd: namespace %s: bringing %s up: %s\n", ensured_->netns.c_str(),
+                   ensured_->ifname.c_str(), e.c_str());
+    }
   }
 
   // Only another namespace or interface name needs a new veth pair; MAC, address, gateway and MTU are set on the
@@ -76,6 +94,11 @@ class NetnsNic final : public NicDevice {
       return false;
     }
     ensured_ = *p;
+    // A MAC change takes the far end down; the port is live already, so bring it straight back up.
+    if (activated_ && !netns_nic_set_up(*p, &e)) {
+      *err = "namespace " + p->netns + ": " + e;
+      return false;
+    }
     return true;
   }
 
@@ -119,6 +142,7 @@ class NetnsNic final : public NicDevice {
   NetnsBackend b_;
   std::string host_;
   std::optional<NetnsNicParams> ensured_;  // what up() made (for removal and in-place checks)
+  bool activated_ = false;                 // activate() brought the guest side up
 };
 
 }  // namespace

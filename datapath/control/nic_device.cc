@@ -55,13 +55,18 @@ NicState nic_state_now(const std::string& host, const std::string& error, bool h
   return s;
 }
 
-AfPacketOptions af_packet_options(const Options& opts, unsigned rx_queues, unsigned workers) {
+AfPacketOptions af_packet_options(const Options& opts, unsigned rx_queues, unsigned workers, bool uplink) {
+  const Options::Rings& rings = uplink ? opts.uplink_rings : opts.guest_rings;
   AfPacketOptions ao;
   ao.rx_queues = rx_queues;
   ao.tx_workers = workers;
+  ao.rx_ring = opts.rx_ring_v3 ? RxRing::kV3 : RxRing::kV2;
   ao.rx_block_bytes = opts.rx_block_bytes;
   ao.rx_blocks = opts.rx_blocks;
-  ao.tx_frames = opts.tx_frames;
+  ao.rx_frame_bytes = opts.rx_frame_bytes;
+  ao.rx_frames = rings.rx_frames;
+  ao.tx_frame_bytes = opts.tx_frame_bytes;
+  ao.tx_frames = rings.tx_frames;
   return ao;
 }
 

@@ -79,8 +79,9 @@ void vhost_user_remove_stale(const std::string& marker_dir, const std::set<std::
 // The veth near end's name of a netns NIC: "vn" + 12 hex digits of a hash of the NIC id (<= 15 bytes).
 std::string netns_host_ifname(const std::string& nic_id);
 
-// The AfPacketPort options for a port of a NIC with rx_queues queues under opts.
+// The AfPacketPort options for a port with rx_queues queues under opts: ring layout and the ring sizes of its role
+// (guest NIC: opts.guest_rings; uplink: opts.uplink_rings).
 struct AfPacketOptions;
-AfPacketOptions af_packet_options(const Options& opts, unsigned rx_queues, unsigned workers);
+AfPacketOptions af_packet_options(const Options& opts, unsigned rx_queues, unsigned workers, bool uplink = false);
 
 }  // namespace vpcd::dp

@@ -1,4 +1,5 @@
-// AF_PACKET packet_mmap port: TPACKET_V3 RX rings with a block cursor, per-worker TX frame rings. See af_packet_port.h.
+// AF_PACKET packet_mmap port: TPACKET_V2 RX rings (per-frame hand-over, big frames through recvmsg) or TPACKET_V3 RX
+// rings with a block cursor, per-worker TX frame rings plus a ring-less socket for super-frames. See af_packet_port.h.
 //
 // TX ring version: the kernel's transmit path (tpacket_snd) walks fixed-size frames one by one for both V2 and V3 and
 // only reads tp_len from the header, so the two behave the same (V3 adds the requirement tp_next_offset == 0).
@@ -15,26 +16,56 @@
 #include <net/if.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <system_error>
+#include <thread>
 
 namespace vpcd::dp {
 
 namespace {
 
 constexpr uint32_t kRxFrameBytes = 2048;  // V3 RX ignores frame boundaries; the kernel only checks the arithmetic
-constexpr uint32_t kTxBlockBytes = 1u << 20;
 // Frame data (vnet header + Ethernet frame) starts right after the aligned tpacket3_hdr: the kernel reads it at
 // tp_hdrlen - sizeof(sockaddr_ll) when PACKET_TX_HAS_OFF is off.
 constexpr uint32_t kTxDataOffset = TPACKET_ALIGN(sizeof(tpacket3_hdr));
 constexpr uint32_t kVnetBytes = sizeof(virtio_net_hdr);
-constexpr uint32_t kTxFrameBytes = TPACKET_ALIGN(kTxDataOffset + kVnetBytes + kAfPacketMaxTxFrame);
-static_assert(kTxFrameBytes <= kTxBlockBytes);
 constexpr uint32_t kVlanBytes = 4;
+constexpr uint32_t kMinSlotBytes = 256;
+constexpr uint32_t kMaxSlotBytes = 1u << 20;
+// A V2 RX copy buffer: room for a re-inserted VLAN tag, then the largest frame.
+constexpr uint32_t kCopyBufBytes = kVlanBytes + kAfPacketMaxTxFrame;
+constexpr int kRxSocketBuffer = 4 << 20;  // queued super-frames (V2 copy path) count against it
+constexpr int kBigTxSocketBuffer = 4 << 20;
+
+// The kernel block for a ring of fixed-size slots: a power-of-two number of pages (the kernel allocates blocks as
+// 2^order pages, so anything else wastes the rest), at least one slot, and for slots above a page at least four of
+// them, so the tail of a block wastes little.
+uint32_t slot_block_bytes(uint32_t slot_bytes, uint32_t page) {
+  uint32_t block = page;
+  while (block < slot_bytes) block *= 2;
+  if (slot_bytes > page) {
+    while (block < 4 * slot_bytes && block < (1u << 22)) block *= 2;
+  }
+  return block;
+}
+
+struct SlotLayout {
+  uint32_t block_bytes, blocks, per_block, frames;
+};
+SlotLayout slot_layout(uint32_t slot_bytes, uint32_t frames, uint32_t page) {
+  SlotLayout l{};
+  l.block_bytes = slot_block_bytes(slot_bytes, page);
+  l.per_block = l.block_bytes / slot_bytes;
+  l.blocks = (frames + l.per_block - 1) / l.per_block;
+  l.frames = l.blocks * l.per_block;
+  return l;
+}
 
 std::string errno_text(const std::string& what, int e) { return what + ": " + std::strerror(e); }
 
@@ -64,13 +95,23 @@ std::unique_ptr<AfPacketPort> AfPacketPort::open(const std::string& ifname, cons
     *error = "tx_workers must be 1..256";
     return nullptr;
   }
-  if (o.rx_block_bytes < uint32_t(page) || o.rx_block_bytes % page != 0 || o.rx_blocks < 1 ||
-      uint64_t(o.rx_block_bytes) * o.rx_blocks > (1ull << 31)) {
+  if (o.rx_ring == RxRing::kV3 && (o.rx_block_bytes < uint32_t(page) || o.rx_block_bytes % page != 0 ||
+                                    o.rx_blocks < 1 || uint64_t(o.rx_block_bytes) * o.rx_blocks > (1ull << 31))) {
     *error = "rx_block_bytes must be a non-zero multiple of the page size and rx_blocks >= 1 (ring <= 2 GiB)";
+    return nullptr;
+  }
+  if (o.rx_ring == RxRing::kV2 && (o.rx_frame_bytes < kMinSlotBytes || o.rx_frame_bytes > kMaxSlotBytes ||
+                                    o.rx_frame_bytes % TPACKET_ALIGNMENT != 0 || o.rx_frames < 1 ||
+                                    o.rx_frames > 1u << 20)) {
+    *error = "rx_frame_bytes must be a multiple of 16 in 256..1048576 and rx_frames 1..1048576";
     return nullptr;
   }
   if (o.tx_frames < 1 || o.tx_frames > 65536) {
     *error = "tx_frames must be 1..65536";
+    return nullptr;
+  }
+  if (o.tx_frame_bytes < kMinSlotBytes || o.tx_frame_bytes > kMaxSlotBytes || o.tx_frame_bytes % TPACKET_ALIGNMENT) {
+    *error = "tx_frame_bytes must be a multiple of 16 in 256..1048576";
     return nullptr;
   }
   if (ifname.empty() || ifname.size() >= IFNAMSIZ) {
@@ -84,25 +125,61 @@ std::unique_ptr<AfPacketPort> AfPacketPort::open(const std::string& ifname, cons
     *error = errno_text("interface " + ifname, errno);
     return nullptr;
   }
+  // Each PACKET_RX_RING / PACKET_TX_RING waits for an RCU grace period inside the kernel (packet_set_ring calls
+  // synchronize_net), several milliseconds each and far more on a busy box: set the rings up on one thread per socket
+  // so the waits overlap. Threads inherit the caller's network namespace (setns is per thread; a new thread copies
+  // its creator's), so the sockets live where the caller asked.
+  const unsigned n = o.rx_queues + o.tx_workers;
+  for (unsigned q = 0; q < o.rx_queues; ++q) port->rx_.push_back(std::make_unique<RxQueue>());
+  for (unsigned w = 0; w < o.tx_workers; ++w) port->tx_.push_back(std::make_unique<TxQueue>());
+  std::vector<std::string> errs(n);
+  std::vector<char> ok(n, 0);
+  auto setup = [&](unsigned i) {
+    ok[i] = i < o.rx_queues ? port->open_rx(*port->rx_[i], o, &errs[i])
+                            : port->open_tx(*port->tx_[i - o.rx_queues], o, &errs[i]);
+  };
+  {
+    std::vector<std::thread> helpers;
+    for (unsigned i = 1; i < n; ++i) {
+      try {
+        helpers.emplace_back(setup, i);
+      } catch (const std::system_error&) {
+        setup(i);  // no thread to spare: do it here
+      }
+    }
+    setup(0);
+    for (auto& t : helpers) t.join();
+  }
+  for (unsigned i = 0; i < n; ++i) {
+    if (ok[i]) continue;
+    *error = ifname + (i < o.rx_queues ? " rx queue " + std::to_string(i) : " tx ring " + std::to_string(i - o.rx_queues)) +
+             ": " + errs[i];
+    return nullptr;
+  }
   int fanout_id = -1;
-  for (unsigned q = 0; q < o.rx_queues; ++q) {
-    port->rx_.push_back(std::make_unique<RxQueue>());
-    if (!port->open_rx(*port->rx_.back(), o, fanout_id, &fanout_id, error)) {
+  for (unsigned q = 0; q < o.rx_queues && o.rx_queues > 1; ++q) {
+    if (!join_fanout(port->rx_[q]->fd.get(), fanout_id, &fanout_id, error)) {
       *error = ifname + " rx queue " + std::to_string(q) + ": " + *error;
       return nullptr;
     }
   }
-  for (unsigned w = 0; w < o.tx_workers; ++w) {
-    port->tx_.push_back(std::make_unique<TxQueue>());
-    if (!port->open_tx(*port->tx_.back(), o, error)) {
-      *error = ifname + " tx ring " + std::to_string(w) + ": " + *error;
-      return nullptr;
-    }
-  }
+  port->ring_bytes_ = 0;
+  for (const auto& q : port->rx_) port->ring_bytes_ += q->ring.bytes;
+  for (const auto& t : port->tx_) port->ring_bytes_ += t->ring.bytes;
   return port;
 }
 
-bool AfPacketPort::open_rx(RxQueue& q, const AfPacketOptions& o, int fanout_id, int* fanout_out, std::string* err) {
+uint64_t af_packet_ring_bytes(const AfPacketOptions& o) {
+  const uint32_t page = uint32_t(::sysconf(_SC_PAGESIZE));
+  uint64_t rx = o.rx_ring == RxRing::kV3 ? uint64_t(o.rx_block_bytes) * o.rx_blocks : [&] {
+    SlotLayout l = slot_layout(o.rx_frame_bytes, o.rx_frames, page);
+    return uint64_t(l.block_bytes) * l.blocks;
+  }();
+  SlotLayout tl = slot_layout(o.tx_frame_bytes, o.tx_frames, page);
+  return rx * o.rx_queues + uint64_t(tl.block_bytes) * tl.blocks * o.tx_workers;
+}
+
+bool AfPacketPort::open_rx(RxQueue& q, const AfPacketOptions& o, std::string* err) {
   // Protocol 0 until bind: the socket receives nothing before its ring exists.
   q.fd.reset(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!q.fd) {
@@ -110,24 +187,49 @@ bool AfPacketPort::open_rx(RxQueue& q, const AfPacketOptions& o, int fanout_id, 
     return false;
   }
   const int fd = q.fd.get();
-  if (!set_int_opt(fd, PACKET_VERSION, TPACKET_V3, "PACKET_VERSION", err) ||
+  const bool v2 = o.rx_ring == RxRing::kV2;
+  q.version = o.rx_ring;
+  if (!set_int_opt(fd, PACKET_VERSION, v2 ? TPACKET_V2 : TPACKET_V3, "PACKET_VERSION", err) ||
       !set_int_opt(fd, PACKET_VNET_HDR, 1, "PACKET_VNET_HDR", err) ||
       !set_int_opt(fd, PACKET_IGNORE_OUTGOING, 1, "PACKET_IGNORE_OUTGOING", err)) {
     return false;
   }
-  tpacket_req3 req{};
-  req.tp_block_size = o.rx_block_bytes;
-  req.tp_block_nr = o.rx_blocks;
-  req.tp_frame_size = kRxFrameBytes;
-  req.tp_frame_nr = (o.rx_block_bytes / kRxFrameBytes) * o.rx_blocks;
-  req.tp_retire_blk_tov = 1;  // ms: a partly filled block reaches us within 1 ms
-  if (::setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) != 0) {
-    *err = errno_text("PACKET_RX_RING", errno);
-    return false;
+  if (v2) {
+    const SlotLayout l = slot_layout(o.rx_frame_bytes, o.rx_frames, uint32_t(::sysconf(_SC_PAGESIZE)));
+    // A frame larger than its slot is queued whole on the socket too (TP_STATUS_COPY in the slot).
+    if (o.rx_copy_big && !set_int_opt(fd, PACKET_COPY_THRESH, 1, "PACKET_COPY_THRESH", err)) return false;
+    if (o.rx_copy_big && ::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &kRxSocketBuffer, sizeof kRxSocketBuffer) != 0) {
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &kRxSocketBuffer, sizeof kRxSocketBuffer);  // best effort
+    }
+    tpacket_req req{};
+    req.tp_block_size = l.block_bytes;
+    req.tp_block_nr = l.blocks;
+    req.tp_frame_size = o.rx_frame_bytes;
+    req.tp_frame_nr = l.frames;
+    if (::setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) != 0) {
+      *err = errno_text("PACKET_RX_RING", errno);
+      return false;
+    }
+    q.block_bytes = l.block_bytes;
+    q.frame_bytes = o.rx_frame_bytes;
+    q.frames = l.frames;
+    q.frames_per_block = l.per_block;
+    q.ring.bytes = size_t(l.block_bytes) * l.blocks;
+  } else {
+    tpacket_req3 req{};
+    req.tp_block_size = o.rx_block_bytes;
+    req.tp_block_nr = o.rx_blocks;
+    req.tp_frame_size = kRxFrameBytes;
+    req.tp_frame_nr = (o.rx_block_bytes / kRxFrameBytes) * o.rx_blocks;
+    req.tp_retire_blk_tov = 1;  // ms: a partly filled block reaches us within 1 ms
+    if (::setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) != 0) {
+      *err = errno_text("PACKET_RX_RING", errno);
+      return false;
+    }
+    q.block_bytes = o.rx_block_bytes;
+    q.blocks = o.rx_blocks;
+    q.ring.bytes = size_t(q.block_bytes) * q.blocks;
   }
-  q.block_bytes = o.rx_block_bytes;
-  q.blocks = o.rx_blocks;
-  q.ring.bytes = size_t(q.block_bytes) * q.blocks;
   void* base = ::mmap(nullptr, q.ring.bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
   if (base == MAP_FAILED) {
     q.ring.bytes = 0;
@@ -143,23 +245,25 @@ bool AfPacketPort::open_rx(RxQueue& q, const AfPacketOptions& o, int fanout_id, 
     *err = errno_text("bind", errno);
     return false;
   }
-  if (o.rx_queues > 1) {
-    // The first queue asks the kernel for an unused group id; the others join it.
-    int val = fanout_id < 0 ? (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_UNIQUEID) << 16
-                            : (fanout_id & 0xffff) | (PACKET_FANOUT_HASH << 16);
-    if (::setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &val, sizeof val) != 0) {
-      *err = errno_text("PACKET_FANOUT", errno);
+  return true;
+}
+
+// The first queue asks the kernel for an unused group id; the others join it.
+bool AfPacketPort::join_fanout(int fd, int fanout_id, int* fanout_out, std::string* err) {
+  int val = fanout_id < 0 ? (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_UNIQUEID) << 16
+                          : (fanout_id & 0xffff) | (PACKET_FANOUT_HASH << 16);
+  if (::setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &val, sizeof val) != 0) {
+    *err = errno_text("PACKET_FANOUT", errno);
+    return false;
+  }
+  if (fanout_id < 0) {
+    int got = 0;
+    socklen_t len = sizeof got;
+    if (::getsockopt(fd, SOL_PACKET, PACKET_FANOUT, &got, &len) != 0) {
+      *err = errno_text("getsockopt PACKET_FANOUT", errno);
       return false;
     }
-    if (fanout_id < 0) {
-      int got = 0;
-      socklen_t len = sizeof got;
-      if (::getsockopt(fd, SOL_PACKET, PACKET_FANOUT, &got, &len) != 0) {
-        *err = errno_text("getsockopt PACKET_FANOUT", errno);
-        return false;
-      }
-      *fanout_out = got & 0xffff;
-    }
+    *fanout_out = got & 0xffff;
   }
   return true;
 }
@@ -177,21 +281,21 @@ bool AfPacketPort::open_tx(TxQueue& t, const AfPacketOptions& o, std::string* er
       !set_int_opt(fd, PACKET_LOSS, 1, "PACKET_LOSS", err)) {
     return false;
   }
-  constexpr uint32_t per_block = kTxBlockBytes / kTxFrameBytes;
-  const uint32_t blocks = (o.tx_frames + per_block - 1) / per_block;
+  const SlotLayout l = slot_layout(o.tx_frame_bytes, o.tx_frames, uint32_t(::sysconf(_SC_PAGESIZE)));
   tpacket_req3 req{};
-  req.tp_block_size = kTxBlockBytes;
-  req.tp_block_nr = blocks;
-  req.tp_frame_size = kTxFrameBytes;
-  req.tp_frame_nr = blocks * per_block;
+  req.tp_block_size = l.block_bytes;
+  req.tp_block_nr = l.blocks;
+  req.tp_frame_size = o.tx_frame_bytes;
+  req.tp_frame_nr = l.frames;
   if (::setsockopt(fd, SOL_PACKET, PACKET_TX_RING, &req, sizeof req) != 0) {
     *err = errno_text("PACKET_TX_RING", errno);
     return false;
   }
-  t.frame_bytes = kTxFrameBytes;
-  t.frames_per_block = per_block;
-  t.frames = req.tp_frame_nr;
-  t.ring.bytes = size_t(kTxBlockBytes) * blocks;
+  t.frame_bytes = o.tx_frame_bytes;
+  t.block_bytes = l.block_bytes;
+  t.frames_per_block = l.per_block;
+  t.frames = l.frames;
+  t.ring.bytes = size_t(l.block_bytes) * l.blocks;
   void* base = ::mmap(nullptr, t.ring.bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
   if (base == MAP_FAILED) {
     t.ring.bytes = 0;
@@ -200,8 +304,8 @@ bool AfPacketPort::open_tx(TxQueue& t, const AfPacketOptions& o, std::string* er
   }
   t.ring.base = static_cast<uint8_t*>(base);
   // Frames in flight count against the send buffer until the device frees them: allow a whole ring's worth, so one
-  // sendto can hand over every queued frame (the default ~200 KiB holds three GSO super-frames). Best effort.
-  int sndbuf = int(std::min<size_t>(t.ring.bytes, size_t(INT32_MAX / 2)));
+  // sendto can hand over every queued frame. Best effort.
+  int sndbuf = int(std::min<size_t>(std::max<size_t>(t.ring.bytes, 1u << 20), size_t(INT32_MAX / 2)));
   if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf) != 0) {
     ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
   }
@@ -211,6 +315,24 @@ bool AfPacketPort::open_tx(TxQueue& t, const AfPacketOptions& o, std::string* er
   sll.sll_protocol = 0;
   sll.sll_ifindex = ifindex_;
   if (::bind(fd, reinterpret_cast<sockaddr*>(&sll), sizeof sll) != 0) {
+    *err = errno_text("bind", errno);
+    return false;
+  }
+  // The ring-less socket for frames larger than a slot. Opened here, on the control thread, because the ifindex means
+  // something only in the namespace the port was opened in (a worker thread may live in another one).
+  t.big_fd.reset(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!t.big_fd) {
+    *err = errno_text("socket(AF_PACKET)", errno);
+    return false;
+  }
+  if (!set_int_opt(t.big_fd.get(), PACKET_VNET_HDR, 1, "PACKET_VNET_HDR", err) ||
+      !set_int_opt(t.big_fd.get(), PACKET_QDISC_BYPASS, 1, "PACKET_QDISC_BYPASS", err)) {
+    return false;
+  }
+  if (::setsockopt(t.big_fd.get(), SOL_SOCKET, SO_SNDBUFFORCE, &kBigTxSocketBuffer, sizeof kBigTxSocketBuffer) != 0) {
+    ::setsockopt(t.big_fd.get(), SOL_SOCKET, SO_SNDBUF, &kBigTxSocketBuffer, sizeof kBigTxSocketBuffer);
+  }
+  if (::bind(t.big_fd.get(), reinterpret_cast<sockaddr*>(&sll), sizeof sll) != 0) {
     *err = errno_text("bind", errno);
     return false;
   }
@@ -230,13 +352,108 @@ int AfPacketPort::rx_fd(unsigned q) const { return q < rx_.size() ? rx_[q]->fd.g
 
 unsigned AfPacketPort::rx_burst(unsigned qi, Packet* pkts, unsigned max) noexcept {
   RxQueue& q = *rx_[qi];
+  return q.version == RxRing::kV2 ? rx_burst_v2(q, pkts, max) : rx_burst_v3(q, pkts, max);
+}
+
+namespace {
+
+// The device took an 802.1Q tag out of the frame (VLAN acceleration): put it back in front of the ethertype, using
+// the `room` bytes before the frame (the vnet header there, if any, has been copied already).
+void reinsert_vlan(Packet& p, uint8_t*& data, uint32_t room, uint32_t status, uint16_t tci, uint16_t tpid_field) {
+  if (!(status & TP_STATUS_VLAN_VALID) || p.len < 12 || room < kVlanBytes) [[likely]] return;
+  const uint16_t tpid = (status & TP_STATUS_VLAN_TPID_VALID) ? tpid_field : ETH_P_8021Q;
+  std::memmove(data - kVlanBytes, data, 12);
+  data -= kVlanBytes;
+  const uint16_t tag[2] = {htons(tpid), htons(tci)};
+  std::memcpy(data + 12, tag, sizeof tag);
+  p.len += kVlanBytes;
+  p.wire_len += kVlanBytes;
+  if (p.vnet.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) p.vnet.csum_start += kVlanBytes;
+  if (p.vnet.hdr_len != 0) p.vnet.hdr_len += kVlanBytes;
+}
+
+}  // namespace
+
+unsigned AfPacketPort::rx_burst_v2(RxQueue& q, Packet* pkts, unsigned max) noexcept {
+  unsigned n = 0;
+  while (n < max && q.taken < q.frames) {
+    const uint32_t i = q.head + q.taken < q.frames ? q.head + q.taken : q.head + q.taken - q.frames;
+    uint8_t* slot = q.ring.base + size_t(i / q.frames_per_block) * q.block_bytes +
+                    size_t(i % q.frames_per_block) * q.frame_bytes;
+    auto* h = reinterpret_cast<tpacket2_hdr*>(slot);
+    const uint32_t status = load_acquire(h->tp_status);
+    if ((status & TP_STATUS_USER) == 0) break;
+    if (status & TP_STATUS_LOSING) [[unlikely]] q.losing = true;
+    Packet& p = pkts[n];
+    p = Packet{};
+    uint8_t* data = nullptr;
+    uint32_t room = 0;  // bytes usable in front of data
+    // The slot's own bytes, marked short (len < wire_len) so nobody mistakes them for the whole frame.
+    auto truncated_head = [&] {
+      const uint32_t mac = h->tp_mac;
+      p.vnet = {};
+      p.flags = 0;
+      data = slot + std::min<uint32_t>(mac, q.frame_bytes);
+      room = 0;
+      p.len = mac < q.frame_bytes ? std::min<uint32_t>(h->tp_snaplen, q.frame_bytes - mac) : 0;
+      p.wire_len = std::max<uint32_t>(h->tp_len, p.len + 1);
+    };
+    if (status & TP_STATUS_COPY) {
+      // The whole frame waits on the socket's queue, in ring order (the kernel queues it under the same lock that
+      // hands out the slot); the slot holds only its head.
+      if (q.copies_used == kRxCopyBuffers) break;  // the rest goes to the next batch
+      if (q.copy_bufs.size() <= q.copies_used) q.copy_bufs.emplace_back(new (std::nothrow) uint8_t[kCopyBufBytes]);
+      uint8_t* buf = q.copy_bufs[q.copies_used].get();
+      if (buf == nullptr) [[unlikely]] {
+        q.copy_bufs.pop_back();
+        break;
+      }
+      iovec iov[2] = {{&p.vnet, kVnetBytes}, {buf + kVlanBytes, kAfPacketMaxTxFrame}};
+      msghdr m{};
+      m.msg_iov = iov;
+      m.msg_iovlen = 2;
+      const ssize_t r = ::recvmsg(q.fd.get(), &m, MSG_DONTWAIT | MSG_TRUNC);
+      if (r >= ssize_t(kVnetBytes)) [[likely]] {
+        ++q.copies_used;
+        data = buf + kVlanBytes;
+        room = kVlanBytes;
+        p.wire_len = uint32_t(r - kVnetBytes);
+        p.len = std::min(p.wire_len, kAfPacketMaxTxFrame);
+        p.flags = kHasVnet;
+      } else {
+        truncated_head();  // not queued after all (cannot happen while we are the only reader)
+      }
+    } else if (h->tp_mac >= q.frame_bytes) [[unlikely]] {
+      truncated_head();
+    } else {
+      const uint32_t mac = h->tp_mac;
+      data = slot + mac;
+      p.len = std::min<uint32_t>(h->tp_snaplen, q.frame_bytes - mac);
+      p.wire_len = h->tp_len;
+      room = mac >= TPACKET2_HDRLEN ? mac - uint32_t(TPACKET2_HDRLEN) : 0;
+      if (mac >= TPACKET2_HDRLEN + kVnetBytes) {
+        std::memcpy(&p.vnet, data - kVnetBytes, kVnetBytes);
+        p.flags = kHasVnet;
+      }
+    }
+    reinsert_vlan(p, data, room, status, h->tp_vlan_tci, h->tp_vlan_tpid);
+    p.data = data;
+    ++n;
+    ++q.taken;
+  }
+  return n;
+}
+
+unsigned AfPacketPort::rx_burst_v3(RxQueue& q, Packet* pkts, unsigned max) noexcept {
   unsigned n = 0;
   while (n < max) {
     uint8_t* block = q.ring.base + size_t((q.head + q.done) % q.blocks) * q.block_bytes;
     auto* bd = reinterpret_cast<tpacket_block_desc*>(block);
     if (!q.in_block) {
       if (q.done == q.blocks) break;  // every block is ours and waits for rx_release
-      if ((load_acquire(bd->hdr.bh1.block_status) & TP_STATUS_USER) == 0) break;
+      const uint32_t bstatus = load_acquire(bd->hdr.bh1.block_status);
+      if ((bstatus & TP_STATUS_USER) == 0) break;
+      if (bstatus & TP_STATUS_LOSING) [[unlikely]] q.losing = true;
       q.in_block = true;
       q.pkts_left = bd->hdr.bh1.num_pkts;
       q.next_offset = bd->hdr.bh1.offset_to_first_pkt;
@@ -258,24 +475,13 @@ unsigned AfPacketPort::rx_burst(unsigned qi, Packet* pkts, unsigned max) noexcep
     uint8_t* data = block + q.next_offset + mac;
     p.len = snap;
     p.wire_len = h->tp_len;
+    p.ts_ns = uint64_t(h->tp_sec) * 1000000000u + h->tp_nsec;
     if (mac >= kTxDataOffset + kVnetBytes) {
       std::memcpy(&p.vnet, data - kVnetBytes, kVnetBytes);
       p.flags = kHasVnet;
     }
-    // The device took an 802.1Q tag out of the frame (VLAN acceleration): put it back in front of the ethertype,
-    // using the gap before the frame (the vnet header there has been copied already).
-    if ((h->tp_status & TP_STATUS_VLAN_VALID) && snap >= 12 && mac >= kTxDataOffset + kVlanBytes) [[unlikely]] {
-      const uint16_t tpid = (h->tp_status & TP_STATUS_VLAN_TPID_VALID) ? h->hv1.tp_vlan_tpid : ETH_P_8021Q;
-      const uint16_t tci = h->hv1.tp_vlan_tci;
-      std::memmove(data - kVlanBytes, data, 12);
-      data -= kVlanBytes;
-      const uint16_t tag[2] = {htons(tpid), htons(tci)};
-      std::memcpy(data + 12, tag, sizeof tag);
-      p.len += kVlanBytes;
-      p.wire_len += kVlanBytes;
-      if (p.vnet.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) p.vnet.csum_start += kVlanBytes;
-      if (p.vnet.hdr_len != 0) p.vnet.hdr_len += kVlanBytes;
-    }
+    reinsert_vlan(p, data, mac >= kTxDataOffset ? mac - kTxDataOffset : 0, h->tp_status, h->hv1.tp_vlan_tci,
+                  h->hv1.tp_vlan_tpid);
     p.data = data;
     ++n;
     --q.pkts_left;
@@ -290,6 +496,16 @@ unsigned AfPacketPort::rx_burst(unsigned qi, Packet* pkts, unsigned max) noexcep
 
 void AfPacketPort::rx_release(unsigned qi) noexcept {
   RxQueue& q = *rx_[qi];
+  if (q.version == RxRing::kV2) {
+    for (; q.taken > 0; --q.taken) {
+      auto* h = reinterpret_cast<tpacket2_hdr*>(q.ring.base + size_t(q.head / q.frames_per_block) * q.block_bytes +
+                                                size_t(q.head % q.frames_per_block) * q.frame_bytes);
+      store_release(h->tp_status, TP_STATUS_KERNEL);
+      q.head = q.head + 1 == q.frames ? 0 : q.head + 1;
+    }
+    q.copies_used = 0;
+    return;
+  }
   for (; q.done > 0; --q.done) {
     auto* bd = reinterpret_cast<tpacket_block_desc*>(q.ring.base + size_t(q.head) * q.block_bytes);
     store_release(bd->hdr.bh1.block_status, TP_STATUS_KERNEL);
@@ -299,13 +515,14 @@ void AfPacketPort::rx_release(unsigned qi) noexcept {
 
 uint8_t* AfPacketPort::tx_slot(const TxQueue& t, uint32_t i) noexcept {
   // Frames do not cross blocks: the kernel addresses slot i as block i / per_block, frame i % per_block.
-  return t.ring.base + size_t(i / t.frames_per_block) * kTxBlockBytes + size_t(i % t.frames_per_block) * t.frame_bytes;
+  return t.ring.base + size_t(i / t.frames_per_block) * t.block_bytes + size_t(i % t.frames_per_block) * t.frame_bytes;
 }
 
 bool AfPacketPort::tx_enqueue(unsigned w, const Packet& p) noexcept {
   TxQueue& t = *tx_[w];
   const uint32_t frame_len = p.prefix_len + p.len;
   if (frame_len > kAfPacketMaxTxFrame || p.len < ETH_HLEN || p.len < p.wire_len) [[unlikely]] return false;
+  if (kTxDataOffset + kVnetBytes + frame_len > t.frame_bytes) return tx_send_big(w, p);
   auto* h = reinterpret_cast<tpacket3_hdr*>(tx_slot(t, t.next));
   if ((load_acquire(h->tp_status) & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING)) != 0) return false;  // full
   uint8_t* d = reinterpret_cast<uint8_t*>(h) + kTxDataOffset;
@@ -322,6 +539,27 @@ bool AfPacketPort::tx_enqueue(unsigned w, const Packet& p) noexcept {
   store_release(h->tp_status, TP_STATUS_SEND_REQUEST);
   t.next = t.next + 1 == t.frames ? 0 : t.next + 1;
   ++t.pending;
+  return true;
+}
+
+// A frame larger than a slot: flush the ring (order), then one sendmsg on the ring-less socket. The kernel copies
+// the frame once into an skb, as the ring path's memcpy would have.
+bool AfPacketPort::tx_send_big(unsigned w, const Packet& p) noexcept {
+  TxQueue& t = *tx_[w];
+  tx_flush(w);
+  virtio_net_hdr vh{};
+  if (p.flags & kHasVnet) vh = p.vnet;
+  // The prefix (outer headers, VXLAN encap) goes in front of the frame, as in a ring slot.
+  iovec iov[3] = {{&vh, kVnetBytes}, {const_cast<uint8_t*>(p.prefix), p.prefix_len}, {p.data, p.len}};
+  msghdr m{};
+  m.msg_iov = iov;
+  m.msg_iovlen = 3;
+  if (::sendmsg(t.big_fd.get(), &m, MSG_DONTWAIT) < 0) {
+    if (errno != EAGAIN && errno != ENOBUFS && errno != EINTR) {
+      t.errors.store(t.errors.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
+    return false;
+  }
   return true;
 }
 
@@ -351,8 +589,12 @@ uint64_t AfPacketPort::rx_kernel_drops(unsigned qi) noexcept {
 }
 
 uint64_t AfPacketPort::rx_ring_drops(unsigned qi) noexcept {
-  const uint64_t total = rx_kernel_drops(qi);
   RxQueue& q = *rx_[qi];
+  // The kernel marks the frames (V3: blocks) it hands over after a drop with TP_STATUS_LOSING until the statistics
+  // are read: no system call per queue unless that happened (an idle box with a thousand NICs stays quiet).
+  if (!q.losing && q.kernel_drops == q.kernel_drops_reported) return 0;
+  q.losing = false;
+  const uint64_t total = rx_kernel_drops(qi);
   const uint64_t delta = total - q.kernel_drops_reported;
   q.kernel_drops_reported = total;
   return delta;

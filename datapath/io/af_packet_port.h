@@ -1,29 +1,39 @@
 // AfPacketPort: a PortIo over AF_PACKET packet_mmap rings, for every interface the datapath drives from the kernel
 // side (veth host ends, taps, uplinks).
 //
-// RX: one socket per queue, each with a TPACKET_V3 ring (rx_blocks blocks of rx_block_bytes, 1 ms block retire
-// timeout), PACKET_VNET_HDR (GSO super-frames and partial checksums arrive with their virtio_net_hdr),
-// PACKET_IGNORE_OUTGOING, bound to the ifindex; with several queues all join one PACKET_FANOUT_HASH group whose id the
-// kernel picks (PACKET_FANOUT_FLAG_UNIQUEID). rx_burst walks blocks with a cursor, so a batch may end in the middle of
-// a block; rx_release hands back only blocks whose every frame has been returned (VPP af_packet's rx pending state).
+// RX: one socket per queue, PACKET_VNET_HDR (GSO super-frames and partial checksums arrive with their
+// virtio_net_hdr), PACKET_IGNORE_OUTGOING, bound to the ifindex; with several queues all join one PACKET_FANOUT_HASH
+// group whose id the kernel picks (PACKET_FANOUT_FLAG_UNIQUEID). Two ring layouts (AfPacketOptions::rx_ring):
+//  - kV2 (default): TPACKET_V2, one frame per slot, and the kernel wakes the reader for every frame, so a lone frame
+//    (a ping) is handed over at once. Slots are small (rx_frame_bytes, 2 KiB: an MTU-1500 frame with its headers);
+//    a frame that does not fit (a GSO super-frame, up to 64 KiB) is queued whole on the socket (PACKET_COPY_THRESH)
+//    and the slot carries TP_STATUS_COPY: rx_burst reads it with one recvmsg into a per-queue copy buffer
+//    (kRxCopyBuffers of them, allocated on first use, so a NIC that never sees a super-frame never pays for them).
+//    With rx_copy_big = false, or slots large enough for a super-frame, no copy path is used.
+//  - kV3: TPACKET_V3 blocks (rx_blocks of rx_block_bytes, 1 ms block retire timeout): dense for small frames, but a
+//    lone frame waits until its block is full or retired (up to 1 ms per hop). Kept selectable for comparison.
+// rx_burst keeps a cursor, so a batch may end in the middle of a block; rx_release hands back only slots / blocks
+// whose every frame has been returned (VPP af_packet's rx pending state).
 //
 // TX: one socket per worker with a frame ring (TPACKET_V3 header layout; the kernel's transmit path is the same for
-// V2 and V3, see af_packet_port.cc), PACKET_VNET_HDR and PACKET_QDISC_BYPASS; every frame slot holds a 64 KiB GSO
-// super-frame plus its virtio_net_hdr. tx_enqueue copies into the next free slot, tx_flush issues one
-// sendto(MSG_DONTWAIT) (and remembers to call again when the kernel stopped early on a full send buffer).
+// V2 and V3, see af_packet_port.cc), PACKET_VNET_HDR and PACKET_QDISC_BYPASS; tx_frames slots of tx_frame_bytes.
+// tx_enqueue copies a frame that fits into the next free slot; tx_flush issues one sendto(MSG_DONTWAIT) (and remembers
+// to call again when the kernel stopped early on a full send buffer). A frame larger than a slot (a GSO super-frame
+// with the default 2 KiB slots) is sent at once by one sendmsg on a second, ring-less socket of that worker, after
+// flushing the ring so frames keep their order.
 //
 // Ring status words are shared with the kernel: read with acquire, written with release (std::atomic_ref).
 //
 // Details the callers see: the receive path strips an 802.1Q tag into metadata before packet sockets get the frame;
 // rx_burst writes it back in place (the frame is then 4 bytes longer, csum_start adjusted). tx_enqueue refuses frames
-// larger than kAfPacketMaxTxFrame and frames the RX ring truncated (len < wire_len). The kernel drops a frame when
-// every RX block is retired and not yet released (1 ms timeout each: a reader stalled for rx_blocks ms loses frames;
-// see rx_kernel_drops). Memory: rx_blocks * rx_block_bytes per queue (16 MiB by default) plus about 9 MiB of TX ring
-// per worker at tx_frames = 128, all pinned kernel pages.
+// larger than kAfPacketMaxTxFrame and frames the RX ring truncated (len < wire_len). The kernel drops a frame when the
+// RX ring is full (see rx_kernel_drops). Memory (all pinned kernel pages, ring_bytes()): V2 rx_frames * rx_frame_bytes
+// per queue (1 MiB by default) or V3 rx_blocks * rx_block_bytes, plus tx_frames * tx_frame_bytes per worker (512 KiB
+// by default), plus the copy buffers of queues that received super-frames (kRxCopyBuffers * 64 KiB, heap).
 //
 // Threading: as PortIo (port.h): queue q's rx_* only from its owning worker, worker w's tx_* only from worker w;
-// open/destroy from the control thread. tx_errors() may be read from any thread (relaxed atomic); rx_kernel_drops(q)
-// only from queue q's owner.
+// open/destroy from the control thread (open sets the rings of its sockets up on short-lived helper threads).
+// tx_errors() and ring_bytes() may be read from any thread; rx_kernel_drops(q) only from queue q's owner.
 #pragma once
 
 #include <atomic>
@@ -37,16 +47,31 @@
 
 namespace vpcd::dp {
 
+enum class RxRing : uint8_t { kV2, kV3 };
+
 struct AfPacketOptions {
   unsigned rx_queues = 1;
   unsigned tx_workers = 1;
-  uint32_t rx_block_bytes = 1u << 22;  // a multiple of the page size, holds a 64 KiB frame
+  RxRing rx_ring = RxRing::kV2;
+  // kV2: slot size (a multiple of 16, >= 256) and slot count per queue.
+  uint32_t rx_frame_bytes = 2048;
+  uint32_t rx_frames = 512;
+  bool rx_copy_big = true;  // kV2: frames larger than a slot arrive whole through recvmsg (else truncated)
+  // kV3: block size (a multiple of the page size) and count per queue.
+  uint32_t rx_block_bytes = 1u << 22;
   uint32_t rx_blocks = 4;
-  uint32_t tx_frames = 128;  // per worker
+  // TX ring per worker: slot size (>= 256, a multiple of 16) and count; larger frames go through sendmsg.
+  uint32_t tx_frame_bytes = 2048;
+  uint32_t tx_frames = 256;
 };
 
-// Largest frame (Ethernet header included, vnet header excluded) a TX slot accepts.
+// Bytes of packet_mmap ring a port opened with `o` pins (RX for every queue + TX for every worker).
+uint64_t af_packet_ring_bytes(const AfPacketOptions& o);
+
+// Largest frame (Ethernet header included, vnet header excluded) tx_enqueue accepts.
 inline constexpr uint32_t kAfPacketMaxTxFrame = 65536 + 64;
+// Copy buffers per V2 RX queue for frames larger than a slot: at most this many super-frames per batch.
+inline constexpr unsigned kRxCopyBuffers = 8;
 
 class AfPacketPort final : public PortIo {
  public:
@@ -65,10 +90,13 @@ class AfPacketPort final : public PortIo {
 
   unsigned tx_workers() const { return unsigned(tx_.size()); }
   int ifindex() const { return ifindex_; }
+  uint64_t ring_bytes() const noexcept { return ring_bytes_; }  // set at open, constant afterwards
   // Frames the kernel dropped on queue q because its ring was full (PACKET_STATISTICS tp_drops, accumulated here since
   // reading resets the kernel's counter).
   uint64_t rx_kernel_drops(unsigned q) noexcept;
-  uint64_t rx_ring_drops(unsigned q) noexcept override;  // rx_kernel_drops' growth since the last call
+  // rx_kernel_drops' growth since the last call; reads the kernel's statistics only after a frame marked
+  // TP_STATUS_LOSING arrived (the first frame after a drop carries it), so drops show up with the next frame.
+  uint64_t rx_ring_drops(unsigned q) noexcept override;
   // Failed sendto calls on worker w's ring (the kernel skips frames it rejects: PACKET_LOSS).
   uint64_t tx_errors(unsigned w) const noexcept;
 
@@ -80,14 +108,23 @@ class AfPacketPort final : public PortIo {
   struct RxQueue {
     UniqueFd fd;
     Ring ring;
-    uint32_t block_bytes = 0;
-    uint32_t blocks = 0;
-    // Reader cursor (owned by the queue's worker).
-    uint32_t head = 0;        // oldest block not yet given back to the kernel
+    RxRing version = RxRing::kV2;
+    uint32_t block_bytes = 0;  // kV3: block size; kV2: the kernel's block (a whole number of slots)
+    uint32_t blocks = 0;       // kV3 only
+    uint32_t frame_bytes = 0;  // kV2: slot size
+    uint32_t frames = 0;       // kV2: slot count
+    uint32_t frames_per_block = 0;  // kV2
+    // kV2 reader cursor (owned by the queue's worker).
+    uint32_t taken = 0;       // slots from head on returned by rx_burst, awaiting rx_release
+    unsigned copies_used = 0;  // copy buffers holding frames of the current batch
+    std::vector<std::unique_ptr<uint8_t[]>> copy_bufs;  // allocated on first use
+    // kV3 reader cursor (owned by the queue's worker).
+    uint32_t head = 0;        // oldest block (V2: slot) not yet given back to the kernel
     uint32_t done = 0;        // blocks from head on that were fully returned by rx_burst, awaiting rx_release
     bool in_block = false;    // the block at (head + done) is being walked
     uint32_t pkts_left = 0;   // frames not yet returned in that block
     uint32_t next_offset = 0; // offset of the next frame in that block
+    bool losing = false;      // a frame / block carried TP_STATUS_LOSING: the kernel dropped some since last read
     uint64_t kernel_drops = 0;
     uint64_t kernel_drops_reported = 0;  // part of kernel_drops already returned by rx_ring_drops
   };
@@ -95,20 +132,27 @@ class AfPacketPort final : public PortIo {
     UniqueFd fd;
     Ring ring;
     uint32_t frame_bytes = 0;
+    uint32_t block_bytes = 0;
     uint32_t frames_per_block = 0;
     uint32_t frames = 0;
     uint32_t next = 0;     // next slot to fill
     uint32_t pending = 0;  // slots marked SEND_REQUEST since the last flush
+    UniqueFd big_fd;       // ring-less socket for frames larger than a slot
     std::atomic<uint64_t> errors{0};
   };
 
   AfPacketPort() = default;
-  bool open_rx(RxQueue& q, const AfPacketOptions& o, int fanout_id, int* fanout_out, std::string* err);
+  bool open_rx(RxQueue& q, const AfPacketOptions& o, std::string* err);
+  static bool join_fanout(int fd, int fanout_id, int* fanout_out, std::string* err);
   bool open_tx(TxQueue& t, const AfPacketOptions& o, std::string* err);
   static uint8_t* tx_slot(const TxQueue& t, uint32_t i) noexcept;
+  unsigned rx_burst_v2(RxQueue& q, Packet* pkts, unsigned max) noexcept;
+  unsigned rx_burst_v3(RxQueue& q, Packet* pkts, unsigned max) noexcept;
+  bool tx_send_big(unsigned w, const Packet& p) noexcept;
 
   std::string ifname_;
   int ifindex_ = 0;
+  uint64_t ring_bytes_ = 0;
   std::vector<std::unique_ptr<RxQueue>> rx_;
   std::vector<std::unique_ptr<TxQueue>> tx_;
 };

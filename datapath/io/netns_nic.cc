@@ -48,7 +48,8 @@ bool write_marker(const std::string& path, std::string* err) {
   return true;
 }
 
-// Makes the far end (inside the namespace) match p: MAC, MTU, exactly one IPv4 address, up, lo up, default route.
+// Makes the far end (inside the namespace) match p: MAC, MTU, exactly one IPv4 address, lo up; when the far end is
+// already up (adopted), also the default route. Bringing it up is netns_nic_set_up's job.
 bool configure_far_end(Netlink& ns, const NetnsNicParams& p, std::string* err) {
   std::string e;
   auto far = ns.find_link(p.ifname, &e);
@@ -72,10 +73,19 @@ bool configure_far_end(Netlink& ns, const NetnsNicParams& p, std::string* err) {
     }
   }
   if (!have && !ns.add_ipv4(p.ifname, p.addr.addr, p.addr.len, err)) return false;
-  if (!ns.set_up("lo", true, err) || !ns.set_up(p.ifname, true, err)) return false;
-  if (p.gateway) {
+  if (!ns.set_up("lo", true, err)) return false;
+  // A link that was down (or taken down for the MAC change) stays down until netns_nic_set_up.
+  const bool up = far->up && far->mac == p.mac;
+  if (up && p.gateway) {
     if (ns.default_route(&e) != p.gateway && !ns.replace_default_route(*p.gateway, err)) return false;
   }
+  return true;
+}
+
+bool far_end_up(Netlink& ns, const NetnsNicParams& p, std::string* err) {
+  if (!ns.set_up(p.ifname, true, err)) return false;
+  std::string e;
+  if (p.gateway && ns.default_route(&e) != p.gateway && !ns.replace_default_route(*p.gateway, err)) return false;
   return true;
 }
 
@@ -148,6 +158,18 @@ bool netns_nic_ensure(const NetnsNicParams& p, std::string* err) {
     return false;
   }
   return true;
+}
+
+bool netns_nic_set_up(const NetnsNicParams& p, std::string* err) {
+  if (!ifname_ok(p.ifname) || !netns_name_valid(p.netns)) {
+    *err = "invalid interface or namespace name";
+    return false;
+  }
+  UniqueFd ns_fd = netns_open(p.netns, err);
+  if (!ns_fd) return false;
+  auto ns = Netlink::open(err, ns_fd.get());
+  if (!ns) return false;
+  return far_end_up(*ns, p, err);
 }
 
 void netns_nic_remove(const NetnsNicParams& p) {

@@ -27,8 +27,13 @@ struct NetnsNicParams {
 };
 
 // Creates the namespace when absent (and records that), the veth pair, and configures both ends. Idempotent: when the
-// host end already exists (a restart) it is adopted and the far end's configuration is made to match.
+// host end already exists (a restart) it is adopted and the far end's configuration is made to match. A far end this
+// call creates is left administratively down (no carrier, no route: the guest cannot send yet), so nothing the guest
+// sends is lost before the datapath polls the host end; the caller brings it up with netns_nic_set_up() once the
+// port is in a snapshot every worker acknowledged. An adopted far end that is up stays up (a running guest).
 bool netns_nic_ensure(const NetnsNicParams& p, std::string* err);
+// Sets the far end up and installs the default route via p.gateway (which needs the link up). Idempotent.
+bool netns_nic_set_up(const NetnsNicParams& p, std::string* err);
 // Deletes the host end (its peer goes with it) when it is a veth carrying p.alias (or no alias yet), and the namespace
 // when vpcd created it and only `lo` is left in it. Best effort; never throws.
 void netns_nic_remove(const NetnsNicParams& p);

@@ -22,6 +22,8 @@
 
 namespace vpcd::dp {
 
+struct PortCaptureList;  // datapath/capture/capture_tap.h
+
 inline constexpr unsigned kMaxWorkers = 16;
 
 // Single-writer increment: relaxed load + relaxed store (the owning worker is the only writer).
@@ -52,6 +54,9 @@ struct alignas(64) PortWorkerCounters {
 struct PortRuntime {
   std::string nic_id;           // set by the control thread before publication
   std::unique_ptr<PortIo> io;   // may be null for a port whose backend is not up (output counts kPortDown)
+  // Capture sessions on this port, null when none (the usual case: one load per batch, see capture_tap.h). Written
+  // (release) by the capture thread only; the lists it points to are owned and freed by the CaptureManager.
+  std::atomic<const PortCaptureList*> capture{nullptr};
   // Identity of this port incarnation. The Controller must give every PortRuntime it ever creates a distinct seq
   // (a process-wide counter): the learned MAC table stores the low 32 bits to detect entries that point at a port
   // index that has since been reused by another port (stale -> flood).

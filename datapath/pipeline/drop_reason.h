@@ -48,9 +48,20 @@ namespace vpcd::dp {
   X(kTxError, "tx_error")                                                                  \
   X(kPortDown, "port_down")                                                                \
   /* input ring */                                                                         \
-  X(kRxRingFull, "rx_ring_full") /* the kernel found the port's RX ring full */             \
+  X(kRxRingFull, "rx_ring_full") /* the kernel found the port's RX ring full */            \
   /* runner */                                                                             \
   X(kNoStage, "no_stage") /* sent to a stage this build does not carry out (a bug) */      \
+  /* router */                                                                             \
+  X(kTtlExceeded, "ttl_exceeded") /* routed with TTL <= 1 (time exceeded sent) */          \
+  X(kNoRoute, "no_route") /* no route to the destination (net unreachable sent) */         \
+  X(kBlackholeRoute, "blackhole_route") /* a blackhole route (net unreachable sent) */     \
+  X(kNextHopUnresolved, "next_hop_unresolved") /* no NIC owns the next hop */              \
+  X(kToRouter, "to_router") /* to a gateway address, not an echo request */                \
+  /* firewall (security groups, conntrack) */                                              \
+  X(kDeniedByRule, "denied_by_rule") /* no security-group rule allows the flow */          \
+  X(kCtInvalid, "ct_invalid") /* fails TCP state/window checks, or an unmatched reply */   \
+  X(kCtTableFull, "ct_table_full") /* a new flow over the connection limit */              \
+  X(kFragmentNoFirst, "fragment_no_first") /* a later fragment without its first */ \
   /* vhost-user */                                                                         \
   X(kVhostBadDescriptor, "vhost_bad_descriptor") /* a guest's invalid descriptor chain */  \
   X(kVhostFrameTooLong, "vhost_frame_too_long") /* a guest sent more than 64 KiB */        \

@@ -12,6 +12,7 @@
 #include <string>
 #include <system_error>
 
+#include "datapath/capture/capture_tap.h"
 #include "datapath/pipeline/counters.h"
 
 namespace vpcd::dp {
@@ -180,6 +181,7 @@ void Worker::service(const Queue& q) noexcept {
     unsigned n = q.io->rx_burst(q.queue, pkts, kBurst);
     if (n == 0) break;
     for (unsigned i = 0; i < n; ++i) pkts[i].in_port = q.port;
+    capture_rx(*cfg.ports[q.port].rt, index_, std::span<const Packet>(pkts, n));
     run_batch(ctx_, cfg, q.port, std::span<Packet>(pkts, n));
     flush_outputs(ctx_, cfg);
     q.io->rx_release(q.queue);

@@ -1,6 +1,8 @@
 // Stage "output"; behaviour and threading in output.h.
 #include "datapath/stages/output.h"
 
+#include "datapath/capture/capture_tap.h"
+
 namespace vpcd::dp {
 namespace {
 
@@ -57,6 +59,7 @@ inline void send(WorkerContext& ctx, const DataplaneConfig& cfg, uint16_t port_i
   }
   ctx.mark_dirty(port_id);
   tally.sent(rt, p.len + p.prefix_len);
+  capture_tx(rt, ctx.worker, p);
 }
 
 }  // namespace

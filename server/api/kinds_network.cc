@@ -4,6 +4,7 @@
 #include <set>
 
 #include "server/api/kinds.h"
+#include "server/api/schema.h"
 
 namespace vpcd::api {
 
@@ -78,7 +79,15 @@ KindSpec vpc_kind() {
   k.kind = "vpcs";
   k.table = "vpcs";
   k.singular = "VPC";
-  k.fields = {"cidrs", "vni", "mtu"};
+  k.schema_name = "Vpc";
+  k.description = "An isolated virtual network (one L2 domain per subnet, one VNI across boxes)";
+  k.needs = dp::Capability::kVpcs;
+  k.fields = {
+      {"cidrs", schema::array(schema::cidr(), 1, kMaxVpcCidrs, true), true, {}},
+      {"vni", schema::with_description(schema::integer(1, kMaxVni), "allocated when absent; unique on the box"), false,
+       {}},
+      {"mtu", schema::with_description(schema::integer(576, 9000), "guest MTU (default 1450)"), false, {}},
+  };
   for (const auto& [kind, table] : std::vector<std::pair<std::string, std::string>>{
            {"subnets", "subnets"}, {"security-groups", "security_groups"}, {"vtep-peers", "vtep_peers"},
            {"remote-nics", "remote_nics"}, {"routes", "routes"}, {"nat-gateways", "nat_gateways"}})
@@ -133,7 +142,14 @@ KindSpec subnet_kind() {
   k.kind = "subnets";
   k.table = "subnets";
   k.singular = "subnet";
-  k.fields = {"vpc_id", "cidr", "gateway"};
+  k.schema_name = "Subnet";
+  k.description = "An IPv4 subnet of a VPC";
+  k.needs = dp::Capability::kSubnets;
+  k.fields = {
+      {"vpc_id", schema::uuid(), true, {}},
+      {"cidr", schema::cidr(), true, {}},
+      {"gateway", schema::with_description(schema::ipv4(), "default: the first host address"), false, {}},
+  };
   k.immutable = {"vpc_id", "cidr"};
   k.filters = {"vpc_id"};
   k.dependents = {{"nics", "SELECT id FROM nics WHERE subnet_id = ?1 ORDER BY created_at LIMIT 10"}};
@@ -195,6 +211,7 @@ BackendResult normalize_backend(const json& be) {
   r.spec["type"] = type;
   if (type == "tap") {
     only_fields(be, "backend", {"type", "ifname", "queues", "owner", "group"});
+    if (!dp::carries(dp::Capability::kNicTap)) not_carried(dp::Capability::kNicTap, "backend.type");
     std::string ifname = need_ifname(required(be, "ifname", "backend"), "backend.ifname");
     int64_t queues = 1;
     if (const json* v = member(be, "queues")) queues = need_int(*v, "backend.queues", 1, kMaxQueues);
@@ -218,6 +235,7 @@ BackendResult normalize_backend(const json& be) {
     r.key_field = "backend.ifname";
   } else if (type == "netns") {
     only_fields(be, "backend", {"type", "netns", "ifname"});
+    if (!dp::carries(dp::Capability::kNicNetns)) not_carried(dp::Capability::kNicNetns, "backend.type");
     std::string ns = need_netns_name(required(be, "netns", "backend"), "backend.netns");
     std::string ifname = "eth0";
     if (const json* v = member(be, "ifname")) ifname = need_ifname(*v, "backend.ifname");
@@ -265,6 +283,26 @@ BackendResult normalize_backend(const json& be) {
   return r;
 }
 
+json backend_schema() {
+  using namespace schema;
+  json tap = object({{"type", {{"const", "tap"}}},
+                     {"ifname", ifname()},
+                     {"queues", integer(1, kMaxQueues)},
+                     {"owner", with_description(string(64), "a user on this host (name or uid)")},
+                     {"group", with_description(string(64), "a group on this host (name or gid)")}},
+                    {"type", "ifname"});
+  json netns = object({{"type", {{"const", "netns"}}}, {"netns", netns_name()}, {"ifname", ifname()}}, {"type", "netns"});
+  json vhost = object({{"type", {{"const", "vhost-user"}}},
+                       {"socket", with_description(string(107), "absolute path")},
+                       {"mode", enumeration({"server", "client"})},
+                       {"queues", integer(1, kMaxVhostQueues)},
+                       {"owner", with_description(string(64), "server mode: a user on this host (name or uid)")},
+                       {"group", with_description(string(64), "server mode: a group on this host (name or gid)")}},
+                      {"type", "socket"});
+  vhost["description"] = "vpcd is the virtio-net device backend (client mode: vpcd connects to the hypervisor's socket)";
+  return {{"oneOf", json::array({tap, netns, vhost})}};
+}
+
 }  // namespace
 
 KindSpec nic_kind() {
@@ -272,9 +310,27 @@ KindSpec nic_kind() {
   k.kind = "nics";
   k.table = "nics";
   k.singular = "NIC";
-  k.fields = {"subnet_id", "backend", "mac", "ips", "security_group_ids", "port_security"};
+  k.schema_name = "Nic";
+  k.description = "A guest's network interface in a subnet";
+  k.needs = dp::Capability::kNics;
+  k.fields = {
+      {"subnet_id", schema::uuid(), true, {}},
+      {"backend", backend_schema(), true, {}},
+      {"mac", schema::with_description(schema::mac(), "default: derived from the id (locally administered)"), false,
+       {}},
+      {"ips", schema::with_description(schema::array(schema::ipv4(), 1, kMaxNicIps, true),
+                                       "default: one free address of the subnet"),
+       false, {}},
+      {"security_group_ids", schema::array(schema::uuid(), 0, kMaxNicGroups, true), false,
+       dp::Capability::kSecurityGroups},
+      {"port_security", schema::with_description(schema::boolean(), "default true"), false, {}},
+  };
   k.immutable = {"subnet_id"};
-  k.output_columns = {"vpc_id", "state", "state_detail"};
+  k.output_columns = {
+      {"vpc_id", schema::uuid(), false, {}},
+      {"state", schema::enumeration({"up", "down", "error"}), false, {}},
+      {"state_detail", schema::string(4096), false, {}},
+  };
   k.filters = {"vpc_id", "subnet_id"};
   k.dependents = {{"floating-ips", "SELECT id FROM floating_ips WHERE nic_id = ?1 ORDER BY created_at LIMIT 10"}};
   k.normalize = [](Db& db, const std::string& id, const json& in, const json* old) {

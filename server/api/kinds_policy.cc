@@ -1,8 +1,10 @@
-// Security groups, routes, uplinks, VTEP peers, remote NICs, NAT gateways and floating IPs (see kinds.h): stored and
-// validated per API.md; the datapath features that consume them come later.
+// Security groups, routes, uplinks, VTEP peers, remote NICs, NAT gateways and floating IPs (see kinds.h): validated per
+// API.md. Each names the datapath capability its writes need (datapath/capabilities.h): until the datapath carries it
+// out, the routes refuse writes with 501 and only this validation (unit-tested through the engine) runs.
 #include <set>
 
 #include "server/api/kinds.h"
+#include "server/api/schema.h"
 
 namespace vpcd::api {
 
@@ -45,7 +47,20 @@ KindSpec security_group_kind() {
   k.kind = "security-groups";
   k.table = "security_groups";
   k.singular = "security group";
-  k.fields = {"vpc_id", "rules"};
+  k.schema_name = "SecurityGroup";
+  k.description = "Stateful allow rules for the NICs that list the group";
+  k.needs = dp::Capability::kSecurityGroups;
+  {
+    using namespace schema;
+    json rule = object({{"direction", enumeration({"ingress", "egress"})},
+                        {"protocol", with_description(enumeration({"tcp", "udp", "icmp", "any"}), "default any")},
+                        {"port_min", with_description(integer(0, 65535), "tcp and udp only; default 0")},
+                        {"port_max", with_description(integer(0, 65535), "tcp and udp only; default 65535")},
+                        {"cidr", with_description(cidr(), "default 0.0.0.0/0 when no remote_group_id")},
+                        {"remote_group_id", uuid()}},
+                       {"direction"});
+    k.fields = {{"vpc_id", uuid(), true, {}}, {"rules", array(rule, 0, kMaxRules), false, {}}};
+  }
   k.immutable = {"vpc_id"};
   k.filters = {"vpc_id"};
   k.dependents = {
@@ -118,7 +133,18 @@ KindSpec uplink_kind() {
   k.kind = "uplinks";
   k.table = "uplinks";
   k.singular = "uplink";
-  k.fields = {"ifname", "address", "gateway", "role"};
+  k.schema_name = "Uplink";
+  k.description = "An interface the datapath drives for the underlay (VXLAN) or external (NAT) traffic";
+  k.needs = dp::Capability::kUplinks;
+  k.fields = {
+      {"ifname", schema::ifname(), true, {}},
+      {"address", schema::with_description(schema::cidr(), "the datapath's address with its prefix: 192.0.2.10/24"),
+       true, {}},
+      {"gateway", schema::with_description(schema::nullable(schema::ipv4()), "next hop for off-link destinations"),
+       false, {}},
+      {"role", schema::with_description(schema::enumeration({"underlay", "external", "both"}), "default both"), false,
+       {}},
+  };
   k.dependents = {{"nat-gateways", "SELECT id FROM nat_gateways WHERE uplink_id = ?1 ORDER BY created_at LIMIT 10"},
                   {"floating-ips", "SELECT id FROM floating_ips WHERE uplink_id = ?1 ORDER BY created_at LIMIT 10"}};
   k.normalize = [](Db& db, const std::string& id, const json& in, const json* old) {
@@ -168,7 +194,10 @@ KindSpec vtep_peer_kind() {
   k.kind = "vtep-peers";
   k.table = "vtep_peers";
   k.singular = "VTEP peer";
-  k.fields = {"vpc_id", "underlay_ip"};
+  k.schema_name = "VtepPeer";
+  k.description = "A remote box that carries this VPC (receives its flooded frames)";
+  k.needs = dp::Capability::kVtepPeers;
+  k.fields = {{"vpc_id", schema::uuid(), true, {}}, {"underlay_ip", schema::ipv4(), true, {}}};
   k.immutable = {"vpc_id"};
   k.filters = {"vpc_id"};
   k.normalize = [](Db& db, const std::string& id, const json& in, const json*) {
@@ -192,7 +221,13 @@ KindSpec remote_nic_kind() {
   k.kind = "remote-nics";
   k.table = "remote_nics";
   k.singular = "remote NIC";
-  k.fields = {"vpc_id", "mac", "ips", "underlay_ip"};
+  k.schema_name = "RemoteNic";
+  k.description = "A guest on another box: unicast goes straight to its VTEP, its ARP is answered locally";
+  k.needs = dp::Capability::kRemoteNics;
+  k.fields = {{"vpc_id", schema::uuid(), true, {}},
+              {"mac", schema::mac(), true, {}},
+              {"ips", schema::array(schema::ipv4(), 0, kMaxRemoteIps, true), false, {}},
+              {"underlay_ip", schema::ipv4(), true, {}}};
   k.immutable = {"vpc_id"};
   k.filters = {"vpc_id"};
   k.normalize = [](Db& db, const std::string& id, const json& in, const json*) {
@@ -243,7 +278,15 @@ KindSpec route_kind() {
   k.kind = "routes";
   k.table = "routes";
   k.singular = "route";
-  k.fields = {"vpc_id", "destination", "next_hop"};
+  k.schema_name = "Route";
+  k.description = "A static route of a VPC's router";
+  k.needs = dp::Capability::kRoutes;
+  k.fields = {{"vpc_id", schema::uuid(), true, {}},
+              {"destination", schema::cidr(), true, {}},
+              {"next_hop",
+               {{"anyOf", json::array({schema::ipv4(), schema::enumeration({"nat-gateway", "blackhole"})})},
+                {"description", "an IPv4 address in the VPC, nat-gateway or blackhole"}},
+               true, {}}};
   k.immutable = {"vpc_id"};
   k.filters = {"vpc_id"};
   k.normalize = [](Db& db, const std::string& id, const json& in, const json*) {
@@ -281,7 +324,12 @@ KindSpec nat_gateway_kind() {
   k.kind = "nat-gateways";
   k.table = "nat_gateways";
   k.singular = "NAT gateway";
-  k.fields = {"vpc_id", "uplink_id", "external_ip"};
+  k.schema_name = "NatGateway";
+  k.description = "SNAT for a VPC's traffic leaving through an uplink";
+  k.needs = dp::Capability::kNatGateways;
+  k.fields = {{"vpc_id", schema::uuid(), true, {}},
+              {"uplink_id", schema::uuid(), true, {}},
+              {"external_ip", schema::ipv4(), true, {}}};
   k.immutable = {"vpc_id"};
   k.filters = {"vpc_id", "uplink_id"};
   k.normalize = [](Db& db, const std::string& id, const json& in, const json*) {
@@ -307,7 +355,12 @@ KindSpec floating_ip_kind() {
   k.kind = "floating-ips";
   k.table = "floating_ips";
   k.singular = "floating IP";
-  k.fields = {"uplink_id", "external_ip", "nic_id"};
+  k.schema_name = "FloatingIp";
+  k.description = "1:1 DNAT+SNAT of an external address to a NIC's first IP";
+  k.needs = dp::Capability::kFloatingIps;
+  k.fields = {{"uplink_id", schema::uuid(), true, {}},
+              {"external_ip", schema::ipv4(), true, {}},
+              {"nic_id", schema::with_description(schema::nullable(schema::uuid()), "null: unassigned"), false, {}}};
   k.filters = {"uplink_id", "nic_id"};
   k.normalize = [](Db& db, const std::string& id, const json& in, const json*) {
     Normalized n;

@@ -23,7 +23,7 @@ struct Row {
 
 std::string select_columns(const KindSpec& k) {
   std::string cols = "id, name, labels, revision, created_at, updated_at, spec";
-  for (const auto& c : k.output_columns) cols += ", " + c;
+  for (const auto& c : k.output_columns) cols += ", " + c.name;
   return cols;
 }
 
@@ -35,7 +35,8 @@ Row read_row(const KindSpec& k, Query& q) {
   r.created_at = q.text(4);
   r.updated_at = q.text(5);
   r.spec = json::parse(q.text(6));
-  for (size_t i = 0; i < k.output_columns.size(); ++i) r.extra.emplace_back(k.output_columns[i], q.text(int(7 + i)));
+  for (size_t i = 0; i < k.output_columns.size(); ++i)
+    r.extra.emplace_back(k.output_columns[i].name, q.text(int(7 + i)));
   return r;
 }
 
@@ -61,6 +62,22 @@ bool contains(const std::vector<std::string>& v, std::string_view s) {
   for (const auto& x : v)
     if (x == s) return true;
   return false;
+}
+
+bool contains(const std::vector<FieldSpec>& v, std::string_view s) { return find_field(v, s) != nullptr; }
+
+bool is_empty_value(const json& v) { return v.is_null() || ((v.is_array() || v.is_object()) && v.empty()); }
+
+// 501 for a field whose capability is not carried, when the write would set it to something non-empty that is not
+// already stored (`old`: the stored spec, nullptr on create).
+void check_field_capabilities(const KindSpec& k, const json& fields, const json* old, CarriedFn carried) {
+  for (const auto& f : k.fields) {
+    if (!f.needs || carried(*f.needs)) continue;
+    auto it = fields.find(f.name);
+    if (it == fields.end() || is_empty_value(*it)) continue;
+    if (old && old->contains(f.name) && (*old)[f.name] == *it) continue;
+    not_carried(*f.needs, f.name);
+  }
 }
 
 // Splits a request body into name, labels and the kind's writable fields. Read-only fields are accepted and ignored
@@ -160,8 +177,10 @@ void update_row(Db& db, const KindSpec& k, const std::string& id, const Split& s
 }
 
 // Replaces the writable fields of an existing object; no change (and no revision bump) when they come out identical.
-WriteResult replace(Db& db, const KindSpec& k, const std::string& id, const Row& old, const Split& s) {
+WriteResult replace(Db& db, const KindSpec& k, const std::string& id, const Row& old, const Split& s,
+                    CarriedFn carried) {
   check_immutable(k, s.fields, old.spec);
+  check_field_capabilities(k, s.fields, &old.spec, carried);
   Normalized n = k.normalize(db, id, s.fields, &old.spec);
   WriteResult res;
   if (n.spec == old.spec && s.name == old.name && s.labels == old.labels) {
@@ -175,6 +194,27 @@ WriteResult replace(Db& db, const KindSpec& k, const std::string& id, const Row&
 }
 
 }  // namespace
+
+const FieldSpec* find_field(const std::vector<FieldSpec>& fields, std::string_view name) {
+  for (const auto& f : fields)
+    if (f.name == name) return &f;
+  return nullptr;
+}
+
+void not_carried(dp::Capability c, const std::string& field) {
+  const auto& info = dp::capability_info(c);
+  ApiError e(501, "Not Implemented",
+             "the datapath does not carry out " + std::string(info.what) + " yet (capability \"" +
+                 std::string(info.name) + "\"): the box refuses what it would ignore; GET /v1/whoami lists " +
+                 "what it carries",
+             field);
+  e.capability = std::string(info.name);
+  throw e;
+}
+
+void require_capability(const KindSpec& k) {
+  if (k.needs && !dp::carries(*k.needs)) not_carried(*k.needs, "");
+}
 
 std::optional<json> load_spec(Db& db, const std::string& table, const std::string& id) {
   Query q(db, "SELECT spec FROM " + table + " WHERE id = ?", id);
@@ -191,8 +231,9 @@ json need_ref(Db& db, const json& in, const std::string& field, const std::strin
   return *spec;
 }
 
-WriteResult create_object(Db& db, const KindSpec& k, const std::string& id, const json& body) {
+WriteResult create_object(Db& db, const KindSpec& k, const std::string& id, const json& body, CarriedFn carried) {
   Split s = split_body(k, id, body);
+  check_field_capabilities(k, s.fields, nullptr, carried);
   Normalized n = k.normalize(db, id, s.fields, nullptr);
   insert_row(db, k, id, s, n);
   WriteResult res;
@@ -203,18 +244,18 @@ WriteResult create_object(Db& db, const KindSpec& k, const std::string& id, cons
 }
 
 WriteResult put_object(Db& db, const KindSpec& k, const std::string& id, const json& body,
-                       const std::optional<std::string>& if_match) {
+                       const std::optional<std::string>& if_match, CarriedFn carried) {
   auto old = load_row(db, k, id);
   if (!old) {
     if (if_match) throw ApiError(412, "Precondition Failed", k.singular + " " + id + " does not exist");
-    return create_object(db, k, id, body);
+    return create_object(db, k, id, body, carried);
   }
   check_if_match(if_match, old->revision);
-  return replace(db, k, id, *old, split_body(k, id, body));
+  return replace(db, k, id, *old, split_body(k, id, body), carried);
 }
 
 WriteResult patch_object(Db& db, const KindSpec& k, const std::string& id, const json& patch,
-                         const std::optional<std::string>& if_match) {
+                         const std::optional<std::string>& if_match, CarriedFn carried) {
   auto old = load_row(db, k, id);
   if (!old) not_found(k.singular + " " + id + " does not exist");
   check_if_match(if_match, old->revision);
@@ -236,7 +277,7 @@ WriteResult patch_object(Db& db, const KindSpec& k, const std::string& id, const
     }
   }
   current.merge_patch(writable);
-  return replace(db, k, id, *old, split_body(k, id, current));
+  return replace(db, k, id, *old, split_body(k, id, current), carried);
 }
 
 void delete_object(Db& db, const KindSpec& k, const std::string& id, const std::optional<std::string>& if_match) {

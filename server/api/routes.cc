@@ -2,6 +2,7 @@
 // audit log. Each write runs in one IMMEDIATE transaction together with its audit row; on_change() runs after commit.
 #include <cctype>
 #include <cstdio>
+#include <memory>
 
 #include "server/api/api.h"
 #include "server/api/kinds.h"
@@ -31,7 +32,15 @@ Response object_response(int status, const json& obj) {
   return r;
 }
 
-Response error_response(const ApiError& e) { return http::problem(e.status, e.title, e.what(), e.field); }
+Response error_response(const ApiError& e) {
+  Response r = http::problem(e.status, e.title, e.what(), e.field);
+  if (!e.capability.empty()) {  // 501: name the missing capability as a problem member of its own
+    json body = json::parse(r.body);
+    body["capability"] = e.capability;
+    r.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  }
+  return r;
+}
 
 // The media type of the body, lower-case, without parameters.
 std::string media_type(const Request& req) {
@@ -124,13 +133,19 @@ Response run_read(ApiContext& ctx, Fn&& fn) {
 void add_kind_routes(std::vector<RouteDef>& out, ApiContext& ctx, const KindSpec& k) {
   const std::string base = "/v1/" + k.kind;
   const KindSpec* kp = &k;
+  auto doc = [&k](const char* op) {
+    RouteDoc d;
+    d.kind = k.kind;
+    d.op = op;
+    return d;
+  };
   out.push_back({"GET", base,
                  [&ctx, kp](const Request& req) {
                    return run_read(ctx, [&](store::Db& db) {
                      return json_response(200, list_objects(db, *kp, req.query));
                    });
                  },
-                 Role::kViewer});
+                 Role::kViewer, doc("list")});
   out.push_back({"GET", base + "/{id}",
                  [&ctx, kp](const Request& req) {
                    return run_read(ctx, [&](store::Db& db) {
@@ -140,10 +155,11 @@ void add_kind_routes(std::vector<RouteDef>& out, ApiContext& ctx, const KindSpec
                      return object_response(200, *obj);
                    });
                  },
-                 Role::kViewer});
+                 Role::kViewer, doc("get")});
   out.push_back({"POST", base,
                  [&ctx, kp](const Request& req) {
                    return run_write(ctx, req, kp->kind, [&](store::Db& db, std::string& id) {
+                     require_capability(*kp);
                      need_json_body(req, false);
                      json body = parse_body(req.body);
                      if (body.contains("id"))
@@ -153,10 +169,11 @@ void add_kind_routes(std::vector<RouteDef>& out, ApiContext& ctx, const KindSpec
                      return create_object(db, *kp, id, body);
                    });
                  },
-                 Role::kAdmin});
+                 Role::kAdmin, doc("create")});
   out.push_back({"PUT", base + "/{id}",
                  [&ctx, kp](const Request& req) {
                    return run_write(ctx, req, kp->kind, [&](store::Db& db, std::string& id) {
+                     require_capability(*kp);
                      if (!is_uuid(id)) bad_request("id", "the id in the path must be a lower-case UUID");
                      need_json_body(req, false);
                      json body = parse_body(req.body);
@@ -165,10 +182,11 @@ void add_kind_routes(std::vector<RouteDef>& out, ApiContext& ctx, const KindSpec
                                        if_match ? std::optional<std::string>(*if_match) : std::nullopt);
                    });
                  },
-                 Role::kAdmin});
+                 Role::kAdmin, doc("put")});
   out.push_back({"PATCH", base + "/{id}",
                  [&ctx, kp](const Request& req) {
                    return run_write(ctx, req, kp->kind, [&](store::Db& db, std::string& id) {
+                     require_capability(*kp);
                      check_path_id(id);
                      need_json_body(req, true);
                      json body = parse_body(req.body);
@@ -177,7 +195,7 @@ void add_kind_routes(std::vector<RouteDef>& out, ApiContext& ctx, const KindSpec
                                          if_match ? std::optional<std::string>(*if_match) : std::nullopt);
                    });
                  },
-                 Role::kAdmin});
+                 Role::kAdmin, doc("patch")});
   out.push_back({"DELETE", base + "/{id}",
                  [&ctx, kp](const Request& req) {
                    return run_write(ctx, req, kp->kind, [&](store::Db& db, std::string& id) {
@@ -190,7 +208,47 @@ void add_kind_routes(std::vector<RouteDef>& out, ApiContext& ctx, const KindSpec
                      return res;
                    });
                  },
-                 Role::kAdmin});
+                 Role::kAdmin, doc("delete")});
+}
+
+RouteDoc route_doc(std::string operation_id, std::string summary, json response_schema,
+                   std::string content_type = "application/json") {
+  RouteDoc d;
+  d.operation_id = std::move(operation_id);
+  d.summary = std::move(summary);
+  d.response_schema = std::move(response_schema);
+  d.content_type = std::move(content_type);
+  return d;
+}
+
+json counters_schema() { return {{"type", "integer"}, {"minimum", 0}}; }
+
+RouteDoc events_doc() {
+  RouteDoc d = route_doc(
+      "listEvents", "The audit log: every write, also refused ones (newest first, the newest 10,000 kept)",
+      {{"type", "object"},
+       {"properties",
+        {{"items",
+          {{"type", "array"},
+           {"items",
+            {{"type", "object"},
+             {"properties",
+              {{"seq", counters_schema()},
+               {"time", {{"type", "string"}, {"format", "date-time"}}},
+               {"token_id", {{"type", "string"}}},
+               {"method", {{"type", "string"}}},
+               {"kind", {{"type", "string"}}},
+               {"object_id", {{"type", "string"}}},
+               {"status", {{"type", "integer"}}}}},
+             {"required", {"seq", "time", "token_id", "method", "kind", "object_id", "status"}},
+             {"additionalProperties", false}}}}},
+         {"total", counters_schema()},
+         {"limit", {{"type", "integer"}, {"minimum", 1}, {"maximum", 1000}}},
+         {"offset", counters_schema()}}},
+       {"required", {"items", "total", "limit", "offset"}},
+       {"additionalProperties", false}});
+  d.query = {{"limit", "page size (1..1000, default 100)"}, {"offset", "items to skip"}};
+  return d;
 }
 
 json zero_nic_stats() {
@@ -203,14 +261,40 @@ std::vector<RouteDef> api_routes(ApiContext& ctx) {
   std::vector<RouteDef> out;
   out.push_back({"GET", "/v1/health",
                  [&ctx](const Request&) { return json_response(200, {{"status", "ok"}, {"version", ctx.version}}); },
-                 Role::kNone});
+                 Role::kNone,
+                 route_doc("getHealth", "Liveness and version (no token needed)",
+                           {{"type", "object"},
+                            {"properties", {{"status", {{"const", "ok"}}}, {"version", {{"type", "string"}}}}},
+                            {"required", {"status", "version"}}})});
+  out.push_back({"GET", "/v1/whoami",
+                 [](const Request& req) {
+                   return json_response(200, {{"role", req.role == Role::kAdmin ? "admin" : "viewer"},
+                                              {"token_id", req.token_id},
+                                              {"capabilities", capabilities_json()}});
+                 },
+                 Role::kViewer,
+                 route_doc("getWhoami",
+                           "The calling token's role and id, and what this box's datapath carries out (a write of a "
+                           "capability that is false answers 501)",
+                           {{"type", "object"},
+                            {"properties",
+                             {{"role", {{"type", "string"}, {"enum", {"admin", "viewer"}}}},
+                              {"token_id", {{"type", "string"}}},
+                              {"capabilities",
+                               {{"type", "object"},
+                                {"description", "capability name (a kind, or nic-backend-TYPE) -> carried"},
+                                {"additionalProperties", {{"type", "boolean"}}}}}}},
+                            {"required", {"role", "token_id", "capabilities"}},
+                            {"additionalProperties", false}})});
   out.push_back({"GET", "/v1/stats",
                  [&ctx](const Request&) {
                    Response r;
                    r.body = ctx.stats_json ? ctx.stats_json() : "{}";
                    return r;
                  },
-                 Role::kViewer});
+                 Role::kViewer,
+                 route_doc("getStats", "Counters per NIC, worker and drop reason (the JSON twin of /metrics)",
+                           {{"type", "object"}})});
   out.push_back({"GET", "/metrics",
                  [&ctx](const Request&) {
                    Response r;
@@ -218,7 +302,9 @@ std::vector<RouteDef> api_routes(ApiContext& ctx) {
                    r.body = ctx.metrics_text ? ctx.metrics_text() : "";
                    return r;
                  },
-                 Role::kViewer});
+                 Role::kViewer,
+                 route_doc("getMetrics", "Prometheus text format", {{"type", "string"}},
+                           "text/plain; version=0.0.4; charset=utf-8")});
   out.push_back({"GET", "/v1/events",
                  [&ctx](const Request& req) {
                    return run_read(ctx, [&](store::Db& db) {
@@ -248,7 +334,7 @@ std::vector<RouteDef> api_routes(ApiContext& ctx) {
                      return json_response(200, page);
                    });
                  },
-                 Role::kViewer});
+                 Role::kViewer, events_doc()});
   out.push_back({"GET", "/v1/nics/{id}/stats",
                  [&ctx](const Request& req) {
                    std::string id = path_id(req);
@@ -263,8 +349,30 @@ std::vector<RouteDef> api_routes(ApiContext& ctx) {
                    r.body = body ? *body : zero_nic_stats().dump();
                    return r;
                  },
-                 Role::kViewer});
+                 Role::kViewer,
+                 route_doc("getNicStats", "A NIC's counters (all zero until the datapath has counters for it)",
+                           {{"type", "object"},
+                            {"properties",
+                             {{"rx_packets", counters_schema()},
+                              {"rx_bytes", counters_schema()},
+                              {"tx_packets", counters_schema()},
+                              {"tx_bytes", counters_schema()},
+                              {"drops", {{"type", "object"}, {"additionalProperties", counters_schema()}}}}},
+                            {"required", {"rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "drops"}}})});
+  add_capture_routes(out, ctx);
   for (const auto& k : all_kinds()) add_kind_routes(out, ctx, k);
+  // Last, so that the document describes every route above (and itself).
+  auto openapi = std::make_shared<std::string>();
+  out.push_back({"GET", "/v1/openapi.json",
+                 [openapi](const Request&) {
+                   Response r;
+                   r.body = *openapi;
+                   return r;
+                 },
+                 Role::kNone,
+                 route_doc("getOpenApi", "This document: OpenAPI 3.1, generated from the server's own tables",
+                           {{"type", "object"}})});
+  *openapi = openapi_document(out, ctx.version).dump(-1, ' ', false, json::error_handler_t::replace);
   return out;
 }
 

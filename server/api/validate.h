@@ -25,6 +25,7 @@ struct ApiError : std::runtime_error {
   int status;
   std::string title;
   std::string field;
+  std::string capability;  // 501: the datapath capability that is missing (problem member "capability")
   ApiError(int st, std::string ttl, const std::string& detail, std::string fld = {})
       : std::runtime_error(detail), status(st), title(std::move(ttl)), field(std::move(fld)) {}
 };

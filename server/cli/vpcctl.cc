@@ -3,7 +3,9 @@
 //   KIND: vpcs subnets nics security-groups uplinks vtep-peers remote-nics routes nat-gateways floating-ips events
 //   VERB: list [--vpc-id ID] [--subnet-id ID] [--limit N] [--offset N] | get ID | create [--json BODY | -f FILE |
 //         key=value ...] [--id UUID] | update ID [--json|-f|key=value] [--if-match REV] | delete ID [--if-match REV]
-//   also: health, stats, nic-stats ID
+//   also: health, stats, nic-stats ID,
+//         capture ID [--uplink] [--filter EXPR] [--count N] [--seconds S] [--snaplen L] [-w FILE]: the pcap stream of
+//         GET /v1/nics/ID/capture (or /v1/uplinks/ID/capture) to FILE or stdout (`vpcctl capture ID | tcpdump -r -`)
 // Server and token also come from $VPCD_URL / $VPCD_TOKEN or ~/.config/vpcctl/config (`key = value`: server, token,
 // cacert, insecure, output); flags win over the environment, which wins over the file. A problem+json error is
 // printed with its status, title, detail and field; the exit status is 1 for an API error, 2 for bad usage, 3 when
@@ -13,7 +15,10 @@
 #include <cpprest/http_client.h>
 
 #include <CLI/CLI.hpp>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -127,7 +132,58 @@ json read_body(const std::string& inline_json, const std::string& file, const st
 
 class Client {
  public:
-  explicit Client(const ClientSettings& s) : s_(s), client_(make_client(s)) {}
+  explicit Client(const ClientSettings& s, std::chrono::seconds timeout = std::chrono::seconds(30))
+      : s_(s), client_(make_client(s, timeout)) {}
+
+  // GET path and copy a 200 response's body to out as it arrives (flushing every piece). Returns (status, error body
+  // or null, bytes and pcap records written).
+  struct Streamed {
+    int status = 0;
+    json error;
+    uint64_t bytes = 0, records = 0;
+  };
+  Streamed stream(const std::string& path, std::FILE* out) {
+    http::http_request req("GET");
+    req.set_request_uri(path);
+    if (!s_.token.empty()) req.headers().add("Authorization", "Bearer " + s_.token);
+    http::http_response resp = client_.request(req).get();
+    Streamed r;
+    r.status = int(resp.status_code());
+    if (r.status != 200) {
+      const std::string text = resp.extract_utf8string(true).get();
+      r.error = json::parse(text, nullptr, false);
+      if (r.error.is_discarded()) r.error = text;
+      return r;
+    }
+    auto sbuf = resp.body().streambuf();
+    std::vector<uint8_t> v(65536);
+    // Walks the pcap records as they pass to count them: 24-byte file header, then 16-byte record headers whose
+    // incl_len (offset 8, the file's byte order: the writer's, little-endian on every host vpcd runs on) is skipped.
+    uint64_t skip = 24, hdr_fill = 0;
+    uint8_t hdr[16];
+    for (;;) {
+      const size_t n = sbuf.getn(v.data(), v.size()).get();  // what has arrived (waits for at least a byte)
+      if (n == 0) break;
+      if (std::fwrite(v.data(), 1, n, out) != n) throw std::runtime_error("write failed");
+      std::fflush(out);
+      r.bytes += n;
+      for (size_t i = 0; i < n;) {
+        if (skip) {
+          size_t k = std::min<uint64_t>(skip, n - i);
+          skip -= k;
+          i += k;
+          continue;
+        }
+        hdr[hdr_fill++] = v[i++];
+        if (hdr_fill == 16) {
+          skip = uint64_t(hdr[8]) | uint64_t(hdr[9]) << 8 | uint64_t(hdr[10]) << 16 | uint64_t(hdr[11]) << 24;
+          hdr_fill = 0;
+          ++r.records;
+        }
+      }
+    }
+    return r;
+  }
 
   // Returns (status, parsed body or null). Throws web::http::http_exception when the server cannot be reached.
   std::pair<int, json> call(const std::string& method, const std::string& path, const json* body = nullptr,
@@ -146,9 +202,9 @@ class Client {
   }
 
  private:
-  static http::client::http_client make_client(const ClientSettings& s) {
+  static http::client::http_client make_client(const ClientSettings& s, std::chrono::seconds timeout) {
     http::client::http_client_config cfg;
-    cfg.set_timeout(std::chrono::seconds(30));
+    cfg.set_timeout(timeout);
     if (s.insecure) cfg.set_validate_certificates(false);
     if (!s.cacert.empty()) {
       const std::string ca = s.cacert;
@@ -220,7 +276,19 @@ int main(int argc, char** argv) {
   auto* nic_stats = app.add_subcommand("nic-stats", "GET /v1/nics/ID/stats");
   std::string nic_id;
   nic_stats->add_option("ID", nic_id, "NIC id")->required();
-  for (auto* sc : {health, stats, nic_stats}) sc->fallthrough();
+  auto* capture = app.add_subcommand("capture", "GET /v1/nics/ID/capture: a pcap file to -w FILE or stdout");
+  std::string cap_id, cap_filter, cap_file = "-";
+  uint64_t cap_count = 0;
+  unsigned cap_seconds = 0, cap_snaplen = 0;
+  bool cap_uplink = false;
+  capture->add_option("ID", cap_id, "NIC id (or uplink id with --uplink)")->required();
+  capture->add_option("--filter", cap_filter, "tcpdump filter expression");
+  capture->add_option("--count", cap_count, "stop after N frames (server default 1000)")->check(CLI::Range(1, 1000000));
+  capture->add_option("--seconds", cap_seconds, "stop after S seconds (server default 10)")->check(CLI::Range(1, 3600));
+  capture->add_option("--snaplen", cap_snaplen, "bytes kept per frame")->check(CLI::Range(1, 262144));
+  capture->add_option("-w", cap_file, "write the pcap to FILE ('-' = stdout, the default)");
+  capture->add_flag("--uplink", cap_uplink, "ID is an uplink");
+  for (auto* sc : {health, stats, nic_stats, capture}) sc->fallthrough();
 
   // KIND VERB ...: parsed from the remaining words so that every kind (and its singular) works the same way.
   std::vector<std::string> words;
@@ -230,7 +298,7 @@ int main(int argc, char** argv) {
     app.require_subcommand(0, 1);
     app.parse(argc, argv);
     words = app.remaining();
-    if (!*health && !*stats && !*nic_stats && words.empty()) throw CLI::CallForHelp();
+    if (!*health && !*stats && !*nic_stats && !*capture && words.empty()) throw CLI::CallForHelp();
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
@@ -270,6 +338,31 @@ int main(int argc, char** argv) {
     if (*stats) return expect(client.call("GET", "/v1/stats"), [&](const json& j) { std::cout << j.dump(2) << "\n"; });
     if (*nic_stats) {
       return expect(client.call("GET", "/v1/nics/" + nic_id + "/stats"), [&](const json& j) { show(j, "", false); });
+    }
+
+    if (*capture) {
+      std::string q;
+      auto add_q = [&q](const std::string& k, const std::string& v) {
+        q += (q.empty() ? "?" : "&") + k + "=" + web::uri::encode_data_string(v);
+      };
+      if (!cap_filter.empty()) add_q("filter", cap_filter);
+      if (cap_count) add_q("count", std::to_string(cap_count));
+      if (cap_seconds) add_q("seconds", std::to_string(cap_seconds));
+      if (cap_snaplen) add_q("snaplen", std::to_string(cap_snaplen));
+      std::FILE* out = stdout;
+      if (cap_file != "-") {
+        out = std::fopen(cap_file.c_str(), "wb");
+        if (!out) throw UsageError(cap_file + ": cannot open for writing");
+      } else if (isatty(STDOUT_FILENO)) {
+        throw UsageError("capture: the pcap is binary; give -w FILE or pipe it (vpcctl capture ID | tcpdump -r -)");
+      }
+      // The server ends the stream at --seconds (10 by default); allow for quiet periods and the final flush.
+      Client streaming(s, std::chrono::seconds((cap_seconds ? cap_seconds : 10) + 30));
+      auto r = streaming.stream(std::string(cap_uplink ? "/v1/uplinks/" : "/v1/nics/") + cap_id + "/capture" + q, out);
+      if (out != stdout) std::fclose(out);
+      if (r.status != 200) return report_error(r.status, r.error);
+      std::cerr << "vpcctl: " << r.records << " frames captured (" << r.bytes << " bytes)\n";
+      return 0;
     }
 
     // KIND VERB [args]

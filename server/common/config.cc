@@ -116,11 +116,46 @@ void config_set(Config& cfg, std::string_view key_in, std::string_view v, std::s
     cfg.rate_limit = parse_rate(key, v, where);
   } else if (key == "rate-burst") {
     cfg.rate_burst = parse_uint<unsigned>(key, v, 1, 1000000, where);
+  } else if (key == "busy-poll") {
+    cfg.busy_poll = parse_bool(key, v, where);
+  } else if (key == "rx-ring") {
+    if (v != "v2" && v != "v3") fail(where, "rx-ring: expected v2|v3, got \"" + std::string(v) + "\"");
+    cfg.rx_ring = std::string(v);
+  } else if (key == "guest-rx-frames") {
+    cfg.guest_rx_frames = parse_uint<uint32_t>(key, v, 16, 1u << 20, where);
+  } else if (key == "guest-tx-frames") {
+    cfg.guest_tx_frames = parse_uint<uint32_t>(key, v, 16, 65536, where);
+  } else if (key == "uplink-rx-frames") {
+    cfg.uplink_rx_frames = parse_uint<uint32_t>(key, v, 16, 1u << 20, where);
+  } else if (key == "uplink-tx-frames") {
+    cfg.uplink_tx_frames = parse_uint<uint32_t>(key, v, 16, 65536, where);
+  } else if (key == "netns-queues") {
+    cfg.netns_queues = parse_uint<unsigned>(key, v, 0, 64, where);
+  } else if (key == "rx-frame-bytes" || key == "tx-frame-bytes") {
+    const uint32_t b = parse_uint<uint32_t>(key, v, 256, 1u << 20, where);
+    if (b % 16 != 0) fail(where, std::string(key) + ": expected a multiple of 16, got \"" + std::string(v) + "\"");
+    (key == "rx-frame-bytes" ? cfg.rx_frame_bytes : cfg.tx_frame_bytes) = b;
   } else if (key == "log-level") {
     if (v != "debug" && v != "info" && v != "warn" && v != "error") {
       fail(where, "log-level: expected debug|info|warn|error, got \"" + std::string(v) + "\"");
     }
     cfg.log_level = std::string(v);
+  } else if (key == "conntrack-max") {
+    cfg.conntrack.max_conns = parse_uint<uint32_t>(key, v, 1, 1u << 26, where);
+  } else if (key == "conntrack-max-per-vpc") {
+    cfg.conntrack.max_conns_per_vpc = parse_uint<uint32_t>(key, v, 1, 1u << 26, where);
+  } else if (key == "conntrack-loose-pickup") {
+    cfg.conntrack.loose_pickup = parse_bool(key, v, where);
+  } else if (key.starts_with("conntrack-timeout-")) {
+    const std::string_view cls = std::string_view(key).substr(18);
+    size_t i = 0;
+    while (i < dp::kTimeoutClassNames.size() && dp::kTimeoutClassNames[i] != cls) ++i;
+    if (i == dp::kTimeoutClassNames.size()) fail(where, "unknown key \"" + std::string(key_in) + "\"");
+    cfg.conntrack.timeout_s[i] = parse_uint<uint32_t>(key, v, 1, 30 * 86400, where);
+  } else if (key == "icmp-error-rate") {
+    cfg.icmp_error_rate = parse_uint<uint32_t>(key, v, 1, 1000000, where);
+  } else if (key == "icmp-error-burst") {
+    cfg.icmp_error_burst = parse_uint<uint32_t>(key, v, 1, 1000000, where);
   } else {
     fail(where, "unknown key \"" + std::string(key_in) + "\"");
   }

@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "datapath/tables/conn_table.h"
+
 namespace vpcd {
 
 struct ConfigError : std::runtime_error {
@@ -32,6 +34,22 @@ struct Config {
   double rate_limit = 0;  // requests per second per client address; 0 = off
   unsigned rate_burst = 200;
   std::string log_level = "info";  // debug | info | warn | error
+  // Datapath (see dp::Options): busy polling, ring layout and ring sizes per interface role.
+  bool busy_poll = false;
+  std::string rx_ring = "v2";  // v2 (a frame per slot, handed over at once) | v3 (blocks, 1 ms retire timer)
+  uint32_t guest_rx_frames = 512;
+  uint32_t guest_tx_frames = 256;
+  uint32_t uplink_rx_frames = 4096;
+  uint32_t uplink_tx_frames = 1024;
+  uint32_t rx_frame_bytes = 2048;
+  uint32_t tx_frame_bytes = 2048;
+  unsigned netns_queues = 1;  // RX queues per netns NIC (fanout over workers); 0 = one per worker
+  // Connection tracking (security groups): conntrack-max, conntrack-max-per-vpc, conntrack-loose-pickup and
+  // conntrack-timeout-CLASS (seconds; CLASS from kTimeoutClassNames: tcp-syn, tcp-established, ...).
+  dp::ConnTableOptions conntrack;
+  // ICMP errors the router sends, per worker: rate (per second) and burst.
+  uint32_t icmp_error_rate = 100;
+  uint32_t icmp_error_burst = 50;
 };
 
 // Sets one key from its text value. `where` ("FILE:LINE" or "--flag") prefixes the error message.

@@ -1,10 +1,12 @@
-// HTTPS server on Boost.Beast; see server.h for the request pipeline. Each connection is a Session on its own strand
+// HTTPS server on Boost.Beast; see server.h for the request pipeline. A handler may return a streamed body
+// (Response::stream): see send_stream() below. Each connection is a Session on its own strand
 // (all of a session's members are touched only from its strand). Shared server state lives in HttpServer::Impl:
 // counters are relaxed atomics; the session registry and the rate limiter each have their own mutex (never held
 // together, never held while calling out).
 #include "server/http/server.h"
 
 #include <openssl/ssl.h>
+#include <poll.h>
 
 #include <array>
 #include <atomic>
@@ -353,6 +355,7 @@ class Session final : public SessionBase {
   }
 
   void send(Response r, bool keep_alive, bool linger) {
+    if (r.stream) return send_stream(std::move(r));
     keep_alive = keep_alive && !draining_ && !srv_.draining.load(std::memory_order_relaxed);
     res_.emplace();
     auto& res = *res_;
@@ -394,6 +397,99 @@ class Session final : public SessionBase {
     if (ec) return close_now();
     if (!keep_alive) return linger ? linger_close() : graceful_close();
     wait_request();
+  }
+
+  // ---- Streamed (chunked) responses: the header, then one chunk per poll that found bytes, then the last chunk and
+  // a close. Nothing blocks: a timer on the strand polls the BodyStream and the socket's hang-up state (POLLRDHUP,
+  // which sees the client's FIN also through TLS); the write deadline is body_timeout per chunk. ----
+
+  void send_stream(Response r) {
+    body_stream_ = std::move(r.stream);
+    stream_res_.emplace();
+    auto& res = *stream_res_;
+    res.version(version_);
+    res.result(static_cast<unsigned>(r.status));
+    status_ = r.status;
+    if (int cls = r.status / 100; cls >= 1 && cls <= 5)
+      srv_.by_class[static_cast<size_t>(cls)].fetch_add(1, std::memory_order_relaxed);
+    res.set(bhttp::field::server, "vpcd");
+    res.set(bhttp::field::content_type, r.content_type);
+    for (auto& [name, value] : r.headers) res.insert(name, value);
+    res.set("X-Content-Type-Options", "nosniff");
+    res.set("X-Frame-Options", "DENY");
+    res.set("Content-Security-Policy", kCsp);
+    res.set("Referrer-Policy", "no-referrer");
+    res.set(bhttp::field::cache_control, "no-store");
+    res.keep_alive(false);
+    res.chunked(true);
+    stream_sr_.emplace(res);
+    state_ = State::kBusy;
+    stream_timer_.emplace(stream_.get_executor());
+    tcp().expires_after(srv_.opt.body_timeout);
+    bhttp::async_write_header(stream_, *stream_sr_, [self = self()](beast::error_code ec, size_t n) {
+      self->streamed_ += n;
+      if (ec) return self->end_stream(ec);
+      self->stream_tick();
+    });
+  }
+
+  bool peer_hung_up() {
+    pollfd p{};
+    p.fd = tcp().socket().native_handle();
+    p.events = POLLRDHUP;
+    return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+  }
+
+  void stream_tick() {
+    if (state_ == State::kClosing) return end_stream(asio::error::operation_aborted);  // force_close()
+    tcp().expires_never();
+    if (peer_hung_up()) return end_stream(asio::error::eof);
+    bool last = draining_ || srv_.draining.load(std::memory_order_relaxed);
+    chunk_.clear();
+    if (!last) last = body_stream_->read(chunk_) == BodyStream::State::kEnd;
+    if (last) body_stream_.reset();  // ends the producer before the last bytes are even written
+    if (chunk_.empty()) {
+      if (last) return write_last_chunk();
+      stream_timer_->expires_after(std::chrono::milliseconds(BodyStream::kPollIntervalMs));
+      stream_timer_->async_wait([self = self()](beast::error_code ec) {
+        if (ec) return self->end_stream(ec);
+        self->stream_tick();
+      });
+      return;
+    }
+    tcp().expires_after(srv_.opt.body_timeout);
+    asio::async_write(stream_, bhttp::make_chunk(asio::buffer(chunk_)),
+                      [self = self(), last](beast::error_code ec, size_t n) {
+                        self->streamed_ += n;
+                        if (ec) return self->end_stream(ec);
+                        if (last) return self->write_last_chunk();
+                        self->stream_tick();
+                      });
+  }
+
+  void write_last_chunk() {
+    tcp().expires_after(srv_.opt.body_timeout);
+    asio::async_write(stream_, bhttp::make_chunk_last(), [self = self()](beast::error_code ec, size_t n) {
+      self->streamed_ += n;
+      self->end_stream(ec);
+    });
+  }
+
+  // The stream is over (ec: why, if it did not end normally): release the producer, log, close the connection.
+  void end_stream(beast::error_code ec) {
+    body_stream_.reset();
+    stream_timer_.reset();
+    stream_sr_.reset();
+    stream_res_.reset();
+    if (srv_.opt.access_log) {
+      auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_).count();
+      char dur[32];
+      std::snprintf(dur, sizeof dur, "%.3fms", static_cast<double>(us) / 1000.0);
+      log::info("access " + remote_ + " " + log_method_ + " " + log_path_ + " " + std::to_string(status_) + " " +
+                dur + " " + std::to_string(streamed_) + "B streamed" + (ec ? " (" + ec.message() + ")" : ""));
+    }
+    if (ec) return close_now();
+    graceful_close();
   }
 
   // After an error response sent without reading the request's body: stop sending, then read and discard what the
@@ -440,6 +536,12 @@ class Session final : public SessionBase {
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::optional<bhttp::response<bhttp::string_body>> res_;
+  std::shared_ptr<BodyStream> body_stream_;  // a streamed response's producer; reset = the producer stops
+  std::optional<bhttp::response<bhttp::empty_body>> stream_res_;
+  std::optional<bhttp::response_serializer<bhttp::empty_body>> stream_sr_;
+  std::optional<asio::steady_timer> stream_timer_;
+  std::string chunk_;
+  size_t streamed_ = 0;
   State state_ = State::kHandshake;
   bool first_request_ = true;
   bool draining_ = false;

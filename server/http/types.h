@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -31,11 +32,25 @@ struct Request {
   }
 };
 
+// A response body produced over time (packet capture), sent with chunked transfer encoding after the headers. The
+// server calls read() from the connection's strand every BodyStream::kPollInterval, never blocking, and writes what
+// it got as one chunk. It destroys the stream when the body ended, the client hung up or a write failed: whatever
+// produces the body must stop then (the destructor is the hang-up signal).
+class BodyStream {
+ public:
+  enum class State { kMore, kEnd };
+  static constexpr auto kPollIntervalMs = 20;
+  virtual ~BodyStream() = default;
+  // Appends the bytes available now to out (possibly none). kEnd: out holds the last bytes; read() is not called again.
+  virtual State read(std::string& out) = 0;
+};
+
 struct Response {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers (Location, ETag, ...)
+  std::shared_ptr<BodyStream> stream;  // non-null: body ignored, the stream is sent chunked (status 200 only)
 };
 
 // RFC 9457 problem+json. `field` names the offending JSON field ("" = none).

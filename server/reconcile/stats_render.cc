@@ -54,6 +54,21 @@ std::optional<std::string> nic_stats_json(const dp::Stats& s, const std::string&
   return nic_stats_json(it->second);
 }
 
+// {"active", "started", "frames_captured", "frames_dropped", "frames_filtered", "sessions": [{"id", "object",
+// "filter", "frames", "dropped"}]}: dropped = frames a full capture ring refused (forwarding went on).
+static nlohmann::json capture_json(const dp::CaptureStats& c) {
+  nlohmann::json sessions = nlohmann::json::array();
+  for (const auto& i : c.sessions)
+    sessions.push_back(
+        {{"id", i.id}, {"object", i.object_id}, {"filter", i.filter}, {"frames", i.frames}, {"dropped", i.dropped}});
+  return {{"active", c.active},
+          {"started", c.started},
+          {"frames_captured", c.frames_captured},
+          {"frames_dropped", c.frames_dropped},
+          {"frames_filtered", c.frames_filtered},
+          {"sessions", std::move(sessions)}};
+}
+
 std::string stats_json(const dp::Stats& s, const ReconcilerStats& r) {
   nlohmann::json nics = nlohmann::json::object();
   for (const auto& [id, c] : s.nics) nics[id] = counters_json(c);
@@ -69,6 +84,7 @@ std::string stats_json(const dp::Stats& s, const ReconcilerStats& r) {
       {"nics", std::move(nics)},
       {"workers", std::move(workers)},
       {"snapshot_generation", s.snapshot_generation},
+      {"capture", capture_json(s.capture)},
       {"reconciler",
        {{"passes", r.passes},
         {"failed_passes", r.failed_passes},
@@ -130,6 +146,13 @@ std::string metrics_text(const dp::Stats& s, const ReconcilerStats& r) {
   for (size_t i = 0; i < s.workers.size(); ++i) {
     sample(out, "vpcd_worker_wakeups_total", "worker=\"" + std::to_string(i) + "\"", s.workers[i].wakeups);
   }
+  family(out, "vpcd_capture_sessions", "gauge", "Packet capture sessions running.");
+  sample(out, "vpcd_capture_sessions", "", s.capture.active);
+  family(out, "vpcd_capture_frames_total", "counter", "Frames written to packet capture files.");
+  sample(out, "vpcd_capture_frames_total", "", s.capture.frames_captured);
+  family(out, "vpcd_capture_dropped_total", "counter",
+         "Frames a packet capture could not keep (its ring was full); forwarding is not affected.");
+  sample(out, "vpcd_capture_dropped_total", "", s.capture.frames_dropped);
   family(out, "vpcd_snapshot_generation", "gauge", "Generation of the datapath's published config snapshot.");
   sample(out, "vpcd_snapshot_generation", "", s.snapshot_generation);
   family(out, "vpcd_reconcile_passes_total", "counter", "Completed reconciler passes.");

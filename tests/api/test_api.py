@@ -1,9 +1,17 @@
 """The REST contract of shared/API.md against a real vpcd over HTTPS: auth on every route, every error status with
-problem+json naming the field, idempotent PUT, If-Match, pagination and filters, and bad input never giving a 500."""
+problem+json naming the field, idempotent PUT, If-Match, pagination and filters, bad input never giving a 500, 501 for
+what the datapath does not carry out, whoami, and the OpenAPI document (linted by Redocly CLI; every response of this
+suite is checked against it by the harness)."""
+import copy
 import json
+import os
+import shutil
+import subprocess
 import uuid
 
 import pytest
+
+import vpcdtest
 
 KINDS = ["vpcs", "subnets", "nics", "security-groups", "uplinks", "vtep-peers", "remote-nics", "routes",
          "nat-gateways", "floating-ips"]
@@ -11,12 +19,21 @@ SOME_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 
 
 def routes():
-    out = [("GET", "/v1/stats"), ("GET", "/metrics"), ("GET", "/v1/events"), ("GET", "/v1/nics/%s/stats" % SOME_ID)]
+    out = [("GET", "/v1/stats"), ("GET", "/metrics"), ("GET", "/v1/events"), ("GET", "/v1/nics/%s/stats" % SOME_ID),
+           ("GET", "/v1/whoami")]
     for k in KINDS:
         out += [("GET", "/v1/" + k), ("GET", "/v1/%s/%s" % (k, SOME_ID)), ("POST", "/v1/" + k),
                 ("PUT", "/v1/%s/%s" % (k, SOME_ID)), ("PATCH", "/v1/%s/%s" % (k, SOME_ID)),
                 ("DELETE", "/v1/%s/%s" % (k, SOME_ID))]
     return out
+
+
+@pytest.fixture(scope="module")
+def carried(api):
+    """Capability name -> whether the box's datapath carries it out (GET /v1/whoami)."""
+    r = api.get("/v1/whoami")
+    assert r.status == 200, r
+    return r.json["capabilities"]
 
 
 def assert_problem(r, status, field=None):
@@ -216,8 +233,14 @@ BAD_BODIES = [
 
 
 @pytest.mark.parametrize("kind,body,field", BAD_BODIES)
-def test_bad_bodies_are_4xx_naming_the_field(api, kind, body, field):
+def test_bad_bodies_are_4xx_naming_the_field(api, carried, kind, body, field):
     r = api.post("/v1/" + kind, body)
+    if not carried[kind]:
+        # Refused before validation: the kind's validation is tested against its table in the unit tests
+        # (tests/unit/server/api_test.cc), and here again once the datapath carries it.
+        assert_problem(r, 501)
+        assert r.json["capability"] == kind
+        return
     assert 400 <= r.status < 500, r
     assert_problem(r, r.status, field)
 
@@ -249,14 +272,97 @@ def test_audit_log_lists_writes(api):
     assert api.delete("/v1/vpcs/" + r.json["id"]).status == 204
 
 
-def test_uplink_nat_floating_ip(api, vpc):
-    up = api.create("uplinks", {"ifname": "vpcdt%d" % (uuid.uuid4().int % 10**6), "address": "192.0.2.10/24",
-                                "role": "external"})
-    nat = api.create("nat-gateways", {"vpc_id": vpc["id"], "uplink_id": up["id"], "external_ip": "192.0.2.20"})
-    assert_problem(api.post("/v1/floating-ips", {"uplink_id": up["id"], "external_ip": "192.0.2.20"}), 409,
-                   "external_ip")
-    r = api.delete("/v1/uplinks/" + up["id"])
-    assert_problem(r, 409)
-    assert nat["id"] in r.json["detail"]
-    assert api.delete("/v1/nat-gateways/" + nat["id"]).status == 204
-    assert api.delete("/v1/uplinks/" + up["id"]).status == 204
+NOT_YET = {  # a valid body for each kind whose datapath may not be there yet
+    "security-groups": lambda v: {"vpc_id": v["id"], "rules": [{"direction": "ingress", "protocol": "tcp"}]},
+    "uplinks": lambda v: {"ifname": "vpcdt%d" % (uuid.uuid4().int % 10**6), "address": "192.0.2.10/24"},
+    "vtep-peers": lambda v: {"vpc_id": v["id"], "underlay_ip": "198.51.100.7"},
+    "remote-nics": lambda v: {"vpc_id": v["id"], "mac": "02:aa:00:00:00:01", "underlay_ip": "198.51.100.7"},
+    "routes": lambda v: {"vpc_id": v["id"], "destination": "0.0.0.0/0", "next_hop": "blackhole"},
+    "nat-gateways": lambda v: {"vpc_id": v["id"], "uplink_id": SOME_ID, "external_ip": "192.0.2.20"},
+    "floating-ips": lambda v: {"uplink_id": SOME_ID, "external_ip": "192.0.2.21"},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_YET))
+def test_what_the_datapath_does_not_carry_is_refused_with_501(api, carried, vpc, kind):
+    if carried[kind]:
+        pytest.skip("the datapath carries %s: its own tests cover it" % kind)
+    before = api.get("/v1/%s?limit=1000" % kind).json["total"]
+    body = NOT_YET[kind](vpc)
+    for method, path in (("POST", "/v1/" + kind), ("PUT", "/v1/%s/%s" % (kind, uuid.uuid4())),
+                         ("PATCH", "/v1/%s/%s" % (kind, SOME_ID))):
+        r = api.request(method, path, body=body)
+        assert_problem(r, 501)
+        assert r.json["capability"] == kind and kind in r.json["detail"], r
+        ev = api.get("/v1/events?limit=1").json["items"][0]
+        assert (ev["method"], ev["kind"], ev["status"]) == (method, kind, 501)  # refused writes are audited
+    assert api.get("/v1/%s?limit=1000" % kind).json["total"] == before, "nothing was stored"
+    # DELETE is not refused: removing a row an older vpcd stored never leaves anything ignored.
+    assert_problem(api.delete("/v1/%s/%s" % (kind, SOME_ID)), 404)
+
+
+def test_nic_security_groups_need_the_capability(api, carried, vpc):
+    if carried["security-groups"]:
+        pytest.skip("the datapath carries security groups")
+    sn = api.create("subnets", {"vpc_id": vpc["id"], "cidr": vpc["cidrs"][0].replace("0.0/16", "9.0/24")})
+    ns = "vpcd-sg-%d" % (uuid.uuid4().int % 10**8)
+    r = api.post("/v1/nics", {"subnet_id": sn["id"], "security_group_ids": [SOME_ID],
+                              "backend": {"type": "netns", "netns": ns}})
+    assert_problem(r, 501, "security_group_ids")
+    assert r.json["capability"] == "security-groups"
+    assert api.delete("/v1/subnets/" + sn["id"]).status == 204
+
+
+def test_whoami_names_role_token_and_capabilities_without_an_audit_event(api):
+    events = api.get("/v1/events?limit=1").json["total"]
+    for role in ("admin", "viewer"):
+        r = api.get("/v1/whoami", token=role)
+        assert r.status == 200, r
+        assert r.json["role"] == role
+        assert r.json["token_id"] == getattr(api, role).split("_")[1]
+        assert r.json["capabilities"]["vpcs"] is True and r.json["capabilities"]["nics"] is True
+        assert all(isinstance(v, bool) for v in r.json["capabilities"].values())
+    assert_problem(api.get("/v1/whoami", token=None), 401)
+    assert api.get("/v1/events?limit=1").json["total"] == events, "whoami is a read: no audit event"
+
+
+def test_openapi_document_passes_redocly_lint(api, tmp_path):
+    r = api.get("/v1/openapi.json", token=None)
+    assert r.status == 200 and r.json["openapi"] == "3.1.0"
+    doc = tmp_path / "openapi.json"
+    doc.write_bytes(r.raw)
+    here = os.path.join(vpcdtest.SOURCE_DIR, "tests", "openapi")
+    redocly = os.path.join(here, "node_modules", ".bin", "redocly")
+    if not os.access(redocly, os.X_OK):  # like tests/browser/run.sh: npm from Debian, the package pinned by the lock
+        if not shutil.which("npm"):
+            pytest.fail("npm is missing: bash scripts/install-deps.sh test installs node and npm")
+        npm = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=here,
+                             capture_output=True, text=True, timeout=600)
+        assert npm.returncode == 0, "npm ci in tests/openapi failed (npm from scripts/install-deps.sh):\n" + npm.stderr
+    lint = subprocess.run([redocly, "lint", "--format=stylish", str(doc)], cwd=here, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, REDOCLY_TELEMETRY="off", REDOCLY_SUPPRESS_UPDATE_NOTICE="true"))
+    out = lint.stdout + lint.stderr
+    assert lint.returncode == 0, "redocly lint found errors:\n" + out
+    assert " warning " not in out, "redocly lint warns:\n" + out
+    print(out[-2000:])
+
+
+def test_every_response_is_checked_against_the_document(api, vpc):
+    checker = api.checker
+    assert checker is not None and checker.checked > 0, "the harness checks responses"
+    # The check can fail: a VPC without its vni, a list without total, a problem without a title, an unknown status.
+    good = api.get("/v1/vpcs/" + vpc["id"])
+    assert good.status == 200
+    bad_bodies = [("/v1/vpcs/" + vpc["id"], 200, {k: v for k, v in good.json.items() if k != "vni"}),
+                  ("/v1/vpcs/" + vpc["id"], 200, dict(good.json, mtu="big")),
+                  ("/v1/vpcs/" + vpc["id"], 200, dict(good.json, extra=1)),
+                  ("/v1/vpcs", 200, {"items": [], "limit": 100, "offset": 0}),
+                  ("/v1/vpcs/" + vpc["id"], 404, {"type": "about:blank", "status": 404})]
+    for path, status, body in bad_bodies:
+        ctype = "application/json" if status < 400 else "application/problem+json"
+        fake = vpcdtest.Reply(status, [("Content-Type", ctype)], json.dumps(body).encode())
+        with pytest.raises(AssertionError):
+            checker.check("GET", path, fake)
+    with pytest.raises(AssertionError):
+        checker.check("GET", "/v1/not-described", vpcdtest.Reply(200, [("Content-Type", "application/json")], b"{}"))
+    checker.check("GET", "/v1/vpcs/" + vpc["id"], copy.copy(good))

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from _app_fixtures import Vpcd, link_delete, need_root, state_dir, wait_for  # noqa: F401
+from vpcdtest import link_delete, need_root, wait_for
 
 THREADS = 6
 KILL_AFTER_ACKS = 1000
@@ -113,10 +113,10 @@ def list_all(d, token, kind):
             return items
 
 
-def test_kill9_during_concurrent_writes(state_dir):  # noqa: F811
+def test_kill9_during_concurrent_writes(state_dir, vpcd_factory):
     need_root()
     tap_prefix = "vd%d_" % (os.getpid() % 10000)
-    d = Vpcd(state_dir, workers=1)
+    d = vpcd_factory(state_dir, workers=1)
     token = d.token("admin")
     d.start()
     ledger, stop, errors = Ledger(), threading.Event(), []

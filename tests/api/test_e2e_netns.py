@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from _app_fixtures import Vpcd, netns_delete, netns_exists, need_root, state_dir, wait_for  # noqa: F401
+from vpcdtest import netns_delete, netns_exists, need_root, wait_for
 
 
 def ping(ns, addr, timeout_s=1.0):
@@ -24,13 +24,13 @@ def nic_state(d, token, nic_id):
     return nic["state"], nic.get("state_detail", "")
 
 
-def test_two_guests_ping_across_a_kill9(state_dir):  # noqa: F811
+def test_two_guests_ping_across_a_kill9(state_dir, vpcd_factory):
     need_root()
     tag = "%d" % (os.getpid() % 100000)
     ns_a, ns_b = "vpcdt%sa" % tag, "vpcdt%sb" % tag
     octet = 16 + os.getpid() % 200  # a per-run range; these addresses exist only inside the two namespaces
     assert not netns_exists(ns_a) and not netns_exists(ns_b)
-    d = Vpcd(state_dir, workers=1)
+    d = vpcd_factory(state_dir, workers=1)
     token = d.token("admin")
     d.start()
     try:

@@ -6,12 +6,12 @@ import subprocess
 
 import pytest
 
-from _app_fixtures import VPCCTL, Vpcd, state_dir  # noqa: F401  (state_dir is a fixture)
+from vpcdtest import VPCCTL
 
 
 @pytest.fixture
-def daemon(state_dir):  # noqa: F811
-    d = Vpcd(state_dir)
+def daemon(state_dir, vpcd_factory):
+    d = vpcd_factory(state_dir)
     admin = d.token("admin")
     viewer = d.token("viewer")
     d.start()

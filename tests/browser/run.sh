@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Browser tests of the vpcd dashboard: installs Debian's chromium and the npm dependencies when missing, starts vpcd
-# from $VPCD_BUILD_DIR with a temporary state dir on a free local port, creates an admin and a viewer token, runs the
-# unit tests of the dashboard's JS modules and the end-to-end test with `node --test`, then stops vpcd.
+# from $VPCD_BUILD_DIR with a temporary state dir on 127.0.0.1:0 (the bound port read back from STATE/listen-url),
+# creates an admin and a viewer token, runs the unit tests of the dashboard's JS modules and the end-to-end test with
+# `node --test`, then stops vpcd.
 # Screenshots go to $VPCD_SCREENSHOT_DIR (default: SOURCE/artifacts/screenshots). Exits non-zero on failure.
 # Needs root (the test creates network namespaces). Usage: tests/browser/run.sh
 set -euo pipefail
@@ -43,14 +44,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 admin=$("$build/vpcd" token create --state-dir "$state" --role admin)
 viewer=$("$build/vpcd" token create --state-dir "$state" --role viewer)
-"$build/vpcd" --state-dir "$state" --listen "127.0.0.1:$port" --web-root "$src/web" --workers 1 \
+"$build/vpcd" --state-dir "$state" --listen "127.0.0.1:0" --web-root "$src/web" --workers 1 \
   >"$state/vpcd.log" 2>&1 &
 vpcd_pid=$!
 
-url="https://127.0.0.1:$port"
+# Port 0: the kernel picks a free port and vpcd writes the URL it bound to STATE/listen-url.
+for _ in $(seq 300); do
+  [ -s "$state/listen-url" ] && break
+  kill -0 "$vpcd_pid" 2>/dev/null || { echo "run.sh: vpcd exited:" >&2; cat "$state/vpcd.log" >&2; exit 1; }
+  sleep 0.1
+done
+url=$(cat "$state/listen-url" 2>/dev/null || true)
+[ -n "$url" ] || { echo "run.sh: vpcd did not write $state/listen-url" >&2; cat "$state/vpcd.log" >&2; exit 1; }
 for _ in $(seq 150); do
   curl -skf --max-time 1 "$url/v1/health" >/dev/null 2>&1 && break
   kill -0 "$vpcd_pid" 2>/dev/null || { echo "run.sh: vpcd exited:" >&2; cat "$state/vpcd.log" >&2; exit 1; }

@@ -43,9 +43,8 @@ class DatapathTest : public ::testing::Test {
     o.run_dir = "/run/vpcd/test-wk-" + pid_;
     run_dir_ = o.run_dir;
     // Smaller rings than the daemon's default: these tests open many ports.
-    o.rx_block_bytes = 1u << 20;
-    o.rx_blocks = 4;
-    o.tx_frames = 64;
+    o.guest_rings.rx_frames = 256;
+    o.guest_rings.tx_frames = 64;
     ctl_ = std::make_unique<Controller>(o);
   }
 
@@ -144,6 +143,25 @@ int ping_received(const std::string& out) {
   if (p == std::string::npos) return -1;
   auto b = out.rfind(' ', p - 1);
   return std::stoi(out.substr(b + 1, p - b - 1));
+}
+
+// A netns NIC with one fanout queue per worker (netns_queues = 0): the first ping is answered (the guest side came up
+// only after both workers polled both queues).
+TEST_F(DatapathTest, NetnsNicWithAQueuePerWorkerForwards) {
+  ctl_->apply(DesiredState{});
+  Options o = ctl_->options();
+  o.netns_queues = 0;
+  ctl_ = std::make_unique<Controller>(o);
+  VpcSpec v = vpc("vpc-q", 300);
+  std::string g1 = ns_name("q1"), g2 = ns_name("q2");
+  DesiredState d;
+  d.vpcs = {v};
+  d.nics = {netns_nic("nq1", v, g1, "02:00:00:00:0a:01", "10.0.0.2"),
+            netns_nic("nq2", v, g2, "02:00:00:00:0a:02", "10.0.0.3")};
+  apply_up(d);
+  auto r = in_ns(g1, {"ping", "-c", "5", "-i", "0.2", "-W", "1", "10.0.0.3"}, 15s);
+  EXPECT_EQ(ping_received(r.output), 5) << r.output;
+  EXPECT_EQ(ctl_->stats().workers.size(), 2u);
 }
 
 TEST_F(DatapathTest, TwoVpcsWithIdenticalAddressesAreIsolated) {

@@ -42,8 +42,14 @@ TEST(IoFdLeak, RepeatedOpenCloseLeavesNoFd) {
     ASSERT_TRUE(port) << err;
     EXPECT_EQ(AfPacketPort::open("vpcd-none0", o, &err), nullptr);
     AfPacketOptions bad = o;
-    bad.rx_block_bytes = 1000;
+    bad.rx_frame_bytes = 1000;
     EXPECT_EQ(AfPacketPort::open("v0", bad, &err), nullptr);
+    // A frame larger than a TX slot goes through the worker's ring-less socket; closing the port must close it too.
+    static uint8_t big[4000] = {0x02, 0, 0, 0, 0, 0x09, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00};
+    Packet p;
+    p.data = big;
+    p.len = p.wire_len = sizeof big;
+    port->tx_enqueue(1, p);  // over v0's MTU: refused by the kernel or sent; either way the socket was used
     auto nl = Netlink::open(&err);
     ASSERT_TRUE(nl) << err;
     EXPECT_TRUE(nl->find_link("v0", &err));

@@ -1,7 +1,11 @@
 import os
-import subprocess
+import sys
 
 import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+
+from vpcd_pytest import *  # noqa: E402,F401,F403  (fixtures: state_dir, vpcd_factory, api, vpc)
 
 
 @pytest.fixture(scope="session", autouse=True)

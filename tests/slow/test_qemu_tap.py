@@ -21,11 +21,11 @@ def guest_images():
     return os.path.join(GUEST_DIR, "vmlinuz"), os.path.join(GUEST_DIR, "initrd.gz")
 
 
-def test_qemu_guest_on_tap_pings_netns_guest(guest_images):
+def test_qemu_guest_on_tap_pings_netns_guest(guest_images, vpcd_factory):
     kernel, initrd = guest_images
     ns = vt.Namespaces("q")
     tap = f"vq{os.getpid() % 100000}"
-    d = vt.Vpcd(workers=2).start()
+    d = vpcd_factory(workers=2).start()
     try:
         c = d.client()
         vpc = c.call("POST", "/v1/vpcs", {"cidrs": ["10.61.0.0/16"]})
@@ -55,4 +55,4 @@ def test_qemu_guest_on_tap_pings_netns_guest(guest_images):
         d.stop()
         ns.remove_all()
         subprocess.run(["ip", "link", "del", tap], capture_output=True)
-        d.kill()
+        d.close()

@@ -83,6 +83,26 @@ export class Api {
   del(path, if_match) { return this.request('DELETE', path, { if_match }); }
   health() { return this.request('GET', '/health', { auth: false }); }
 
+  // GET of a streamed body (packet capture): the fetch Response once its status is 2xx, for reading res.body as it
+  // arrives; a problem+json answer throws ApiError like request(). `signal` aborts it (the server sees a hang-up).
+  async open_stream(path, signal) {
+    let res;
+    try {
+      res = await this.fetch_(this.base_ + path, {
+        method: 'GET', headers: { Authorization: `Bearer ${this.token_}` }, cache: 'no-store', signal,
+      });
+    } catch (e) {
+      if (e?.name === 'AbortError') throw e;
+      throw new ApiError({ status: 0, title: 'Network error', detail: String(e.message || e), field: '' });
+    }
+    if (!res.ok) {
+      const problem = problem_from_response(res.status, res.headers.get('Content-Type'), await res.text());
+      if (res.status === 401 && this.on_unauthorized_) this.on_unauthorized_(problem);
+      throw new ApiError(problem);
+    }
+    return res;
+  }
+
   // Every item of a collection, following limit/offset pages until `total` is reached.
   async list_all(kind, params = {}) {
     const items = [];
@@ -98,22 +118,14 @@ export class Api {
   }
 }
 
-const kNilId = '00000000-0000-0000-0000-000000000000';
-
-// The token's role. Asks GET /whoami when the server has it; otherwise tries a write that cannot change anything
-// (deleting the nil UUID): a viewer gets 403, an admin 404. A 401 propagates (bad token).
-export async function detect_role(api) {
-  try {
-    const who = await api.get('/whoami');
-    if (who && (who.role === 'admin' || who.role === 'viewer')) return who.role;
-  } catch (e) {
-    if (e.status === 401) throw e;
+// Who the token is and what the box carries out: GET /v1/whoami -> { role: 'admin'|'viewer', token_id,
+// capabilities: { NAME: bool } } (a capability that is false answers 501 on writes; its forms stay hidden). A read:
+// no probe write, no audit event, no failed request in the console. A 401 propagates (bad token).
+export async function whoami(api) {
+  const who = await api.get('/whoami');
+  if (!who || (who.role !== 'admin' && who.role !== 'viewer')) {
+    throw new ApiError({ status: 0, title: 'Bad response', detail: 'GET /v1/whoami gave no role' });
   }
-  try {
-    await api.del(`/vpcs/${kNilId}`);
-    return 'admin';
-  } catch (e) {
-    if (e.status === 401) throw e;
-    return e.status === 403 ? 'viewer' : 'admin';
-  }
+  return { role: who.role, token_id: String(who.token_id || ''),
+    capabilities: who.capabilities && typeof who.capabilities === 'object' ? who.capabilities : {} };
 }

@@ -1,8 +1,8 @@
-// Dashboard entry point: login with a token (kept in sessionStorage, never in the URL), role detection, the header
-// and the hash router (#/, #/vpc/ID, #/vpc/ID/topology, #/events). Each view gets a context whose timers stop when
-// the view is left. Browser main thread.
+// Dashboard entry point: login with a token (kept in sessionStorage, never in the URL), the token's role and the box's
+// capabilities from GET /v1/whoami (once per page load and login), the header and the hash router (#/, #/vpc/ID,
+// #/vpc/ID/topology, #/events). Each view gets a context whose timers stop when the view is left. Browser main thread.
 import { h, clear } from './dom.js';
-import { Api, detect_role } from './api.js';
+import { Api, whoami } from './api.js';
 import { error_text } from './ui.js';
 import { render_overview } from './views/overview.js';
 import { render_vpc } from './views/vpc.js';
@@ -10,13 +10,13 @@ import { render_topology_page } from './views/topology.js';
 import { render_events } from './views/events.js';
 
 const kTokenKey = 'vpcd.token';
-const kRoleKey = 'vpcd.role';
 const kUuid = '[0-9a-fA-F-]{36}';
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
 const who = document.getElementById('who');
 let current_ctx = null;
+let who_cache = null;  // { token, role, token_id, capabilities }: whoami of the logged-in token, for this page load
 
 function stored(key) {
   try { return sessionStorage.getItem(key); } catch { return null; }
@@ -24,7 +24,7 @@ function stored(key) {
 
 function logout(message) {
   sessionStorage.removeItem(kTokenKey);
-  sessionStorage.removeItem(kRoleKey);
+  who_cache = null;
   show_login(message);
 }
 
@@ -63,11 +63,9 @@ function show_login(message) {
     }
     submit.disabled = true;
     try {
-      const api = new Api(token);
-      await api.get('/vpcs?limit=1');
-      const role = await detect_role(api);
+      const who = await whoami(new Api(token));
       sessionStorage.setItem(kTokenKey, token);
-      sessionStorage.setItem(kRoleKey, role);
+      who_cache = { token, ...who };
       input.value = '';
       route();
     } catch (e) {
@@ -82,11 +80,11 @@ function show_login(message) {
   input.focus();
 }
 
-function make_ctx(api, role) {
+function make_ctx(api, who) {
   const timers = [];
   let stopped = false;
   const ctx = {
-    api, role,
+    api, role: who.role, capabilities: who.capabilities,
     every(ms, fn) {
       let busy = false;
       const id = setInterval(async () => {
@@ -108,8 +106,17 @@ function make_ctx(api, role) {
 async function route() {
   const token = stored(kTokenKey);
   if (!token) return show_login('');
-  const role = stored(kRoleKey) === 'admin' ? 'admin' : 'viewer';
   stop_view();
+  if (!who_cache || who_cache.token !== token) {
+    try {
+      who_cache = { token, ...(await whoami(make_api(token))) };
+    } catch (e) {
+      if (e.status === 401) return undefined;  // make_api's on_unauthorized has shown the login form
+      clear(main).append(h('p', { class: 'form-error', role: 'alert' }, `Could not reach vpcd: ${error_text(e)}`));
+      return undefined;
+    }
+  }
+  const role = who_cache.role;
   document.body.classList.toggle('role-admin', role === 'admin');
   document.body.classList.toggle('role-viewer', role === 'viewer');
   nav.hidden = false;
@@ -121,7 +128,7 @@ async function route() {
     const active = a.getAttribute('href') === hash || (a.getAttribute('href') === '#/' && hash.startsWith('#/vpc'));
     if (active) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   }
-  const ctx = make_ctx(make_api(token), role);
+  const ctx = make_ctx(make_api(token), who_cache);
   current_ctx = ctx;
   const view = h('div', { class: 'view' });
   clear(main).append(view);

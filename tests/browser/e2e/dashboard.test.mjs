@@ -1,12 +1,15 @@
 // End-to-end test of the vpcd dashboard in Debian's headless chromium (driven by playwright-core) against a real vpcd
 // that tests/browser/run.sh started: log in, create a VPC, a subnet and two netns NICs through the forms, see them in
 // the lists and the topology, ping between the guests and watch the counters rise, a bad CIDR's error next to its
-// field (VPC form and security-group rule form), a security group with a rule, a viewer without write controls whose forced write shows 403, delete everything, no console errors.
+// field (VPC form and security-group rule form), a packet capture downloaded from a NIC, a security group with a rule
+// (or, while the datapath does not carry security groups, no form for them), a viewer without write controls whose
+// forced write shows 403, loading the page makes no write and logs no error (the role comes from GET /v1/whoami),
+// delete everything, no console errors.
 // Env: VPCD_URL, VPCD_ADMIN_TOKEN, VPCD_VIEWER_TOKEN, VPCD_SCREENSHOT_DIR. Needs root (ip netns).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, request } from 'playwright-core';
@@ -34,9 +37,10 @@ let api;
 const pings = [];
 const made_ns = [];
 const console_errors = [];
-// Network errors the test provokes on purpose: the refused token (401), the bad CIDR (400), the viewer's forced write and the role probe (403),
-// the admin's role probe of a nil id (404). Chromium logs each failed response as a console error.
-const expected_network = /Failed to load resource: the server responded with a status of (400|401|403|404)/;
+const all_console_errors = [];  // unfiltered, for the page-load check
+// Network errors the test provokes on purpose: the refused token (401), the bad CIDR (400), the viewer's forced write
+// (403). Chromium logs each failed response as a console error.
+const expected_network = /Failed to load resource: the server responded with a status of (400|401|403)/;
 
 function ip(...args) {
   return execFileSync('ip', args, { encoding: 'utf8', timeout: 10000 });
@@ -46,6 +50,7 @@ async function new_page() {
   // Each page (tab) has its own sessionStorage, so the admin's and the viewer's logins stay apart.
   const page = await browser.newPage();
   page.on('console', (m) => {
+    if (m.type() === 'error') all_console_errors.push(`${m.text()} @ ${page.url()}`);
     if (m.type() === 'error' && !expected_network.test(m.text())) console_errors.push(`${m.text()} @ ${page.url()}`);
   });
   page.on('pageerror', (e) => console_errors.push(`uncaught: ${e.message} @ ${page.url()}`));
@@ -134,6 +139,23 @@ test('dashboard end to end against a real vpcd', { skip, timeout: 240000 }, asyn
     assert.ok(!page.url().includes(admin_token), 'the token is not in the URL');
   });
 
+  await t.test('loading the page asks whoami: no write, no audit event, no console error', async () => {
+    const total = async () => (await (await api.get('/v1/events?limit=1')).json()).total;
+    const events_before = await total();
+    const errors_before = all_console_errors.length;
+    const writes = [];
+    const on_request = (r) => { if (r.method() !== 'GET') writes.push(`${r.method()} ${r.url()}`); };
+    page.on('request', on_request);
+    await page.reload();
+    await page.getByRole('heading', { name: 'Overview' }).waitFor();
+    await page.locator('#vpc-list').waitFor();
+    assert.equal(await page.locator('#role').textContent(), 'admin');
+    page.off('request', on_request);
+    assert.deepEqual(writes, [], 'no request but GETs while loading');
+    assert.deepEqual(all_console_errors.slice(errors_before), [], 'no console error while loading');
+    assert.equal(await total(), events_before, 'no audit event from loading the page');
+  });
+
   await t.test('a bad CIDR shows the API error next to the field', async () => {
     const form = page.locator('#create-vpc');
     await form.getByLabel('Name', { exact: true }).fill(`${tag}-bad`);
@@ -211,7 +233,42 @@ test('dashboard end to end against a real vpcd', { skip, timeout: 240000 }, asyn
     await page.screenshot({ path: join(shots, 'vpc.png'), fullPage: true });
   });
 
-  await t.test('a security group and its rules through the forms', async () => {
+  await t.test('capture from a NIC downloads a pcap with frames in it', async () => {
+    // The ping of the previous step is still running (a request every 0.2 s).
+    const row = page.locator(`#nic-list tr[data-id="${nic_ids[`${tag}-a`]}"]`);
+    await row.getByRole('button', { name: /^Capture / }).click();
+    await row.getByLabel('Capture filter').fill('icmp');
+    await row.getByLabel('Capture seconds').fill('3');
+    const download = page.waitForEvent('download', { timeout: 20000 });
+    await row.getByRole('button', { name: 'Start' }).click();
+    await until('the frame count while capturing', async () =>
+      /Capturing: [1-9]\d* frames/.test(await row.locator('.capture-status').textContent()));
+    await row.screenshot({ path: join(shots, 'capture.png') });
+    const file = readFileSync(await (await download).path());
+    assert.ok(file.length > 24, 'more than a pcap header');
+    assert.equal(file.readUInt32LE(0), 0xa1b2c3d4, 'pcap magic');
+    assert.equal(file.readUInt32LE(20), 1, 'Ethernet link type');
+    let frames = 0;
+    for (let off = 24; off + 16 <= file.length; frames += 1) off += 16 + file.readUInt32LE(off + 8);
+    assert.ok(frames > 0, 'frames in the file');
+    await until('the saved message', async () => /Saved [1-9]\d* frames/.test(await row.locator('.capture-status').textContent()));
+  });
+
+  await t.test('security groups: through the forms, or no form while the datapath does not carry them', async () => {
+    const caps = (await (await api.get('/v1/whoami')).json()).capabilities;
+    if (!caps['security-groups']) {
+      // The box would ignore them (house rule: refused with 501 until carried out), so the dashboard offers no form.
+      assert.equal(await page.locator('#create-sg').count(), 0, 'no create form for security groups');
+      assert.equal(await page.locator('#create-nic').getByLabel('Security groups', { exact: true }).count(), 0,
+        'no security-group field on the NIC form');
+      await page.locator('section', { hasText: 'Security groups' }).locator('.not-carried').waitFor();
+      assert.equal(await page.locator('#create-route').count(), caps.routes ? 1 : 0);
+      assert.equal(await page.locator('#create-natgw').count(), caps['nat-gateways'] ? 1 : 0);
+      const options = await page.locator('#create-nic').getByLabel('Backend', { exact: true }).locator('option')
+        .evaluateAll((os) => os.map((o) => o.value));
+      assert.equal(options.includes('vhost-user'), Boolean(caps['nic-backend-vhost-user']));
+      return;
+    }
     const gf = page.locator('#create-sg');
     await gf.getByLabel('Name', { exact: true }).fill(`${tag}-sg`);
     await gf.getByRole('button', { name: 'Create group' }).click();
@@ -279,9 +336,13 @@ test('dashboard end to end against a real vpcd', { skip, timeout: 240000 }, asyn
     await vp.locator('#nic-list tr', { hasText: `${tag}-a` }).waitFor();
     assert.equal(await vp.locator('form').count(), 0, 'no forms on the VPC page');
     assert.equal(await vp.getByRole('button', { name: /Delete|Confirm/ }).count(), 0, 'no delete buttons on the VPC page');
-    // Force the write controls by claiming the admin role in this tab: the server still refuses.
-    await vp.evaluate(() => sessionStorage.setItem('vpcd.role', 'admin'));
+    // Force the write controls by answering whoami with the admin role in this tab: the server still refuses.
+    await vp.route('**/v1/whoami', async (route) => {
+      const res = await route.fetch();
+      await route.fulfill({ response: res, json: { ...(await res.json()), role: 'admin' } });
+    });
     await vp.goto(`${url}/#/`);
+    await vp.reload();
     const form = vp.locator('#create-vpc');
     await form.getByLabel('CIDRs', { exact: true }).fill('10.250.0.0/16');
     await form.getByLabel('Name', { exact: true }).fill(`${tag}-forced`);

@@ -7,7 +7,7 @@ import { normalize_counters, normalize_box_stats, CounterHistory, history_for } 
 import { sparkline_path } from '../../../web/js/chart.js';
 import { layout_topology, clip } from '../../../web/js/topology.js';
 import { field_path, match_field, build_backend, build_rule, compact, FormError } from '../../../web/js/fields.js';
-import { Api, ApiError, problem_from_response, detect_role } from '../../../web/js/api.js';
+import { Api, ApiError, problem_from_response, whoami } from '../../../web/js/api.js';
 
 test('format helpers', () => {
   assert.equal(format_si(999), '999');
@@ -201,10 +201,16 @@ test('Api sends the token, pages through lists and raises ApiError', async () =>
   assert.equal(log[2][2]['Content-Type'], 'application/json');
 });
 
-test('detect_role: whoami when present, else a harmless forbidden probe', async () => {
-  const mk = (routes) => new Api('t', { fetch_impl: fake_fetch(routes, []) });
-  assert.equal(await detect_role(mk((m, u) => (u === '/v1/whoami' ? { status: 200, body: { role: 'viewer' } } : { status: 500 }))), 'viewer');
-  assert.equal(await detect_role(mk((m) => ({ status: m === 'DELETE' ? 403 : 404 }))), 'viewer');
-  assert.equal(await detect_role(mk(() => ({ status: 404 }))), 'admin');
-  await assert.rejects(detect_role(mk(() => ({ status: 401 }))), (e) => e.status === 401);
+test('whoami: one GET /v1/whoami gives role, token id and capabilities; never a write', async () => {
+  const log = [];
+  const mk = (routes) => new Api('t', { fetch_impl: fake_fetch(routes, log) });
+  const who = await whoami(mk((m, u) => (u === '/v1/whoami'
+    ? { status: 200, body: { role: 'viewer', token_id: 'abc', capabilities: { vpcs: true, routes: false } } }
+    : { status: 500 })));
+  assert.deepEqual(who, { role: 'viewer', token_id: 'abc', capabilities: { vpcs: true, routes: false } });
+  assert.deepEqual(log.map((l) => [l[0], l[1]]), [['GET', '/v1/whoami']]);
+  assert.equal((await whoami(mk(() => ({ status: 200, body: { role: 'admin', token_id: 'x' } })))).capabilities.vpcs, undefined);
+  await assert.rejects(whoami(mk(() => ({ status: 401 }))), (e) => e.status === 401);
+  await assert.rejects(whoami(mk(() => ({ status: 200, body: { role: 'root' } }))), (e) => e instanceof ApiError);
+  assert.ok(log.every((l) => l[0] === 'GET'), 'no probe write');
 });

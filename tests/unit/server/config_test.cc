@@ -36,8 +36,26 @@ TEST(Config, ParsesEveryKey) {
                "body-limit = 2M\n"
                "rate-limit = 12.5\n"
                "rate-burst = 50\n"
-               "log-level = debug\n",
+               "log-level = debug\n"
+               "busy-poll = on\n"
+               "rx-ring = v3\n"
+               "guest-rx-frames = 128\n"
+               "guest_tx_frames = 64\n"
+               "uplink-rx-frames = 8192\n"
+               "uplink-tx-frames = 2048\n"
+               "rx-frame-bytes = 4096\n"
+               "tx-frame-bytes = 65792\n"
+               "netns-queues = 0\n",
                "vpcd.conf");
+  EXPECT_TRUE(c.busy_poll);
+  EXPECT_EQ(c.rx_ring, "v3");
+  EXPECT_EQ(c.guest_rx_frames, 128u);
+  EXPECT_EQ(c.guest_tx_frames, 64u);
+  EXPECT_EQ(c.uplink_rx_frames, 8192u);
+  EXPECT_EQ(c.uplink_tx_frames, 2048u);
+  EXPECT_EQ(c.rx_frame_bytes, 4096u);
+  EXPECT_EQ(c.tx_frame_bytes, 65792u);
+  EXPECT_EQ(c.netns_queues, 0u);
   EXPECT_EQ(c.state_dir, "/var/lib/vpcd");
   EXPECT_EQ(c.listen_host, "0.0.0.0");
   EXPECT_EQ(c.listen_port, 9443);
@@ -52,6 +70,32 @@ TEST(Config, ParsesEveryKey) {
   EXPECT_DOUBLE_EQ(c.rate_limit, 12.5);
   EXPECT_EQ(c.rate_burst, 50u);
   EXPECT_EQ(c.log_level, "debug");
+}
+
+TEST(Config, ConntrackKeys) {
+  Config c;
+  EXPECT_EQ(c.conntrack.max_conns, 262144u);
+  config_parse(c,
+               "conntrack-max = 1000\n"
+               "conntrack_max_per_vpc = 10\n"
+               "conntrack-loose-pickup = off\n"
+               "conntrack-timeout-tcp-established = 3600\n"
+               "conntrack-timeout-udp = 7\n"
+               "conntrack-timeout-fragment = 2\n"
+               "icmp-error-rate = 5\n"
+               "icmp-error-burst = 3\n",
+               "vpcd.conf");
+  EXPECT_EQ(c.conntrack.max_conns, 1000u);
+  EXPECT_EQ(c.conntrack.max_conns_per_vpc, 10u);
+  EXPECT_FALSE(c.conntrack.loose_pickup);
+  EXPECT_EQ(c.conntrack.timeout_s[size_t(dp::TimeoutClass::kTcpEstablished)], 3600u);
+  EXPECT_EQ(c.conntrack.timeout_s[size_t(dp::TimeoutClass::kUdp)], 7u);
+  EXPECT_EQ(c.conntrack.timeout_s[size_t(dp::TimeoutClass::kFragment)], 2u);
+  EXPECT_EQ(c.icmp_error_rate, 5u);
+  EXPECT_EQ(c.icmp_error_burst, 3u);
+  EXPECT_THROW(config_parse(c, "conntrack-timeout-sctp = 5\n", "f"), ConfigError);
+  EXPECT_THROW(config_parse(c, "conntrack-timeout-udp = 0\n", "f"), ConfigError);
+  EXPECT_THROW(config_parse(c, "conntrack-max = many\n", "f"), ConfigError);
 }
 
 TEST(Config, ListenForms) {
@@ -143,6 +187,26 @@ TEST(Config, ShippedExampleParses) {
   EXPECT_EQ(all.state_dir, "/var/lib/vpcd");
   EXPECT_EQ(all.tls_cert, "/etc/vpcd/cert.pem");
   EXPECT_EQ(all.body_limit_bytes, 1u << 20);
+  // The documented datapath defaults are the built-in ones.
+  EXPECT_EQ(all.busy_poll, Config{}.busy_poll);
+  EXPECT_EQ(all.rx_ring, Config{}.rx_ring);
+  EXPECT_EQ(all.guest_rx_frames, Config{}.guest_rx_frames);
+  EXPECT_EQ(all.guest_tx_frames, Config{}.guest_tx_frames);
+  EXPECT_EQ(all.uplink_rx_frames, Config{}.uplink_rx_frames);
+  EXPECT_EQ(all.uplink_tx_frames, Config{}.uplink_tx_frames);
+  EXPECT_EQ(all.rx_frame_bytes, Config{}.rx_frame_bytes);
+  EXPECT_EQ(all.tx_frame_bytes, Config{}.tx_frame_bytes);
+  EXPECT_EQ(all.netns_queues, Config{}.netns_queues);
+  EXPECT_EQ(all.conntrack.timeout_s, Config{}.conntrack.timeout_s);
+  EXPECT_EQ(all.conntrack.max_conns, Config{}.conntrack.max_conns);
+}
+
+TEST(Config, BadDatapathValuesAreRefused) {
+  for (const char* line : {"rx-ring = v4", "busy-poll = maybe", "guest-rx-frames = 0", "rx-frame-bytes = 2050",
+                           "tx-frame-bytes = 100", "netns-queues = 65"}) {
+    Config c;
+    EXPECT_THROW(config_parse(c, line, "vpcd.conf"), ConfigError) << line;
+  }
 }
 
 }  // namespace

@@ -6,6 +6,7 @@ import { normalize_box_stats, history_for } from '../stats.js';
 import { int_or_undefined, compact } from '../fields.js';
 import { make_form, delete_button, table, section, state_badge, error_text } from '../ui.js';
 import { sparkline } from '../chart.js';
+import { capture_button } from '../capture.js';
 
 export async function render_overview(root, ctx) {
   const health_box = h('div', { class: 'kpis', id: 'kpis' });
@@ -90,6 +91,7 @@ export async function render_overview(root, ctx) {
       { title: 'Tx', cls: 'num', cell: (u) => rate_cell(uplink_hist(u), 'tx') },
       { title: 'Drops/s', cls: 'num', cell: (u) => drop_cell(uplink_hist(u)) },
       { title: 'Packets/s', cell: (u) => chart_cell(uplink_hist(u), u.ifname) },
+      ...(ctx.role === 'admin' ? [{ title: 'Capture', cell: (u) => capture_button(ctx, 'uplinks', u, u.ifname) }] : []),
     ], uplinks, { empty: 'No uplinks configured.' }));
 
     const sig = JSON.stringify([vpcs, subnets.map((x) => x.vpc_id), nics.map((x) => [x.vpc_id, x.state])]);

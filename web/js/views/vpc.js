@@ -1,5 +1,7 @@
 // One VPC: its subnets, NICs (MAC, IPs, backend, state), live counters per NIC, security groups and their rules,
-// routes, NAT and remote VTEPs, with create/delete forms for admins. Browser main thread; refreshed every 2 s.
+// routes, NAT and remote VTEPs, with create/delete forms for admins. A kind the box's datapath does not carry out yet
+// (GET /v1/whoami capabilities; its writes answer 501) is listed read-only with a note, and its forms are not shown.
+// Browser main thread; refreshed every 2 s.
 import { h, clear } from '../dom.js';
 import { ApiError } from '../api.js';
 import { display_name, format_count, format_time, parse_list, short_id } from '../format.js';
@@ -7,6 +9,7 @@ import { history_for, normalize_box_stats } from '../stats.js';
 import { build_backend, build_rule, compact, int_or_undefined } from '../fields.js';
 import { make_form, delete_button, table, section, state_badge, error_text } from '../ui.js';
 import { rate_cell, drop_cell, chart_cell } from './overview.js';
+import { capture_button } from '../capture.js';
 
 function backend_text(b) {
   if (!b || typeof b !== 'object') return '-';
@@ -32,8 +35,17 @@ function rule_error(e, index) {
   return e;
 }
 
+// Said under a kind's list when the box does not carry it out (its create form is hidden).
+function not_carried_note(what) {
+  return h('p', { class: 'help not-carried' },
+    `This box's datapath does not carry out ${what} yet: the API refuses new ones (501); existing ones are shown `
+    + 'and can be deleted.');
+}
+
 export async function render_vpc(root, ctx, vpc_id) {
   const admin = ctx.role === 'admin';
+  const can = (capability) => ctx.capabilities?.[capability] === true;
+  const sg_writable = admin && can('security-groups');
   const v = (p) => `/${p}?vpc_id=${encodeURIComponent(vpc_id)}`;
   let vpc;
   try {
@@ -76,7 +88,8 @@ export async function render_vpc(root, ctx, vpc_id) {
       { name: 'name', label: 'Name', placeholder: 'vm1-eth0' },
       { name: 'subnet_id', label: 'Subnet', type: 'select', options: [], required: true, api: 'subnet_id' },
       { name: 'backend_type', label: 'Backend', type: 'select', api: 'backend.type', required: true,
-        options: [['netns', 'netns'], ['tap', 'tap'], ['vhost-user', 'vhost-user']],
+        options: [['netns', 'netns'], ['tap', 'tap'], ['vhost-user', 'vhost-user']]
+          .filter(([t]) => can(`nic-backend-${t}`)),
         help: 'netns: a veth into a namespace; tap: QEMU opens it by name' },
       { name: 'netns', label: 'Namespace', api: 'backend.netns', placeholder: 'guest1', show_if: is('netns'), required: true },
       { name: 'ifname', label: 'Interface name', api: 'backend.ifname', placeholder: 'eth0 / tap-vm1',
@@ -90,24 +103,26 @@ export async function render_vpc(root, ctx, vpc_id) {
       { name: 'owner', label: 'Owner (user)', api: 'backend.owner', placeholder: 'libvirt-qemu', show_if: is('tap') },
       { name: 'mac', label: 'MAC', placeholder: 'derived from the id' },
       { name: 'ips', label: 'IPs', placeholder: 'a free address', help: 'IPv4 addresses, separated by commas' },
-      { name: 'security_group_ids', label: 'Security groups', type: 'multiselect', options: [] },
+      ...(can('security-groups')
+        ? [{ name: 'security_group_ids', label: 'Security groups', type: 'multiselect', options: [] }] : []),
       { name: 'port_security', label: 'Port security', type: 'checkbox', value: true },
     ],
     on_submit: (f) => ctx.api.post('/nics', compact({
       name: f.name.trim(), subnet_id: f.subnet_id, backend: build_backend(f), mac: f.mac.trim(),
-      ips: parse_list(f.ips), security_group_ids: f.security_group_ids, port_security: f.port_security,
+      ips: parse_list(f.ips), security_group_ids: can('security-groups') ? f.security_group_ids : undefined,
+      port_security: f.port_security,
     })),
     on_done: () => refresh(true),
   }) : null;
 
-  const sg_form = admin ? make_form({
+  const sg_form = sg_writable ? make_form({
     id: 'create-sg', title: 'Create a security group', submit_label: 'Create group',
     fields: [{ name: 'name', label: 'Name', placeholder: 'web-servers', required: true }],
     on_submit: (f) => ctx.api.post('/security-groups', compact({ vpc_id, name: f.name.trim(), rules: [] })),
     on_done: () => refresh(true),
   }) : null;
 
-  const route_form = admin ? make_form({
+  const route_form = admin && can('routes') ? make_form({
     id: 'create-route', title: 'Add a route', submit_label: 'Add route',
     fields: [
       { name: 'destination', label: 'Destination', placeholder: '0.0.0.0/0', required: true },
@@ -117,7 +132,7 @@ export async function render_vpc(root, ctx, vpc_id) {
     on_done: () => refresh(true),
   }) : null;
 
-  const nat_form = admin ? make_form({
+  const nat_form = admin && can('nat-gateways') ? make_form({
     id: 'create-natgw', title: 'Add a NAT gateway', submit_label: 'Add NAT gateway',
     fields: [
       { name: 'uplink_id', label: 'Uplink', type: 'select', options: [], required: true },
@@ -131,10 +146,11 @@ export async function render_vpc(root, ctx, vpc_id) {
     section('Subnets', subnets_box, subnet_form),
     section('NICs', nics_box, nic_form),
     section('Live counters', h('p', { class: 'help' }, 'Rates over the last 2 s; drops by reason since start.'), live_box),
-    section('Security groups', sgs_box, sg_form),
-    section('Routes', routes_box, route_form),
-    section('NAT', nat_box, nat_form),
-    section('Remote VTEPs and NICs', remote_box));
+    section('Security groups', sgs_box, can('security-groups') ? null : not_carried_note('security groups'), sg_form),
+    section('Routes', routes_box, can('routes') ? null : not_carried_note('routes'), route_form),
+    section('NAT', nat_box, can('nat-gateways') ? null : not_carried_note('NAT gateways'), nat_form),
+    section('Remote VTEPs and NICs', remote_box,
+      can('vtep-peers') && can('remote-nics') ? null : not_carried_note('VTEP peers and remote NICs (VXLAN)')));
 
   const changed = (key, value) => {
     const sig = JSON.stringify(value);
@@ -221,7 +237,8 @@ export async function render_vpc(root, ctx, vpc_id) {
           n.state_detail ? h('small', { class: 'detail' }, ` ${n.state_detail}`) : null) },
         { title: 'Security groups', cell: (n) => (n.security_group_ids || []).map((id) => sg_name.get(id) || short_id(id))
           .join(', ') || '-' },
-        ...(admin ? [{ title: 'Actions', cell: (n) => del('nics', n, 'NIC') }] : []),
+        ...(admin ? [{ title: 'Actions', cell: (n) => h('span', {}, capture_button(ctx, 'nics', n, display_name(n)),
+          ' ', del('nics', n, 'NIC')) }] : []),
       ], nics, { empty: 'No NICs yet.' }));
     }
 
@@ -307,12 +324,12 @@ export async function render_vpc(root, ctx, vpc_id) {
           { title: 'Peer', cls: 'mono', cell: (r) => r.remote_group_id
             ? `group ${display_name(sgs.find((x) => x.id === r.remote_group_id)) || short_id(r.remote_group_id)}`
             : (r.cidr || '-') },
-          ...(admin ? [{ title: 'Actions', cell: (r) => delete_button(`rule ${rules.indexOf(r) + 1}`, async () => {
+          ...(sg_writable ? [{ title: 'Actions', cell: (r) => delete_button(`rule ${rules.indexOf(r) + 1}`, async () => {
             await save_rules(rules.filter((x) => x !== r));
             await refresh(true);
           }, `${sg.id}/${sg.revision}/${rules.indexOf(r)}`) }] : []),
         ], rules, { empty: 'No rules: nothing is allowed in but from this VPC.', row_id: (r) => String(rules.indexOf(r)) }));
-      if (admin) {
+      if (sg_writable) {
         card.append(make_form({
           id: `add-rule-${sg.id}`, title: 'Add a rule', submit_label: 'Add rule', compact_layout: true,
           fields: [
