@@ -46,7 +46,7 @@ inline constexpr std::array<CapabilityInfo, size_t(Capability::kCount)> kCapabil
     {Capability::kNics, "nics", true, "NICs"},
     {Capability::kNicTap, "nic-backend-tap", true, "tap NIC backends"},
     {Capability::kNicNetns, "nic-backend-netns", true, "netns NIC backends"},
-    {Capability::kNicVhostUser, "nic-backend-vhost-user", false, "vhost-user NIC backends"},
+    {Capability::kNicVhostUser, "nic-backend-vhost-user", true, "vhost-user NIC backends"},
     {Capability::kSecurityGroups, "security-groups", true, "security groups"},
     {Capability::kUplinks, "uplinks", true, "uplinks"},
     {Capability::kVtepPeers, "vtep-peers", true, "VTEP peers (VXLAN)"},

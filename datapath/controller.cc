@@ -38,6 +38,7 @@
 #include "datapath/config/dataplane_config.h"
 #include "datapath/control/nic_device.h"
 #include "datapath/control/retry_backoff.h"
+#include "datapath/io/vhost_user/vhost_user_service.h"
 #include "datapath/control/snapshot_builder.h"
 #include "datapath/io/netlink.h"
 #include "datapath/io/netns_nic.h"
@@ -89,6 +90,8 @@ struct Controller::Impl {
     std::string error;
     bool has_port = false;
     std::string no_carrier_detail;
+    std::function<NicState()> state_reader;  // set: the state comes from the device (vhost-user)
+    std::shared_ptr<PortRuntime> rt_hold;    // keeps the port state_reader reads alive
   };
   struct View {
     std::vector<std::pair<std::string, std::shared_ptr<PortRuntime>>> ports;  // by NIC id
@@ -100,6 +103,7 @@ struct Controller::Impl {
 
   explicit Impl(Options o)
       : opts(std::move(o)),
+        vhost_service(std::make_unique<vhost::VhostUserService>(vhost_user_marker_dir(opts.run_dir))),
         nworkers(resolve_worker_count(opts.workers)),
         pub(nworkers),
         builder(nworkers),
@@ -122,6 +126,8 @@ struct Controller::Impl {
   ~Impl() {
     for (auto& w : workers) w->stop();  // workers drop their snapshot references; the publisher still holds them
     workers.clear();
+    for (auto& [id, nic] : nics)
+      if (nic.dev) nic.dev->before_close();  // the vhost-user service lets go of its ports before they close
     capture.reset();  // after the workers: frees the capture rings and unhooks them from the ports
     // Members are destroyed after this body: nics (ports close), then pub (snapshots freed here, control thread).
   }
@@ -129,7 +135,13 @@ struct Controller::Impl {
   std::string alias_prefix() const { return "vpcd:" + opts.instance + ":"; }
   std::string alias_for(const std::string& nic_id) const { return alias_prefix() + nic_id; }
   DeviceContext device_context(const DesiredState& d, const std::string& nic_id) const {
-    return DeviceContext{opts, nworkers, d, alias_for(nic_id)};
+    return DeviceContext{opts, nworkers, d, alias_for(nic_id), vhost_service.get(), [this] { state_changed(); }};
+  }
+
+  // A device changed state on its own (vhost-user service thread): tell the control plane.
+  void state_changed() const {
+    std::scoped_lock lk(listener_mu);
+    if (listener) listener();
   }
 
   static bool has_vpc(const DesiredState& d, const std::string& id) {
@@ -229,6 +241,7 @@ struct Controller::Impl {
 
   // Closes the port (after the workers let go of it) and removes the OS objects.
   void tear_down(Nic& nic, bool remove_os_objects) {
+    if (nic.dev) nic.dev->before_close();
     if (nic.rt) {
       removed_totals.add(nic.rt->sum());
       {
@@ -318,6 +331,8 @@ struct Controller::Impl {
   }
 
   NicState live_state(const Nic& nic) const {
+    if (nic.rt && nic.dev && nic.backend_error.empty())
+      if (auto reader = nic.dev->state_reader()) return reader();
     return nic_state_now(nic.state.host_ifname, nic.backend_error, nic.rt != nullptr,
                          nic.dev ? nic.dev->no_carrier_detail() : "no carrier");
   }
@@ -325,8 +340,9 @@ struct Controller::Impl {
   // Removes links carrying this instance's alias that no NIC of the last applied state uses, and namespaces vpcd
   // created (marker in run_dir/netns) that no netns NIC names any more (only when nothing but lo is left in them).
   void remove_stale() {
-    std::set<std::string> known_links, known_netns;
+    std::set<std::string> known_links, known_netns, known_sockets;
     for (const auto& n : last.nics) {
+      if (const auto* v = std::get_if<VhostUserBackend>(&n.backend)) known_sockets.insert(v->socket);
       known_links.insert(make_nic_device(n, opts)->host_ifname());
       if (const auto* b = std::get_if<NetnsBackend>(&n.backend)) known_netns.insert(b->netns);
     }
@@ -343,6 +359,7 @@ struct Controller::Impl {
       if (!nl || !nl->delete_link(name, &err))
         std::fprintf(stderr, "vpcd: removing stale link %s: %s\n", name.c_str(), err.c_str());
     }
+    vhost_user_remove_stale(vhost_user_marker_dir(opts.run_dir), known_sockets);
     std::error_code ec;
     std::vector<std::string> markers;
     for (const auto& e : std::filesystem::directory_iterator(opts.run_dir + "/netns", ec))
@@ -360,8 +377,13 @@ struct Controller::Impl {
     View v;
     for (auto& [id, nic] : nics) {
       nic.state = live_state(nic);
-      v.nics.emplace(id, ViewNic{nic.state.host_ifname, nic.backend_error, nic.rt != nullptr,
-                                 nic.dev ? nic.dev->no_carrier_detail() : "no carrier"});
+      ViewNic vn{nic.state.host_ifname, nic.backend_error, nic.rt != nullptr,
+                 nic.dev ? nic.dev->no_carrier_detail() : "no carrier", nullptr, nullptr};
+      if (nic.rt && nic.dev && nic.backend_error.empty()) {
+        vn.state_reader = nic.dev->state_reader();
+        if (vn.state_reader) vn.rt_hold = nic.rt;
+      }
+      v.nics.emplace(id, std::move(vn));
       if (nic.rt) v.ports.emplace_back(id, nic.rt);
     }
     for (auto& [id, up] : uplinks)
@@ -533,6 +555,8 @@ struct Controller::Impl {
   }
 
   Options opts;
+  // Declared early: destroyed after the NICs and snapshots (their devices detach from it first).
+  std::unique_ptr<vhost::VhostUserService> vhost_service;
   unsigned nworkers;
   std::mutex mu;  // serialises the control operations
   DatapathPublisher pub;
@@ -550,6 +574,9 @@ struct Controller::Impl {
 
   mutable std::mutex view_mu;
   View view;  // guarded by view_mu
+
+  mutable std::mutex listener_mu;
+  std::function<void()> listener;  // guarded by listener_mu; called by state_changed()
   std::unique_ptr<CaptureManager> capture;  // set in the constructor; thread-safe
 };
 
@@ -616,8 +643,18 @@ std::map<std::string, NicState> Controller::nic_states() const {
   }
   // Carrier is read now: a hypervisor may have attached to a tap since the last apply().
   std::map<std::string, NicState> out;
-  for (const auto& [id, n] : nics) out.emplace(id, nic_state_now(n.host_ifname, n.error, n.has_port, n.no_carrier_detail));
+  for (const auto& [id, n] : nics) {
+    if (n.state_reader)
+      out.emplace(id, n.state_reader());
+    else
+      out.emplace(id, nic_state_now(n.host_ifname, n.error, n.has_port, n.no_carrier_detail));
+  }
   return out;
+}
+
+void Controller::set_state_listener(std::function<void()> fn) {
+  std::scoped_lock lk(impl_->listener_mu);
+  impl_->listener = std::move(fn);
 }
 
 Stats Controller::stats() const {

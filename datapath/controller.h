@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -90,6 +91,10 @@ class Controller {
   void remove_vpc(const std::string& vpc_id);  // also removes its NICs
 
   std::map<std::string, NicState> nic_states() const;
+  // Called (from a datapath thread, e.g. the vhost-user service) whenever a NIC's state changed on its own (a
+  // front-end connected, negotiated, left or misbehaved), so the control plane can pick it up at once. It must only
+  // signal (Reconciler::notify); nullptr clears it.
+  void set_state_listener(std::function<void()> fn);
   Stats stats() const;
 
   // Starts a packet capture of what the NIC's port receives and sends (capture_manager.h). Any thread; never waits

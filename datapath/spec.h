@@ -51,7 +51,19 @@ struct NetnsBackend {
   friend bool operator==(const NetnsBackend&, const NetnsBackend&) = default;
 };
 
-using Backend = std::variant<TapBackend, NetnsBackend>;
+// A vhost-user socket: vpcd is the virtio-net device backend for a QEMU / DPDK virtio-user front-end
+// (datapath/io/vhost_user/, datapath/control/vhost_user_nic.cc). Client mode (default): the hypervisor listens on
+// `socket` and vpcd connects and reconnects; server mode: vpcd creates the socket with owner/group.
+struct VhostUserBackend {
+  std::string socket;  // absolute path
+  bool server = false;
+  uint16_t queues = 1;  // queue pairs
+  std::optional<uid_t> owner;
+  std::optional<gid_t> group;
+  friend bool operator==(const VhostUserBackend&, const VhostUserBackend&) = default;
+};
+
+using Backend = std::variant<TapBackend, NetnsBackend, VhostUserBackend>;
 
 struct NicSpec {
   std::string id;  // UUID text

@@ -355,6 +355,13 @@ int run_daemon(const Config& cfg) {
   StoreSource source(st);
   reconcile::ControllerTarget target(controller);
   reconcile::Reconciler reconciler(source, target);
+  // A vhost-user NIC changes state on its own (front-end connects, leaves, misbehaves): reconcile at once so the API
+  // shows it. Cleared before the reconciler goes away (the guard is destroyed first).
+  controller.set_state_listener([&reconciler] { reconciler.notify(); });
+  struct ListenerGuard {
+    dp::Controller& c;
+    ~ListenerGuard() { c.set_state_listener(nullptr); }
+  } listener_guard{controller};
   const auto t0 = Clock::now();
   const bool first_ok = reconciler.start();
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();

@@ -11,9 +11,11 @@ namespace vpcd::dp {
 
 std::unique_ptr<NicDevice> make_tap_device(const TapBackend& b);
 std::unique_ptr<NicDevice> make_netns_device(const NicSpec& nic, const NetnsBackend& b);
+std::unique_ptr<NicDevice> make_vhost_user_device(const VhostUserBackend& b);
 
 std::unique_ptr<NicDevice> make_nic_device(const NicSpec& nic, const Options&) {
   if (const auto* t = std::get_if<TapBackend>(&nic.backend)) return make_tap_device(*t);
+  if (const auto* v = std::get_if<VhostUserBackend>(&nic.backend)) return make_vhost_user_device(*v);
   return make_netns_device(nic, std::get<NetnsBackend>(nic.backend));
 }
 

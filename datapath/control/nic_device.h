@@ -11,7 +11,9 @@
 // Threading: control thread only (the controller's apply, under its mutex).
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "datapath/io/port.h"
@@ -20,6 +22,9 @@
 namespace vpcd::dp {
 
 struct Options;
+namespace vhost {
+class VhostUserService;
+}
 
 // What a device may need to know besides its own spec.
 struct DeviceContext {
@@ -27,6 +32,8 @@ struct DeviceContext {
   unsigned workers;             // number of datapath workers (TX rings per port, most useful RX queues)
   const DesiredState& desired;  // the whole desired state (the NIC's VPC and subnet)
   std::string alias;            // this instance's marker for this NIC ("vpcd:<instance>:<nic id>")
+  vhost::VhostUserService* vhost_service = nullptr;  // the controller's vhost-user socket thread
+  std::function<void()> state_changed;  // a device whose state changes on its own calls this (any thread)
 };
 
 class NicDevice {
@@ -49,6 +56,11 @@ class NicDevice {
   virtual void remove() = 0;
   // The detail to show when the device is there but its link has no carrier.
   virtual std::string no_carrier_detail() const { return "no carrier"; }
+  // For a device whose state comes from the device itself (vhost-user: the front-end's negotiation), not from a
+  // link's carrier: a function any thread may call while it holds a reference to the port. nullptr: carrier.
+  virtual std::function<NicState()> state_reader() const { return nullptr; }
+  // The port is about to be closed (every worker has let go of it): stop feeding it from other threads.
+  virtual void before_close() {}
 };
 
 // The device for nic's backend type.
@@ -57,6 +69,12 @@ std::unique_ptr<NicDevice> make_nic_device(const NicSpec& nic, const Options& op
 // The NIC's state from what the controller knows (backend error, port open) and the host link's carrier right now.
 NicState nic_state_now(const std::string& host_ifname, const std::string& error, bool has_port,
                        const std::string& no_carrier_detail);
+
+// vhost-user (vhost_user_nic.cc): the directory where the service records the server-mode sockets it created, and
+// the clean-up of those (and their markers) a crash left behind for NICs that are gone (only a socket that is still
+// the file vpcd created is removed).
+std::string vhost_user_marker_dir(const std::string& run_dir);
+void vhost_user_remove_stale(const std::string& marker_dir, const std::set<std::string>& known_sockets);
 
 // The veth near end's name of a netns NIC: "vn" + 12 hex digits of a hash of the NIC id (<= 15 bytes).
 std::string netns_host_ifname(const std::string& nic_id);

@@ -9,6 +9,7 @@
 // snapshot that no longer contains it.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 
@@ -42,6 +43,12 @@ class PortIo {
   virtual bool tx_enqueue(unsigned w, const Packet& p) noexcept = 0;
   // Hands everything enqueued by worker w to the kernel (one sendto).
   virtual void tx_flush(unsigned w) noexcept = 0;
+  // Why worker w's last tx_enqueue returned false (the caller counts that reason). Called only by worker w.
+  virtual DropReason tx_drop_reason(unsigned /*w*/) const noexcept { return DropReason::kTxRingFull; }
+
+  // Drops the port counted itself, before frames reached the pipeline (a vhost-user guest's malformed descriptors),
+  // added by reason into `drops`. Any thread (relaxed reads of single-writer counters).
+  virtual void add_io_drops(std::array<uint64_t, size_t(DropReason::kCount)>& /*drops*/) const noexcept {}
 };
 
 }  // namespace vpcd::dp

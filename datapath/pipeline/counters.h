@@ -66,6 +66,7 @@ struct PortRuntime {
   PortCounters sum() const noexcept {
     PortCounters out;
     for (const auto& c : counters) c.accumulate(out);
+    if (io) io->add_io_drops(out.drops);
     return out;
   }
 };

@@ -81,6 +81,12 @@ namespace vpcd::dp {
   X(kUnderlayArpFailed, "underlay_arp_failed") /* next hop did not answer ARP */            \
   X(kFragNeeded, "frag_needed") /* inner IPv4 DF too big: ICMP sent back */               \
   X(kGsoSegmentFailed, "gso_segment_failed") /* a super-frame that cannot be segmented */    \
+  /* vhost-user */                                                                         \
+  X(kVhostBadDescriptor, "vhost_bad_descriptor") /* a guest's invalid descriptor chain */  \
+  X(kVhostFrameTooLong, "vhost_frame_too_long") /* a guest sent more than 64 KiB */        \
+  X(kVhostNoRxBuffers, "vhost_no_rx_buffers") /* the guest's RX ring had no room */        \
+  X(kVhostRxBufferTooSmall, "vhost_rx_buffer_too_small") /* no MRG_RXBUF, chain too small */ \
+  X(kVhostOffloadUnsupported, "vhost_offload_unsupported") /* the guest cannot take it */ \
   /* not a drop: the frame was used up (an ARP reply learned, a super-frame sent as segments, a frame queued for */ \
   /* ARP as a pool copy); the runner frees it without counting */                           \
   X(kConsumed, "consumed")

@@ -54,7 +54,7 @@ inline void send(WorkerContext& ctx, const DataplaneConfig& cfg, uint16_t port_i
     return;
   }
   if (!rt.io->tx_enqueue(ctx.worker, p)) [[unlikely]] {
-    rt.counters[ctx.worker].add_drop(DropReason::kTxRingFull);
+    rt.counters[ctx.worker].add_drop(rt.io->tx_drop_reason(ctx.worker));
     return;
   }
   ctx.mark_dirty(port_id);

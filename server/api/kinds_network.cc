@@ -16,6 +16,7 @@ constexpr size_t kMaxVpcCidrs = 16;
 constexpr size_t kMaxNicIps = 16;
 constexpr size_t kMaxNicGroups = 16;
 constexpr int64_t kMaxQueues = 16;
+constexpr int64_t kMaxVhostQueues = 8;  // queue pairs of a vhost-user NIC (datapath/io/vhost_user kMaxQueuePairs)
 constexpr uint32_t kMacAttempts = 16;
 
 bool reserved_range(const Ipv4Prefix& p) {
@@ -264,15 +265,39 @@ BackendResult normalize_backend(const json& be) {
     r.key = "netns:" + ns + "/" + ifname;
     r.key_field = "backend.netns";
   } else {
-    only_fields(be, "backend", {"type", "socket", "mode", "queues"});
+    only_fields(be, "backend", {"type", "socket", "mode", "queues", "owner", "group"});
+    // sun_path holds 107 bytes plus the terminating NUL.
     std::string sock = need_string(required(be, "socket", "backend"), "backend.socket", 107);
     if (sock.empty() || sock[0] != '/') bad_request("backend.socket", "backend.socket must be an absolute path");
-    if (const json* v = member(be, "mode")) need_enum(*v, "backend.mode", {"server", "client"});
-    if (const json* v = member(be, "queues")) need_int(*v, "backend.queues", 1, kMaxQueues);
-    if (!dp::carries(dp::Capability::kNicVhostUser)) not_carried(dp::Capability::kNicVhostUser, "backend.type");
+    for (unsigned char c : sock)
+      if (c <= ' ' || c == 0x7f) bad_request("backend.socket", "backend.socket must not contain spaces or control characters");
+    if (sock.find("/../") != std::string::npos || sock.find("/./") != std::string::npos || sock.find("//") != std::string::npos ||
+        sock.ends_with("/..") || sock.ends_with("/.") || sock.back() == '/')
+      bad_request("backend.socket", "backend.socket must be a normalised absolute path to a file");
+    std::string mode = "client";
+    if (const json* v = member(be, "mode")) mode = need_enum(*v, "backend.mode", {"server", "client"});
+    int64_t queues = 1;
+    if (const json* v = member(be, "queues")) queues = need_int(*v, "backend.queues", 1, kMaxVhostQueues);
+    if ((member(be, "owner") || member(be, "group")) && mode != "server")
+      unprocessable(member(be, "owner") ? "backend.owner" : "backend.group",
+                    "owner and group apply to a socket vpcd creates (mode \"server\")");
+    if (const json* v = member(be, "owner")) {
+      std::string owner = need_string(*v, "backend.owner", 64);
+      auto uid = lookup_user(owner);
+      if (!uid) unprocessable("backend.owner", "user \"" + owner + "\" does not exist on this host");
+      r.uid = int64_t(*uid);
+      r.spec["owner"] = owner;
+    }
+    if (const json* v = member(be, "group")) {
+      std::string grp = need_string(*v, "backend.group", 64);
+      auto gid = lookup_group(grp);
+      if (!gid) unprocessable("backend.group", "group \"" + grp + "\" does not exist on this host");
+      r.gid = int64_t(*gid);
+      r.spec["group"] = grp;
+    }
     r.spec["socket"] = sock;
-    r.spec["mode"] = member(be, "mode") ? be["mode"].get<std::string>() : std::string("client");
-    r.spec["queues"] = member(be, "queues") ? be["queues"].get<int64_t>() : int64_t(1);
+    r.spec["mode"] = mode;
+    r.spec["queues"] = queues;
     r.key = "vhost-user:" + sock;
     r.key_field = "backend.socket";
   }
@@ -291,9 +316,11 @@ json backend_schema() {
   json vhost = object({{"type", {{"const", "vhost-user"}}},
                        {"socket", with_description(string(107), "absolute path")},
                        {"mode", enumeration({"server", "client"})},
-                       {"queues", integer(1, kMaxQueues)}},
+                       {"queues", integer(1, kMaxVhostQueues)},
+                       {"owner", with_description(string(64), "server mode: a user on this host (name or uid)")},
+                       {"group", with_description(string(64), "server mode: a group on this host (name or gid)")}},
                       {"type", "socket"});
-  vhost["description"] = "needs capability nic-backend-vhost-user";
+  vhost["description"] = "vpcd is the virtio-net device backend (client mode: vpcd connects to the hypervisor's socket)";
   return {{"oneOf", json::array({tap, netns, vhost})}};
 }
 

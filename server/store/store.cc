@@ -95,6 +95,14 @@ dp::DesiredState Store::load_desired_state() {
         ns.netns = be.value("netns", "");
         ns.ifname = be.value("ifname", "eth0");
         n.backend = std::move(ns);
+      } else if (type == "vhost-user") {
+        dp::VhostUserBackend vu;
+        vu.socket = be.value("socket", "");
+        vu.server = be.value("mode", "client") == "server";
+        vu.queues = be.value("queues", uint16_t(1));
+        if (!q.is_null(5)) vu.owner = uid_t(q.int64(5));
+        if (!q.is_null(6)) vu.group = gid_t(q.int64(6));
+        n.backend = std::move(vu);
       } else {
         continue;  // other backends are refused by the API until the datapath has them
       }

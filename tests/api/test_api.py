@@ -119,12 +119,21 @@ def test_error_statuses(api, vpc):
     assert_problem(r, 415)
     # 422: valid JSON naming a missing parent
     assert_problem(api.post("/v1/subnets", {"vpc_id": SOME_ID, "cidr": "10.0.0.0/24"}), 422, "vpc_id")
-    r = api.post("/v1/nics", {"subnet_id": sn["id"], "backend": {"type": "vhost-user", "socket": "/run/vm1.sock"}})
-    if not api.get("/v1/whoami").json["capabilities"]["nic-backend-vhost-user"]:
-        assert_problem(r, 501, "backend.type")  # 501: the datapath does not carry it out yet
-        assert r.json["capability"] == "nic-backend-vhost-user"
-    elif r.status == 201:
-        assert api.delete("/v1/nics/" + r.json["id"]).status == 204
+    # 422: owner/group on a socket vpcd does not create (client mode)
+    assert_problem(api.post("/v1/nics", {"subnet_id": sn["id"], "backend": {"type": "vhost-user",
+                                                                         "socket": "/run/vm1.sock", "owner": "root"}}),
+                   422, "backend.owner")
+    # 400: a relative socket path, one with a space
+    assert_problem(api.post("/v1/nics", {"subnet_id": sn["id"], "backend": {"type": "vhost-user",
+                                                                         "socket": "vm1.sock"}}),
+                   400, "backend.socket")
+    assert_problem(api.post("/v1/nics", {"subnet_id": sn["id"], "backend": {"type": "vhost-user",
+                                                                         "socket": "/run/a b.sock"}}),
+                   400, "backend.socket")
+    assert_problem(api.post("/v1/nics", {"subnet_id": sn["id"], "backend": {"type": "vhost-user",
+                                                                         "socket": "/run/vm1.sock",
+                                                                         "queues": 9}}),
+                   400, "backend.queues")
     assert api.delete("/v1/subnets/" + sn["id"]).status == 204
 
 
