@@ -9,7 +9,15 @@
 //     unreachable; connected (next hop = destination) or via (next hop = the route's address): the next hop is
 //     resolved to a NIC's MAC through the VPC's ARP table (NIC IPs; remote NICs too): none -> next_hop_unresolved +
 //     ICMP host unreachable. Otherwise the frame is forwarded: TTL - 1 with an incremental IPv4 checksum update
-//     (RFC 1624), source MAC = router MAC, destination MAC = the next hop's MAC; the switch then delivers it.
+//     (RFC 1624), source MAC = router MAC, destination MAC = the next hop's MAC, out of the port that MAC is at
+//     (l2_lookup_unicast: static FIB, then learned) through that port's egress stages (out_features).
+//   - Remote NICs (guests on other boxes, API kind remote-nics): overlay_builder puts their IPs in the VPC's ARP
+//     table and their MAC in its static FIB on the tunnel pseudo-port of their VTEP, so a destination (or next hop)
+//     that is a remote NIC's address resolves to its MAC on that tunnel port and the routed frame leaves through
+//     vxlan-encap (the tunnel's out_features). Every box of a VPC routes with the same MAC (router_mac_for(vni)):
+//     the frame is routed once, on the sender's box, and the receiving box's switch delivers it (it never learns
+//     the router MAC, l2_switch.h). A frame a remote VTEP sends to the router MAC (a kernel VTEP's guest using
+//     this box as its gateway) is routed here like a local one; its ICMP errors go back through its tunnel.
 // ICMP errors are never sent about ICMP errors, non-first fragments, or packets from/to broadcast, multicast, zero or
 // loopback addresses (RFC 1812 4.3.2.7); they come from the gateway of the sender's subnet, quote the offending IP
 // header and up to 548 bytes after it (a 576-byte datagram, RFC 1812 4.3.2.3), and are limited per worker by a token
