@@ -290,5 +290,51 @@ TEST(RoutedOverlay, ErrorsAboutRemoteDestinations) {
   EXPECT_EQ(e.ip4_src, ip("10.0.1.1"));
 }
 
+// Too big for the tunnel (VPC MTU 1450; a tap or vhost-user guest can send more than its MTU): vpcd does not fragment.
+// DF: ICMP fragmentation needed from the sender's gateway with next-hop MTU 1450, quoting the datagram as sent (TTL
+// 64, not yet decremented), counted frag_needed; rate-limited like the other errors (suppressed ones counted per
+// worker). Without DF: too_big, no ICMP. Nothing reaches the overlay.
+TEST(RoutedOverlay, TooBigRoutedFramesGetFragNeededOrAreDropped) {
+  RoutedBox b;
+  b.resolve_peer();
+  auto big_df = guest_udp_to(kRemoteIp, 64, 1472, /*df=*/true);  // IP 1500 bytes > 1450
+  b.receive(RoutedBox::kGuestPort, big_df);
+  EXPECT_TRUE(b.uplink->drain_bytes().empty());
+  EXPECT_EQ(b.drops(RoutedBox::kGuestPort, DropReason::kFragNeeded), 1u);
+  auto back = b.guest->drain_bytes();
+  ASSERT_EQ(back.size(), 1u);
+  Packet e = parsed(back[0]);
+  ASSERT_FALSE(e.dropped());
+  EXPECT_EQ(MacAddr::from_bytes(back[0].data()), kGuestMac);
+  EXPECT_EQ(MacAddr::from_bytes(back[0].data() + 6), kRouter);
+  EXPECT_EQ(e.ip4_src, ip("10.0.1.1"));
+  EXPECT_EQ(e.ip4_dst, kGuestIp);
+  EXPECT_EQ(e.dst_port, (3 << 8) | 4);
+  const uint8_t* icmp = back[0].data() + e.l4_offset;
+  EXPECT_EQ(icmp[6] << 8 | icmp[7], 1450);
+  EXPECT_TRUE(proto::checksum_valid({icmp, e.l4_len}));
+  EXPECT_EQ(0, std::memcmp(icmp + 8, big_df.data() + 14, 28));  // the original IP + UDP headers, TTL 64
+  EXPECT_EQ(e.l4_len, 576u - 20u);  // quoted up to a 576-byte datagram
+
+  // Without DF: dropped and counted, no ICMP.
+  b.receive(RoutedBox::kGuestPort, guest_udp_to(kRemoteIp, 64, 1472, /*df=*/false));
+  EXPECT_EQ(b.drops(RoutedBox::kGuestPort, DropReason::kTooBig), 1u);
+  EXPECT_TRUE(b.guest->drain_bytes().empty());
+  EXPECT_TRUE(b.uplink->drain_bytes().empty());
+
+  // Exactly MTU-sized: forwarded.
+  b.receive(RoutedBox::kGuestPort, guest_udp_to(kRemoteIp, 64, 1450 - 28, /*df=*/true));
+  EXPECT_EQ(b.uplink->drain_bytes().size(), 1u);
+
+  // Rate limit: one token, then suppressed and counted.
+  b.ctx.icmp_limiter = IcmpRateLimiter(1, 1);
+  const uint64_t limited = b.ctx.icmp_rate_limited.load();
+  for (int i = 0; i < 3; ++i) b.receive(RoutedBox::kGuestPort, big_df);
+  EXPECT_EQ(b.guest->drain_bytes().size(), 1u);
+  EXPECT_EQ(b.ctx.icmp_rate_limited.load(), limited + 2);
+  EXPECT_EQ(b.drops(RoutedBox::kGuestPort, DropReason::kFragNeeded), 4u);
+  EXPECT_EQ(b.ctx.pool.available(), b.ctx.pool.capacity());
+}
+
 }  // namespace
 }  // namespace vpcd::dp
