@@ -19,7 +19,7 @@ import re
 
 import pytest
 
-from overlay_lib import Box, iperf3, remove_namespaces, sh, wait_for
+from overlay_lib import iperf3, sh, two_boxes, wait_for
 
 PREFIX = "rtover%d" % (os.getpid() % 100000)
 VNI = 20000 + os.getpid() % 10000
@@ -47,19 +47,7 @@ def make_underlay():
 
 @pytest.fixture(scope="module")
 def net():
-    if os.geteuid() != 0:
-        pytest.fail("needs root (namespaces, veth, vpcd)")
-    remove_namespaces(PREFIX)
-    boxes = []
-    try:
-        make_underlay()
-        a, b = Box(ns("A")).start(), Box(ns("B")).start()
-        boxes += [a, b]
-        yield build(a, b)
-    finally:
-        for box in boxes:
-            box.stop()
-        remove_namespaces(PREFIX)
+    yield from two_boxes(PREFIX, make_underlay, build)
 
 
 def build(a, b):
