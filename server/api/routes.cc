@@ -284,8 +284,18 @@ json stats_schema() {
                    {"icmp_rate_limited",
                     {{"type", "integer"},
                      {"minimum", 0},
-                     {"description", "ICMP errors this worker's router did not send: over its rate limit"}}}}},
-                 {"required", {"batches", "packets", "wakeups", "snapshot_generation", "icmp_rate_limited"}}};
+                     {"description", "ICMP errors this worker's router did not send: over its rate limit"}}},
+                   {"pool_exhausted",
+                    {{"type", "integer"},
+                     {"minimum", 0},
+                     {"description", "frames this worker's stages could not generate or keep: its packet pool was empty"}}},
+                   {"stage_packets",
+                    {{"type", "object"},
+                     {"additionalProperties", counters_schema()},
+                     {"description", "packets each pipeline stage processed, by stage name (stages with none left out)"}}}}},
+                 {"required",
+                  {"batches", "packets", "wakeups", "snapshot_generation", "icmp_rate_limited", "pool_exhausted",
+                   "stage_packets"}}};
   return {{"type", "object"},
           {"properties", {{"workers", {{"type", "array"}, {"description", "one per datapath worker"}, {"items", worker}}}}}};
 }

@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "datapath/pipeline/stage.h"
+
 namespace vpcd::reconcile {
 namespace {
 
@@ -74,11 +76,16 @@ std::string stats_json(const dp::Stats& s, const ReconcilerStats& r) {
   for (const auto& [id, c] : s.nics) nics[id] = counters_json(c);
   nlohmann::json workers = nlohmann::json::array();
   for (const auto& w : s.workers) {
+    nlohmann::json stages = nlohmann::json::object();
+    for (size_t i = 0; i < w.stage_packets.size() && i < dp::kStageCount; ++i)
+      if (w.stage_packets[i]) stages[std::string(dp::stage_name(dp::Next(i)))] = w.stage_packets[i];
     workers.push_back({{"batches", w.batches},
                        {"packets", w.packets},
                        {"wakeups", w.wakeups},
                        {"snapshot_generation", w.snapshot_generation},
-                       {"icmp_rate_limited", w.icmp_rate_limited}});
+                       {"icmp_rate_limited", w.icmp_rate_limited},
+                       {"pool_exhausted", w.pool_exhausted},
+                       {"stage_packets", std::move(stages)}});
   }
   nlohmann::json uplinks = nlohmann::json::object();
   for (const auto& [id, c] : s.uplinks) uplinks[id] = counters_json(c);
@@ -198,6 +205,18 @@ std::string metrics_text(const dp::Stats& s, const ReconcilerStats& r) {
   for (size_t i = 0; i < s.workers.size(); ++i) {
     sample(out, "vpcd_worker_icmp_rate_limited_total", "worker=\"" + std::to_string(i) + "\"",
            s.workers[i].icmp_rate_limited);
+  }
+  family(out, "vpcd_worker_pool_exhausted_total", "counter",
+         "Frames a stage of each datapath worker could not generate or keep: that worker's packet pool was empty.");
+  for (size_t i = 0; i < s.workers.size(); ++i) {
+    sample(out, "vpcd_worker_pool_exhausted_total", "worker=\"" + std::to_string(i) + "\"", s.workers[i].pool_exhausted);
+  }
+  family(out, "vpcd_stage_packets_total", "counter", "Packets each pipeline stage of each datapath worker processed.");
+  for (size_t i = 0; i < s.workers.size(); ++i) {
+    const auto& st = s.workers[i].stage_packets;
+    for (size_t k = 0; k < st.size() && k < dp::kStageCount; ++k)
+      sample(out, "vpcd_stage_packets_total",
+             "worker=\"" + std::to_string(i) + "\",stage=\"" + std::string(dp::stage_name(dp::Next(k))) + "\"", st[k]);
   }
   family(out, "vpcd_capture_sessions", "gauge", "Packet capture sessions running.");
   sample(out, "vpcd_capture_sessions", "", s.capture.active);
