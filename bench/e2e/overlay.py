@@ -14,7 +14,8 @@ Each box and guest is a network namespace of this run's own (ovb<pid>*); vpcd ru
 nsenter --net (tests/overlay/overlay_lib.py's Box, own state dir, 127.0.0.1:0 in that namespace). Measured the same
 way as compare.py (bench/e2e/e2e_lib.py): iperf3 TCP ga -> gb with 1 and 4 streams for --duration seconds, trafgen
 60-byte UDP frames ga -> gb on one core for --duration seconds (delivered = gb's eth0 rx_packets delta), ping RTT
-(20 echoes), CPU of the machine and of the switch processes (both vpcd, both ovs-vswitchd). The guests' tx offloads
+(20 echoes), CPU of the machine and of the switch processes (both vpcd, both ovs-vswitchd), and vpcd's drop counters
+per box and reason (GET /v1/stats, the whole run: where lost frames went). The guests' tx offloads
 stay on for vpcd and the kernel; for OVS they are off (its userspace tunnels drop packets with offload flags:
 "Tunneling packets with HW offload flags is not supported", openvswitch/ovs-issues #269; ../shared/PEERS.md).
 Prints the table, the ratios vpcd/kernel and vpcd/OVS, the targets of issue 8, and the load average at start and end.
@@ -100,7 +101,21 @@ def setup_vpcd(build_dir, workers, remote_nics):
             nics.append((box, nic["id"]))
         for box, nic_id in nics:
             ol.wait_for(lambda: box.call("GET", "/v1/nics/" + nic_id)["state"] == "up", 60, what="NIC up")
-        yield [box.proc.pid for box in boxes]  # nsenter execs vpcd: these are the vpcd processes
+        def drops():
+            """vpcd's own drop counters after the measurements, per box: where the lost frames went."""
+            out = {}
+            for box, (ns, *_rest) in zip(boxes, SIDES):
+                st = box.call("GET", "/v1/stats")
+                d = {}
+                for kind in ("nics", "uplinks", "tunnels"):
+                    for counters in (st.get(kind) or {}).values():
+                        for reason, n in counters.get("drops", {}).items():
+                            d[f"{kind[:-1]} {reason}"] = d.get(f"{kind[:-1]} {reason}", 0) + n
+                out["box " + ns[-1]] = d
+            return out
+
+        # nsenter execs vpcd: these are the vpcd processes
+        yield [box.proc.pid for box in boxes], drops
     finally:
         with lib.signals_deferred():
             for box in boxes:
@@ -120,7 +135,7 @@ def setup_kernel():
             for dev in ("vx0", "g0"):
                 lib.nsx(box, f"ip link set {dev} master br0 up")
             lib.nsx(box, "ip link set br0 up")
-        yield []
+        yield [], None
     finally:
         with lib.signals_deferred():
             lib.remove_namespaces(P)
@@ -146,23 +161,26 @@ def setup_ovs():
                 ovs.vsctl(f"add-port br-int vx0 -- set interface vx0 type=vxlan options:remote_ip={peer} "
                           f"options:key={VNI}")
                 lib.nsx(box, "ip link set br-int up", check=False)
-            yield pids
+            yield pids, None
     finally:
         with lib.signals_deferred():
             lib.remove_namespaces(P)
 
 
 def run_one(ctx, duration, guest_tx_offload):
-    with ctx as pids:
+    with ctx as (pids, drops):
         for guest in (GA, GB):
             lib.set_tx_offload(guest, "eth0", guest_tx_offload)
         if not lib.wait_ping(GA, IP_B, timeout_s=30):
             return {"error": "guests cannot ping each other"}
         ping = lib.measure_ping(GA, IP_B)  # first: an idle path, before any flood has filled a queue
-        return {"tcp1": lib.measure_tcp(GA, GB, IP_B, 1, duration, pids),
-                "tcp4": lib.measure_tcp(GA, GB, IP_B, 4, duration, pids),
-                "small": lib.measure_small_frames(GA, GB, MAC_A, MAC_B, IP_A, IP_B, duration, pids),
-                "ping": ping, "guest_tx_offload": guest_tx_offload}
+        r = {"tcp1": lib.measure_tcp(GA, GB, IP_B, 1, duration, pids),
+             "tcp4": lib.measure_tcp(GA, GB, IP_B, 4, duration, pids),
+             "small": lib.measure_small_frames(GA, GB, MAC_A, MAC_B, IP_A, IP_B, duration, pids),
+             "ping": ping, "guest_tx_offload": guest_tx_offload}
+        if drops:
+            r["drops"] = drops()
+        return r
 
 
 def loadavg():
@@ -240,6 +258,9 @@ def main():
         for r in results[name]:
             if "error" in r:
                 print(f"  {name} error: {r['error']}")
+            for box, d in r.get("drops", {}).items():
+                print(f"  {name} {box} drops (whole run): " + (", ".join(f"{k} {v}" for k, v in sorted(d.items()))
+                                                              or "none"))
     print("(cpu sw: both vpcd / both ovs-vswitchd processes, in cores; cpu box: the whole machine, in cores)")
 
     if "vpcd" in results:
