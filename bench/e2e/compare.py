@@ -7,6 +7,7 @@ Two guest namespaces are joined by each switch in turn, in one run, and measured
     --duration seconds; delivered = guest 2's eth0 rx_packets delta, offered = guest 1's eth0 tx_packets delta;
   - ping RTT (20 echoes, 50 ms apart);
   - CPU: the whole machine's busy time (/proc/stat) and the switch process's own (vpcd, ovs-vswitchd), in cores.
+(The measurements and the private Open vSwitch are e2e_lib.py's, shared with overlay.py.)
 Then the ratios of vpcd to each peer, and the targets of issue 12 (met / missed).
 
 vpcd is measured with netns NICs and, with --nic-kinds netns,tap, with tap NICs: each guest is then a stand-in on the
@@ -26,16 +27,15 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "lib"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import e2e_lib as lib  # noqa: E402
 import vpcdtest as vt  # noqa: E402
 
 PID = os.getpid()
@@ -45,119 +45,27 @@ MAC1, MAC2 = "02:77:00:00:00:01", "02:77:00:00:00:02"
 MTU = 1500
 
 
-def sh(cmd, check=True, timeout=60, capture=True):
-    r = subprocess.run(cmd, shell=isinstance(cmd, str), check=False, timeout=timeout,
-                       stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE if capture else None,
-                       text=True)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"command failed ({r.returncode}): {cmd}\n{r.stdout}\n{r.stderr}")
-    return r.stdout if capture else ""
-
-
-def nsx(ns, cmd, **kw):
-    return sh(f"ip netns exec {ns} {cmd}", **kw)
-
-
-def netns_list():
-    return [l.split()[0] for l in sh("ip netns list").splitlines() if l.strip()]
+sh, nsx, counter, CpuMeter = lib.sh, lib.nsx, lib.counter, lib.CpuMeter
 
 
 def cleanup_namespaces():
-    for ns in netns_list():
-        if ns.startswith(f"vbe{PID}"):
-            sh(f"ip netns del {ns}", check=False)
-
-
-def cpu_busy_jiffies():
-    with open("/proc/stat") as f:
-        parts = [int(x) for x in f.readline().split()[1:]]
-    idle = parts[3] + parts[4]
-    return sum(parts) - idle
-
-
-def proc_jiffies(pids):
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total
-
-
-def counter(ns, ifname, name):
-    return int(nsx(ns, f"cat /sys/class/net/{ifname}/statistics/{name}").strip())
-
-
-class CpuMeter:
-    def __init__(self, pids):
-        self.pids, self.hz = pids, os.sysconf("SC_CLK_TCK")
-
-    def __enter__(self):
-        self.t0, self.b0, self.p0 = time.monotonic(), cpu_busy_jiffies(), proc_jiffies(self.pids)
-        return self
-
-    def __exit__(self, *exc):
-        dt = time.monotonic() - self.t0
-        self.machine = (cpu_busy_jiffies() - self.b0) / self.hz / dt
-        self.switch = (proc_jiffies(self.pids) - self.p0) / self.hz / dt if self.pids else None
+    lib.remove_namespaces(f"vbe{PID}")
 
 
 def measure_tcp(streams, duration, pids):
-    server = subprocess.Popen(["ip", "netns", "exec", G2, "iperf3", "-s", "-1", "-B", IP2],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(0.3)
-        with CpuMeter(pids) as cpu:
-            out = nsx(G1, f"timeout {duration + 20} iperf3 -c {IP2} -t {duration} -P {streams} -J",
-                      timeout=duration + 30, check=False)
-        try:
-            res = json.loads(out)
-            gbps = res["end"]["sum_received"]["bits_per_second"] / 1e9
-            retr = res["end"]["sum_sent"].get("retransmits")
-        except (ValueError, KeyError):
-            gbps, retr = 0.0, None
-        return {"gbit_s": round(gbps, 3), "retransmits": retr, "cpu_machine": round(cpu.machine, 2),
-                "cpu_switch": None if cpu.switch is None else round(cpu.switch, 2)}
-    finally:
-        server.kill()
-        server.wait()
+    return lib.measure_tcp(G1, G2, IP2, streams, duration, pids)
 
 
 def measure_small_frames(duration, pids):
-    conf = tempfile.NamedTemporaryFile("w", suffix=".trafgen", delete=False)
-    conf.write("{\n  eth(da=%s, sa=%s, type=0x0800),\n  ipv4(saddr=%s, daddr=%s, ttl=64),\n"
-               "  udp(sport=40000, dport=9),\n  fill(0x00, 18),\n}\n" % (MAC2, MAC1, IP1, IP2))
-    conf.close()
-    try:
-        rx0, tx0 = counter(G2, "eth0", "rx_packets"), counter(G1, "eth0", "tx_packets")
-        with CpuMeter(pids) as cpu:
-            nsx(G1, f"timeout -s INT {duration} trafgen --dev eth0 --conf {conf.name} --cpus 1 --qdisc-path -q",
-                check=False, timeout=duration + 20)
-            time.sleep(0.2)
-        rx, tx = counter(G2, "eth0", "rx_packets") - rx0, counter(G1, "eth0", "tx_packets") - tx0
-        return {"delivered_kpps": round(rx / duration / 1e3, 1), "offered_kpps": round(tx / duration / 1e3, 1),
-                "loss_pct": round(100.0 * (1 - rx / tx), 1) if tx else None, "cpu_machine": round(cpu.machine, 2),
-                "cpu_switch": None if cpu.switch is None else round(cpu.switch, 2)}
-    finally:
-        os.unlink(conf.name)
+    return lib.measure_small_frames(G1, G2, MAC1, MAC2, IP1, IP2, duration, pids)
 
 
 def measure_ping():
-    out = nsx(G1, f"ping -c 20 -i 0.05 -W 1 -q {IP2}", check=False, timeout=30)
-    m = re.search(r"= [\d.]+/([\d.]+)/", out)
-    loss = re.search(r"([\d.]+)% packet loss", out)
-    return {"avg_ms": float(m.group(1)) if m else None, "loss_pct": float(loss.group(1)) if loss else None}
+    return lib.measure_ping(G1, IP2)
 
 
 def wait_ping(timeout_s=10):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if subprocess.run(["ip", "netns", "exec", G1, "ping", "-c", "1", "-W", "1", IP2],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0:
-            return True
-        time.sleep(0.2)
-    return False
+    return lib.wait_ping(G1, IP2, timeout_s)
 
 
 def make_guests_with_switch_ns():
@@ -193,39 +101,16 @@ def switch_bridge():
 
 @contextlib.contextmanager
 def switch_ovs(port_type="system", tso=False):
-    make_guests_with_switch_ns()
-    rundir = tempfile.mkdtemp(prefix=f"vbe{PID}-ovs-")
-    env = f"OVS_RUNDIR={rundir} OVS_LOGDIR={rundir} OVS_DBDIR={rundir}"
-    db = f"unix:{rundir}/db.sock"
-    vsctl = f"env {env} ovs-vsctl --db={db} --timeout=20"
-    pids = []
     try:
-        nsx(SW, f"env {env} ovsdb-tool create {rundir}/conf.db /usr/share/openvswitch/vswitch.ovsschema")
-        nsx(SW, f"env {env} ovsdb-server {rundir}/conf.db --remote=punix:{rundir}/db.sock "
-                f"--pidfile={rundir}/ovsdb.pid --unixctl={rundir}/ovsdb.ctl --log-file={rundir}/ovsdb.log --detach")
-        nsx(SW, f"{vsctl} --no-wait init")
-        if tso:
-            nsx(SW, f"{vsctl} --no-wait set Open_vSwitch . other_config:userspace-tso-enable=true")
-        nsx(SW, f"env {env} ovs-vswitchd {db} --pidfile={rundir}/vswitchd.pid --unixctl={rundir}/vswitchd.ctl "
-                f"--log-file={rundir}/vswitchd.log --detach")
-        nsx(SW, f"{vsctl} add-br br0 -- set bridge br0 datapath_type=netdev")
-        for i in (1, 2):
-            nsx(SW, f"{vsctl} add-port br0 vbe{PID}s{i} -- set interface vbe{PID}s{i} type={port_type}")
-        nsx(SW, "ip link set br0 up", check=False)
-        for f in ("ovsdb.pid", "vswitchd.pid"):
-            with open(f"{rundir}/{f}") as fh:
-                pids.append(int(fh.read().strip()))
-        yield pids[1:]
+        make_guests_with_switch_ns()
+        with lib.ovs_instance(SW, f"vbe{PID}-ovs-", tso=tso) as ovs:
+            ovs.vsctl("add-br br0 -- set bridge br0 datapath_type=netdev")
+            for i in (1, 2):
+                ovs.vsctl(f"add-port br0 vbe{PID}s{i} -- set interface vbe{PID}s{i} type={port_type}")
+            nsx(SW, "ip link set br0 up", check=False)
+            yield [ovs.vswitchd_pid]
     finally:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        time.sleep(0.5)
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
         cleanup_namespaces()
-        shutil.rmtree(rundir, ignore_errors=True)
 
 
 RELAY_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tap_guest_relay.c")
