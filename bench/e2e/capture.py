@@ -21,11 +21,8 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -38,9 +35,9 @@ class CaptureClient:
     """GET /v1/nics/ID/capture in a thread, reading and discarding the pcap stream; counts bytes."""
 
     def __init__(self, api, nic_id, **params):
-        self.conn = http.client.HTTPSConnection("127.0.0.1", api.port, context=api.ctx, timeout=120)
+        self.conn = api.connection(timeout=120)
         self.conn.request("GET", f"/v1/nics/{nic_id}/capture?{urllib.parse.urlencode(params)}",
-                          headers={"Authorization": f"Bearer {api.token}"})
+                          headers={"Authorization": f"Bearer {api.admin}"})
         self.sock = self.conn.sock  # getresponse() hands it to the response (Connection: close) and forgets it
         self.resp = self.conn.getresponse()
         if self.resp.status != 200:
@@ -66,47 +63,28 @@ class CaptureClient:
 
 @contextlib.contextmanager
 def vpcd_guests(build_dir, workers):
-    vpcd = os.path.join(build_dir, "vpcd")
-    state = tempfile.mkdtemp(prefix=f"vbe{cmp.PID}-vpcd-")
-    port = 20000 + (cmp.PID + 7) % 20000
-    token = cmp.sh([vpcd, "token", "create", "--state-dir", state, "--role", "admin"]).strip()
-    log = open(os.path.join(state, "vpcd.log"), "w")
-    proc = subprocess.Popen([vpcd, "--state-dir", state, "--listen", f"127.0.0.1:{port}", "--workers", str(workers)],
-                            stdout=log, stderr=log)
-    api = cmp.Api(port, token)
+    """vpcd (the shared harness: own state dir, 127.0.0.1:0) with two netns NICs in one VPC; yields (api, nics, pids)."""
+    cmp.vt.BUILD = os.path.abspath(build_dir)
+    d = cmp.vt.Vpcd(workers=workers)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                api.req("GET", "/v1/health")
-                break
-            except (OSError, RuntimeError):
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("vpcd did not start")
-                time.sleep(0.1)
-        vpc = api.req("POST", "/v1/vpcs", {"cidrs": ["10.77.0.0/16"], "mtu": cmp.MTU})
-        sub = api.req("POST", "/v1/subnets", {"vpc_id": vpc["id"], "cidr": f"10.77.0.0/{cmp.PREFIX}"})
-        nics = [api.req("POST", "/v1/nics", {"subnet_id": sub["id"], "mac": mac, "ips": [ip],
-                                             "backend": {"type": "netns", "netns": ns, "ifname": "eth0"}})
+        d.start(timeout=20)
+        api = d.client()
+        vpc = api.call("POST", "/v1/vpcs", {"cidrs": ["10.77.0.0/16"], "mtu": cmp.MTU})
+        sub = api.call("POST", "/v1/subnets", {"vpc_id": vpc["id"], "cidr": f"10.77.0.0/{cmp.PREFIX}"})
+        nics = [api.call("POST", "/v1/nics", {"subnet_id": sub["id"], "mac": mac, "ips": [ip],
+                                              "backend": {"type": "netns", "netns": ns, "ifname": "eth0"}})
                 for ns, ip, mac in ((cmp.G1, cmp.IP1, cmp.MAC1), (cmp.G2, cmp.IP2, cmp.MAC2))]
         deadline = time.monotonic() + 20
-        while any(api.req("GET", f"/v1/nics/{n['id']}")["state"] != "up" for n in nics):
+        while any(api.call("GET", f"/v1/nics/{n['id']}")["state"] != "up" for n in nics):
             if time.monotonic() > deadline:
                 raise RuntimeError("NICs did not come up")
             time.sleep(0.1)
-        yield api, nics, [proc.pid]
+        yield api, nics, [d.proc.pid]
         for n in nics:
-            api.req("DELETE", f"/v1/nics/{n['id']}")
+            api.call("DELETE", f"/v1/nics/{n['id']}")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        d.close()
         cmp.cleanup_namespaces()
-        shutil.rmtree(state, ignore_errors=True)
 
 
 MODES = {
@@ -120,7 +98,7 @@ MODES = {
 def measure(api, nic_id, pids, duration, mode, what):
     params = MODES[mode]
     cap = None
-    before = api.req("GET", "/v1/stats")["capture"]
+    before = api.call("GET", "/v1/stats")["capture"]
     if params is not None:
         cap = CaptureClient(api, nic_id, seconds=duration + 3, count=1000000, **params)
         time.sleep(0.3)
@@ -130,9 +108,9 @@ def measure(api, nic_id, pids, duration, mode, what):
         if cap:
             cap.close()
     deadline = time.monotonic() + 10
-    while api.req("GET", "/v1/stats")["capture"]["active"] and time.monotonic() < deadline:
+    while api.call("GET", "/v1/stats")["capture"]["active"] and time.monotonic() < deadline:
         time.sleep(0.05)
-    after = api.req("GET", "/v1/stats")["capture"]
+    after = api.call("GET", "/v1/stats")["capture"]
     if cap:
         r["capture"] = {"frames": after["frames_captured"] - before["frames_captured"],
                         "dropped": after["frames_dropped"] - before["frames_dropped"],
@@ -157,8 +135,6 @@ def main():
             sys.exit(f"{tool} missing: scripts/install-deps.sh bench")
     with open("/proc/loadavg") as f:
         load = f.read().split()[:3]
-    for ns in (cmp.G1, cmp.G2):
-        cmp.sh(f"ip netns add {ns}")
     results = {"load_before": load, "duration_s": args.duration, "workers": args.workers}
     try:
         with vpcd_guests(args.build_dir, args.workers) as (api, nics, pids):

@@ -35,7 +35,6 @@ import shutil
 import signal
 import statistics
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
