@@ -23,7 +23,8 @@ inline void relaxed_inc(std::atomic<uint64_t>& c) noexcept {
 
 }  // namespace
 
-VhostUserPort::VhostUserPort(const VhostUserPortConfig& cfg) : cfg_(cfg), rxq_(cfg.queue_pairs), txw_(cfg.tx_workers) {}
+VhostUserPort::VhostUserPort(const VhostUserPortConfig& cfg)
+    : cfg_(cfg), rxq_(cfg.queue_pairs), txw_(cfg.tx_workers), announce_(cfg.announce) {}
 
 std::unique_ptr<VhostUserPort> VhostUserPort::create(const VhostUserPortConfig& cfg, std::string* error) {
   if (cfg.queue_pairs < 1 || cfg.queue_pairs > kMaxQueuePairs) {
@@ -111,6 +112,7 @@ DropReason VhostUserPort::tx_drop_reason(unsigned w) const noexcept {
 // A RARP frame announcing the guest's MAC (what QEMU sends for a guest without GUEST_ANNOUNCE).
 unsigned VhostUserPort::emit_rarp(unsigned q, Packet* pkts) noexcept {
   if (!rarp_pending_.exchange(false, std::memory_order_acq_rel)) return 0;
+  if (!announce_.load(std::memory_order_relaxed)) return 0;  // port security on: see set_announce
   RxQueue& rq = rxq_[q];
   if (rq.arena_used + 64 > kRxArenaBytes) return 0;
   uint8_t* f = rq.arena.get() + rq.arena_used;

@@ -303,6 +303,33 @@ TEST_F(Fixture, RarpAnnouncesTheMacWhenTheDeviceComesUp) {
   EXPECT_EQ(burst(got, false), 0u);
 }
 
+// A NIC with port security on: its MAC is in every static FIB and port-security would drop the RARP as
+// ethertype_not_allowed, so the port announces nothing (no rx frame, no drop the guest never caused), neither when the
+// device comes up nor on SEND_RARP; turned back on (port security off), SEND_RARP announces again.
+TEST_F(Fixture, NoRarpWhenAnnouncingIsOff) {
+  VhostUserPortConfig c;
+  c.name = "vu-test";
+  c.mac = MacAddr{{0x02, 0, 0, 0, 0, 0x01}};
+  c.announce = false;
+  std::string err;
+  port = VhostUserPort::create(c, &err);
+  ASSERT_TRUE(port) << err;
+  port->on_connect();
+  fe = std::make_unique<FakeFrontend>(port.get(), -1);
+  ASSERT_TRUE(fe->start(kDefaultFeatures));
+  ASSERT_EQ(port->status().state, DeviceState::kUp);
+  std::vector<Packet> got;
+  EXPECT_EQ(burst(got, false), 0u);
+  ASSERT_TRUE(fe->u64(Req::kSendRarp, 0x0000'0b00'0000'0002ull));  // 02:00:00:00:00:0b
+  EXPECT_EQ(burst(got, false), 0u);
+  port->set_announce(true);
+  ASSERT_TRUE(fe->u64(Req::kSendRarp, 0x0000'0b00'0000'0002ull));
+  ASSERT_EQ(burst(got, false), 1u);
+  EXPECT_EQ(got[0].data[12], 0x80);
+  EXPECT_EQ(got[0].data[13], 0x35);
+  EXPECT_EQ(got[0].data[11], 0x0b);  // the MAC SEND_RARP named, not the NIC's 02:00:00:00:00:01
+}
+
 TEST_F(Fixture, MultiqueueWorkersPickTheirQueuePair) {
   port = make_port(2, 2);
   port->on_connect();
