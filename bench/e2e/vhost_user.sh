@@ -5,6 +5,8 @@
 # the last seconds of each and the ratio (target: vpcd >= 50% of direct). On a busy 2-core machine the three busy
 # pollers share two cores: the figures are lower bounds.
 # Usage (root): bench/e2e/vhost_user.sh [BUILD_DIR] [SECONDS]
+# With PERF_OUT=FILE, vpcd is profiled during the through-vpcd run (perf record -e cpu-clock -g: no PMU needed);
+# read it with perf report -i FILE --no-children.
 set -euo pipefail
 build=$(realpath "${1:-build}")
 secs=${2:-8}
@@ -59,6 +61,10 @@ for n in 1 2; do
     "https://127.0.0.1:$port/v1/nics" >/dev/null
 done
 sleep 2
+if [ -n "${PERF_OUT:-}" ]; then
+  perf record -q -e cpu-clock -g -p "$vpcd" -o "$PERF_OUT" -- sleep "$secs" >/dev/null 2>&1 &
+  pids+=($!)
+fi
 timeout -s INT $((secs + 2)) dpdk-testpmd -l 1,0 --main-lcore 0 $eal --file-prefix=vhb-tx \
   --vdev "net_virtio_user0,path=$w/tx.sock,server=1,queues=1,mac=02:63:00:00:00:01" -- --forward-mode=txonly \
   --txpkts=64 --eth-peer=0,02:63:00:00:00:02 --tx-ip=10.63.1.11,10.63.1.12 --stats-period 1 --nb-cores=1 \

@@ -133,6 +133,27 @@ TEST_F(Fixture, KickFdWakesTheQueueAndIsDrained) {
   EXPECT_EQ(::epoll_wait(ep, &ev, 1, 0), 0);
 }
 
+// The device never waits for the guest's receive buffers, so the guest's RX ring asks for no kicks (used->flags
+// NO_NOTIFY without EVENT_IDX); its TX ring still does while the queue is idle.
+TEST_F(Fixture, GuestRxRingAsksForNoKicks) {
+  ASSERT_TRUE(fe->start(kDefaultFeatures & ~feat::kRingEventIdx));
+  auto used_flags = [&](unsigned ring) { return *reinterpret_cast<uint16_t*>(fe->host(fe->rings[ring].used_gpa)); };
+  EXPECT_EQ(used_flags(0), kUsedFlagNoNotify);
+  std::vector<Packet> got;
+  burst(got);
+  port->rx_release(0);
+  EXPECT_EQ(used_flags(1), 0);  // idle TX ring: kick me
+  fe->post_rx(2, 2048);
+  auto f = test_frame(1);
+  Packet p;
+  p.data = f.data();
+  p.len = p.wire_len = 64;
+  ASSERT_TRUE(port->tx_enqueue(0, p));
+  port->tx_flush(0);
+  EXPECT_EQ(fe->used_idx(0), 1);
+  EXPECT_EQ(used_flags(0), kUsedFlagNoNotify);
+}
+
 TEST_F(Fixture, TxIntoGuestPlainAndMergeable) {
   ASSERT_TRUE(fe->start(kDefaultFeatures));
   auto bufs = fe->post_rx(4, 64);
