@@ -6,7 +6,7 @@
 # pollers share two cores: the figures are lower bounds.
 # Usage (root): bench/e2e/vhost_user.sh [BUILD_DIR] [SECONDS]
 # With PERF_OUT=FILE, vpcd is profiled during the through-vpcd run (perf record -e cpu-clock -g: no PMU needed);
-# read it with perf report -i FILE --no-children.
+# read it with perf report -i FILE --no-children. With STATS_OUT=FILE, vpcd's GET /v1/stats after that run.
 set -euo pipefail
 build=$(realpath "${1:-build}")
 secs=${2:-8}
@@ -61,6 +61,14 @@ for n in 1 2; do
     "https://127.0.0.1:$port/v1/nics" >/dev/null
 done
 sleep 2
+# CPU ticks (utime + stime) of vpcd's worker threads, and their packet count and the frames dropped for want of
+# receive buffers: the through-vpcd figure on a machine with fewer free cores than busy pollers measures the
+# scheduler (a descheduled receiver has no buffers), while packets per worker CPU second measure vpcd.
+wk_ticks() { local t=0 f; for f in /proc/$vpcd/task/*; do
+  grep -q '^vpcd-wk-' "$f/comm" 2>/dev/null && t=$((t + $(awk '{print $14 + $15}' "$f/stat"))); done; echo $t; }
+wk_stats() { api "https://127.0.0.1:$port/v1/stats" | python3 -c 'import json,sys; s=json.load(sys.stdin)
+print(sum(w["packets"] for w in s["workers"]), s["totals"]["drops"].get("vhost_no_rx_buffers", 0))'; }
+ticks0=$(wk_ticks); read -r pk0 nob0 < <(wk_stats)
 if [ -n "${PERF_OUT:-}" ]; then
   perf record -q -e cpu-clock -g -p "$vpcd" -o "$PERF_OUT" -- sleep "$secs" >/dev/null 2>&1 &
   pids+=($!)
@@ -70,7 +78,13 @@ timeout -s INT $((secs + 2)) dpdk-testpmd -l 1,0 --main-lcore 0 $eal --file-pref
   --txpkts=64 --eth-peer=0,02:63:00:00:00:02 --tx-ip=10.63.1.11,10.63.1.12 --stats-period 1 --nb-cores=1 \
   --total-num-mbufs=16384 </dev/null >"$w/vpcd-tx.log" 2>&1 || true
 through=$(rx_pps "$w/vpcd-rx.log")
+ticks1=$(wk_ticks); read -r pk1 nob1 < <(wk_stats)
+# vpcd's own view: worker batches/packets (packets per rx burst) and drops, for reading a profile against.
+if [ -n "${STATS_OUT:-}" ]; then api "https://127.0.0.1:$port/v1/stats" >"$STATS_OUT" || true; fi
 echo "direct testpmd -> testpmd over vhost-user: ${direct} pps (64 B)"
 echo "testpmd -> vpcd (1 worker) -> testpmd:     ${through} pps (64 B)"
 awk -v a="$through" -v b="$direct" 'BEGIN { if (b > 0) printf "ratio: %.0f%% of direct\n", 100 * a / b }'
+awk -v p=$((pk1 - pk0)) -v t=$((ticks1 - ticks0)) -v hz="$(getconf CLK_TCK)" -v d=$((nob1 - nob0)) 'BEGIN {
+  printf "vpcd worker: %d frames in %.2f CPU s = %.2f Mpps per worker CPU second; %d (%.0f%%) dropped: receiver had no buffers\n",
+         p, t / hz, t ? p * hz / t / 1e6 : 0, d, p ? 100 * d / p : 0 }'
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
