@@ -17,6 +17,9 @@ namespace {
 
 constexpr uint8_t kGsoEcn = VIRTIO_NET_HDR_GSO_ECN;
 
+static_assert(std::is_trivially_copyable_v<Packet>);
+constexpr Packet kBlankPacket{};
+
 inline void relaxed_inc(std::atomic<uint64_t>& c) noexcept {
   c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
@@ -193,7 +196,7 @@ unsigned VhostUserPort::rx_burst(unsigned q, Packet* pkts, unsigned max) noexcep
       continue;
     }
     Packet& p = pkts[n++];
-    p = Packet{};
+    std::memcpy(&p, &kBlankPacket, sizeof p);  // = Packet{}, without the rep stos + stores GCC emits for that
     p.data = dst;
     p.len = p.wire_len = flen;
     p.vnet.flags = h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM;
@@ -249,7 +252,9 @@ bool VhostUserPort::enqueue_frame(Vring& vr, const NetHdr& hdr_in, const uint8_t
     return fail(DropReason::kPortDown);
   }
   NetHdr hdr = hdr_in;
-  Chain chain, first;
+  // The first buffer's chain is kept (its header is written last, once num_buffers is known); later buffers are walked
+  // into `more`. Walking into the right one avoids copying a Chain (1 KiB of segments) per frame.
+  Chain first, more;
   const uint16_t save_avail = vr.last_avail, save_used = vr.last_used;
   uint16_t nbufs = 0;
   uint32_t off = 0;  // bytes of data written
@@ -260,6 +265,7 @@ bool VhostUserPort::enqueue_frame(Vring& vr, const NetHdr& hdr_in, const uint8_t
       return fail(DropReason::kVhostNoRxBuffers);
     }
     const uint16_t head = vr.avail_head(nbufs);
+    Chain& chain = nbufs == 0 ? first : more;
     const ChainError e = walk_chain(*mem_, vr.desc, vr.size, head, true, vr.indirect, chain);
     if (e == ChainError::kHeadOutOfRange) [[unlikely]] {
       vr.last_avail = save_avail;
@@ -290,7 +296,6 @@ bool VhostUserPort::enqueue_frame(Vring& vr, const NetHdr& hdr_in, const uint8_t
     chain_write(chain, nbufs == 0 ? hdr_len_ : 0, data + off, n);
     off += n;
     vr.put_used(head, n + (nbufs == 0 ? hdr_len_ : 0));
-    if (nbufs == 0) first = chain;
     ++nbufs;
     if (off == len) break;
   }
