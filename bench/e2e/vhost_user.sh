@@ -10,6 +10,7 @@
 set -euo pipefail
 build=$(realpath "${1:-build}")
 secs=${2:-8}
+[ -z "${PERF_OUT:-}" ] || command -v perf >/dev/null || { echo "vhost_user.sh: PERF_OUT needs perf: scripts/install-deps.sh bench" >&2; exit 1; }
 command -v dpdk-testpmd >/dev/null || { echo "vhost_user.sh: dpdk-testpmd missing: scripts/install-deps.sh test" >&2; exit 1; }
 w=$(mktemp -d /tmp/vpcd-vhostbench-XXXXXX)
 eal="--no-pci --no-huge -m 256 --no-shconf --no-telemetry"
