@@ -187,8 +187,10 @@ KindSpec uplink_kind() {
        true, {}},
       {"gateway", schema::with_description(schema::nullable(schema::ipv4()), "next hop for off-link destinations"),
        false, {}},
+      // An external-only uplink serves NAT alone: refused (501) until the datapath carries NAT. `both` is accepted:
+      // its underlay half is carried, and every NAT object that would use its external half is refused the same way.
       {"role", schema::with_description(schema::enumeration({"underlay", "external", "both"}), "default both"), false,
-       {}},
+       dp::Capability::kNatGateways, {"external"}},
   };
   k.dependents = {{"nat-gateways", "SELECT id FROM nat_gateways WHERE uplink_id = ?1 ORDER BY created_at LIMIT 10"},
                   {"floating-ips", "SELECT id FROM floating_ips WHERE uplink_id = ?1 ORDER BY created_at LIMIT 10"}};

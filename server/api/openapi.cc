@@ -37,7 +37,10 @@ json field_schema(const FieldSpec& f) {
   if (f.needs) {
     const auto& info = dp::capability_info(*f.needs);
     s["x-vpcd-capability"] = std::string(info.name);
-    std::string note = std::string("a non-empty value needs capability ") + std::string(info.name) +
+    std::string values = "a non-empty value";
+    for (size_t i = 0; i < f.needs_values.size(); ++i)
+      values = (i == 0 ? "the value " : values + " or ") + "\"" + f.needs_values[i] + "\"";
+    std::string note = values + " needs capability " + std::string(info.name) +
                        (info.carried ? "" : " (not carried yet: 501)");
     s["description"] = s.contains("description") ? s["description"].get<std::string>() + "; " + note : note;
   }

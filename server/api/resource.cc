@@ -75,6 +75,7 @@ void check_field_capabilities(const KindSpec& k, const json& fields, const json*
     if (!f.needs || carried(*f.needs)) continue;
     auto it = fields.find(f.name);
     if (it == fields.end() || is_empty_value(*it)) continue;
+    if (!f.needs_values.empty() && !(it->is_string() && contains(f.needs_values, it->get<std::string>()))) continue;
     if (old && old->contains(f.name) && (*old)[f.name] == *it) continue;
     not_carried(*f.needs, f.name);
   }

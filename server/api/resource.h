@@ -46,6 +46,7 @@ struct FieldSpec {
   json schema;                          // the value's schema; null is allowed only where the schema says so
   bool required = false;                // required on create (API.md's `*`)
   std::optional<dp::Capability> needs;  // a write that sets it to a non-empty value needs this capability (501)
+  std::vector<std::string> needs_values;  // non-empty: `needs` applies only to these (string) values of the field
 };
 
 struct KindSpec {

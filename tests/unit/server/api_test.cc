@@ -650,8 +650,18 @@ TEST_F(ApiTest, UnderlayMtuMustFitVpcMtuPlusVxlan) {
     EXPECT_EQ(bigger.body["field"], "mtu");
     EXPECT_EQ(call("POST", "/v1/vpcs", json{{"cidrs", {"10.5.0.0/16"}}, {"mtu", 1500}}).body["field"], "mtu");
     EXPECT_EQ(call("POST", "/v1/vpcs", json{{"cidrs", {"10.5.0.0/16"}}, {"mtu", 1400}}).status, 201);
-    // An external uplink carries no VXLAN: no MTU rule.
-    EXPECT_EQ(call("PATCH", "/v1/uplinks/" + up.body["id"].get<std::string>(), json{{"role", "external"}}).status, 200);
+    // An external-only uplink serves NAT alone: 501 naming the field until the datapath carries NAT.
+    auto ext = call("PATCH", "/v1/uplinks/" + up.body["id"].get<std::string>(), json{{"role", "external"}});
+    EXPECT_EQ(ext.status, dp::carries(dp::Capability::kNatGateways) ? 200 : 501) << ext.body.dump();
+    if (ext.status == 501) {
+      EXPECT_EQ(ext.body["field"], "role");
+      EXPECT_EQ(ext.body["capability"], "nat-gateways");
+      EXPECT_EQ(call("POST", "/v1/uplinks", json{{"ifname", "eth7"}, {"address", "192.0.2.20/24"}, {"role", "external"}})
+                    .status,
+                501);
+    }
+    // Without the underlay uplink there is no MTU rule.
+    ASSERT_EQ(call("DELETE", "/v1/uplinks/" + up.body["id"].get<std::string>()).status, 204);
     EXPECT_EQ(call("PATCH", "/v1/vpcs/" + vpc, json{{"mtu", 9000}}).status, 200);
   });
   t.join();
@@ -795,6 +805,7 @@ TEST_F(ApiTest, OpenApiDocumentDescribesEveryRouteFromTheKindTables) {
     }
     for (const auto& f : k.output_columns) EXPECT_EQ(obj["properties"][f.name]["readOnly"], true) << f.name;
     bool refused = k.needs && !dp::carries(*k.needs);
+    for (const auto& f : k.fields) refused |= f.needs && !dp::carries(*f.needs);  // uplinks: role external
     EXPECT_EQ(doc["paths"]["/v1/" + k.kind]["post"]["responses"].contains("501"), refused || k.kind == "nics");
   }
   EXPECT_EQ(doc["components"]["schemas"]["Nic"]["properties"]["security_group_ids"]["x-vpcd-capability"],
