@@ -19,6 +19,10 @@ cleanup() {
   for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
   sleep 1
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  # vpcd keeps its run dir (/run/vpcd/INSTANCE, named in its log) for a restart on the same state: this one is gone.
+  local inst
+  inst=$(sed -n 's/.*, instance \([0-9a-f][0-9a-f]*\)$/\1/p' "$w/vpcd.log" 2>/dev/null | head -n 1)
+  [ -z "$inst" ] || rm -rf "/run/vpcd/$inst"
   rm -rf "$w" /var/run/dpdk/vhb-*
 }
 trap cleanup EXIT

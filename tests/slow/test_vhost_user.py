@@ -114,6 +114,7 @@ class Setup:
     def close(self):
         self.d.stop()
         self.d.kill()
+        self.d.close()  # its run dir in /run/vpcd and its temporary state dir
         self.ns.remove_all()
         shutil.rmtree(self.dir, ignore_errors=True)
 
