@@ -5,6 +5,8 @@
 # the last seconds of each and the ratio (target: vpcd >= 50% of direct). On a busy 2-core machine the three busy
 # pollers share two cores: the figures are lower bounds.
 # Usage (root): bench/e2e/vhost_user.sh [BUILD_DIR] [SECONDS]
+# RX_MAIN_LCORE=0 puts the receiving testpmd's forwarding lcore on CPU 1 with the sender's (default: CPU 0), leaving
+# CPU 0 to vpcd's worker on a 2-core machine: then vpcd's input rate shows what it can take in.
 # With PERF_OUT=FILE, vpcd is profiled during the through-vpcd run (perf record -e cpu-clock -g: no PMU needed);
 # read it with perf report -i FILE --no-children. With STATS_OUT=FILE, vpcd's GET /v1/stats after that run.
 set -euo pipefail
@@ -55,7 +57,7 @@ for _ in $(seq 100); do curl -sk "https://127.0.0.1:$port/v1/health" >/dev/null 
 vpc=$(api -d '{"cidrs":["10.63.0.0/16"]}' "https://127.0.0.1:$port/v1/vpcs" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
 sub=$(api -d "{\"vpc_id\":\"$vpc\",\"cidr\":\"10.63.1.0/24\"}" "https://127.0.0.1:$port/v1/subnets" |
   sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
-timeout -s INT $((secs + 15)) dpdk-testpmd -l 0,1 --main-lcore 1 $eal --file-prefix=vhb-rx \
+timeout -s INT $((secs + 15)) dpdk-testpmd -l 0,1 --main-lcore "${RX_MAIN_LCORE:-1}" $eal --file-prefix=vhb-rx \
   --vdev "net_virtio_user0,path=$w/rx.sock,server=1,queues=1,mac=02:63:00:00:00:02" -- --forward-mode=rxonly \
   --stats-period 1 --nb-cores=1 --total-num-mbufs=16384 </dev/null >"$w/vpcd-rx.log" 2>&1 &
 pids+=($!)
@@ -74,6 +76,7 @@ wk_ticks() { local t=0 f; for f in /proc/$vpcd/task/*; do
 wk_stats() { api "https://127.0.0.1:$port/v1/stats" | python3 -c 'import json,sys; s=json.load(sys.stdin)
 print(sum(w["packets"] for w in s["workers"]), s["totals"]["drops"].get("vhost_no_rx_buffers", 0))'; }
 ticks0=$(wk_ticks); read -r pk0 nob0 < <(wk_stats)
+t0=$(date +%s.%N)
 if [ -n "${PERF_OUT:-}" ]; then
   perf record -q -e cpu-clock -g -p "$vpcd" -o "$PERF_OUT" -- sleep "$secs" >/dev/null 2>&1 &
   pids+=($!)
@@ -84,12 +87,14 @@ timeout -s INT $((secs + 2)) dpdk-testpmd -l 1,0 --main-lcore 0 $eal --file-pref
   --total-num-mbufs=16384 </dev/null >"$w/vpcd-tx.log" 2>&1 || true
 through=$(rx_pps "$w/vpcd-rx.log")
 ticks1=$(wk_ticks); read -r pk1 nob1 < <(wk_stats)
+t1=$(date +%s.%N)
 # vpcd's own view: worker batches/packets (packets per rx burst) and drops, for reading a profile against.
 if [ -n "${STATS_OUT:-}" ]; then api "https://127.0.0.1:$port/v1/stats" >"$STATS_OUT" || true; fi
 echo "direct testpmd -> testpmd over vhost-user: ${direct} pps (64 B)"
 echo "testpmd -> vpcd (1 worker) -> testpmd:     ${through} pps (64 B)"
 awk -v a="$through" -v b="$direct" 'BEGIN { if (b > 0) printf "ratio: %.0f%% of direct\n", 100 * a / b }'
-awk -v p=$((pk1 - pk0)) -v t=$((ticks1 - ticks0)) -v hz="$(getconf CLK_TCK)" -v d=$((nob1 - nob0)) 'BEGIN {
-  printf "vpcd worker: %d frames in %.2f CPU s = %.2f Mpps per worker CPU second; %d (%.0f%%) dropped: receiver had no buffers\n",
-         p, t / hz, t ? p * hz / t / 1e6 : 0, d, p ? 100 * d / p : 0 }'
+awk -v p=$((pk1 - pk0)) -v t=$((ticks1 - ticks0)) -v hz="$(getconf CLK_TCK)" -v d=$((nob1 - nob0)) \
+    -v w0="$t0" -v w1="$t1" 'BEGIN {
+  printf "vpcd worker: %d frames in %.1f s (%.2f Mpps taken in, including testpmd start-up) and %.2f CPU s = %.2f Mpps per worker CPU second; %d (%.0f%%) dropped: receiver had no buffers\n",
+         p, w1 - w0, p / (w1 - w0) / 1e6, t / hz, t ? p * hz / t / 1e6 : 0, d, p ? 100 * d / p : 0 }'
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
