@@ -12,7 +12,8 @@
 set -euo pipefail
 build=$(realpath "${1:-build}")
 secs=${2:-8}
-[ -z "${PERF_OUT:-}" ] || command -v perf >/dev/null || { echo "vhost_user.sh: PERF_OUT needs perf: scripts/install-deps.sh bench" >&2; exit 1; }
+[ -z "${PERF_OUT:-}" ] || command -v perf >/dev/null ||
+  { echo "vhost_user.sh: PERF_OUT needs perf: scripts/install-deps.sh bench" >&2; exit 1; }
 command -v dpdk-testpmd >/dev/null || { echo "vhost_user.sh: dpdk-testpmd missing: scripts/install-deps.sh test" >&2; exit 1; }
 w=$(mktemp -d /tmp/vpcd-vhostbench-XXXXXX)
 eal="--no-pci --no-huge -m 256 --no-shconf --no-telemetry"
@@ -95,6 +96,8 @@ echo "testpmd -> vpcd (1 worker) -> testpmd:     ${through} pps (64 B)"
 awk -v a="$through" -v b="$direct" 'BEGIN { if (b > 0) printf "ratio: %.0f%% of direct\n", 100 * a / b }'
 awk -v p=$((pk1 - pk0)) -v t=$((ticks1 - ticks0)) -v hz="$(getconf CLK_TCK)" -v d=$((nob1 - nob0)) \
     -v w0="$t0" -v w1="$t1" 'BEGIN {
-  printf "vpcd worker: %d frames in %.1f s (%.2f Mpps taken in, including testpmd start-up) and %.2f CPU s = %.2f Mpps per worker CPU second; %d (%.0f%%) dropped: receiver had no buffers\n",
-         p, w1 - w0, p / (w1 - w0) / 1e6, t / hz, t ? p * hz / t / 1e6 : 0, d, p ? 100 * d / p : 0 }'
+  printf "vpcd worker: %d frames in %.1f s (%.2f Mpps taken in, including testpmd start-up) and %.2f CPU s",
+         p, w1 - w0, p / (w1 - w0) / 1e6, t / hz
+  printf " = %.2f Mpps per worker CPU second; %d (%.0f%%) dropped: receiver had no buffers\n",
+         t ? p * hz / t / 1e6 : 0, d, p ? 100 * d / p : 0 }'
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"

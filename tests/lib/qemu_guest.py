@@ -38,14 +38,12 @@ class Result:
         return f"GuestResult({self.line!r})"
 
 
-def run(kernel, initrd, netdev, mac, ip, gw, peer, count=5, timeout=180, extra=(), append_extra="",
-        nodefaults=True):
+def run(kernel, initrd, netdev, mac, ip, gw, peer, count=5, timeout=180, extra=(), append_extra=""):
     """Boots the guest with `netdev` (the -netdev/-chardev/-object arguments) behind a virtio-net-pci NIC and returns
     its Result once it has powered off. The guest runs in its own process group and is killed (group and all) after
     `timeout` seconds or when the caller is interrupted. vectors=0 and romfile= as in shared/vhost-user/: with MSI-X
     QEMU 7.2 crashes in vhost_net_start, and no option ROM is needed for -kernel."""
-    cmd = ["qemu-system-x86_64", "-accel", "tcg", "-smp", "1", "-m", "256M", "-no-user-config"]
-    cmd += ["-nodefaults"] if nodefaults else ["-vga", "none"]
+    cmd = ["qemu-system-x86_64", "-accel", "tcg", "-smp", "1", "-m", "256M", "-nodefaults", "-no-user-config"]
     cmd += list(netdev) + list(extra)
     cmd += ["-device", f"virtio-net-pci,netdev=n0,mac={mac},vectors=0,romfile=",
             "-kernel", kernel, "-initrd", initrd, "-append",
