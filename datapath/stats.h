@@ -35,6 +35,7 @@ struct WorkerCounters {
   uint64_t batches = 0, packets = 0, wakeups = 0, snapshot_generation = 0;
   std::vector<uint64_t> stage_packets;  // [stage id] (datapath/pipeline/stage.h: stage_name(i)) packets processed
   uint64_t pool_exhausted = 0;          // generated frames not made: the worker's PacketPool was empty
+  uint64_t icmp_rate_limited = 0;       // router ICMP errors not sent: over the worker's rate limit (icmp-error-*)
 };
 
 struct Stats {

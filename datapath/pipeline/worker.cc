@@ -75,6 +75,7 @@ WorkerCounters Worker::counters() const noexcept {
   c.stage_packets.resize(kStageCount);
   for (size_t s = 0; s < kStageCount; ++s) c.stage_packets[s] = ctx_.stage_packets[s].load(std::memory_order_relaxed);
   c.pool_exhausted = ctx_.pool_exhausted.load(std::memory_order_relaxed);
+  c.icmp_rate_limited = ctx_.icmp_rate_limited.load(std::memory_order_relaxed);
   return c;
 }
 

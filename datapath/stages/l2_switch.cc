@@ -69,7 +69,7 @@ void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std:
       const uint64_t key = src.to_u64() | (uint64_t(1) << 63);
       if (key != last_src) {
         last_src = key;
-        if (!src.is_zero() && !src.is_multicast() && vpc->fib->find(src) == kInvalidPort)
+        if (!src.is_zero() && !src.is_multicast() && src != vpc->router_mac && vpc->fib->find(src) == kInvalidPort)
           vpc->learned->learn(src, in->index, in->rt->seq, now_s);
       }
     }

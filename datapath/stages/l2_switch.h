@@ -18,7 +18,9 @@
 //     GSO super-frame (vnet gso_type NONE or no vnet header): kTooBig.
 // Learning: on ports with port_security off (and tunnel ports), the unicast, non-zero source MAC of every frame that is
 // not a NIC's own MAC is learned on the input port (lock-free MacTable, refreshed at most once a second, moves
-// relearned). Ports with port_security on need no learning: their only source MAC is in the static FIB.
+// relearned). The VPC's router MAC is never learned: frames another box's router routed to us through the overlay
+// carry it as their source (every box of a VPC routes with the same MAC, router_mac_for(vni)), and frames to it go
+// to the router stage here anyway. Ports with port_security on need no learning: their only source MAC is in the static FIB.
 // Per-run caches (VPP l2-fwd style): the input port and VPC of the previous packet, the last destination looked up
 // and the last source learned; valid for one call, reset when the VPC changes.
 // Next: the output port's first egress stage (PortConfig::out_features; output at least), vxlan-encap or output for a

@@ -85,7 +85,7 @@ bool may_send_icmp_error(const Packet& p) noexcept {
 }
 
 size_t build_icmp_error(const Packet& orig, uint8_t type, uint8_t code, const MacAddr& router_mac, Ipv4Addr src,
-                        uint8_t* out, size_t cap) noexcept {
+                        uint8_t* out, size_t cap, uint16_t next_hop_mtu) noexcept {
   constexpr size_t kHdrs = kEthHdrLen + kIpv4MinHdrLen + kIcmpEchoLen;
   if (cap < kHdrs + kIpv4MinHdrLen + 8) return 0;
   // The quote: the offending datagram from its IP header, as much as fits in 576 bytes and in the frame we have.
@@ -113,14 +113,16 @@ size_t build_icmp_error(const Packet& orig, uint8_t type, uint8_t code, const Ma
   std::memset(icmp, 0, kIcmpEchoLen);
   icmp[0] = type;
   icmp[1] = code;
+  const be16 mtu = be16::from_host(next_hop_mtu);
+  std::memcpy(icmp + 6, &mtu, 2);
   std::memcpy(icmp + kIcmpEchoLen, orig.data + orig.l3_offset, quote);
   const be16 c = internet_checksum({icmp, kIcmpEchoLen + quote});
   std::memcpy(icmp + 2, &c, 2);
   return kHdrs + quote;
 }
 
-RouterOutcome route_ipv4(const RouteTable& routes, const ArpAnswerTable& arp, const MacAddr& router_mac,
-                         Packet& p) noexcept {
+RouterOutcome route_decide(const RouteTable& routes, const ArpAnswerTable& arp, const MacAddr& router_mac,
+                           Packet& p) noexcept {
   RouterOutcome o;
   auto drop = [&](DropReason r, uint8_t type, uint8_t code) {
     p.drop = r;
@@ -145,10 +147,38 @@ RouterOutcome route_ipv4(const RouteTable& routes, const ArpAnswerTable& arp, co
   const Ipv4Addr nh = r->kind == RouteKind::kVia ? r->via : p.ip4_dst;
   const MacAddr* mac = arp.find(nh);
   if (!mac || *mac == router_mac) return drop(DropReason::kNextHopUnresolved, kIcmpDestUnreachable, 1);
-  decrement_ttl(p);
-  std::memcpy(p.data, mac->b.data(), 6);
-  std::memcpy(p.data + 6, router_mac.b.data(), 6);
   o.action = RouterAction::kForward;
+  o.next_hop = mac;
+  return o;
+}
+
+void forward_rewrite(Packet& p, const MacAddr& next_hop, const MacAddr& router_mac) noexcept {
+  decrement_ttl(p);
+  std::memcpy(p.data, next_hop.b.data(), 6);
+  std::memcpy(p.data + 6, router_mac.b.data(), 6);
+}
+
+RouterOutcome route_ipv4(const RouteTable& routes, const ArpAnswerTable& arp, const MacAddr& router_mac,
+                         Packet& p) noexcept {
+  const RouterOutcome o = route_decide(routes, arp, router_mac, p);
+  if (o.action == RouterAction::kForward) forward_rewrite(p, *o.next_hop, router_mac);
+  return o;
+}
+
+RouterOutcome too_big_outcome(const RouteTable& routes, Packet& p, uint32_t mtu) noexcept {
+  RouterOutcome o;
+  o.action = RouterAction::kDrop;
+  uint16_t frag_off = 0;
+  if (p.flags & kIsIpv4) frag_off = uint16_t(p.data[p.l3_offset + 6] << 8 | p.data[p.l3_offset + 7]);
+  if (!(frag_off & kIpv4FlagDf)) {
+    p.drop = DropReason::kTooBig;
+    return o;
+  }
+  p.drop = DropReason::kFragNeeded;
+  o.icmp_type = kIcmpDestUnreachable;
+  o.icmp_code = 4;
+  o.icmp_src = routes.source_for(p.ip4_src);
+  o.next_hop_mtu = uint16_t(std::min<uint32_t>(mtu, 0xffff));
   return o;
 }
 
@@ -177,7 +207,7 @@ void send_icmp_error(WorkerContext& ctx, const DataplaneConfig& cfg, const VpcCo
   Packet* e = ctx.alloc_packet();
   if (!e) return;
   const size_t n = build_icmp_error(p, o.icmp_type, o.icmp_code, vpc.router_mac, o.icmp_src, e->data,
-                                    PacketPool::kMaxFrame);
+                                    PacketPool::kMaxFrame, o.next_hop_mtu);
   if (n == 0) {
     e->drop_with(DropReason::kNoStage);
     e->in_port = e->acct_port = p.in_port;
@@ -204,19 +234,22 @@ void RouterStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std::s
       p->drop_with(DropReason::kNotRouted);
       continue;
     }
-    const RouterOutcome o = route_ipv4(*vpc->routes, *vpc->arp, vpc->router_mac, *p);
+    const RouterOutcome o = route_decide(*vpc->routes, *vpc->arp, vpc->router_mac, *p);
     switch (o.action) {
       case RouterAction::kForward: {
-        const uint16_t out = l2_lookup_unicast(cfg, *vpc, MacAddr::from_bytes(p->dst_mac()), now_s);
+        const uint16_t out = l2_lookup_unicast(cfg, *vpc, *o.next_hop, now_s);
         const PortConfig* op = cfg.port(out);
         if (!op) {
           p->drop_with(DropReason::kNextHopUnresolved);
           break;
         }
         if (p->len > op->mtu + p->l3_offset && !is_gso(*p)) [[unlikely]] {
-          p->drop_with(DropReason::kTooBig);
+          // Checked before the rewrite: the ICMP error goes to the sender's MAC and quotes the datagram as sent.
+          send_icmp_error(ctx, cfg, *vpc, *p, too_big_outcome(*vpc->routes, *p, op->mtu));
+          p->drop_with(p->drop);
           break;
         }
+        forward_rewrite(*p, *o.next_hop, vpc->router_mac);
         p->out_port = out;
         p->next = egress_stage(op->out_features);
         break;

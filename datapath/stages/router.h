@@ -9,7 +9,20 @@
 //     unreachable; connected (next hop = destination) or via (next hop = the route's address): the next hop is
 //     resolved to a NIC's MAC through the VPC's ARP table (NIC IPs; remote NICs too): none -> next_hop_unresolved +
 //     ICMP host unreachable. Otherwise the frame is forwarded: TTL - 1 with an incremental IPv4 checksum update
-//     (RFC 1624), source MAC = router MAC, destination MAC = the next hop's MAC; the switch then delivers it.
+//     (RFC 1624), source MAC = router MAC, destination MAC = the next hop's MAC, out of the port that MAC is at
+//     (l2_lookup_unicast: static FIB, then learned) through that port's egress stages (out_features).
+//   - Remote NICs (guests on other boxes, API kind remote-nics): overlay_builder puts their IPs in the VPC's ARP
+//     table and their MAC in its static FIB on the tunnel pseudo-port of their VTEP, so a destination (or next hop)
+//     that is a remote NIC's address resolves to its MAC on that tunnel port and the routed frame leaves through
+//     vxlan-encap (the tunnel's out_features). Every box of a VPC routes with the same MAC (router_mac_for(vni)):
+//     the frame is routed once, on the sender's box, and the receiving box's switch delivers it (it never learns
+//     the router MAC, l2_switch.h). A frame a remote VTEP sends to the router MAC (a kernel VTEP's guest using
+//     this box as its gateway) is routed here like a local one; its ICMP errors go back through its tunnel.
+//   - too big for the output port (longer than its MTU + the L2 header, not a GSO super-frame): vpcd does not
+//     fragment. An IPv4 packet with DF set is dropped as frag_needed and answered with ICMP destination unreachable
+//     "fragmentation needed" (type 3 code 4) carrying the port's MTU as the next-hop MTU (RFC 1191), rate-limited like
+//     the other errors; without DF it is dropped as too_big (no ICMP). The check runs before the rewrite, so the
+//     quote is the datagram as the sender sent it.
 // ICMP errors are never sent about ICMP errors, non-first fragments, or packets from/to broadcast, multicast, zero or
 // loopback addresses (RFC 1812 4.3.2.7); they come from the gateway of the sender's subnet, quote the offending IP
 // header and up to 548 bytes after it (a 576-byte datagram, RFC 1812 4.3.2.3), and are limited per worker by a token
@@ -58,23 +71,38 @@ struct RouterOutcome {
   RouterAction action = RouterAction::kDrop;
   uint8_t icmp_type = 0xff;
   uint8_t icmp_code = 0;
-  Ipv4Addr icmp_src;  // the gateway to send the ICMP error from
+  Ipv4Addr icmp_src;             // the gateway to send the ICMP error from
+  uint16_t next_hop_mtu = 0;     // fragmentation needed (type 3 code 4): the output port's MTU
+  const MacAddr* next_hop = nullptr;  // kForward from route_decide: the next hop's MAC (in the VPC's ARP table)
 };
 
 inline constexpr uint8_t kNoIcmp = 0xff;
 inline constexpr size_t kIcmpErrorMaxFrame = 14 + 576;  // Ethernet + a 576-byte datagram
 
-// Decides and rewrites one packet (IPv4, destination MAC = router_mac). Sets p.drop when dropping.
+// Decides one packet (IPv4, destination MAC = router_mac) without rewriting a forwarded one (kForward: next_hop
+// set; kReply: answered in place). Sets p.drop when dropping.
+RouterOutcome route_decide(const RouteTable& routes, const ArpAnswerTable& arp, const MacAddr& router_mac,
+                           Packet& p) noexcept;
+
+// The rewrite of a forwarded packet: TTL - 1, destination MAC = next_hop, source MAC = router_mac.
+void forward_rewrite(Packet& p, const MacAddr& next_hop, const MacAddr& router_mac) noexcept;
+
+// route_decide, then forward_rewrite when forwarding.
 RouterOutcome route_ipv4(const RouteTable& routes, const ArpAnswerTable& arp, const MacAddr& router_mac,
                          Packet& p) noexcept;
+
+// The outcome for a packet too big for an output port of MTU `mtu` (see the header comment): kDrop with frag_needed
+// and ICMP type 3 code 4 for IPv4 with DF, else too_big without ICMP. Sets p.drop.
+RouterOutcome too_big_outcome(const RouteTable& routes, Packet& p, uint32_t mtu) noexcept;
 
 // True when an ICMP error may be sent about p (see the header comment).
 bool may_send_icmp_error(const Packet& p) noexcept;
 
 // Writes an ICMP error about `orig` (from src, Ethernet source router_mac, to orig's source MAC) into out (at least
-// kIcmpErrorMaxFrame bytes). Returns the frame length.
+// kIcmpErrorMaxFrame bytes); next_hop_mtu goes into bytes 6-7 of the ICMP header (fragmentation needed, RFC 1191;
+// 0 for other errors). Returns the frame length.
 size_t build_icmp_error(const Packet& orig, uint8_t type, uint8_t code, const MacAddr& router_mac, Ipv4Addr src,
-                        uint8_t* out, size_t cap) noexcept;
+                        uint8_t* out, size_t cap, uint16_t next_hop_mtu = 0) noexcept;
 
 // Answers an ICMP echo request addressed to the router in place. False when p is not one.
 bool answer_echo(Packet& p, const MacAddr& router_mac) noexcept;

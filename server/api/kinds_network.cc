@@ -225,6 +225,24 @@ struct BackendResult {
   std::optional<int64_t> uid, gid;
 };
 
+// backend.owner / backend.group (a tap device's or a vhost-user server socket's): names that must exist on this host.
+void backend_owner_group(const json& be, BackendResult& r) {
+  if (const json* v = member(be, "owner")) {
+    std::string owner = need_string(*v, "backend.owner", 64);
+    auto uid = lookup_user(owner);
+    if (!uid) unprocessable("backend.owner", "user \"" + owner + "\" does not exist on this host");
+    r.uid = int64_t(*uid);
+    r.spec["owner"] = owner;
+  }
+  if (const json* v = member(be, "group")) {
+    std::string grp = need_string(*v, "backend.group", 64);
+    auto gid = lookup_group(grp);
+    if (!gid) unprocessable("backend.group", "group \"" + grp + "\" does not exist on this host");
+    r.gid = int64_t(*gid);
+    r.spec["group"] = grp;
+  }
+}
+
 BackendResult normalize_backend(const json& be) {
   BackendResult r;
   if (!be.is_object()) bad_request("backend", "backend must be an object with a \"type\"");
@@ -238,20 +256,7 @@ BackendResult normalize_backend(const json& be) {
     if (const json* v = member(be, "queues")) queues = need_int(*v, "backend.queues", 1, kMaxQueues);
     r.spec["ifname"] = ifname;
     r.spec["queues"] = queues;
-    if (const json* v = member(be, "owner")) {
-      std::string owner = need_string(*v, "backend.owner", 64);
-      auto uid = lookup_user(owner);
-      if (!uid) unprocessable("backend.owner", "user \"" + owner + "\" does not exist on this host");
-      r.uid = int64_t(*uid);
-      r.spec["owner"] = owner;
-    }
-    if (const json* v = member(be, "group")) {
-      std::string grp = need_string(*v, "backend.group", 64);
-      auto gid = lookup_group(grp);
-      if (!gid) unprocessable("backend.group", "group \"" + grp + "\" does not exist on this host");
-      r.gid = int64_t(*gid);
-      r.spec["group"] = grp;
-    }
+    backend_owner_group(be, r);
     r.key = "tap:" + ifname;
     r.key_field = "backend.ifname";
   } else if (type == "netns") {
@@ -281,20 +286,7 @@ BackendResult normalize_backend(const json& be) {
     if ((member(be, "owner") || member(be, "group")) && mode != "server")
       unprocessable(member(be, "owner") ? "backend.owner" : "backend.group",
                     "owner and group apply to a socket vpcd creates (mode \"server\")");
-    if (const json* v = member(be, "owner")) {
-      std::string owner = need_string(*v, "backend.owner", 64);
-      auto uid = lookup_user(owner);
-      if (!uid) unprocessable("backend.owner", "user \"" + owner + "\" does not exist on this host");
-      r.uid = int64_t(*uid);
-      r.spec["owner"] = owner;
-    }
-    if (const json* v = member(be, "group")) {
-      std::string grp = need_string(*v, "backend.group", 64);
-      auto gid = lookup_group(grp);
-      if (!gid) unprocessable("backend.group", "group \"" + grp + "\" does not exist on this host");
-      r.gid = int64_t(*gid);
-      r.spec["group"] = grp;
-    }
+    backend_owner_group(be, r);
     r.spec["socket"] = sock;
     r.spec["mode"] = mode;
     r.spec["queues"] = queues;

@@ -273,6 +273,23 @@ RouteDoc route_doc(std::string operation_id, std::string summary, json response_
 
 json counters_schema() { return {{"type", "integer"}, {"minimum", 0}}; }
 
+// GET /v1/stats: an object; its per-worker counters are described (stats_render.cc writes them).
+json stats_schema() {
+  json worker = {{"type", "object"},
+                 {"properties",
+                  {{"batches", counters_schema()},
+                   {"packets", counters_schema()},
+                   {"wakeups", counters_schema()},
+                   {"snapshot_generation", counters_schema()},
+                   {"icmp_rate_limited",
+                    {{"type", "integer"},
+                     {"minimum", 0},
+                     {"description", "ICMP errors this worker's router did not send: over its rate limit"}}}}},
+                 {"required", {"batches", "packets", "wakeups", "snapshot_generation", "icmp_rate_limited"}}};
+  return {{"type", "object"},
+          {"properties", {{"workers", {{"type", "array"}, {"description", "one per datapath worker"}, {"items", worker}}}}}};
+}
+
 RouteDoc events_doc() {
   RouteDoc d = route_doc(
       "listEvents", "The audit log: every write, also refused ones (newest first, the newest 10,000 kept)",
@@ -344,7 +361,7 @@ std::vector<RouteDef> api_routes(ApiContext& ctx) {
                  },
                  Role::kViewer,
                  route_doc("getStats", "Counters per NIC, worker and drop reason (the JSON twin of /metrics)",
-                           {{"type", "object"}})});
+                           stats_schema())});
   out.push_back({"GET", "/metrics",
                  [&ctx](const Request&) {
                    Response r;

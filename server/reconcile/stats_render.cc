@@ -77,7 +77,8 @@ std::string stats_json(const dp::Stats& s, const ReconcilerStats& r) {
     workers.push_back({{"batches", w.batches},
                        {"packets", w.packets},
                        {"wakeups", w.wakeups},
-                       {"snapshot_generation", w.snapshot_generation}});
+                       {"snapshot_generation", w.snapshot_generation},
+                       {"icmp_rate_limited", w.icmp_rate_limited}});
   }
   nlohmann::json uplinks = nlohmann::json::object();
   for (const auto& [id, c] : s.uplinks) uplinks[id] = counters_json(c);
@@ -190,6 +191,13 @@ std::string metrics_text(const dp::Stats& s, const ReconcilerStats& r) {
   family(out, "vpcd_worker_wakeups_total", "counter", "Times each datapath worker woke from its poll.");
   for (size_t i = 0; i < s.workers.size(); ++i) {
     sample(out, "vpcd_worker_wakeups_total", "worker=\"" + std::to_string(i) + "\"", s.workers[i].wakeups);
+  }
+  family(out, "vpcd_worker_icmp_rate_limited_total", "counter",
+         "ICMP errors the router of each datapath worker did not send: over that worker's rate limit "
+         "(icmp-error-rate, icmp-error-burst).");
+  for (size_t i = 0; i < s.workers.size(); ++i) {
+    sample(out, "vpcd_worker_icmp_rate_limited_total", "worker=\"" + std::to_string(i) + "\"",
+           s.workers[i].icmp_rate_limited);
   }
   family(out, "vpcd_capture_sessions", "gauge", "Packet capture sessions running.");
   sample(out, "vpcd_capture_sessions", "", s.capture.active);

@@ -157,6 +157,25 @@ def remove_namespaces(prefix):
             sh("ip", "netns", "del", ns, check=False)
 
 
+def two_boxes(prefix, make_underlay, build):
+    """The body of a module fixture (`yield from two_boxes(...)`): namespaces from make_underlay(), vpcd boxes
+    PREFIX+"A" and PREFIX+"B" started in theirs, then what build(a, b) returns; everything stopped and every namespace
+    named PREFIX* removed afterwards, also on failure."""
+    if os.geteuid() != 0:
+        raise AssertionError("needs root (namespaces, veth, vpcd)")
+    remove_namespaces(prefix)
+    boxes = []
+    try:
+        make_underlay()
+        a, b = Box(prefix + "A").start(), Box(prefix + "B").start()
+        boxes += [a, b]
+        yield build(a, b)
+    finally:
+        for box in boxes:
+            box.stop()
+        remove_namespaces(prefix)
+
+
 def ping(ns, addr, count=3, timeout_s=2):
     r = sh("ping", "-n", "-c", count, "-i", "0.2", "-W", timeout_s, addr, ns=ns, check=False, timeout=30)
     return r.returncode == 0

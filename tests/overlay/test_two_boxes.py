@@ -14,11 +14,10 @@ underlay datagram per case is dropped and counted by reason on A's uplink; guest
 """
 import os
 import struct
-import time
 
 import pytest
 
-from overlay_lib import Box, iperf3, netns_list, ping, remove_namespaces, sh, wait_for
+from overlay_lib import iperf3, netns_list, ping, sh, two_boxes, wait_for
 
 PREFIX = "vxl%d" % (os.getpid() % 100000)
 VNI = 10000 + os.getpid() % 10000
@@ -65,19 +64,7 @@ def make_underlay():
 
 @pytest.fixture(scope="module")
 def net():
-    if os.geteuid() != 0:
-        pytest.fail("needs root (namespaces, veth, vpcd)")
-    remove_namespaces(PREFIX)
-    boxes = []
-    try:
-        make_underlay()
-        a, b = Box(ns("A")).start(), Box(ns("B")).start()
-        boxes += [a, b]
-        yield build_vpcs(a, b)
-    finally:
-        for box in boxes:
-            box.stop()
-        remove_namespaces(PREFIX)
+    yield from two_boxes(PREFIX, make_underlay, build_vpcs)
 
 
 def build_vpcs(a, b):

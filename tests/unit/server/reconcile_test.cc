@@ -226,6 +226,7 @@ TEST(StatsRender, JsonAndMetrics) {
   s.totals = c;
   s.workers.resize(2);
   s.workers[1].packets = 9;
+  s.workers[1].icmp_rate_limited = 3;
   ReconcilerStats r;
   r.passes = 4;
   EXPECT_EQ(nic_stats_json(s, "n1").value(),
@@ -233,10 +234,13 @@ TEST(StatsRender, JsonAndMetrics) {
   EXPECT_FALSE(nic_stats_json(s, "n2").has_value());
   const auto j = stats_json(s, r);
   EXPECT_NE(j.find(R"("passes":4)"), std::string::npos);
+  EXPECT_NE(j.find(R"("icmp_rate_limited":3)"), std::string::npos);
   const auto m = metrics_text(s, r);
   EXPECT_NE(m.find("vpcd_nic_rx_packets_total{nic=\"n1\"} 5\n"), std::string::npos);
   EXPECT_NE(m.find("vpcd_nic_drops_total{nic=\"n1\",reason=\"spoofed_source_ip\"} 2\n"), std::string::npos);
   EXPECT_NE(m.find("vpcd_worker_packets_total{worker=\"1\"} 9\n"), std::string::npos);
+  EXPECT_NE(m.find("vpcd_worker_icmp_rate_limited_total{worker=\"1\"} 3\n"), std::string::npos);
+  EXPECT_NE(m.find("# TYPE vpcd_worker_icmp_rate_limited_total counter\n"), std::string::npos);
   EXPECT_NE(m.find("vpcd_reconcile_passes_total 4\n"), std::string::npos);
   EXPECT_NE(m.find("# TYPE vpcd_nic_tx_bytes_total counter\n"), std::string::npos);
 }

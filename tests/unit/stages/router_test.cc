@@ -176,6 +176,50 @@ TEST(Router, IcmpErrorFrame) {
   EXPECT_EQ(build_icmp_error(big.p, 3, 0, kRouter, ip("10.0.1.1"), out2.data(), out2.size()), 14u + 576u);
 }
 
+// vpcd does not fragment: too big with DF -> frag_needed + ICMP 3/4 with the next-hop MTU (RFC 1191) from the
+// sender's gateway; without DF -> too_big, no ICMP. route_decide leaves the frame as it came (the quote is the sent
+// datagram), route_ipv4 rewrites it.
+TEST(Router, TooBigOutcomesAndFragNeededFrame) {
+  Net n;
+  proto::Ipv4Opts df;
+  df.frag_off = proto::kIpv4FlagDf;
+  Frame f(FrameBuilder().eth(kMacA, kRouter).ipv4(ip("10.0.1.5"), ip("10.0.2.7"), df).udp(1, 2).payload_size(1472).build());
+  const RouterOutcome d = route_decide(n.routes, n.arp, kRouter, f.p);
+  ASSERT_EQ(d.action, RouterAction::kForward);
+  ASSERT_NE(d.next_hop, nullptr);
+  EXPECT_EQ(*d.next_hop, kMacB);
+  EXPECT_EQ(MacAddr::from_bytes(f.p.data), kRouter);  // not rewritten yet
+  EXPECT_EQ(f.p.data[f.p.l3_offset + 8], 64);
+  const RouterOutcome o = too_big_outcome(n.routes, f.p, 1400);
+  EXPECT_EQ(o.action, RouterAction::kDrop);
+  EXPECT_EQ(f.p.drop, DropReason::kFragNeeded);
+  EXPECT_EQ(o.icmp_type, 3);
+  EXPECT_EQ(o.icmp_code, 4);
+  EXPECT_EQ(o.icmp_src, ip("10.0.1.1"));
+  EXPECT_EQ(o.next_hop_mtu, 1400);
+  std::vector<uint8_t> out(kIcmpErrorMaxFrame);
+  const size_t len = build_icmp_error(f.p, o.icmp_type, o.icmp_code, kRouter, o.icmp_src, out.data(), out.size(),
+                                      o.next_hop_mtu);
+  ASSERT_EQ(len, 14u + 576u);
+  out.resize(len);
+  Frame e(out);
+  EXPECT_EQ(MacAddr::from_bytes(e.p.data), kMacA);
+  EXPECT_EQ(e.p.dst_port, (3 << 8) | 4);
+  EXPECT_EQ(out[e.p.l4_offset + 6] << 8 | out[e.p.l4_offset + 7], 1400);
+  EXPECT_TRUE(proto::checksum_valid({e.p.data + e.p.l4_offset, e.p.l4_len}));
+  EXPECT_FALSE(may_send_icmp_error(e.p));
+  // Other errors keep bytes 4-7 zero.
+  std::vector<uint8_t> te(kIcmpErrorMaxFrame);
+  ASSERT_GT(build_icmp_error(f.p, 11, 0, kRouter, ip("10.0.1.1"), te.data(), te.size()), 42u);
+  EXPECT_EQ(0, te[14 + 20 + 4] | te[14 + 20 + 5] | te[14 + 20 + 6] | te[14 + 20 + 7]);
+
+  Frame nodf(FrameBuilder().eth(kMacA, kRouter).ipv4(ip("10.0.1.5"), ip("10.0.2.7")).udp(1, 2).payload_size(1472).build());
+  const RouterOutcome t = too_big_outcome(n.routes, nodf.p, 1400);
+  EXPECT_EQ(t.action, RouterAction::kDrop);
+  EXPECT_EQ(nodf.p.drop, DropReason::kTooBig);
+  EXPECT_EQ(t.icmp_type, kNoIcmp);
+}
+
 TEST(Router, IcmpRateLimiter) {
   IcmpRateLimiter rl(100, 5);
   uint64_t t = 1'000'000'000;

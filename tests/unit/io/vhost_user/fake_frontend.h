@@ -59,7 +59,7 @@ class FakeFrontend {
       m.hdr.request = uint32_t(req);
       m.hdr.flags = flags;
       m.hdr.size = size;
-      std::memcpy(m.payload, payload, std::min<size_t>(size, sizeof m.payload));
+      if (payload) std::memcpy(m.payload, payload, std::min<size_t>(size, sizeof m.payload));
       for (int fd : fds) m.fds[m.nfds++].reset(::dup(fd));
       Reply r;
       bool ok = port_->handle_message(m, r, &last_error);
