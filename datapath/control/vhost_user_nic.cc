@@ -52,6 +52,7 @@ class VhostUserNic final : public NicDevice {
     pc.queue_pairs = std::clamp<unsigned>(b_.queues, 1, vhost::kMaxQueuePairs);
     pc.mtu = mtu;
     pc.mac = nic.mac;
+    pc.announce = !nic.port_security;  // with port security on, the RARP would be the guest's own drop
     pc.tx_workers = ctx.workers;
     std::string e;
     auto port = vhost::VhostUserPort::create(pc, &e);
@@ -79,9 +80,10 @@ class VhostUserNic final : public NicDevice {
     return !v || *v != b_;  // the MAC (RARP) and MTU are read at up(): a change of those recreates too
   }
   bool update(const NicSpec& want, const DeviceContext&, std::string* err) override {
-    // MAC, IPs and port security live in the snapshot; the port keeps the MAC it announces.
-    (void)want;
+    // MAC, IPs and port security live in the snapshot; the port keeps the MAC it announces and follows port security
+    // for whether it announces at all.
     (void)err;
+    if (port_) port_->set_announce(!want.port_security);
     return true;
   }
 

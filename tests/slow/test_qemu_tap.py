@@ -1,24 +1,11 @@
 """A QEMU guest (TCG, Debian kernel, busybox initramfs) on a vpcd tap NIC pings a netns guest of the same VPC."""
 import os
-import re
 import subprocess
 import sys
-import tempfile
-
-import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import qemu_guest  # noqa: E402
 import vpcdtest as vt  # noqa: E402
-
-GUEST_DIR = os.environ.get("VPCD_GUEST_DIR", "/var/cache/vpcd-test-guest")
-
-
-@pytest.fixture(scope="module")
-def guest_images():
-    r = subprocess.run(["bash", os.path.join(os.path.dirname(__file__), "guest", "make-guest.sh"), GUEST_DIR],
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
-    return os.path.join(GUEST_DIR, "vmlinuz"), os.path.join(GUEST_DIR, "initrd.gz")
 
 
 def test_qemu_guest_on_tap_pings_netns_guest(guest_images, vpcd_factory):
@@ -37,18 +24,11 @@ def test_qemu_guest_on_tap_pings_netns_guest(guest_images, vpcd_factory):
         vt.wait_for(lambda: c.call("GET", f"/v1/nics/{peer['id']}")["state"] == "up", what="netns NIC up")
         # The tap exists (persistent) before any hypervisor opens it; it is down until one attaches.
         assert os.path.exists(f"/sys/class/net/{tap}")
-        out = subprocess.run(
-            ["timeout", "180", "qemu-system-x86_64", "-accel", "tcg", "-smp", "1", "-m", "256M", "-nodefaults",
-             "-no-user-config", "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no,vhost=off",
-             "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:61:01:05,vectors=0,romfile=",
-             "-kernel", kernel, "-initrd", initrd, "-append",
-             "console=ttyS0 quiet panic=-1 vpcd.ip=10.61.1.5/24 vpcd.gw=10.61.1.1 vpcd.peer=10.61.1.2 vpcd.count=5",
-             "-serial", "stdio", "-display", "none", "-no-reboot"],
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=200)
-        line = next((l for l in out.stdout.replace("\r", "").splitlines() if "GUEST_RESULT" in l), None)
-        assert line, "guest printed no result:\n" + out.stdout[-3000:] + out.stderr[-2000:]
-        m = re.search(r"(\d+) packets transmitted (\d+) packets received", line)
-        assert m and m.group(1) == "5" and m.group(2) == "5", line
+        res = qemu_guest.run(kernel, initrd,
+                             ["-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no,vhost=off"],
+                             mac="52:54:00:61:01:05", ip="10.61.1.5/24", gw="10.61.1.1", peer="10.61.1.2", count=5)
+        assert res.line, "guest printed no result:\n" + res.console[-3000:]
+        assert (res.transmitted, res.received) == (5, 5), res.line
         stats = c.call("GET", f"/v1/nics/{vm['id']}/stats")
         assert stats["rx_packets"] >= 5 and stats["tx_packets"] >= 5, stats
     finally:

@@ -6,6 +6,7 @@ the namespace counts, and the namespace sends N datagrams that testpmd's rxonly 
 virtio-user device; the front-end quitting and coming back; vpcd killed and restarted while the front-end waits
 (traffic resumes with no API call).
 """
+import contextlib
 import os
 import re
 import shutil
@@ -75,6 +76,8 @@ class TestPmd:
                 self.proc.kill()
                 self.proc.wait()
         self.out.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.out_path)
         shutil.rmtree(f"/var/run/dpdk/{self.prefix}", ignore_errors=True)
 
 
@@ -114,6 +117,7 @@ class Setup:
     def close(self):
         self.d.stop()
         self.d.kill()
+        self.d.close()  # its run dir in /run/vpcd and its temporary state dir
         self.ns.remove_all()
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -398,6 +398,11 @@ bool VhostUserPort::h_set_vring_kick(Msg& m, Reply&, std::string* error) {
   }
   vr->started = true;
   if (!(features_ & feat::kProtocolFeatures)) vr->enabled = true;  // no SET_VRING_ENABLE without protocol features
+  // The device never waits for receive buffers (a frame finding none is a vhost_no_rx_buffers drop), so the guest's
+  // RX rings ask for no kicks: each would cost the driver a notification (a VM exit under QEMU, an eventfd write in
+  // virtio-user) per refill, for nothing. Without EVENT_IDX: used->flags NO_NOTIFY; with it, avail_event is never
+  // advanced, so the driver crosses it once per 65536 buffers.
+  if (idx % 2 == 0 && vr->used) vr->disable_kicks();
   update_vring_kick(idx);
   if (idx % 2 == 1) signal_wake(idx / 2);  // look at the ring now: the driver may have queued before kicking us
   return true;

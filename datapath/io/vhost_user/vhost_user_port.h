@@ -65,6 +65,7 @@ struct VhostUserPortConfig {
   unsigned queue_pairs = 1;  // 1..kMaxQueuePairs
   uint32_t mtu = 1500;       // VIRTIO_NET_F_MTU / NET_SET_MTU
   MacAddr mac;               // the NIC's MAC: RARP after (re)connect
+  bool announce = true;      // send those RARPs at all (set_announce); false for a NIC with port security on
   unsigned tx_workers = 1;   // workers that may call tx_* (<= kMaxWorkers)
 };
 
@@ -108,6 +109,10 @@ class VhostUserPort final : public PortIo {
   DeviceStatus status() const;
   // Called on the service thread whenever status() changes (set before the port is attached).
   void set_status_listener(std::function<void()> fn) { listener_ = std::move(fn); }
+  // Whether the RARP announces (device up, SEND_RARP) are sent into the pipeline. A NIC with port security on has
+  // its MAC in every static FIB (nothing learned to move) and port-security drops a RARP as ethertype_not_allowed, so
+  // announcing would only count a frame and a drop the guest never sent. Any thread (control thread on update).
+  void set_announce(bool on) noexcept { announce_.store(on, std::memory_order_relaxed); }
 
   // Readable when a worker found a virtqueue broken: the service thread then calls refresh_status().
   int attention_fd() const noexcept { return attention_.get(); }
@@ -200,6 +205,7 @@ class VhostUserPort final : public PortIo {
   std::atomic<unsigned> active_pairs_{0};
   std::atomic<uint64_t> acked_features_{0};  // copy of features_ for any thread
   std::atomic<bool> rarp_pending_{false};     // service thread sets, queue 0's worker clears
+  std::atomic<bool> announce_{true};          // set_announce (control thread); queue 0's worker reads in emit_rarp
   std::array<uint8_t, 6> rarp_mac_{};         // written by the service thread before setting rarp_pending_ (release)
 
   // Control state: service thread, under ctl_mu_ (status also read by any thread).

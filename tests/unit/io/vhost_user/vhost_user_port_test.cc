@@ -133,6 +133,27 @@ TEST_F(Fixture, KickFdWakesTheQueueAndIsDrained) {
   EXPECT_EQ(::epoll_wait(ep, &ev, 1, 0), 0);
 }
 
+// The device never waits for the guest's receive buffers, so the guest's RX ring asks for no kicks (used->flags
+// NO_NOTIFY without EVENT_IDX); its TX ring still does while the queue is idle.
+TEST_F(Fixture, GuestRxRingAsksForNoKicks) {
+  ASSERT_TRUE(fe->start(kDefaultFeatures & ~feat::kRingEventIdx));
+  auto used_flags = [&](unsigned ring) { return *reinterpret_cast<uint16_t*>(fe->host(fe->rings[ring].used_gpa)); };
+  EXPECT_EQ(used_flags(0), kUsedFlagNoNotify);
+  std::vector<Packet> got;
+  burst(got);
+  port->rx_release(0);
+  EXPECT_EQ(used_flags(1), 0);  // idle TX ring: kick me
+  fe->post_rx(2, 2048);
+  auto f = test_frame(1);
+  Packet p;
+  p.data = f.data();
+  p.len = p.wire_len = 64;
+  ASSERT_TRUE(port->tx_enqueue(0, p));
+  port->tx_flush(0);
+  EXPECT_EQ(fe->used_idx(0), 1);
+  EXPECT_EQ(used_flags(0), kUsedFlagNoNotify);
+}
+
 TEST_F(Fixture, TxIntoGuestPlainAndMergeable) {
   ASSERT_TRUE(fe->start(kDefaultFeatures));
   auto bufs = fe->post_rx(4, 64);
@@ -301,6 +322,33 @@ TEST_F(Fixture, RarpAnnouncesTheMacWhenTheDeviceComesUp) {
   EXPECT_EQ(got[0].data[11], 0x01);
   port->rx_release(0);
   EXPECT_EQ(burst(got, false), 0u);
+}
+
+// A NIC with port security on: its MAC is in every static FIB and port-security would drop the RARP as
+// ethertype_not_allowed, so the port announces nothing (no rx frame, no drop the guest never caused), neither when the
+// device comes up nor on SEND_RARP; turned back on (port security off), SEND_RARP announces again.
+TEST_F(Fixture, NoRarpWhenAnnouncingIsOff) {
+  VhostUserPortConfig c;
+  c.name = "vu-test";
+  c.mac = MacAddr{{0x02, 0, 0, 0, 0, 0x01}};
+  c.announce = false;
+  std::string err;
+  port = VhostUserPort::create(c, &err);
+  ASSERT_TRUE(port) << err;
+  port->on_connect();
+  fe = std::make_unique<FakeFrontend>(port.get(), -1);
+  ASSERT_TRUE(fe->start(kDefaultFeatures));
+  ASSERT_EQ(port->status().state, DeviceState::kUp);
+  std::vector<Packet> got;
+  EXPECT_EQ(burst(got, false), 0u);
+  ASSERT_TRUE(fe->u64(Req::kSendRarp, 0x0000'0b00'0000'0002ull));  // 02:00:00:00:00:0b
+  EXPECT_EQ(burst(got, false), 0u);
+  port->set_announce(true);
+  ASSERT_TRUE(fe->u64(Req::kSendRarp, 0x0000'0b00'0000'0002ull));
+  ASSERT_EQ(burst(got, false), 1u);
+  EXPECT_EQ(got[0].data[12], 0x80);
+  EXPECT_EQ(got[0].data[13], 0x35);
+  EXPECT_EQ(got[0].data[11], 0x0b);  // the MAC SEND_RARP named, not the NIC's 02:00:00:00:00:01
 }
 
 TEST_F(Fixture, MultiqueueWorkersPickTheirQueuePair) {
