@@ -689,15 +689,17 @@ Stats Controller::stats() const {
   return st;
 }
 
-Controller::CaptureResult Controller::start_capture(const std::string& nic_id, const CaptureSpec& spec) {
+Controller::CaptureResult Controller::start_capture(const std::string& id, const CaptureSpec& spec, CaptureOn on) {
+  const bool uplink = on == CaptureOn::kUplink;
   std::shared_ptr<PortRuntime> rt;
   {
     std::scoped_lock lk(impl_->view_mu);
-    for (const auto& [id, p] : impl_->view.ports)
-      if (id == nic_id) rt = p;
+    for (const auto& [pid, p] : uplink ? impl_->view.uplink_ports : impl_->view.ports)
+      if (pid == id) rt = p;
   }
-  if (!rt) return CaptureError{CaptureError::Kind::kNoPort, "NIC " + nic_id + " has no datapath port (state is not up)"};
-  auto r = impl_->capture->start(rt, "nic " + nic_id, spec);
+  const std::string what = (uplink ? "uplink " : "NIC ") + id;
+  if (!rt) return CaptureError{CaptureError::Kind::kNoPort, what + " has no datapath port (state is not up)"};
+  auto r = impl_->capture->start(rt, (uplink ? "uplink " : "nic ") + id, spec);
   if (auto* s = std::get_if<std::shared_ptr<CaptureSession>>(&r)) return std::move(*s);
   return std::get<CaptureError>(std::move(r));
 }

@@ -97,10 +97,13 @@ class Controller {
   void set_state_listener(std::function<void()> fn);
   Stats stats() const;
 
-  // Starts a packet capture of what the NIC's port receives and sends (capture_manager.h). Any thread; never waits
-  // for an apply(). kNoPort when the NIC has no datapath port (unknown, not applied yet, or its backend failed).
+  // Starts a packet capture of what a NIC's or an uplink's port receives and sends (capture_manager.h; on an uplink
+  // the frames as on the wire, VXLAN headers included). Any thread; never waits for an apply(). kNoPort when the
+  // object has no datapath port (unknown, not applied yet, its backend failed, or an uplink whose interface is
+  // missing).
   using CaptureResult = std::variant<std::shared_ptr<CaptureSession>, CaptureError>;
-  CaptureResult start_capture(const std::string& nic_id, const CaptureSpec& spec);
+  enum class CaptureOn { kNic, kUplink };
+  CaptureResult start_capture(const std::string& id, const CaptureSpec& spec, CaptureOn on = CaptureOn::kNic);
   unsigned worker_count() const;
   const Options& options() const;
 

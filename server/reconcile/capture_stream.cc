@@ -19,16 +19,13 @@ class CaptureBody final : public http::BodyStream {
 }  // namespace
 
 http::Response capture_response(dp::Controller& c, const api::CaptureRequest& r) {
-  if (r.kind != "nics") {
-    return http::problem(501, "Not Implemented",
-                         "capture on uplinks needs the datapath's uplink ports, which this build does not drive yet");
-  }
   dp::CaptureSpec spec;
   spec.filter = r.filter;
   spec.max_frames = r.count;
   spec.duration = std::chrono::seconds(r.seconds);
   spec.snaplen = r.snaplen;
-  auto res = c.start_capture(r.id, spec);
+  auto res = c.start_capture(r.id, spec,
+                             r.kind == "uplinks" ? dp::Controller::CaptureOn::kUplink : dp::Controller::CaptureOn::kNic);
   if (auto* e = std::get_if<dp::CaptureError>(&res)) {
     switch (e->kind) {
       case dp::CaptureError::Kind::kBadFilter:

@@ -14,10 +14,13 @@ underlay datagram per case is dropped and counted by reason on A's uplink; guest
 """
 import os
 import struct
+import threading
+import time
+from urllib.parse import quote
 
 import pytest
 
-from overlay_lib import iperf3, netns_list, ping, sh, two_boxes, wait_for
+from overlay_lib import NsHTTPS, iperf3, netns_list, ping, sh, two_boxes, wait_for
 
 PREFIX = "vxl%d" % (os.getpid() % 100000)
 VNI = 10000 + os.getpid() % 10000
@@ -155,6 +158,49 @@ def test_per_vtep_counters(net):
     tunnels = net["a"].call("GET", "/v1/stats")["tunnels"]
     b_tunnels = [t for t in tunnels.values() if t.get("remote_ip") == "198.18.0.2"]
     assert b_tunnels and sum(t["tx_packets"] for t in b_tunnels) > 0 and sum(t["rx_packets"] for t in b_tunnels) > 0
+
+
+def test_uplink_capture_shows_the_vxlan_frames_on_the_wire(net):
+    """GET /v1/uplinks/ID/capture: the frames as on the underlay, outer headers included, both directions."""
+    a = net["a"]
+    got = {}
+
+    def run():
+        c = NsHTTPS(a.ns, a.port, a.ctx)
+        try:
+            # VPC1's VXLAN frames only (the other VPCs' guests may talk too): VNI in the UDP payload's bytes 4-6.
+            flt = "udp port 4789 and udp[12:4] = %d" % (VNI << 8)
+            c.request("GET", "/v1/uplinks/%s/capture?filter=%s&count=4&seconds=20" % (a.uplink_id, quote(flt)),
+                      headers={"Authorization": "Bearer " + a.token})
+            r = c.getresponse()
+            got["status"], got["type"], got["body"] = r.status, r.getheader("Content-Type"), r.read()
+        finally:
+            c.close()
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(0.5)  # the session is hooked in before the first ping
+    assert ping(ns("ga1"), "10.77.1.20", count=3)
+    t.join(30)
+    assert not t.is_alive() and got["status"] == 200, got
+    assert got["type"] == "application/vnd.tcpdump.pcap"
+    body = got["body"]
+    assert struct.unpack("<I", body[:4])[0] == 0xA1B2C3D4 and struct.unpack("<I", body[20:24])[0] == 1  # Ethernet
+    frames, off = [], 24
+    while off + 16 <= len(body):
+        incl = struct.unpack("<I", body[off + 8:off + 12])[0]
+        frames.append(body[off + 16:off + 16 + incl])
+        off += 16 + incl
+    assert off == len(body) and len(frames) == 4, (off, len(body), len(frames))
+    dirs = set()
+    for f in frames:
+        assert f[12:14] == b"\x08\x00" and f[23] == 17, f[:42].hex()  # IPv4, UDP
+        ihl = (f[14] & 0x0F) * 4
+        udp = 14 + ihl
+        assert struct.unpack("!H", f[udp + 2:udp + 4])[0] == 4789
+        assert f[udp + 8] & 0x08 and struct.unpack("!I", f[udp + 12:udp + 16])[0] >> 8 == VNI  # I flag, VNI
+        dirs.add(bytes(f[26:30]))  # outer source address
+    assert dirs == {bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2])}, "both directions on the wire"
 
 
 # Bad underlay traffic: crafted frames sent to A's uplink from the kernel box's up0 through a packet socket.
