@@ -301,9 +301,9 @@ def main():
     def target(label, x, y, path, op, factor):
         v = ratio(x, y, path)
         if v is None:
-            return print(f"  {label:<52} -  (missing {x if not med(x, path) else y})")
+            return print(f"  {label:<56} -  (missing {x if not med(x, path) else y})")
         ok = v >= factor if op == ">=" else v <= factor
-        print(f"  {label:<52} {v:6.2f}x  {'met' if ok else 'MISSED'}")
+        print(f"  {label:<56} {v:6.3f}x  {'met' if ok else 'MISSED'}")
 
     print("\nissue 9 targets:")
     for s, path in (("1 stream", ("tcp1", "gbit_s")), ("4 streams", ("tcp4", "gbit_s"))):
