@@ -275,6 +275,9 @@ def main():
             v = med(name, path)
             row += f"{'-' if v is None else round(v, 3):>11}"
         print(row)
+        if a.runs > 1:
+            per_run = lambda k: "/".join(str(r.get(k, {}).get("gbit_s", "-")) for r in results[name])
+            print(f"  {name} per run: TCP1 {per_run('tcp1')} Gb/s, TCP4 {per_run('tcp4')} Gb/s")
         for r in results[name]:
             if "error" in r:
                 print(f"  {name} error: {r['error']}")
