@@ -112,7 +112,8 @@ bool tcp_track(Conn& c, int d, const TcpSegment& s) noexcept {
       rcv.end = s.ack;
       rcv.maxend = s.ack;
     }
-    if (after(s.ack + win, rcv.maxend) || rcv.maxend == rcv.end) rcv.maxend = std::max(rcv.maxend, s.ack + win);
+    // Sequence-number order, not numeric (std::max kept a pre-wrap end once ack + win wrapped past 2^32).
+    if (after(s.ack + win, rcv.maxend)) rcv.maxend = s.ack + win;
     if ((rf & kPeerFin) && !before(s.ack, rcv.end)) rf |= kPeerFinAcked;
   }
   if (fin) sf |= kPeerFin;

@@ -200,6 +200,30 @@ TEST(Conntrack, GsoSuperFrameCheckedAsItsSegments) {
   EXPECT_EQ(ct2.find(ct2.tcp_tuple())->peer[0].end, 3001u);
 }
 
+// Sequence numbers wrap at 2^32: the window the receiver opens must follow its ACKs across the wrap (found by
+// bench/e2e/firewall.py: every iperf3 connection through a security group stalled once its sequence numbers wrapped).
+TEST(Conntrack, SequenceWrapKeepsTheWindowOpen) {
+  Ct ct;
+  const uint32_t isn = 0xFFFEF000u;  // A may send up to isn + 1 + 65535 = 0xFFFFF000 after the handshake: no wrap yet
+  ASSERT_EQ(ct.send(tcp(true, isn, 0, kSyn)), CtVerdict::kAllowed);
+  ASSERT_EQ(ct.send(tcp(false, 5000, isn + 1, kSyn | kAck)), CtVerdict::kAllowed);
+  ASSERT_EQ(ct.send(tcp(true, isn + 1, 5001, kAck)), CtVerdict::kAllowed);
+  EXPECT_EQ(ct.find(ct.tcp_tuple())->peer[0].maxend, 0xFFFFF000u);
+  EXPECT_EQ(ct.send(tcp(true, isn + 1, 5001, kAck, 65535, 60000)), CtVerdict::kAllowed);
+  // B acknowledges the 60000 bytes: the window it opens now ends past the wrap, at 0x0000DA60.
+  const uint32_t acked = isn + 1 + 60000;
+  ASSERT_EQ(ct.send(tcp(false, 5001, acked, kAck)), CtVerdict::kAllowed);
+  EXPECT_EQ(ct.find(ct.tcp_tuple())->peer[0].maxend, 0x0000DA60u);
+  // A segment beyond the old window end but inside the new one (the segments before it still in flight), then the
+  // first bytes after the wrap.
+  EXPECT_EQ(ct.send(tcp(true, 0xFFFFF100u, 5001, kAck, 65535, 1000)), CtVerdict::kAllowed);
+  EXPECT_EQ(ct.send(tcp(true, 0, 5001, kAck, 65535, 1000)), CtVerdict::kAllowed);
+  EXPECT_EQ(ct.send(tcp(false, 5001, 1000, kAck)), CtVerdict::kAllowed);
+  EXPECT_EQ(ct.send(tcp(true, 1000, 5001, kAck, 65535, 1000)), CtVerdict::kAllowed);
+  // Still checked after the wrap: beyond B's window (ack 1000 + 65535) is invalid.
+  EXPECT_EQ(ct.send(tcp(true, 1000 + 70000, 5001, kAck, 65535, 10)), CtVerdict::kInvalid);
+}
+
 TEST(Conntrack, LoosePickupAfterRestart) {
   Ct ct;
   EXPECT_EQ(ct.send(tcp(true, 777777, 888888, kAck, 1000, 100)), CtVerdict::kAllowed);
