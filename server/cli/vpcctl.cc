@@ -247,7 +247,7 @@ std::string normalize_kind(const std::string& k) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   CLI::App app{"vpcctl: command-line client for the vpcd REST API"};
   app.footer(
       "Objects: vpcctl [OPTIONS] KIND VERB ...\n"
@@ -445,4 +445,15 @@ int main(int argc, char** argv) {
     std::cerr << "vpcctl: " << e.what() << "\n";
     return 3;
   }
+}
+
+// cpprestsdk keeps pooled TLS connections alive on its own threads; destroyed from static destructors after OpenSSL's
+// atexit cleanup they crash the process (SIGSEGV after the output was written: microsoft/cpprestsdk#1482). Every
+// file and stream vpcctl writes is closed or flushed when run() returns, so leave without the exit-time teardown.
+int main(int argc, char** argv) {
+  const int rc = run(argc, argv);
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);
+  std::_Exit(rc);
 }
