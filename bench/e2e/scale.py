@@ -19,6 +19,7 @@ import argparse
 import concurrent.futures as cf
 import os
 import random
+import tempfile
 import re
 import subprocess
 import sys
@@ -76,7 +77,14 @@ def main():
         sys.exit("scale.py: run as root")
     vt.BUILD = os.path.abspath(a.build_dir)
     ns = vt.Namespaces("S")
-    d = vt.Vpcd(workers=a.workers, extra_args=a.vpcd_args.split()).start()
+    # The box's capacity limits (vpcd.conf max-nics, default 128) would refuse most of the NICs: raise them here.
+    conf = tempfile.NamedTemporaryFile("w", prefix="vpcd-scale-", suffix=".conf", delete=False)
+    conf.write("max-nics = %d\nmax-vpcs = %d\n" % (a.nics + 10, a.vpcs + 10))
+    conf.close()
+    try:
+        d = vt.Vpcd(workers=a.workers, extra_args=["--config", conf.name] + a.vpcd_args.split()).start()
+    finally:
+        os.unlink(conf.name)
     instance = d.instance or instance_name(d.state)
     rng = random.Random(12)
     try:
