@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -262,14 +261,7 @@ def main():
         cleanup_namespaces()
 
     def med(name, path):
-        vals = []
-        for r in results.get(name, []):
-            v = r
-            for p in path:
-                v = v.get(p) if isinstance(v, dict) else None
-            if isinstance(v, (int, float)):
-                vals.append(v)
-        return statistics.median(vals) if vals else None
+        return lib.median_at(results, name, path)
 
     cols = [("TCP1 Gb/s", ("tcp1", "gbit_s")), ("TCP4 Gb/s", ("tcp4", "gbit_s")),
             ("64B kpps", ("small", "delivered_kpps")), ("offered", ("small", "offered_kpps")),

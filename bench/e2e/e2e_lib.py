@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import tempfile
 import time
@@ -254,3 +255,16 @@ def alive(pid):
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def median_at(results, name, path):
+    """The median, over the runs in results[name] (a list of nested dicts), of the number found under the keys
+    `path`; None when no run has one."""
+    vals = []
+    for r in results.get(name, []):
+        v = r
+        for p in path:
+            v = v.get(p) if isinstance(v, dict) else None
+        if isinstance(v, (int, float)):
+            vals.append(v)
+    return statistics.median(vals) if vals else None

@@ -38,7 +38,6 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -253,14 +252,7 @@ def main():
     load_end = loadavg()
 
     def med(name, path):
-        vals = []
-        for r in results.get(name, []):
-            v = r
-            for p in path:
-                v = v.get(p) if isinstance(v, dict) else None
-            if isinstance(v, (int, float)):
-                vals.append(v)
-        return statistics.median(vals) if vals else None
+        return lib.median_at(results, name, path)
 
     cols = [("TCP1 Gb/s", ("tcp1", "gbit_s")), ("retr", ("tcp1", "retransmits")),
             ("cpu vpcd", ("tcp1", "cpu_switch")), ("cpu box", ("tcp1", "cpu_machine")),

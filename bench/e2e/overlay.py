@@ -33,7 +33,6 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -231,14 +230,7 @@ def main():
             lib.remove_namespaces(P)
 
     def med(name, path):
-        vals = []
-        for r in results.get(name, []):
-            v = r
-            for p in path:
-                v = v.get(p) if isinstance(v, dict) else None
-            if isinstance(v, (int, float)):
-                vals.append(v)
-        return statistics.median(vals) if vals else None
+        return lib.median_at(results, name, path)
 
     cols = [("TCP1 Gb/s", ("tcp1", "gbit_s")), ("TCP4 Gb/s", ("tcp4", "gbit_s")),
             ("64B kpps", ("small", "delivered_kpps")), ("offered", ("small", "offered_kpps")),
