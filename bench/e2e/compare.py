@@ -268,16 +268,7 @@ def main():
             ("loss %", ("small", "loss_pct")), ("ping ms", ("ping", "avg_ms")),
             ("cpu sw (64B)", ("small", "cpu_switch")), ("cpu box (64B)", ("small", "cpu_machine")),
             ("cpu box (TCP1)", ("tcp1", "cpu_machine"))]
-    print(f"{'switch':<14}" + "".join(f"{c:>15}" for c, _ in cols))
-    for name in results:
-        row = f"{name:<14}"
-        for _, path in cols:
-            v = med(name, path)
-            row += f"{'-' if v is None else round(v, 3):>15}"
-        print(row)
-        for r in results[name]:
-            if "error" in r:
-                print(f"  {name} error: {r['error']}")
+    lib.print_table(results, cols, first="switch", first_width=14)
     vpcds = [n for n in results if n.startswith("vpcd")]
     peers = [n for n in results if not n.startswith("vpcd")]
     for v in vpcds:

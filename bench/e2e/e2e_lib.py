@@ -268,3 +268,22 @@ def median_at(results, name, path):
         if isinstance(v, (int, float)):
             vals.append(v)
     return statistics.median(vals) if vals else None
+
+
+def print_table(results, cols, first="setup", first_width=8, width=15):
+    """One row per setup in `results` (name -> list of runs): the median of each column's path (median_at), then
+    that setup's errors."""
+    print(f"{first:<{first_width}}" + "".join(f"{c:>{width}}" for c, _ in cols))
+    for name in results:
+        row = f"{name:<{first_width}}"
+        for _, path in cols:
+            v = median_at(results, name, path)
+            row += f"{'-' if v is None else round(v, 3):>{width}}"
+        print(row)
+        for r in results[name]:
+            if "error" in r:
+                print(f"  {name} error: {r['error']}")
+
+
+def loadavg():
+    return "load average %.2f %.2f %.2f on %d CPUs" % (*os.getloadavg(), os.cpu_count())

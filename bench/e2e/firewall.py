@@ -199,10 +199,6 @@ def run_one(ctx, duration):
         return r
 
 
-def loadavg():
-    return "load average %.2f %.2f %.2f on %d CPUs" % (*os.getloadavg(), os.cpu_count())
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build-dir", default="build")
@@ -234,7 +230,7 @@ def main():
     # SIGTERM unwinds like an exception, so the finally blocks remove what was created
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    load_start = loadavg()
+    load_start = lib.loadavg()
     print(f"firewall.py: start, {load_start}", flush=True)
     results = {}
     try:
@@ -249,7 +245,7 @@ def main():
     finally:
         with lib.signals_deferred():
             lib.remove_namespaces(P)
-    load_end = loadavg()
+    load_end = lib.loadavg()
 
     def med(name, path):
         return lib.median_at(results, name, path)

@@ -181,10 +181,6 @@ def run_one(ctx, duration, guest_tx_offload):
         return r
 
 
-def loadavg():
-    return "load average %.2f %.2f %.2f on %d CPUs" % (*os.getloadavg(), os.cpu_count())
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build-dir", default="build")
@@ -212,7 +208,7 @@ def main():
         "kernel": (setup_kernel, True),
         "ovs": (setup_ovs, False),
     }
-    load_start = loadavg()
+    load_start = lib.loadavg()
     print(f"overlay.py: start, {load_start}", flush=True)
     results = {}
     try:
@@ -239,16 +235,9 @@ def main():
             ("cpu sw (TCP1)", ("tcp1", "cpu_switch")), ("cpu box (TCP1)", ("tcp1", "cpu_machine"))]
     print(f"\noverlay, guest to guest across two boxes ({a.duration} s per measurement, median of {a.runs} run(s), "
           f"vpcd {a.workers} worker(s) per box)")
-    print(f"{'setup':<8}" + "".join(f"{c:>15}" for c, _ in cols))
+    lib.print_table(results, cols)
     for name in results:
-        row = f"{name:<8}"
-        for _, path in cols:
-            v = med(name, path)
-            row += f"{'-' if v is None else round(v, 3):>15}"
-        print(row)
         for r in results[name]:
-            if "error" in r:
-                print(f"  {name} error: {r['error']}")
             for box, d in r.get("drops", {}).items():
                 print(f"  {name} {box} drops (whole run): " + (", ".join(f"{k} {v}" for k, v in sorted(d.items()))
                                                               or "none"))
@@ -275,7 +264,7 @@ def main():
         target("TCP 1 stream >= 5x OVS", ("tcp1", "gbit_s"), "ovs", 5)
         target("TCP 4 streams >= 5x OVS", ("tcp4", "gbit_s"), "ovs", 5)
         target("64 B delivered >= kernel", ("small", "delivered_kpps"), "kernel", 1)
-    print(f"\nat start: {load_start}; at end: {loadavg()}")
+    print(f"\nat start: {load_start}; at end: {lib.loadavg()}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"load_start": load_start, "results": results}, f, indent=2)
