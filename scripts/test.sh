@@ -5,7 +5,10 @@
 #   scripts/test.sh -L unit    only some ctest labels (passed to ctest)
 # Also: a ThreadSanitizer build (build-tsan) of the concurrency unit tests, and every fuzz target briefly
 # (scripts/fuzz.sh, VPCD_FUZZ_SECONDS per target, default 20, one target per core; VPCD_FUZZ_SECONDS=0 skips fuzzing).
-# Each phase is logged with its start time, and the script ends with a table of phase durations (also on failure).
+# Each phase is logged with its start time, and the script ends with a table of phase durations (also on failure):
+# wall seconds, and the CPU seconds of the processes the phase ran and waited for (on a machine shared with other
+# work, CPU / cores is what a compile phase would take alone; the background package build's CPU counts in the phase
+# that waits for it).
 #
 # Everything, with no arguments: the Debian package for the package test (tests/slow/test_package.py) is built by
 # packaging/build-deb.sh in the background from the start (niced, into build-deb/), so its compile overlaps the
@@ -18,14 +21,24 @@ jobs=$(nproc)
 
 # ---- phase timing: "== [HH:MM:SS +Ns] name" at each start, the table at exit ----
 t0=$SECONDS
+tck=$(getconf CLK_TCK)
 phase_names=()
 phase_secs=()
+phase_cpu=()
 cur_phase=""
 cur_start=0
+cur_cpu=0
+# CPU seconds (user + system) of this shell's terminated, waited-for children so far (/proc/self/stat cutime, cstime).
+children_cpu() {
+  local f
+  read -r -a f <"/proc/$$/stat"
+  echo $(((f[15] + f[16]) / tck))
+}
 end_phase() {
   if [ -n "$cur_phase" ]; then
     phase_names+=("$cur_phase")
     phase_secs+=($((SECONDS - cur_start)))
+    phase_cpu+=($(($(children_cpu) - cur_cpu)))
   fi
   cur_phase=""
 }
@@ -33,6 +46,7 @@ phase() {
   end_phase
   cur_phase=$1
   cur_start=$SECONDS
+  cur_cpu=$(children_cpu)
   echo "== [$(date +%T) +$((SECONDS - t0))s] $1"
 }
 deb_pid=""
@@ -43,12 +57,12 @@ on_exit() {
     kill -- "-$deb_pid" 2>/dev/null || kill "$deb_pid" 2>/dev/null || true
     wait "$deb_pid" 2>/dev/null || true
   fi
-  echo "== phase times (s)"
+  echo "== phase times: wall s, CPU s"
   local i
   for i in "${!phase_names[@]}"; do
-    printf '%6d  %s\n' "${phase_secs[$i]}" "${phase_names[$i]}"
+    printf '%6d %6d  %s\n' "${phase_secs[$i]}" "${phase_cpu[$i]}" "${phase_names[$i]}"
   done
-  printf '%6d  total (exit %d)\n' $((SECONDS - t0)) "$rc"
+  printf '%6d %6d  total (exit %d)\n' $((SECONDS - t0)) "$(children_cpu)" "$rc"
 }
 trap on_exit EXIT
 
