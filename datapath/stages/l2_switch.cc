@@ -4,16 +4,6 @@
 namespace vpcd::dp {
 
 // The unicast destination's port: static FIB first, then a live, current learned entry; kInvalidPort if unknown.
-uint16_t l2_lookup_unicast(const DataplaneConfig& cfg, const VpcConfig& vpc, const MacAddr& dst, uint32_t now_s) noexcept {
-  uint16_t port = vpc.fib->find(dst);
-  if (port != kInvalidPort) return cfg.port(port) ? port : kInvalidPort;
-  MacTable::Entry e;
-  if (!vpc.learned->lookup(dst, now_s, e)) return kInvalidPort;
-  const PortConfig* out = cfg.port(e.port);
-  if (!out || uint32_t(out->rt->seq) != e.seq32 || out->vpc != vpc.index) return kInvalidPort;  // stale: flood
-  return e.port;
-}
-
 namespace {
 
 // Whether `ports` holds a port other than `in` a flood would reach (tunnel ports only when `to_tunnels`).
@@ -30,7 +20,7 @@ bool is_gso(const Packet& p) noexcept {
 
 }  // namespace
 
-void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
+NextSet L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
   const uint32_t now_s = ctx.clock_s();
   uint16_t last_in = kInvalidPort, last_vpc = kNoVpcIndex;
   const PortConfig* in = nullptr;
@@ -42,7 +32,8 @@ void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std:
   uint64_t last_src = 0;       // learn cache: MAC (bit 63 set when valid)
   uint64_t last_dst = 0;       // lookup cache: MAC (bit 63 set when valid) -> last_out
   uint16_t last_out = kInvalidPort;
-  for (Packet* p : pkts) {
+  NextSet nexts = 0;
+  const auto one = [&](Packet* p) noexcept {
     if (p->in_port != last_in || p->vpc != last_vpc) [[unlikely]] {
       if (p->vpc != last_vpc) {
         last_vpc = p->vpc;
@@ -61,7 +52,7 @@ void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std:
     }
     if (!in || !vpc) [[unlikely]] {
       p->drop_with(!vpc ? DropReason::kNoVpc : DropReason::kPortDown);
-      continue;
+      return;
     }
 
     if (learn) {
@@ -88,7 +79,7 @@ void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std:
         } else {
           p->next = Next::kRouter;  // the router picks the output port itself
         }
-        continue;
+        return;
       } else {
         out = l2_lookup_unicast(cfg, *vpc, dst, now_s);
         if (out == kInvalidPort) out = kFloodUnknownPort;
@@ -102,21 +93,21 @@ void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std:
     if (out == kFloodPort) {
       if (!can_flood) [[unlikely]] {
         p->drop_with(DropReason::kFloodEmpty);
-        continue;
+        return;
       }
       mtu = vpc->mtu;
       next = flood_next;
     } else if (out == kFloodUnknownPort) {
       if (!can_flood_unknown) {
         p->drop_with(DropReason::kUnknownUnicast);
-        continue;
+        return;
       }
       mtu = vpc->mtu;
       next = flood_next;
     } else {
       if (out == in->index) [[unlikely]] {
         p->drop_with(DropReason::kHairpin);
-        continue;
+        return;
       }
       const PortConfig& o = cfg.ports[out];
       mtu = o.mtu;
@@ -125,11 +116,16 @@ void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std:
     // vxlan-encap checks the VPC MTU itself, and answers too-big IPv4 DF packets with ICMP fragmentation-needed.
     if (p->len > mtu + p->l3_offset && !is_gso(*p) && next != Next::kVxlanEncap) [[unlikely]] {
       p->drop_with(DropReason::kTooBig);
-      continue;
+      return;
     }
     p->out_port = out;
     p->next = next;
+  };
+  for (Packet* p : pkts) {
+    one(p);
+    nexts |= stage_bit(p->next);
   }
+  return nexts;
 }
 
 }  // namespace vpcd::dp

@@ -43,12 +43,20 @@ inline constexpr std::string_view kL2SwitchStageName = "l2-switch";
 
 // The port a unicast MAC of the VPC is at (static FIB, then a live learned entry), or kInvalidPort. The router uses it
 // for the next hop's MAC.
-uint16_t l2_lookup_unicast(const DataplaneConfig& cfg, const VpcConfig& vpc, const MacAddr& dst, uint32_t now_s) noexcept;
+inline uint16_t l2_lookup_unicast(const DataplaneConfig& cfg, const VpcConfig& vpc, const MacAddr& dst, uint32_t now_s) noexcept {
+  uint16_t port = vpc.fib->find(dst);
+  if (port != kInvalidPort) return cfg.port(port) ? port : kInvalidPort;
+  MacTable::Entry e;
+  if (!vpc.learned->lookup(dst, now_s, e)) return kInvalidPort;
+  const PortConfig* out = cfg.port(e.port);
+  if (!out || uint32_t(out->rt->seq) != e.seq32 || out->vpc != vpc.index) return kInvalidPort;  // stale: flood
+  return e.port;
+}
 
 struct L2SwitchStage {
   static constexpr std::string_view kName = kL2SwitchStageName;
   static constexpr Next kId = Next::kL2Switch;
-  static void process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
+  static NextSet process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
 };
 
 }  // namespace vpcd::dp
