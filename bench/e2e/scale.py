@@ -6,12 +6,17 @@ Reports:
   - the time from the first POST to every NIC reported `up` (and the POST phase alone);
   - vpcd's memory afterwards: VmRSS, and the packet_mmap ring memory (mappings of sockets in /proc/PID/smaps: the
     rings are kernel pages mapped into vpcd, counted in its RSS), per NIC;
-  - a ping (-c1 -W2) across --pairs random pairs of NICs of the same VPC, and how many were lost;
+  - a ping (-c1 -W2) across --pairs random pairs of NICs of the same VPC, started as soon as all are up, how many
+    were lost and the median / largest round trip (the first packet of each pair needs ARP at both ends). A lost
+    ping stays lost; for each one the script prints what tells why (--no-diagnose turns that off): the ping's
+    output, the deltas around it of vpcd's counters (both NICs, every worker, the totals), the kernel's backlog
+    drops, both guests' IP/ICMP and link counters and the host ends' link counters, the NICs' state and the guests'
+    neighbour entries, then one retry of the pair while vpcd captures both NICs (printed as a diagnosis);
   - the time from the first DELETE until every namespace is gone and GET /v1/nics is empty;
   - what is left behind: namespaces with this run's prefix, links carrying this vpcd instance's alias, markers under
     /run/vpcd/INSTANCE/netns.
 Usage (root): python3 bench/e2e/scale.py [--build-dir build] [--nics 1000] [--vpcs 10] [--pairs 100] [--workers 1]
-              [--threads 4] [--vpcd-args "..."]
+              [--threads 4] [--vpcd-args "..."] [--no-diagnose]
 Everything lives in namespaces vtS<pid>* and a private vpcd (the test harness's state dir); all is removed at the end,
 also on failure. Traffic stays inside those namespaces (10.90.0.0/15 and up, addresses that exist only there).
 """
@@ -270,6 +275,8 @@ def main():
             by_vpc.setdefault(v, []).append((netns, ip, ids[i]))
         lost = 0
         pings = 0
+        rtts = []  # ms, answered pings (each includes the ARP exchange at both ends)
+        t_ping = time.monotonic()
         diag = Diagnosis(c, instance)
         for _ in range(a.pairs):
             members = by_vpc[rng.randrange(a.vpcs)]
@@ -280,6 +287,9 @@ def main():
             before = diag.snapshot(src, dst) if a.diagnose else None
             r = subprocess.run(["ip", "netns", "exec", src[0], "ping", "-c1", "-W2", dst[1]],
                                capture_output=True, text=True, timeout=10)
+            m = re.search(r"time=([0-9.]+) ms", r.stdout)
+            if m:
+                rtts.append(float(m.group(1)))
             if r.returncode != 0:
                 lost += 1
                 print(f"  LOST: ping {src[0]} ({src[1]}, NIC {src[2]}) -> {dst[0]} ({dst[1]}, NIC {dst[2]}) "
@@ -287,7 +297,10 @@ def main():
                 if before is not None:
                     diag.report(before, diag.snapshot(src, dst), src, dst)
                     diag.retry(src, dst)
-        print(f"  ping across {pings} random same-VPC pairs: {lost} lost")
+        rtts.sort()
+        rtt_text = (f"; RTT (with ARP) median {rtts[len(rtts) // 2]:.2f} ms, max {rtts[-1]:.2f} ms" if rtts else "")
+        print(f"  ping across {pings} random same-VPC pairs, started {t_ping - t0:.1f} s after the first POST: "
+              f"{lost} lost{rtt_text}")
 
         t1 = time.monotonic()
 
