@@ -20,6 +20,24 @@ bool is_gso(const Packet& p) noexcept {
 
 }  // namespace
 
+bool is_membership_report(const Packet& p) noexcept {
+  // ICMPv6 types (RFC 2710, RFC 3810) and IGMP types (RFC 1112, RFC 2236, RFC 3376).
+  constexpr uint8_t kMldV1Report = 131, kMldV1Done = 132, kMldV2Report = 143;
+  constexpr uint8_t kIpProtoIgmp = 2;
+  constexpr uint8_t kIgmpV1Report = 0x12, kIgmpV2Report = 0x16, kIgmpV2Leave = 0x17, kIgmpV3Report = 0x22;
+  if ((p.flags & (kIsIpv6 | kIsIcmp)) == (kIsIpv6 | kIsIcmp)) {
+    const uint8_t type = uint8_t(p.dst_port >> 8);  // parse: ICMPv6 type << 8 | code
+    return type == kMldV1Report || type == kMldV1Done || type == kMldV2Report;
+  }
+  if ((p.flags & kIsIpv4) && p.ip_proto == kIpProtoIgmp && !(p.flags & kIsFragment)) {
+    const size_t igmp = size_t(p.l3_offset) + size_t(p.data[p.l3_offset] & 0x0f) * 4;  // parse checked the IHL
+    if (igmp >= p.len) return false;
+    const uint8_t type = p.data[igmp];
+    return type == kIgmpV1Report || type == kIgmpV2Report || type == kIgmpV2Leave || type == kIgmpV3Report;
+  }
+  return false;
+}
+
 NextSet L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
   const uint32_t now_s = ctx.clock_s();
   uint16_t last_in = kInvalidPort, last_vpc = kNoVpcIndex;
@@ -91,6 +109,10 @@ NextSet L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, s
     uint32_t mtu;
     Next next;
     if (out == kFloodPort) {
+      if ((p->flags & (kIsIpv6 | kIsIpv4)) && is_membership_report(*p)) [[unlikely]] {
+        p->drop_with(DropReason::kMembershipReport);
+        return;
+      }
       if (!can_flood) [[unlikely]] {
         p->drop_with(DropReason::kFloodEmpty);
         return;
