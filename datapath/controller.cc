@@ -621,7 +621,10 @@ std::map<std::string, NicState> Controller::apply(const DesiredState& desired) {
   return impl_->apply(desired);
 }
 
-void Controller::wait_removals() { impl_->reaper.wait_idle(); }
+void Controller::wait_background() {
+  impl_->reaper.wait_idle();
+  if (impl_->ring_pool) impl_->ring_pool->wait_full();
+}
 
 void Controller::remove_stale_os_objects() {
   std::scoped_lock lk(impl_->mu);

@@ -82,17 +82,18 @@ class Controller {
   // ports, publishes one new snapshot and waits for every worker to acknowledge it. NICs whose backend failed are kept
   // in the result with kError and the reason; everything else still applies. Never throws for bad OS state.
   // A removed netns NIC is out of the datapath on return, but its sockets, veth pair and namespace are removed by a
-  // background thread right after (wait_removals() waits for that; creating the same names again waits by itself).
+  // background thread right after (wait_background() waits for that; creating the same names again waits by itself).
   std::map<std::string, NicState> apply(const DesiredState& desired);
 
   // Removes OS objects carrying this instance's marker that `desired` (the last applied state) does not name: call
   // once after the first apply() at start-up to clean up what a crash left behind.
   void remove_stale_os_objects();
 
-  // Until the OS objects of every NIC removed so far are gone.
-  void wait_removals();
+  // Until the OS objects of every NIC removed so far are gone and the ring pool (Options::ring_pool_nics) is full
+  // again: background work settled (tests that count descriptors or check removals after apply()).
+  void wait_background();
 
-  // Convenience for tests and tools: edit the last applied state and apply it (and wait_removals()).
+  // Convenience for tests and tools: edit the last applied state and apply it (and wait for the removals).
   NicState add_nic(const NicSpec& nic);
   void remove_nic(const std::string& nic_id);
   void add_vpc(const VpcSpec& vpc);
