@@ -47,6 +47,7 @@ namespace vpcd::dp {
   X(kUnknownUnicast, "unknown_unicast") /* no port may have the unknown MAC behind it */    \
   X(kNotRouted, "not_routed") /* to the router MAC but not IPv4 (or the VPC has no router) */ \
   X(kTooBig, "too_big") /* larger than the output port's MTU */                            \
+  X(kMembershipReport, "membership_report") /* MLD/IGMP report: no multicast router listens */ \
   /* output */                                                                             \
   X(kTxRingFull, "tx_ring_full")                                                           \
   X(kTxError, "tx_error")                                                                  \

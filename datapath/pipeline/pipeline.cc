@@ -4,6 +4,11 @@
 
 #include <time.h>
 
+#include <bit>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
 #include "datapath/stages/arp_responder.h"
 #include "datapath/stages/firewall.h"
 #include "datapath/stages/l2_switch.h"
@@ -24,7 +29,7 @@ uint32_t monotonic_seconds() noexcept {
 
 namespace {
 
-using StageFn = void (*)(WorkerContext&, const DataplaneConfig&, std::span<Packet* const>) noexcept;
+using StageFn = NextSet (*)(WorkerContext&, const DataplaneConfig&, std::span<Packet* const>) noexcept;
 
 template <class S>
 constexpr std::pair<Next, StageFn> entry() {
@@ -66,6 +71,29 @@ void run_drops(WorkerContext& ctx, const DataplaneConfig& cfg) noexcept {
   q.n = 0;
 }
 
+// The stage all n packets of q go to when that is one stage after s, else Next::kCount. `claim`: the stage's NextSet.
+Next single_next(const PacketQueue& q, unsigned n, size_t s, NextSet claim) noexcept {
+  Next first;
+  if (claim != kNextsUnknown) {
+#ifdef VPCD_STAGE_CHECKS
+    NextSet actual = 0;
+    for (unsigned i = 0; i < n; ++i) actual |= stage_bit(q.v[i]->next);
+    if (actual != claim) {
+      std::fprintf(stderr, "vpcd: stage %s claimed next set %#x, its packets name %#x\n",
+                   std::string(stage_name(Next(s))).c_str(), claim, actual);
+      std::abort();
+    }
+#endif
+    if (!std::has_single_bit(claim)) return Next::kCount;
+    first = Next(std::countr_zero(claim));
+  } else {
+    first = q.v[0]->next;
+    for (unsigned i = 1; i < n; ++i)
+      if (q.v[i]->next != first) return Next::kCount;
+  }
+  return size_t(first) > s && first < Next::kCount ? first : Next::kCount;
+}
+
 void run_queues(WorkerContext& ctx, const DataplaneConfig& cfg) noexcept {
   for (size_t s = 0; s <= size_t(Next::kOutput); ++s) {
     PacketQueue& q = *ctx.queues[s];
@@ -73,26 +101,23 @@ void run_queues(WorkerContext& ctx, const DataplaneConfig& cfg) noexcept {
     const unsigned n = q.n;
     counter_add(ctx.stage_packets[s], n);
     const StageFn fn = kStages[s];
+    NextSet claim = kNextsUnknown;
     if (!fn) [[unlikely]] {
       for (unsigned i = 0; i < n; ++i) q.v[i]->drop_with(DropReason::kNoStage);
     } else {
       ctx.running = Next(s);
-      fn(ctx, cfg, q.span());
+      claim = fn(ctx, cfg, q.span());
       ctx.running = Next::kCount;
     }
-    if (s == size_t(Next::kOutput)) {
-      for (unsigned i = 0; i < n; ++i)
-        if (q.v[i]->buf != kNoBuf) ctx.pool.free(q.v[i]);
+    if (s == size_t(Next::kOutput)) {  // output freed the pool buffers of what it sent
       q.n = 0;
       break;
     }
     // Distribute to the stages named next (emit() refuses packets for this stage while it runs, so the queue holds
     // exactly its n packets). Common case: every packet goes to the same later stage, whose queue is empty: hand
     // the whole queue over by swapping pointers (VPP's enqueue_to_next fast path).
-    const Next first = q.v[0]->next;
-    bool same = size_t(first) > s && first < Next::kCount;
-    for (unsigned i = 1; i < n && same; ++i) same = q.v[i]->next == first;
-    if (same && ctx.queues[size_t(first)]->n == 0) [[likely]] {
+    const Next first = single_next(q, n, s, claim);
+    if (first != Next::kCount && ctx.queues[size_t(first)]->n == 0) [[likely]] {
       std::swap(ctx.queues[s], ctx.queues[size_t(first)]);
       continue;
     }
@@ -120,9 +145,7 @@ void run_chunk(WorkerContext& ctx, const DataplaneConfig& cfg, const PortConfig&
     p.next = no_vpc ? Next::kDrop : Next::kParse;
     p.drop = no_vpc ? DropReason::kNoVpc : DropReason::kCount;
     p.buf = kNoBuf;
-    p.prefix = nullptr;
-    p.prefix_len = 0;
-    p.hash = 0;
+    p.prefix_len = 0;  // (prefix is read only when prefix_len is set: its cache line stays untouched)
     bytes += p.wire_len;
     push(q, &p);
   }

@@ -55,6 +55,14 @@ static_assert(kStageCount <= 32, "stage bitmaps are uint32_t");
 constexpr std::string_view stage_name(Next n) noexcept { return kStageNames[size_t(n)]; }
 constexpr uint32_t stage_bit(Next n) noexcept { return uint32_t(1) << unsigned(n); }
 
+// What a stage's process() returns: the set of stages (stage_bit of each packet's `next`) it sent its packets to, so
+// the runner can hand a queue whose packets all go to one stage over without reading every packet again.
+// kNextsUnknown: the stage did not keep track; the runner reads every packet's `next`. A stage that returns a set
+// must include every packet it was given (a packet the stage keeps, next = kCount, included); the sanitizer builds
+// (VPCD_STAGE_CHECKS) check every claim.
+using NextSet = uint32_t;
+inline constexpr NextSet kNextsUnknown = 0;
+
 // Stages every packet of a VPC may meet whatever its ports' bitmaps say.
 inline constexpr uint32_t kAlwaysOnStages =
     stage_bit(Next::kArpResponder) | stage_bit(Next::kL2Switch) | stage_bit(Next::kOutput);

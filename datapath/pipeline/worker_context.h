@@ -22,7 +22,10 @@
 
 namespace vpcd::dp {
 
-inline constexpr unsigned kMaxBatch = 256;  // run_batch splits larger spans
+// run_batch splits larger spans into chunks of at most this many packets, each run through every stage before the
+// next: 64 packets (80 bytes of Packet and the frame's first cache line each) stay in L1 across the stages, where 256
+// were evicted between stages (bm_parse_switch: 9 L1 misses per packet at 256, 3 at 64; cachegrind).
+inline constexpr unsigned kMaxBatch = 64;
 
 // CLOCK_MONOTONIC_COARSE in whole seconds, plus 1 (never 0: 0 means "never" in the MAC table).
 uint32_t monotonic_seconds() noexcept;

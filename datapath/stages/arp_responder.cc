@@ -55,13 +55,14 @@ void arp_responder(const VpcConfig& vpc, std::span<Packet* const> pkts) noexcept
   }
 }
 
-void ArpResponderStage::process(WorkerContext&, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
+NextSet ArpResponderStage::process(WorkerContext&, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
   uint16_t last_vpc = kNoVpcIndex;
   const VpcConfig* vpc = nullptr;
-  for (Packet* p : pkts) {
+  NextSet nexts = 0;
+  const auto one = [&](Packet* p) noexcept {
     if (!(p->flags & kIsArp)) [[likely]] {
       p->next = Next::kL2Switch;
-      continue;
+      return;
     }
     if (p->vpc != last_vpc) {
       last_vpc = p->vpc;
@@ -69,15 +70,20 @@ void ArpResponderStage::process(WorkerContext&, const DataplaneConfig& cfg, std:
     }
     if (!vpc) [[unlikely]] {
       p->drop_with(DropReason::kNoVpc);
-      continue;
+      return;
     }
     if (!maybe_answer(*vpc->arp, *p)) {
       p->next = Next::kL2Switch;
-      continue;
+      return;
     }
     const PortConfig* in = cfg.port(p->in_port);  // the answer goes back where the request came from
     p->next = in ? egress_stage(in->out_features) : Next::kOutput;
+  };
+  for (Packet* p : pkts) {
+    one(p);
+    nexts |= stage_bit(p->next);
   }
+  return nexts;
 }
 
 }  // namespace vpcd::dp

@@ -31,7 +31,7 @@ void arp_responder(const VpcConfig& vpc, std::span<Packet* const> pkts) noexcept
 struct ArpResponderStage {
   static constexpr std::string_view kName = kArpResponderStageName;
   static constexpr Next kId = Next::kArpResponder;
-  static void process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
+  static NextSet process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
 };
 
 }  // namespace vpcd::dp

@@ -27,13 +27,13 @@ namespace vpcd::dp {
 struct FirewallEgressStage {
   static constexpr std::string_view kName = "firewall-egress";
   static constexpr Next kId = Next::kFirewallEgress;
-  static void process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
+  static NextSet process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
 };
 
 struct FirewallIngressStage {
   static constexpr std::string_view kName = "firewall-ingress";
   static constexpr Next kId = Next::kFirewallIngress;
-  static void process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
+  static NextSet process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
 };
 
 // The firewall decision for one packet at one stage: kCount (pass) or the drop reason. Shared by both stages.

@@ -33,7 +33,7 @@ DropReason firewall_check(const DataplaneConfig& cfg, Packet& p, bool egress, ui
   return DropReason::kCtInvalid;
 }
 
-void FirewallEgressStage::process(WorkerContext& ctx, const DataplaneConfig& cfg,
+NextSet FirewallEgressStage::process(WorkerContext& ctx, const DataplaneConfig& cfg,
                                   std::span<Packet* const> pkts) noexcept {
   const uint32_t now_s = ctx.clock_s();
   for (Packet* p : pkts) {
@@ -47,8 +47,9 @@ void FirewallEgressStage::process(WorkerContext& ctx, const DataplaneConfig& cfg
       p->drop_with(r);
       continue;
     }
-    p->next = next_stage(in->features, Next::kFirewallEgress);
+    p->next = next_stage_for(*p, in->features, Next::kFirewallEgress);
   }
+  return kNextsUnknown;
 }
 
 }  // namespace vpcd::dp

@@ -3,7 +3,7 @@
 
 namespace vpcd::dp {
 
-void FirewallIngressStage::process(WorkerContext& ctx, const DataplaneConfig& cfg,
+NextSet FirewallIngressStage::process(WorkerContext& ctx, const DataplaneConfig& cfg,
                                    std::span<Packet* const> pkts) noexcept {
   const uint32_t now_s = ctx.clock_s();
   for (Packet* p : pkts) {
@@ -20,6 +20,7 @@ void FirewallIngressStage::process(WorkerContext& ctx, const DataplaneConfig& cf
     }
     p->next = next_stage(out->out_features & ~kAlwaysOnStages, Next::kFirewallIngress);
   }
+  return kNextsUnknown;
 }
 
 }  // namespace vpcd::dp

@@ -4,16 +4,6 @@
 namespace vpcd::dp {
 
 // The unicast destination's port: static FIB first, then a live, current learned entry; kInvalidPort if unknown.
-uint16_t l2_lookup_unicast(const DataplaneConfig& cfg, const VpcConfig& vpc, const MacAddr& dst, uint32_t now_s) noexcept {
-  uint16_t port = vpc.fib->find(dst);
-  if (port != kInvalidPort) return cfg.port(port) ? port : kInvalidPort;
-  MacTable::Entry e;
-  if (!vpc.learned->lookup(dst, now_s, e)) return kInvalidPort;
-  const PortConfig* out = cfg.port(e.port);
-  if (!out || uint32_t(out->rt->seq) != e.seq32 || out->vpc != vpc.index) return kInvalidPort;  // stale: flood
-  return e.port;
-}
-
 namespace {
 
 // Whether `ports` holds a port other than `in` a flood would reach (tunnel ports only when `to_tunnels`).
@@ -30,7 +20,25 @@ bool is_gso(const Packet& p) noexcept {
 
 }  // namespace
 
-void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
+bool is_membership_report(const Packet& p) noexcept {
+  // ICMPv6 types (RFC 2710, RFC 3810) and IGMP types (RFC 1112, RFC 2236, RFC 3376).
+  constexpr uint8_t kMldV1Report = 131, kMldV1Done = 132, kMldV2Report = 143;
+  constexpr uint8_t kIpProtoIgmp = 2;
+  constexpr uint8_t kIgmpV1Report = 0x12, kIgmpV2Report = 0x16, kIgmpV2Leave = 0x17, kIgmpV3Report = 0x22;
+  if ((p.flags & (kIsIpv6 | kIsIcmp)) == (kIsIpv6 | kIsIcmp)) {
+    const uint8_t type = uint8_t(p.dst_port >> 8);  // parse: ICMPv6 type << 8 | code
+    return type == kMldV1Report || type == kMldV1Done || type == kMldV2Report;
+  }
+  if ((p.flags & kIsIpv4) && p.ip_proto == kIpProtoIgmp && !(p.flags & kIsFragment)) {
+    const size_t igmp = size_t(p.l3_offset) + size_t(p.data[p.l3_offset] & 0x0f) * 4;  // parse checked the IHL
+    if (igmp >= p.len) return false;
+    const uint8_t type = p.data[igmp];
+    return type == kIgmpV1Report || type == kIgmpV2Report || type == kIgmpV2Leave || type == kIgmpV3Report;
+  }
+  return false;
+}
+
+NextSet L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
   const uint32_t now_s = ctx.clock_s();
   uint16_t last_in = kInvalidPort, last_vpc = kNoVpcIndex;
   const PortConfig* in = nullptr;
@@ -42,7 +50,8 @@ void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std:
   uint64_t last_src = 0;       // learn cache: MAC (bit 63 set when valid)
   uint64_t last_dst = 0;       // lookup cache: MAC (bit 63 set when valid) -> last_out
   uint16_t last_out = kInvalidPort;
-  for (Packet* p : pkts) {
+  NextSet nexts = 0;
+  const auto one = [&](Packet* p) noexcept {
     if (p->in_port != last_in || p->vpc != last_vpc) [[unlikely]] {
       if (p->vpc != last_vpc) {
         last_vpc = p->vpc;
@@ -61,7 +70,7 @@ void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std:
     }
     if (!in || !vpc) [[unlikely]] {
       p->drop_with(!vpc ? DropReason::kNoVpc : DropReason::kPortDown);
-      continue;
+      return;
     }
 
     if (learn) {
@@ -88,7 +97,7 @@ void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std:
         } else {
           p->next = Next::kRouter;  // the router picks the output port itself
         }
-        continue;
+        return;
       } else {
         out = l2_lookup_unicast(cfg, *vpc, dst, now_s);
         if (out == kInvalidPort) out = kFloodUnknownPort;
@@ -100,23 +109,27 @@ void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std:
     uint32_t mtu;
     Next next;
     if (out == kFloodPort) {
+      if ((p->flags & (kIsIpv6 | kIsIpv4)) && is_membership_report(*p)) [[unlikely]] {
+        p->drop_with(DropReason::kMembershipReport);
+        return;
+      }
       if (!can_flood) [[unlikely]] {
         p->drop_with(DropReason::kFloodEmpty);
-        continue;
+        return;
       }
       mtu = vpc->mtu;
       next = flood_next;
     } else if (out == kFloodUnknownPort) {
       if (!can_flood_unknown) {
         p->drop_with(DropReason::kUnknownUnicast);
-        continue;
+        return;
       }
       mtu = vpc->mtu;
       next = flood_next;
     } else {
       if (out == in->index) [[unlikely]] {
         p->drop_with(DropReason::kHairpin);
-        continue;
+        return;
       }
       const PortConfig& o = cfg.ports[out];
       mtu = o.mtu;
@@ -125,11 +138,16 @@ void L2SwitchStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std:
     // vxlan-encap checks the VPC MTU itself, and answers too-big IPv4 DF packets with ICMP fragmentation-needed.
     if (p->len > mtu + p->l3_offset && !is_gso(*p) && next != Next::kVxlanEncap) [[unlikely]] {
       p->drop_with(DropReason::kTooBig);
-      continue;
+      return;
     }
     p->out_port = out;
     p->next = next;
+  };
+  for (Packet* p : pkts) {
+    one(p);
+    nexts |= stage_bit(p->next);
   }
+  return nexts;
 }
 
 }  // namespace vpcd::dp

@@ -64,22 +64,22 @@ inline void send(WorkerContext& ctx, const DataplaneConfig& cfg, uint16_t port_i
 
 }  // namespace
 
-void OutputStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
+NextSet OutputStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
   TxTally tally(ctx.worker);
-  for (const Packet* p : pkts) {
+  for (Packet* p : pkts) {
     if (p->out_port < kFloodUnknownPort) [[likely]] {
       send(ctx, cfg, p->out_port, *p, tally);
-      continue;
+    } else if (const VpcConfig* vpc = cfg.vpc(p->vpc)) [[likely]] {
+      const auto& flood = p->out_port == kFloodPort ? vpc->ports : vpc->flood_unknown;
+      for (uint16_t q : flood)
+        if (q != p->in_port && cfg.ports[q].kind != PortKind::kTunnel) send(ctx, cfg, q, *p, tally);
+    } else if (const PortConfig* in = cfg.port(p->in_port)) {  // l2-switch drops these first; count it anyway
+      in->rt->counters[ctx.worker].add_drop(DropReason::kNoVpc);
     }
-    const VpcConfig* vpc = cfg.vpc(p->vpc);
-    if (!vpc) [[unlikely]] {  // l2-switch drops these first; count it anyway
-      if (const PortConfig* in = cfg.port(p->in_port)) in->rt->counters[ctx.worker].add_drop(DropReason::kNoVpc);
-      continue;
-    }
-    const auto& flood = p->out_port == kFloodPort ? vpc->ports : vpc->flood_unknown;
-    for (uint16_t q : flood)
-      if (q != p->in_port && cfg.ports[q].kind != PortKind::kTunnel) send(ctx, cfg, q, *p, tally);
+    // tx_enqueue copied the frame: a pool buffer is free again (the runner's queue is done with the packet).
+    if (p->buf != kNoBuf) ctx.pool.free(p);
   }
+  return kNextsUnknown;  // the last stage: nothing to distribute
 }
 
 }  // namespace vpcd::dp

@@ -9,7 +9,7 @@
 // the ring refused, kPortDown for a port whose I/O is not up (io == nullptr). A port id missing from the snapshot
 // (cannot happen for a snapshot built by the Controller) is counted as kPortDown on the input port.
 // Enqueued ports are remembered in the WorkerContext; the caller then calls flush_outputs() (pipeline.h).
-// Next: none (the last stage); the runner frees pool buffers after it.
+// Next: none (the last stage); it frees the pool buffers of the packets it sent (tx_enqueue copies the frame).
 // Threading: the calling worker's tx rings (PortIo contract) and its own counter slots only.
 #pragma once
 
@@ -27,7 +27,7 @@ inline constexpr std::string_view kOutputStageName = "output";
 struct OutputStage {
   static constexpr std::string_view kName = kOutputStageName;
   static constexpr Next kId = Next::kOutput;
-  static void process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
+  static NextSet process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
 };
 
 }  // namespace vpcd::dp

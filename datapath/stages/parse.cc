@@ -280,22 +280,25 @@ void parse_batch(std::span<Packet* const> pkts) noexcept {
   for (Packet* p : pkts) parse(*p);
 }
 
-void ParseStage::process(WorkerContext&, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
+NextSet ParseStage::process(WorkerContext&, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
   uint16_t last_port = kInvalidPort;
-  uint32_t features = 0;
+  NextFor next;
+  NextSet nexts = 0;
   for (Packet* p : pkts) {
     parse(*p);
     if (p->dropped()) [[unlikely]] {
       p->next = Next::kDrop;
-      continue;
+    } else {
+      if (p->in_port != last_port) {
+        last_port = p->in_port;
+        const PortConfig* in = cfg.port(last_port);
+        next = NextFor(in ? in->features : 0, Next::kParse);
+      }
+      p->next = next(*p);
     }
-    if (p->in_port != last_port) {
-      last_port = p->in_port;
-      const PortConfig* in = cfg.port(last_port);
-      features = in ? in->features : 0;
-    }
-    p->next = next_stage(features, Next::kParse);
+    nexts |= stage_bit(p->next);
   }
+  return nexts;
 }
 
 }  // namespace vpcd::dp

@@ -64,7 +64,7 @@ void parse_batch(std::span<Packet* const> pkts) noexcept;
 struct ParseStage {
   static constexpr std::string_view kName = kParseStageName;
   static constexpr Next kId = Next::kParse;
-  static void process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
+  static NextSet process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
 };
 
 }  // namespace vpcd::dp

@@ -93,7 +93,7 @@ DropReason check_arp(const PortConfig& in, const Packet& p) noexcept {
   return DropReason::kCount;
 }
 
-DropReason check(const PortConfig& in, const Packet& p) noexcept {
+[[gnu::always_inline]] inline DropReason check(const PortConfig& in, const Packet& p) noexcept {
   if (p.flags & kHasVlan) [[unlikely]]
     return DropReason::kVlanTagged;
   if (!same_mac(p.src_mac(), in.mac)) [[unlikely]]
@@ -113,25 +113,25 @@ void port_security(const PortConfig& in, std::span<Packet* const> pkts) noexcept
   }
 }
 
-void PortSecurityStage::process(WorkerContext&, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
+NextSet PortSecurityStage::process(WorkerContext&, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
   uint16_t last_port = kInvalidPort;
   const PortConfig* in = nullptr;
+  NextFor next;
+  NextSet nexts = 0;
   for (Packet* p : pkts) {
-    if (p->in_port != last_port) {
+    if (p->in_port != last_port) [[unlikely]] {
       last_port = p->in_port;
       in = cfg.port(last_port);
+      if (in) next = NextFor(in->features, Next::kPortSecurity);
     }
-    if (!in) [[unlikely]] {
-      p->drop_with(DropReason::kPortDown);
-      continue;
-    }
-    const DropReason r = check(*in, *p);
-    if (r != DropReason::kCount) [[unlikely]] {
+    const DropReason r = in ? check(*in, *p) : DropReason::kPortDown;
+    if (r != DropReason::kCount) [[unlikely]]
       p->drop_with(r);
-      continue;
-    }
-    p->next = next_stage(in->features, Next::kPortSecurity);
+    else
+      p->next = next(*p);
+    nexts |= stage_bit(p->next);
   }
+  return nexts;
 }
 
 }  // namespace vpcd::dp

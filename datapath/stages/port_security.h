@@ -44,7 +44,7 @@ void port_security(const PortConfig& in, std::span<Packet* const> pkts) noexcept
 struct PortSecurityStage {
   static constexpr std::string_view kName = kPortSecurityStageName;
   static constexpr Next kId = Next::kPortSecurity;
-  static void process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
+  static NextSet process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
 };
 
 }  // namespace vpcd::dp

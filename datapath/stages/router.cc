@@ -226,7 +226,7 @@ void send_icmp_error(WorkerContext& ctx, const DataplaneConfig& cfg, const VpcCo
 
 }  // namespace
 
-void RouterStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
+NextSet RouterStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
   const uint32_t now_s = ctx.clock_s();
   for (Packet* p : pkts) {
     const VpcConfig* vpc = cfg.vpc(p->vpc);
@@ -270,6 +270,7 @@ void RouterStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std::s
         break;
     }
   }
+  return kNextsUnknown;
 }
 
 }  // namespace vpcd::dp

@@ -58,7 +58,7 @@ struct WorkerContext;
 struct RouterStage {
   static constexpr std::string_view kName = kRouterStageName;
   static constexpr Next kId = Next::kRouter;
-  static void process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
+  static NextSet process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
 };
 
 enum class RouterAction : uint8_t {

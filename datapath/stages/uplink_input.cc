@@ -81,7 +81,7 @@ void overlay_tick(WorkerContext& ctx, const DataplaneConfig& cfg, uint64_t now_m
   }
 }
 
-void UplinkInputStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
+NextSet UplinkInputStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
   const bool have = overlay_sync(ctx, cfg);
   const UnderlayConfig* u = have ? &*cfg.overlay.underlay : nullptr;
   VxlanDecapParams dp;
@@ -154,10 +154,10 @@ void UplinkInputStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, s
     p->in_port = t->index;
     p->acct_port = t->index;
     p->vpc = r.vpc;
-    p->hash = 0;
     p->next = next_stage(t->features, Next::kUplinkInput);
   }
   flush_tally();
+  return kNextsUnknown;
 }
 
 }  // namespace vpcd::dp

@@ -26,7 +26,7 @@ namespace vpcd::dp {
 struct UplinkInputStage {
   static constexpr std::string_view kName = "uplink-input";
   static constexpr Next kId = Next::kUplinkInput;
-  static void process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
+  static NextSet process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
 };
 
 // Milliseconds of CLOCK_MONOTONIC_COARSE (the underlay ARP cache's clock).

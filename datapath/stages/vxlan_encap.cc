@@ -174,7 +174,7 @@ struct EncapRun {
       q.drop_with(DropReason::kNoUnderlay);
       return;
     }
-    if (q.hash == 0) q.hash = inner_flow_hash(q);
+    const uint32_t hash = inner_flow_hash(q);
     MacAddr mac;
     bool request = false;
     bool hit = false;
@@ -185,7 +185,7 @@ struct EncapRun {
     if (request) send_arp_request(*nh);
     proto::VxlanOuter hdr;
     if (hit) [[likely]] {
-      vxlan_encap_header(q, tmpl(t, vpc, mac), q.hash, u->udp_checksum, hdr);
+      vxlan_encap_header(q, tmpl(t, vpc, mac), hash, u->udp_checksum, hdr);
       if (owned) {
         prepend(q, hdr);
       } else {
@@ -207,7 +207,7 @@ struct EncapRun {
         return;
       }
     }
-    vxlan_encap_header(*w, tmpl(t, vpc, MacAddr{}), w->hash, u->udp_checksum, hdr);
+    vxlan_encap_header(*w, tmpl(t, vpc, MacAddr{}), hash, u->udp_checksum, hdr);
     prepend(*w, hdr);
     w->out_port = u->port;
     w->acct_port = t.index;
@@ -252,7 +252,7 @@ struct EncapRun {
       proto::gso_segment_one(p, i, mode, q->data, PacketPool::kMaxFrame - proto::kVxlanOverhead, &seg);
       const uint8_t* keep_data = q->data;
       const uint16_t buf = q->buf;
-      *q = p;  // metadata (ports, vpc, parse results, hash)
+      *q = p;  // metadata (ports, vpc, parse results)
       q->data = const_cast<uint8_t*>(keep_data);
       q->buf = buf;
       q->prefix = nullptr;
@@ -301,7 +301,7 @@ struct EncapRun {
 
 }  // namespace
 
-void VxlanEncapStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
+NextSet VxlanEncapStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
   const bool have = overlay_sync(ctx, cfg);
   auto& hdrs = ctx.overlay.hdrs;
   if (hdrs.size() < pkts.size()) hdrs.resize(pkts.size());
@@ -363,6 +363,7 @@ void VxlanEncapStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, st
     // A pool packet keeps its outer headers in its own headroom; an rx-ring packet in this worker's scratch.
     run.send(p, *t, *vpc, /*owned=*/false, p.buf != kNoBuf ? p.data - proto::kVxlanOverhead : hdrs[i].bytes());
   }
+  return kNextsUnknown;
 }
 
 }  // namespace vpcd::dp

@@ -45,7 +45,7 @@ namespace vpcd::dp {
 struct VxlanEncapStage {
   static constexpr std::string_view kName = "vxlan-encap";
   static constexpr Next kId = Next::kVxlanEncap;
-  static void process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
+  static NextSet process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
 };
 
 // Parsed inner packet p's flow hash (never 0).

@@ -34,7 +34,7 @@ TEST(Runner, PacketsVisitTheStagesTheirPortEnables) {
   net.receive(a, {udp(kA, kB), udp(kA, kB)});
   EXPECT_EQ(stage(net.ctx, Next::kParse), 2u);
   EXPECT_EQ(stage(net.ctx, Next::kPortSecurity), 2u);
-  EXPECT_EQ(stage(net.ctx, Next::kArpResponder), 2u);
+  EXPECT_EQ(stage(net.ctx, Next::kArpResponder), 0u);  // only ARP meets the ARP responder
   EXPECT_EQ(stage(net.ctx, Next::kL2Switch), 2u);
   EXPECT_EQ(stage(net.ctx, Next::kOutput), 2u);
   EXPECT_EQ(stage(net.ctx, Next::kRouter), 0u);
@@ -51,6 +51,10 @@ TEST(Runner, PacketsVisitTheStagesTheirPortEnables) {
   EXPECT_EQ(stage(net.ctx, Next::kDrop), 1u);
   EXPECT_EQ(stage(net.ctx, Next::kPortSecurity), 2u);
   EXPECT_EQ(net.drops(a, DropReason::kTooShortEthernet), 1u);
+  // An ARP request meets it, and the answer goes back to the asking port.
+  net.receive(a, FrameBuilder().eth(kA, kBroadcastMac).arp(1, kA, kIpA, MacAddr{}, kIpB).build());
+  EXPECT_EQ(stage(net.ctx, Next::kArpResponder), 1u);
+  EXPECT_EQ(net.out(a).size(), 1u);
 }
 
 TEST(Runner, GeneratedFramesReachTheirPortAndReturnTheirBuffer) {

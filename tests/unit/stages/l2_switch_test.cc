@@ -267,6 +267,66 @@ TEST(L2Switch, FloodWithNoOtherPort) {
   EXPECT_EQ(net.drops(a, DropReason::kUnknownUnicast), 1u);
 }
 
+// MLD / IGMP membership reports go to multicast routers only (RFC 4541 2.1.1) and a VPC has none: counted on the
+// input port, sent nowhere (neither to the other guests nor to VTEP peers). Queries, neighbour solicitations to a
+// solicited-node group and other multicast still flood. Issue 12: 800 guests coming up at once sent ~3000 reports,
+// each flooded to 99 ports, and pings waited seconds behind the copies.
+TEST(L2Switch, MembershipReportsAreNotFlooded) {
+  using proto::Ipv4Opts;
+  using proto::Ipv6Addr;
+  auto v6 = [](const char* s) { return *Ipv6Addr::parse(s); };
+  const MacAddr mld_all_routers{{0x33, 0x33, 0, 0, 0, 0x16}}, all_nodes6{{0x33, 0x33, 0, 0, 0, 1}};
+  const MacAddr solicited{{0x33, 0x33, 0xff, 0, 0, 0x01}}, all_routers6{{0x33, 0x33, 0, 0, 0, 2}};
+  auto mld = [&](const char* src, const char* dst, const MacAddr& dmac, uint8_t type) {
+    return FrameBuilder().eth(kA, dmac).ipv6(v6(src), v6(dst), 1, 0).ipv6_ext(0).icmp(type, 0).payload_size(20).build();
+  };
+  Ipv4Opts igmp_opts;
+  igmp_opts.proto = 2;
+  igmp_opts.ttl = 1;
+  igmp_opts.options = {0x94, 0x04, 0x00, 0x00};  // router alert
+  auto igmp = [&](const char* dst, uint8_t mac_last, uint8_t type) {
+    const std::vector<uint8_t> body = {type, 0, 0, 0, 0xe0, 0, 0, 0xfb};
+    return FrameBuilder().eth(kA, MacAddr{{0x01, 0x00, 0x5e, 0, 0, mac_last}}).ipv4(kIpA, ip(dst), igmp_opts)
+        .payload(body).build();
+  };
+  struct Case {
+    const char* name;
+    std::vector<uint8_t> frame;
+    bool flooded;
+  };
+  const Case kCases[] = {
+      {"mldv2 report from ::", mld("::", "ff02::16", mld_all_routers, 143), false},
+      {"mldv2 report from link-local", mld("fe80::a", "ff02::16", mld_all_routers, 143), false},
+      {"mldv1 report", mld("fe80::a", "ff02::1:ff00:1", solicited, 131), false},
+      {"mldv1 done", mld("fe80::a", "ff02::2", all_routers6, 132), false},
+      {"igmpv2 report", igmp("224.0.0.251", 0xfb, 0x16), false},
+      {"igmpv1 report", igmp("224.0.0.251", 0xfb, 0x12), false},
+      {"igmpv3 report", igmp("224.0.0.22", 0x16, 0x22), false},
+      {"igmpv2 leave", igmp("224.0.0.2", 0x02, 0x17), false},
+      {"mld query", mld("fe80::a", "ff02::1", all_nodes6, 130), true},
+      {"igmp query", igmp("224.0.0.1", 0x01, 0x11), true},
+      {"igmp without its header", FrameBuilder().eth(kA, MacAddr{{0x01, 0x00, 0x5e, 0, 0, 1}})
+                                      .ipv4(kIpA, ip("224.0.0.1"), igmp_opts).build(), true},
+      {"dad neighbour solicitation", FrameBuilder().eth(kA, solicited).ipv6(v6("::"), v6("ff02::1:ff00:1"), 255)
+                                         .icmp(135, 0).payload(std::vector<uint8_t>(16, 0xfe)).build(), true},
+      {"udp to a multicast group", udp(kA, MacAddr{{0x01, 0x00, 0x5e, 0, 0, 0xfb}}, kIpA, ip("224.0.0.251")), true},
+  };
+  for (const auto& tc : kCases) {
+    SCOPED_TRACE(tc.name);
+    Net net;
+    net.receive(net.a, tc.frame);
+    auto n = net.out_counts();
+    if (tc.flooded) {
+      EXPECT_EQ(n, (std::vector<size_t>{0, 1, 1, 1, 0, 0}));
+      EXPECT_EQ(net.counters(net.a).total_drops(), 0u);
+    } else {
+      EXPECT_EQ(n, (std::vector<size_t>{0, 0, 0, 0, 0, 0}));
+      EXPECT_EQ(net.drops(net.a, DropReason::kMembershipReport), 1u);
+      EXPECT_EQ(net.counters(net.a).total_drops(), 1u);
+    }
+  }
+}
+
 TEST(MacTable, LearnLookupAgeMove) {
   MacTable t(64, 10);
   MacTable::Entry e;
