@@ -14,6 +14,9 @@
 //      gives the NIC kError with the reason; the rest goes on. MAC, IPs, port security and security groups reach the
 //      workers through the snapshot.
 //   3. Build the snapshot, publish it, wait for every worker's ack, then activate() the new devices.
+// A removed netns NIC's sockets and OS objects go to the OsReaper (its own thread, os_reaper.h) once the workers let
+// go of its port: apply() does not wait for the RCU grace periods their removal takes; a new device whose names
+// (host interface, namespace) a pending removal still holds waits for it in bring_up().
 //
 // Packet capture: a CaptureManager (its own thread and lock) does the work; start_capture() only looks the port up in
 // the view. Its reclamation asks for a no-op republish through try_lock(mu) (capture_quiesce below).
@@ -37,9 +40,11 @@
 #include "datapath/capture/capture_manager.h"
 #include "datapath/config/dataplane_config.h"
 #include "datapath/control/nic_device.h"
+#include "datapath/control/os_reaper.h"
 #include "datapath/control/retry_backoff.h"
 #include "datapath/io/vhost_user/vhost_user_service.h"
 #include "datapath/control/snapshot_builder.h"
+#include "datapath/io/af_packet_port.h"
 #include "datapath/io/netlink.h"
 #include "datapath/io/netns_nic.h"
 #include "datapath/io/tap_device.h"
@@ -118,12 +123,19 @@ struct Controller::Impl {
     }
     builder.policy().set_conntrack_options(opts.conntrack);
     for (auto& w : workers) w->start();
+    if (opts.ring_pool_nics > 0) {  // the layout of a netns NIC's port (netns_nic_device.cc)
+      const unsigned queues =
+          std::clamp<unsigned>(opts.netns_queues == 0 ? nworkers : opts.netns_queues, 1, nworkers);
+      ring_pool = std::make_unique<AfPacketRingPool>(af_packet_options(opts, queues, nworkers),
+                                                     opts.ring_pool_nics * queues, opts.ring_pool_nics * nworkers);
+    }
     capture = std::make_unique<CaptureManager>(nworkers, capture_quiesce(), [](const std::string& line) {
       std::fprintf(stderr, "vpcd: %s\n", line.c_str());
     });
   }
 
   ~Impl() {
+    reaper.wait_idle();  // removals of deleted NICs finish; only live NICs' objects stay for a restart
     for (auto& w : workers) w->stop();  // workers drop their snapshot references; the publisher still holds them
     workers.clear();
     for (auto& [id, nic] : nics)
@@ -135,7 +147,8 @@ struct Controller::Impl {
   std::string alias_prefix() const { return "vpcd:" + opts.instance + ":"; }
   std::string alias_for(const std::string& nic_id) const { return alias_prefix() + nic_id; }
   DeviceContext device_context(const DesiredState& d, const std::string& nic_id) const {
-    return DeviceContext{opts, nworkers, d, alias_for(nic_id), vhost_service.get(), [this] { state_changed(); }};
+    return DeviceContext{opts, nworkers, d, alias_for(nic_id), vhost_service.get(), [this] { state_changed(); },
+                         ring_pool.get()};
   }
 
   // A device changed state on its own (vhost-user service thread): tell the control plane.
@@ -224,6 +237,7 @@ struct Controller::Impl {
         return;
       }
     }
+    reaper.wait_clear(nic.dev->os_keys());  // a removal of the same names still under way finishes first
     std::string err;
     auto io = nic.dev->up(n, device_context(d, n.id), &err);
     if (!io) {
@@ -251,10 +265,21 @@ struct Controller::Impl {
       }
       for (unsigned w : nic.queue_worker) --worker_load[w];
       port_used[nic.port] = 0;
-      nic.rt.reset();  // the last reference once every worker acked: closes the sockets
     }
     nic.queue_worker.clear();
     nic.port = kInvalidPort;
+    if (remove_os_objects && nic.dev && nic.dev->remove_off_thread()) {
+      // Closing the sockets and removing the namespace wait for RCU grace periods: on the reaper's thread, so the
+      // NICs created next need not wait (a new device with one of these names waits in bring_up).
+      auto keys = nic.dev->os_keys();
+      std::shared_ptr<NicDevice> dev(std::move(nic.dev));  // std::function needs a copyable capture
+      reaper.submit(std::move(keys), [rt = std::move(nic.rt), dev]() mutable {
+        rt.reset();  // the last reference once every worker acked: closes the sockets
+        dev->remove();
+      });
+      return;
+    }
+    nic.rt.reset();  // the last reference once every worker acked: closes the sockets
     if (remove_os_objects && nic.dev) nic.dev->remove();
     nic.dev.reset();
   }
@@ -340,6 +365,7 @@ struct Controller::Impl {
   // Removes links carrying this instance's alias that no NIC of the last applied state uses, and namespaces vpcd
   // created (marker in run_dir/netns) that no netns NIC names any more (only when nothing but lo is left in them).
   void remove_stale() {
+    reaper.wait_idle();  // what the reaper is removing is neither known nor stale
     std::set<std::string> known_links, known_netns, known_sockets;
     for (const auto& n : last.nics) {
       if (const auto* v = std::get_if<VhostUserBackend>(&n.backend)) known_sockets.insert(v->socket);
@@ -571,6 +597,8 @@ struct Controller::Impl {
   uint64_t next_seq = 1;
   PortCounters removed_totals;
   std::vector<std::shared_ptr<PortRuntime>> zombies;  // ports a stuck worker might still touch: kept open
+  OsReaper reaper;  // removes deleted netns NICs' sockets and OS objects off the control thread; thread-safe
+  std::unique_ptr<AfPacketRingPool> ring_pool;  // set in the constructor (null: none); thread-safe
 
   mutable std::mutex view_mu;
   View view;  // guarded by view_mu
@@ -593,6 +621,11 @@ std::map<std::string, NicState> Controller::apply(const DesiredState& desired) {
   return impl_->apply(desired);
 }
 
+void Controller::wait_background() {
+  impl_->reaper.wait_idle();
+  if (impl_->ring_pool) impl_->ring_pool->wait_full();
+}
+
 void Controller::remove_stale_os_objects() {
   std::scoped_lock lk(impl_->mu);
   impl_->remove_stale();
@@ -606,7 +639,9 @@ NicState Controller::add_nic(const NicSpec& nic) {
     *it = nic;
   else
     d.nics.push_back(nic);
-  return impl_->apply(d).at(nic.id);
+  auto st = impl_->apply(d).at(nic.id);
+  impl_->reaper.wait_idle();
+  return st;
 }
 
 void Controller::remove_nic(const std::string& nic_id) {
@@ -614,6 +649,7 @@ void Controller::remove_nic(const std::string& nic_id) {
   DesiredState d = impl_->last;
   std::erase_if(d.nics, [&](const NicSpec& n) { return n.id == nic_id; });
   impl_->apply(d);
+  impl_->reaper.wait_idle();
 }
 
 void Controller::add_vpc(const VpcSpec& vpc) {
@@ -625,6 +661,7 @@ void Controller::add_vpc(const VpcSpec& vpc) {
   else
     d.vpcs.push_back(vpc);
   impl_->apply(d);
+  impl_->reaper.wait_idle();
 }
 
 void Controller::remove_vpc(const std::string& vpc_id) {
@@ -633,6 +670,7 @@ void Controller::remove_vpc(const std::string& vpc_id) {
   std::erase_if(d.vpcs, [&](const VpcSpec& v) { return v.id == vpc_id; });
   std::erase_if(d.nics, [&](const NicSpec& n) { return n.vpc_id == vpc_id; });
   impl_->apply(d);
+  impl_->reaper.wait_idle();
 }
 
 std::map<std::string, NicState> Controller::nic_states() const {

@@ -66,6 +66,9 @@ struct Options {
   ConnTableOptions conntrack;  // connection tracking limits and timeouts (security groups)
   uint32_t icmp_error_rate = 100, icmp_error_burst = 50;  // router ICMP errors per worker: per second, burst
   uint16_t vxlan_port = 4789;  // UDP port of VXLAN on the underlay uplink (config vxlan-port)
+  // netns NICs whose AF_PACKET sockets are kept ready with their rings set up (AfPacketRingPool): a new NIC then only
+  // binds them instead of waiting for an RCU grace period per ring. Each pins guest_rings of memory; 0 = no pool.
+  unsigned ring_pool_nics = 2;
 };
 
 class Controller {
@@ -78,13 +81,19 @@ class Controller {
   // Makes the datapath match `desired`: diffs against the last applied state, creates/updates/removes OS objects and
   // ports, publishes one new snapshot and waits for every worker to acknowledge it. NICs whose backend failed are kept
   // in the result with kError and the reason; everything else still applies. Never throws for bad OS state.
+  // A removed netns NIC is out of the datapath on return, but its sockets, veth pair and namespace are removed by a
+  // background thread right after (wait_background() waits for that; creating the same names again waits by itself).
   std::map<std::string, NicState> apply(const DesiredState& desired);
 
   // Removes OS objects carrying this instance's marker that `desired` (the last applied state) does not name: call
   // once after the first apply() at start-up to clean up what a crash left behind.
   void remove_stale_os_objects();
 
-  // Convenience for tests and tools: edit the last applied state and apply it.
+  // Until the OS objects of every NIC removed so far are gone and the ring pool (Options::ring_pool_nics) is full
+  // again: background work settled (tests that count descriptors or check removals after apply()).
+  void wait_background();
+
+  // Convenience for tests and tools: edit the last applied state and apply it (and wait for the removals).
   NicState add_nic(const NicSpec& nic);
   void remove_nic(const std::string& nic_id);
   void add_vpc(const VpcSpec& vpc);

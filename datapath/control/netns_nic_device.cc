@@ -56,7 +56,7 @@ class NetnsNic final : public NicDevice {
     // Several fanout queues spread one guest's flows over the workers (PACKET_FANOUT_HASH: a flow stays on one).
     const unsigned queues = std::clamp<unsigned>(ctx.opts.netns_queues == 0 ? ctx.workers : ctx.opts.netns_queues, 1,
                                                  ctx.workers);
-    auto port = AfPacketPort::open(host_, af_packet_options(ctx.opts, queues, ctx.workers), &e);
+    auto port = AfPacketPort::open(host_, af_packet_options(ctx.opts, queues, ctx.workers), &e, ctx.ring_pool);
     if (!port) {
       *err = "af_packet on " + host_ + ": " + e;
       return nullptr;
@@ -108,6 +108,9 @@ class NetnsNic final : public NicDevice {
     if (ensured_) netns_nic_remove(*ensured_);
     ensured_.reset();
   }
+
+  std::vector<std::string> os_keys() const override { return {"if:" + host_, "netns:" + b_.netns}; }
+  bool remove_off_thread() const override { return true; }
 
  private:
   // What the guest side must look like under ctx.desired (nullopt with *err when the spec cannot work).

@@ -8,13 +8,15 @@
 // for changes the device can take in place -> remove() after the port has been closed. needs_recreate() says when a
 // change cannot be taken in place.
 //
-// Threading: control thread only (the controller's apply, under its mutex).
+// Threading: control thread only (the controller's apply, under its mutex), except remove() of a device whose
+// remove_off_thread() is true: that runs on the reaper thread, which owns the device from then on.
 #pragma once
 
 #include <functional>
 #include <memory>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "datapath/io/port.h"
 #include "datapath/spec.h"
@@ -22,6 +24,7 @@
 namespace vpcd::dp {
 
 struct Options;
+class AfPacketRingPool;
 namespace vhost {
 class VhostUserService;
 }
@@ -34,6 +37,7 @@ struct DeviceContext {
   std::string alias;            // this instance's marker for this NIC ("vpcd:<instance>:<nic id>")
   vhost::VhostUserService* vhost_service = nullptr;  // the controller's vhost-user socket thread
   std::function<void()> state_changed;  // a device whose state changes on its own calls this (any thread)
+  AfPacketRingPool* ring_pool = nullptr;  // sockets of the guest ring layout set up ahead (null: none)
 };
 
 class NicDevice {
@@ -54,6 +58,12 @@ class NicDevice {
   virtual bool update(const NicSpec& /*want*/, const DeviceContext& /*ctx*/, std::string* /*err*/) { return true; }
   // Removes the OS objects up() created or adopted (the port is closed by then).
   virtual void remove() = 0;
+  // The names of the OS objects this device creates ("if:<host ifname>", "netns:<namespace>"): a new device waits
+  // until no pending removal (OsReaper) holds any of them before up().
+  virtual std::vector<std::string> os_keys() const { return {"if:" + host_ifname()}; }
+  // True when remove() (and closing the port) may run on the controller's reaper thread (os_reaper.h) after the
+  // control thread let go of the device: remove() then touches nothing but the device's own members and the OS.
+  virtual bool remove_off_thread() const { return false; }
   // The detail to show when the device is there but its link has no carrier.
   virtual std::string no_carrier_detail() const { return "no carrier"; }
   // For a device whose state comes from the device itself (vhost-user: the front-end's negotiation), not from a

@@ -26,7 +26,7 @@ class TapNic final : public NicDevice {
       return nullptr;
     }
     const unsigned queues = std::clamp<unsigned>(b_.queues, 1, ctx.workers);
-    auto port = AfPacketPort::open(b_.ifname, af_packet_options(ctx.opts, queues, ctx.workers), &e);
+    auto port = AfPacketPort::open(b_.ifname, af_packet_options(ctx.opts, queues, ctx.workers), &e, ctx.ring_pool);
     if (!port) {
       *err = "af_packet on " + b_.ifname + ": " + e;
       return nullptr;

@@ -14,6 +14,7 @@
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -22,6 +23,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <system_error>
 #include <thread>
@@ -85,7 +87,7 @@ bool set_int_opt(int fd, int opt, int val, const char* name, std::string* err) {
 }  // namespace
 
 std::unique_ptr<AfPacketPort> AfPacketPort::open(const std::string& ifname, const AfPacketOptions& o,
-                                                 std::string* error) {
+                                                 std::string* error, AfPacketRingPool* pool) {
   const long page = ::sysconf(_SC_PAGESIZE);
   if (o.rx_queues < 1 || o.rx_queues > 64) {
     *error = "rx_queues must be 1..64";
@@ -129,26 +131,47 @@ std::unique_ptr<AfPacketPort> AfPacketPort::open(const std::string& ifname, cons
   // synchronize_net), several milliseconds each and far more on a busy box: set the rings up on one thread per socket
   // so the waits overlap. Threads inherit the caller's network namespace (setns is per thread; a new thread copies
   // its creator's), so the sockets live where the caller asked.
+  // Sockets a pool of this layout has ready need only their bind.
   const unsigned n = o.rx_queues + o.tx_workers;
-  for (unsigned q = 0; q < o.rx_queues; ++q) port->rx_.push_back(std::make_unique<RxQueue>());
-  for (unsigned w = 0; w < o.tx_workers; ++w) port->tx_.push_back(std::make_unique<TxQueue>());
+  const bool use_pool = pool && pool->matches(o);
+  std::vector<char> ready(n, 0);
+  for (unsigned q = 0; q < o.rx_queues; ++q) {
+    auto taken = use_pool ? pool->take_rx() : nullptr;
+    ready[q] = taken != nullptr;
+    port->rx_.push_back(taken ? std::move(taken) : std::make_unique<RxQueue>());
+  }
+  for (unsigned w = 0; w < o.tx_workers; ++w) {
+    auto taken = use_pool ? pool->take_tx() : nullptr;
+    ready[o.rx_queues + w] = taken != nullptr;
+    port->tx_.push_back(taken ? std::move(taken) : std::make_unique<TxQueue>());
+  }
   std::vector<std::string> errs(n);
-  std::vector<char> ok(n, 0);
+  std::vector<char> ok(ready);
   auto setup = [&](unsigned i) {
-    ok[i] = i < o.rx_queues ? port->open_rx(*port->rx_[i], o, &errs[i])
-                            : port->open_tx(*port->tx_[i - o.rx_queues], o, &errs[i]);
+    ok[i] = ready[i] ? 1 : i < o.rx_queues ? prepare_rx(*port->rx_[i], o, &errs[i])
+                                           : prepare_tx(*port->tx_[i - o.rx_queues], o, &errs[i]);
   };
   {
     std::vector<std::thread> helpers;
-    for (unsigned i = 1; i < n; ++i) {
+    unsigned first = n;  // done on this thread
+    for (unsigned i = 0; i < n; ++i) {
+      if (ready[i]) continue;
+      if (first == n) {
+        first = i;
+        continue;
+      }
       try {
         helpers.emplace_back(setup, i);
       } catch (const std::system_error&) {
         setup(i);  // no thread to spare: do it here
       }
     }
-    setup(0);
+    if (first < n) setup(first);
     for (auto& t : helpers) t.join();
+  }
+  for (unsigned i = 0; i < n && ok[i]; ++i) {
+    ok[i] = i < o.rx_queues ? port->bind_rx(*port->rx_[i], &errs[i])
+                            : port->bind_tx(*port->tx_[i - o.rx_queues], &errs[i]);
   }
   for (unsigned i = 0; i < n; ++i) {
     if (ok[i]) continue;
@@ -179,7 +202,7 @@ uint64_t af_packet_ring_bytes(const AfPacketOptions& o) {
   return rx * o.rx_queues + uint64_t(tl.block_bytes) * tl.blocks * o.tx_workers;
 }
 
-bool AfPacketPort::open_rx(RxQueue& q, const AfPacketOptions& o, std::string* err) {
+bool AfPacketPort::prepare_rx(RxQueue& q, const AfPacketOptions& o, std::string* err) {
   // Protocol 0 until bind: the socket receives nothing before its ring exists.
   q.fd.reset(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!q.fd) {
@@ -237,11 +260,15 @@ bool AfPacketPort::open_rx(RxQueue& q, const AfPacketOptions& o, std::string* er
     return false;
   }
   q.ring.base = static_cast<uint8_t*>(base);
+  return true;
+}
+
+bool AfPacketPort::bind_rx(RxQueue& q, std::string* err) {
   sockaddr_ll sll{};
   sll.sll_family = AF_PACKET;
   sll.sll_protocol = htons(ETH_P_ALL);
   sll.sll_ifindex = ifindex_;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&sll), sizeof sll) != 0) {
+  if (::bind(q.fd.get(), reinterpret_cast<sockaddr*>(&sll), sizeof sll) != 0) {
     *err = errno_text("bind", errno);
     return false;
   }
@@ -268,7 +295,7 @@ bool AfPacketPort::join_fanout(int fd, int fanout_id, int* fanout_out, std::stri
   return true;
 }
 
-bool AfPacketPort::open_tx(TxQueue& t, const AfPacketOptions& o, std::string* err) {
+bool AfPacketPort::prepare_tx(TxQueue& t, const AfPacketOptions& o, std::string* err) {
   t.fd.reset(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!t.fd) {
     *err = errno_text("socket(AF_PACKET)", errno);
@@ -309,16 +336,7 @@ bool AfPacketPort::open_tx(TxQueue& t, const AfPacketOptions& o, std::string* er
   if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf) != 0) {
     ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
   }
-  // Protocol 0: this socket only transmits and never gets a copy of received frames.
-  sockaddr_ll sll{};
-  sll.sll_family = AF_PACKET;
-  sll.sll_protocol = 0;
-  sll.sll_ifindex = ifindex_;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&sll), sizeof sll) != 0) {
-    *err = errno_text("bind", errno);
-    return false;
-  }
-  // The ring-less socket for frames larger than a slot. Opened here, on the control thread, because the ifindex means
+  // The ring-less socket for frames larger than a slot. Opened here, not on a worker, because the ifindex means
   // something only in the namespace the port was opened in (a worker thread may live in another one).
   t.big_fd.reset(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!t.big_fd) {
@@ -332,19 +350,125 @@ bool AfPacketPort::open_tx(TxQueue& t, const AfPacketOptions& o, std::string* er
   if (::setsockopt(t.big_fd.get(), SOL_SOCKET, SO_SNDBUFFORCE, &kBigTxSocketBuffer, sizeof kBigTxSocketBuffer) != 0) {
     ::setsockopt(t.big_fd.get(), SOL_SOCKET, SO_SNDBUF, &kBigTxSocketBuffer, sizeof kBigTxSocketBuffer);
   }
-  if (::bind(t.big_fd.get(), reinterpret_cast<sockaddr*>(&sll), sizeof sll) != 0) {
+  return true;
+}
+
+bool AfPacketPort::bind_tx(TxQueue& t, std::string* err) {
+  // Protocol 0: these sockets only transmit and never get a copy of received frames.
+  sockaddr_ll sll{};
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = 0;
+  sll.sll_ifindex = ifindex_;
+  if (::bind(t.fd.get(), reinterpret_cast<sockaddr*>(&sll), sizeof sll) != 0 ||
+      ::bind(t.big_fd.get(), reinterpret_cast<sockaddr*>(&sll), sizeof sll) != 0) {
     *err = errno_text("bind", errno);
     return false;
   }
   return true;
 }
 
-AfPacketPort::~AfPacketPort() {
-  for (auto& q : rx_) {
-    if (q->ring.base) ::munmap(q->ring.base, q->ring.bytes);
+AfPacketPort::Ring::~Ring() {
+  if (base) ::munmap(base, bytes);
+}
+
+AfPacketPort::~AfPacketPort() = default;  // each queue's Ring unmaps itself, then its sockets close
+
+// ---- AfPacketRingPool ----
+
+AfPacketRingPool::AfPacketRingPool(const AfPacketOptions& o, unsigned rx_spare, unsigned tx_spare)
+    : layout_(o), rx_spare_(rx_spare), tx_spare_(tx_spare) {
+  thread_ = std::thread([this] { run(); });
+}
+
+AfPacketRingPool::~AfPacketRingPool() {
+  {
+    std::scoped_lock lk(mu_);
+    stop_ = true;
   }
-  for (auto& t : tx_) {
-    if (t->ring.base) ::munmap(t->ring.base, t->ring.bytes);
+  cv_.notify_all();
+  thread_.join();
+}
+
+bool AfPacketRingPool::matches(const AfPacketOptions& o) const {
+  const AfPacketOptions& l = layout_;
+  return o.rx_ring == l.rx_ring && o.rx_frame_bytes == l.rx_frame_bytes && o.rx_frames == l.rx_frames &&
+         o.rx_copy_big == l.rx_copy_big && o.rx_block_bytes == l.rx_block_bytes && o.rx_blocks == l.rx_blocks &&
+         o.tx_frame_bytes == l.tx_frame_bytes && o.tx_frames == l.tx_frames;
+}
+
+uint64_t AfPacketRingPool::taken() const {
+  std::scoped_lock lk(mu_);
+  return taken_;
+}
+
+uint64_t AfPacketRingPool::ready_bytes() const {
+  std::scoped_lock lk(mu_);
+  uint64_t b = 0;
+  for (const auto& q : rx_) b += q->ring.bytes;
+  for (const auto& t : tx_) b += t->ring.bytes;
+  return b;
+}
+
+void AfPacketRingPool::wait_full() const {
+  std::unique_lock lk(mu_);
+  cv_.wait(lk, [&] { return failed_ || stop_ || (rx_.size() >= rx_spare_ && tx_.size() >= tx_spare_); });
+}
+
+std::unique_ptr<AfPacketPort::RxQueue> AfPacketRingPool::take_rx() {
+  std::unique_ptr<AfPacketPort::RxQueue> q;
+  {
+    std::scoped_lock lk(mu_);
+    if (rx_.empty()) return nullptr;
+    q = std::move(rx_.back());
+    rx_.pop_back();
+    ++taken_;
+  }
+  cv_.notify_all();
+  return q;
+}
+
+std::unique_ptr<AfPacketPort::TxQueue> AfPacketRingPool::take_tx() {
+  std::unique_ptr<AfPacketPort::TxQueue> t;
+  {
+    std::scoped_lock lk(mu_);
+    if (tx_.empty()) return nullptr;
+    t = std::move(tx_.back());
+    tx_.pop_back();
+    ++taken_;
+  }
+  cv_.notify_all();
+  return t;
+}
+
+void AfPacketRingPool::run() {
+  pthread_setname_np(pthread_self(), "vpcd-ringpool");
+  std::unique_lock lk(mu_);
+  for (;;) {
+    cv_.wait(lk, [&] { return stop_ || (!failed_ && (rx_.size() < rx_spare_ || tx_.size() < tx_spare_)); });
+    if (stop_) return;
+    const bool rx = rx_.size() < rx_spare_;
+    lk.unlock();
+    std::string err;
+    std::unique_ptr<AfPacketPort::RxQueue> q;
+    std::unique_ptr<AfPacketPort::TxQueue> t;
+    bool ok;
+    if (rx) {
+      q = std::make_unique<AfPacketPort::RxQueue>();
+      ok = AfPacketPort::prepare_rx(*q, layout_, &err);
+    } else {
+      t = std::make_unique<AfPacketPort::TxQueue>();
+      ok = AfPacketPort::prepare_tx(*t, layout_, &err);
+    }
+    lk.lock();
+    if (!ok) {
+      failed_ = true;  // e.g. out of memory for rings: ports set their sockets up themselves
+      std::fprintf(stderr, "vpcd: ring pool: %s (no more spare sockets)\n", err.c_str());
+    } else if (rx) {
+      rx_.push_back(std::move(q));
+    } else {
+      tx_.push_back(std::move(t));
+    }
+    cv_.notify_all();
   }
 }
 

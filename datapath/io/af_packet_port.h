@@ -31,15 +31,26 @@
 // per queue (1 MiB by default) or V3 rx_blocks * rx_block_bytes, plus tx_frames * tx_frame_bytes per worker (512 KiB
 // by default), plus the copy buffers of queues that received super-frames (kRxCopyBuffers * 64 KiB, heap).
 //
+// Setting a ring up (PACKET_RX_RING / PACKET_TX_RING) waits for an RCU grace period in the kernel (packet_set_ring
+// calls synchronize_net), several milliseconds idle and tens on a busy box. An AfPacketRingPool keeps a few unbound
+// sockets of one layout with their rings already set up, refilled on its own thread; open() with a pool of the same
+// layout takes sockets from it and only binds them (a socket created with protocol 0 is not hooked in yet, so its
+// first bind waits for no grace period). Sockets the pool cannot supply are set up as without one.
+//
 // Threading: as PortIo (port.h): queue q's rx_* only from its owning worker, worker w's tx_* only from worker w;
 // open/destroy from the control thread (open sets the rings of its sockets up on short-lived helper threads).
+// AfPacketRingPool: any thread (a mutex inside); its refill thread creates sockets in the network namespace of the
+// thread that constructed the pool.
 // tx_errors() and ring_bytes() may be read from any thread; rx_kernel_drops(q) only from queue q's owner.
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "datapath/io/port.h"
@@ -73,9 +84,13 @@ inline constexpr uint32_t kAfPacketMaxTxFrame = 65536 + 64;
 // Copy buffers per V2 RX queue for frames larger than a slot: at most this many super-frames per batch.
 inline constexpr unsigned kRxCopyBuffers = 8;
 
+class AfPacketRingPool;
+
 class AfPacketPort final : public PortIo {
  public:
-  static std::unique_ptr<AfPacketPort> open(const std::string& ifname, const AfPacketOptions& o, std::string* error);
+  // `pool` (may be null): take ready sockets from it when its layout matches `o`.
+  static std::unique_ptr<AfPacketPort> open(const std::string& ifname, const AfPacketOptions& o, std::string* error,
+                                            AfPacketRingPool* pool = nullptr);
   ~AfPacketPort() override;
   AfPacketPort(const AfPacketPort&) = delete;
   AfPacketPort& operator=(const AfPacketPort&) = delete;
@@ -101,9 +116,14 @@ class AfPacketPort final : public PortIo {
   uint64_t tx_errors(unsigned w) const noexcept;
 
  private:
-  struct Ring {
+  friend class AfPacketRingPool;
+  struct Ring {  // the mmapped ring; unmapped by its owner's destruction
     uint8_t* base = nullptr;
     size_t bytes = 0;
+    Ring() = default;
+    Ring(const Ring&) = delete;
+    Ring& operator=(const Ring&) = delete;
+    ~Ring();
   };
   struct RxQueue {
     UniqueFd fd;
@@ -142,9 +162,12 @@ class AfPacketPort final : public PortIo {
   };
 
   AfPacketPort() = default;
-  bool open_rx(RxQueue& q, const AfPacketOptions& o, std::string* err);
+  // prepare_*: socket, options, ring and mapping (no interface yet); bind_*: to this port's interface.
+  static bool prepare_rx(RxQueue& q, const AfPacketOptions& o, std::string* err);
+  bool bind_rx(RxQueue& q, std::string* err);
   static bool join_fanout(int fd, int fanout_id, int* fanout_out, std::string* err);
-  bool open_tx(TxQueue& t, const AfPacketOptions& o, std::string* err);
+  static bool prepare_tx(TxQueue& t, const AfPacketOptions& o, std::string* err);
+  bool bind_tx(TxQueue& t, std::string* err);
   static uint8_t* tx_slot(const TxQueue& t, uint32_t i) noexcept;
   unsigned rx_burst_v2(RxQueue& q, Packet* pkts, unsigned max) noexcept;
   unsigned rx_burst_v3(RxQueue& q, Packet* pkts, unsigned max) noexcept;
@@ -155,6 +178,38 @@ class AfPacketPort final : public PortIo {
   uint64_t ring_bytes_ = 0;
   std::vector<std::unique_ptr<RxQueue>> rx_;
   std::vector<std::unique_ptr<TxQueue>> tx_;
+};
+
+// Unbound AF_PACKET sockets with their rings set up ahead of need, for ports of one layout (see above).
+class AfPacketRingPool {
+ public:
+  // Keeps `rx_spare` RX and `tx_spare` TX sockets of layout `o` (its rx_queues / tx_workers are ignored) ready.
+  AfPacketRingPool(const AfPacketOptions& o, unsigned rx_spare, unsigned tx_spare);
+  ~AfPacketRingPool();
+  AfPacketRingPool(const AfPacketRingPool&) = delete;
+  AfPacketRingPool& operator=(const AfPacketRingPool&) = delete;
+
+  bool matches(const AfPacketOptions& o) const;  // same ring layout
+  uint64_t taken() const;                        // sockets handed to ports so far
+  uint64_t ready_bytes() const;                  // ring memory the spares pin
+  void wait_full() const;                        // until every spare is ready (tests)
+
+ private:
+  friend class AfPacketPort;
+  std::unique_ptr<AfPacketPort::RxQueue> take_rx();  // null when none is ready
+  std::unique_ptr<AfPacketPort::TxQueue> take_tx();
+  void run();
+
+  const AfPacketOptions layout_;
+  const unsigned rx_spare_, tx_spare_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;  // refill wanted / stop (refill thread), a spare was added (wait_full)
+  std::vector<std::unique_ptr<AfPacketPort::RxQueue>> rx_;  // guarded by mu_
+  std::vector<std::unique_ptr<AfPacketPort::TxQueue>> tx_;  // guarded by mu_
+  uint64_t taken_ = 0;                                      // guarded by mu_
+  bool failed_ = false;  // guarded by mu_; a setup failed: stop refilling (open() sets sockets up itself)
+  bool stop_ = false;    // guarded by mu_
+  std::thread thread_;   // started last in the constructor
 };
 
 }  // namespace vpcd::dp

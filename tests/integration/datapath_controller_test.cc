@@ -51,6 +51,7 @@ class DatapathTest : public ::testing::Test {
   void TearDown() override {
     if (ctl_) {
       ctl_->apply(DesiredState{});  // removes every NIC's port and OS objects
+      ctl_->wait_background();  // removals run on the reaper thread
       ctl_.reset();
     }
     guard_.reset();  // whatever apply() could not remove
@@ -149,6 +150,7 @@ int ping_received(const std::string& out) {
 // only after both workers polled both queues).
 TEST_F(DatapathTest, NetnsNicWithAQueuePerWorkerForwards) {
   ctl_->apply(DesiredState{});
+  ctl_->wait_background();  // removals run on the reaper thread
   Options o = ctl_->options();
   o.netns_queues = 0;
   ctl_ = std::make_unique<Controller>(o);
@@ -395,6 +397,7 @@ TEST_F(DatapathTest, AddingAndRemovingNicsLeavesNothingBehind) {
   const std::string alias_prefix = "vpcd:wt" + pid_ + ":";
   EXPECT_TRUE(our_namespaces().empty());
   EXPECT_TRUE(links_with_alias_prefix(alias_prefix).empty());
+  ctl_->wait_background();  // the ring pool full: its spare sockets count in both figures
   size_t fds0 = test::open_fd_count(), threads0 = test::thread_count();
   auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < 100; ++i) {
@@ -421,6 +424,7 @@ TEST_F(DatapathTest, AddingAndRemovingNicsLeavesNothingBehind) {
   EXPECT_TRUE(our_namespaces().empty());
   EXPECT_TRUE(links_with_alias_prefix(alias_prefix).empty());
   EXPECT_FALSE(test::link_exists(tap));
+  ctl_->wait_background();
   EXPECT_EQ(test::open_fd_count(), fds0);
   EXPECT_EQ(test::thread_count(), threads0);
   EXPECT_TRUE(ctl_->nic_states().empty());

@@ -69,6 +69,7 @@ class Ownership : public ::testing::Test {
   void TearDown() override {
     if (ctl_) {
       ctl_->apply(DesiredState{});
+      ctl_->wait_background();  // removals run on the reaper thread
       ctl_.reset();
     }
     guard_.reset();
@@ -159,6 +160,7 @@ TEST_F(Ownership, ForeignTapsSurviveANicNamingThemReconcileAndDelete) {
         EXPECT_EQ(link_state(name), before) << "pass " << pass;
       }
       ctl_->apply(with({}));  // the NIC's delete
+      ctl_->wait_background();  // removals run on the reaper thread
       EXPECT_EQ(link_state(name), before);
     }
     ctl_->remove_stale_os_objects();
@@ -184,6 +186,7 @@ TEST_F(Ownership, OwnTapIsCreatedExclusivelyAndRemoved) {
   EXPECT_NE(st["nic-m"].status, NicStatus::kError) << st["nic-m"].detail;
   EXPECT_EQ(link_by_name(name)->ifindex, l->ifindex);
   ctl_->apply(with({}));
+  ctl_->wait_background();  // removals run on the reaper thread
   EXPECT_FALSE(link_by_name(name));
 }
 
@@ -209,6 +212,7 @@ TEST_F(Ownership, ANicInErrorIsRetriedWithBackoffNotOnEveryPass) {
   EXPECT_TRUE(link_by_name(name)) << "retried once due, and created its own tap";
   // Failures grow the wait (1, 2, 4, 8, 8 s); a changed spec is tried at once.
   ctl_->apply(with({}));
+  ctl_->wait_background();  // removals run on the reaper thread
   ASSERT_EQ(sh("ip tuntap add dev " + name + " mode tun"), 0);
   const char* expect[] = {"attempt 1 failed; next retry in 1 s", "attempt 2 failed; next retry in 2 s",
                           "attempt 3 failed; next retry in 4 s", "attempt 4 failed; next retry in 8 s",
@@ -224,6 +228,7 @@ TEST_F(Ownership, ANicInErrorIsRetriedWithBackoffNotOnEveryPass) {
   st = ctl_->apply(changed);
   EXPECT_NE(st["nic-b"].detail.find("attempt 1 failed"), std::string::npos) << st["nic-b"].detail;
   ctl_->apply(with({}));
+  ctl_->wait_background();  // removals run on the reaper thread
   ASSERT_EQ(sh("ip link del " + name), 0);
 }
 
@@ -237,6 +242,7 @@ TEST_F(Ownership, VpcdsOwnNamespaceIsRefused) {
     EXPECT_NE(st["nic-own"].detail.find("vpcd's own network namespace"), std::string::npos) << st["nic-own"].detail;
   }
   ctl_->apply(with({}));
+  ctl_->wait_background();  // removals run on the reaper thread
   EXPECT_EQ(sh_out("ip -o link show"), links_before);
   EXPECT_EQ(sh_out("ip route show table all"), routes_before);
 }
@@ -271,6 +277,7 @@ TEST_F(ForeignNetns, RefusedUnlessTheConfigAllowsIt) {
   EXPECT_EQ(st["nic-f"].status, NicStatus::kError);
   EXPECT_NE(st["nic-f"].detail.find("did not create"), std::string::npos) << st["nic-f"].detail;
   ctl_->apply(with({}));
+  ctl_->wait_background();  // removals run on the reaper thread
   EXPECT_EQ(routes(), routes_before_);
   EXPECT_EQ(lo(), lo_before);
   EXPECT_TRUE(netns_exists(guest_.name()));
@@ -290,6 +297,7 @@ TEST_F(ForeignNetns, AllowedNamespaceKeepsItsRoutesThroughCreateAndDelete) {
     EXPECT_EQ(sh_out("ip netns exec " + guest_.name() + " cat /proc/sys/net/ipv6/conf/ossec0/accept_ra"), "0\n");
   }
   ctl_->apply(with({}));
+  ctl_->wait_background();  // removals run on the reaper thread
   EXPECT_EQ(routes(), routes_before_);
   EXPECT_EQ(lo(), lo_before);
   EXPECT_EQ(sh_out("ip -n " + guest_.name() + " -o link show dev ossec0"), "");

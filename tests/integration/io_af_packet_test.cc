@@ -135,6 +135,46 @@ int ping_received(const std::string& ns, const std::string& dst, int count) {
 
 TEST_F(TwoGuests, ForwardsPingBothWaysAndTcpWithGso) { ping_and_tcp(AfPacketOptions{}); }
 
+// Ports whose sockets come from an AfPacketRingPool (rings set up ahead, only bound at open) forward like any other;
+// the pool refills, and a port of another layout does not take from it.
+TEST_F(TwoGuests, PortsFromARingPoolForwardPingBothWays) {
+  std::string err;
+  UniqueFd fd = netns_open(hub_.name(), &err);
+  ASSERT_TRUE(fd.valid()) << err;
+  std::unique_ptr<AfPacketRingPool> pool;
+  {
+    NetnsGuard g(fd.get());  // the pool's thread, started here, creates its sockets in the hub namespace
+    ASSERT_TRUE(g.ok()) << g.error();
+    pool = std::make_unique<AfPacketRingPool>(AfPacketOptions{}, 2, 2);
+  }
+  pool->wait_full();
+  EXPECT_EQ(pool->ready_bytes(), 2 * af_packet_ring_bytes(AfPacketOptions{}));
+  std::unique_ptr<AfPacketPort> p1, p2;
+  {
+    NetnsGuard g(fd.get());
+    ASSERT_TRUE(g.ok()) << g.error();
+    p1 = AfPacketPort::open("h1", AfPacketOptions{}, &err, pool.get());
+    ASSERT_NE(p1, nullptr) << err;
+    p2 = AfPacketPort::open("h2", AfPacketOptions{}, &err, pool.get());
+    ASSERT_NE(p2, nullptr) << err;
+  }
+  EXPECT_EQ(pool->taken(), 4u);  // both ports' RX and TX sockets
+  AfPacketOptions v3;
+  v3.rx_ring = RxRing::kV3;
+  EXPECT_FALSE(pool->matches(v3));
+  EXPECT_TRUE(pool->matches(AfPacketOptions{}));
+  {
+    Forwarder fwd(p1.get(), p2.get());
+    EXPECT_EQ(ping_received(a_.name(), "10.77.0.2", 3), 3);
+    EXPECT_EQ(ping_received(b_.name(), "10.77.0.1", 3), 3);
+    fwd.stop();
+    EXPECT_EQ(fwd.dir[0].icmp.load(), 6u);
+    EXPECT_EQ(fwd.dir[1].icmp.load(), 6u);
+  }
+  pool->wait_full();  // refilled in the background
+  EXPECT_EQ(pool->ready_bytes(), 2 * af_packet_ring_bytes(AfPacketOptions{}));
+}
+
 TEST_F(TwoGuests, ForwardsPingBothWaysAndTcpWithGsoOnV3Rings) {
   AfPacketOptions o;
   o.rx_ring = RxRing::kV3;
