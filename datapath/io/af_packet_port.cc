@@ -414,31 +414,22 @@ void AfPacketRingPool::wait_full() const {
   cv_.wait(lk, [&] { return failed_ || stop_ || (rx_.size() >= rx_spare_ && tx_.size() >= tx_spare_); });
 }
 
-std::unique_ptr<AfPacketPort::RxQueue> AfPacketRingPool::take_rx() {
-  std::unique_ptr<AfPacketPort::RxQueue> q;
+template <class Q>
+std::unique_ptr<Q> AfPacketRingPool::take(std::vector<std::unique_ptr<Q>>& from) {
+  std::unique_ptr<Q> q;
   {
     std::scoped_lock lk(mu_);
-    if (rx_.empty()) return nullptr;
-    q = std::move(rx_.back());
-    rx_.pop_back();
+    if (from.empty()) return nullptr;
+    q = std::move(from.back());
+    from.pop_back();
     ++taken_;
   }
-  cv_.notify_all();
+  cv_.notify_all();  // the refill thread tops the pool up again
   return q;
 }
 
-std::unique_ptr<AfPacketPort::TxQueue> AfPacketRingPool::take_tx() {
-  std::unique_ptr<AfPacketPort::TxQueue> t;
-  {
-    std::scoped_lock lk(mu_);
-    if (tx_.empty()) return nullptr;
-    t = std::move(tx_.back());
-    tx_.pop_back();
-    ++taken_;
-  }
-  cv_.notify_all();
-  return t;
-}
+std::unique_ptr<AfPacketPort::RxQueue> AfPacketRingPool::take_rx() { return take(rx_); }
+std::unique_ptr<AfPacketPort::TxQueue> AfPacketRingPool::take_tx() { return take(tx_); }
 
 void AfPacketRingPool::run() {
   pthread_setname_np(pthread_self(), "vpcd-ringpool");

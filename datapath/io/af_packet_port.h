@@ -198,6 +198,8 @@ class AfPacketRingPool {
   friend class AfPacketPort;
   std::unique_ptr<AfPacketPort::RxQueue> take_rx();  // null when none is ready
   std::unique_ptr<AfPacketPort::TxQueue> take_tx();
+  template <class Q>
+  std::unique_ptr<Q> take(std::vector<std::unique_ptr<Q>>& from);  // the last spare of `from`, or null
   void run();
 
   const AfPacketOptions layout_;
