@@ -145,7 +145,7 @@ void run_chunk(WorkerContext& ctx, const DataplaneConfig& cfg, const PortConfig&
     p.next = no_vpc ? Next::kDrop : Next::kParse;
     p.drop = no_vpc ? DropReason::kNoVpc : DropReason::kCount;
     p.buf = kNoBuf;
-    p.prefix_len = 0;  // (prefix is read only when prefix_len is set: its cache line stays untouched)
+    p.prefix_len = 0;  // (prefix is read only when prefix_len is set, so the runner leaves the cold bytes alone)
     bytes += p.wire_len;
     push(q, &p);
   }
