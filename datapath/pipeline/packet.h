@@ -44,10 +44,10 @@ enum PacketFlags : uint16_t {
 
 // Layout: the first 64 bytes hold every field the common path (parse, port security, switching, routing, conntrack,
 // output) reads or writes, the last 16 what only some packets need (outer headers, the receive time). Not padded to a
-// cache line: a stage loops over a batch's packets in array order, so what counts is the bytes per packet (a batch of
-// 256 packets must stay in L1 across the stages: 20 KiB at 80 bytes, 32 KiB if each took two cache lines).
+// cache line: a stage loops over a chunk's packets in array order, so what counts is the bytes per packet (a chunk,
+// kMaxBatch in worker_context.h, must stay in L1 across the stages together with its frames).
 struct Packet {
-  // ---- hot: one cache line ----
+  // ---- hot: the first 64 bytes ----
   uint8_t* data = nullptr;  // first byte of the Ethernet header
   uint32_t len = 0;         // bytes available at data
   uint32_t wire_len = 0;    // original frame length (>= len when the ring truncated it)
@@ -88,14 +88,9 @@ struct Packet {
 static_assert(offsetof(Packet, prefix) == 64 && sizeof(Packet) == 80, "Packet: 64 hot bytes, then 16 cold ones");
 static_assert(sizeof(DropReason) == 1 && sizeof(Next) == 1);
 
-// The stage after `after` for p among `features` (next_stage), skipping the ARP responder for a packet that is not
-// ARP (it would only pass it on): one stage dispatch less per packet on the common path.
-constexpr Next next_stage_for(const Packet& p, uint32_t features, Next after) noexcept {
-  const Next n = next_stage(features, after);
-  return n == Next::kArpResponder && !(p.flags & kIsArp) ? next_stage(features, Next::kArpResponder) : n;
-}
-
-// next_stage_for() of a run of packets from one port, worked out once per port: for ARP and for everything else.
+// The stage after `after` among `features` (next_stage), skipping the ARP responder for a packet that is not ARP (it
+// would only pass it on): one stage dispatch less per packet on the common path. Worked out once per input port, for
+// ARP and for everything else; NextFor(features, after)(p) is p's next stage.
 struct NextFor {
   Next arp = Next::kDrop, other = Next::kDrop;
   constexpr NextFor() noexcept = default;

@@ -47,7 +47,7 @@ NextSet FirewallEgressStage::process(WorkerContext& ctx, const DataplaneConfig& 
       p->drop_with(r);
       continue;
     }
-    p->next = next_stage_for(*p, in->features, Next::kFirewallEgress);
+    p->next = NextFor(in->features, Next::kFirewallEgress)(*p);
   }
   return kNextsUnknown;
 }
