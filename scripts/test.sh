@@ -90,8 +90,10 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
   ctest --test-dir build-fuzz -L unit --output-on-failure -j "$jobs"
 
 phase "ThreadSanitizer build (the test files of the suites in scripts/tsan_tests.txt)"
+# -g1 as in the release tree: a TSan report's stacks need line tables only.
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVPCD_TSAN=ON -DVPCD_WERROR=ON -DVPCD_BENCH=OFF \
-  -DVPCD_SERVER=OFF >/dev/null
+  -DVPCD_SERVER=OFF -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" \
+  >/dev/null
 cmake --build build-tsan -j "$jobs" --target vpcd_unit_tests
 phase "ThreadSanitizer tests: pipeline, publisher, worker and MAC-table concurrency"
 tsan_filters=$(grep -v '^#' scripts/tsan_tests.txt | grep -v '^[[:space:]]*$')
