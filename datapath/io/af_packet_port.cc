@@ -696,6 +696,23 @@ void AfPacketPort::tx_flush(unsigned w) noexcept {
   t.pending = (load_acquire(h->tp_status) & TP_STATUS_SEND_REQUEST) != 0 ? 1 : 0;
 }
 
+uint64_t AfPacketPort::tx_discard_pending(unsigned w) noexcept {
+  TxQueue& t = *tx_[w];
+  uint64_t n = 0;
+  // Walk back from the newest slot over the run the kernel has not taken (see the header); nothing else touches
+  // these slots between our sendto calls.
+  while (n < t.frames) {
+    const uint32_t prev = t.next == 0 ? t.frames - 1 : t.next - 1;
+    auto* h = reinterpret_cast<tpacket3_hdr*>(tx_slot(t, prev));
+    if (load_acquire(h->tp_status) != TP_STATUS_SEND_REQUEST) break;
+    store_release(h->tp_status, TP_STATUS_AVAILABLE);
+    t.next = prev;
+    ++n;
+  }
+  t.pending = 0;
+  return n;
+}
+
 uint64_t AfPacketPort::rx_kernel_drops(unsigned qi) noexcept {
   RxQueue& q = *rx_[qi];
   tpacket_stats_v3 st{};

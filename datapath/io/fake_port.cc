@@ -89,12 +89,25 @@ bool FakePort::tx_enqueue(unsigned w, const Packet& p) noexcept {
 void FakePort::tx_flush(unsigned w) noexcept {
   if (w >= tx_.size()) return;
   TxRing& r = tx_[w];
+  r.refused = r.used != 0 && refuse_.load(std::memory_order_relaxed);
+  if (r.refused) return;
   flushed_.fetch_add(r.used, std::memory_order_relaxed);
   r.used = 0;
   if (discard_ || r.frames.empty()) return;
   std::scoped_lock lk(mu_);
   for (auto& f : r.frames) sent_.push_back(std::move(f));
   r.frames.clear();
+}
+
+uint64_t FakePort::tx_discard_pending(unsigned w) noexcept {
+  if (w >= tx_.size() || !tx_[w].refused) return 0;
+  TxRing& r = tx_[w];
+  const uint64_t n = r.used;
+  r.used = 0;
+  r.frames.clear();
+  r.refused = false;
+  discarded_.fetch_add(n, std::memory_order_relaxed);
+  return n;
 }
 
 }  // namespace vpcd::dp

@@ -45,6 +45,10 @@ class FakePort final : public PortIo {
   void lose_at_ring(uint64_t n) { ring_lost_.fetch_add(n, std::memory_order_relaxed); }
   uint64_t rx_ring_drops(unsigned /*q*/) noexcept override { return ring_lost_.exchange(0, std::memory_order_relaxed); }
   uint64_t tx_flushed() const { return flushed_.load(std::memory_order_relaxed); }
+  // While set, tx_flush keeps the frames (as a kernel refusing them with EAGAIN would): tx_pending is true until a
+  // flush after clearing it, or tx_discard_pending. Any thread.
+  void set_refuse_flush(bool refuse) { refuse_.store(refuse, std::memory_order_relaxed); }
+  uint64_t tx_discarded() const { return discarded_.load(std::memory_order_relaxed); }
   size_t rx_pending() const;
 
   const std::string& ifname() const override { return ifname_; }
@@ -54,11 +58,14 @@ class FakePort final : public PortIo {
   void rx_release(unsigned q) noexcept override;
   bool tx_enqueue(unsigned w, const Packet& p) noexcept override;
   void tx_flush(unsigned w) noexcept override;
+  bool tx_pending(unsigned w) const noexcept override { return w < tx_.size() && tx_[w].refused; }
+  uint64_t tx_discard_pending(unsigned w) noexcept override;
 
  private:
   struct TxRing {
     std::vector<FakeFrame> frames;  // worker w only
     unsigned used = 0;
+    bool refused = false;  // the last flush kept the frames (set_refuse_flush)
   };
 
   std::string ifname_;
@@ -72,6 +79,8 @@ class FakePort final : public PortIo {
   std::vector<FakeFrame> sent_;       // guarded by mu_
   std::vector<TxRing> tx_;            // [worker]
   std::atomic<uint64_t> flushed_{0};  // frames passed to tx_flush (also in discard mode)
+  std::atomic<bool> refuse_{false};    // set_refuse_flush
+  std::atomic<uint64_t> discarded_{0};  // frames tx_discard_pending gave up (written by the flushing worker)
 };
 
 }  // namespace vpcd::dp

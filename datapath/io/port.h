@@ -43,6 +43,12 @@ class PortIo {
   virtual bool tx_enqueue(unsigned w, const Packet& p) noexcept = 0;
   // Hands everything enqueued by worker w to the kernel (one sendto).
   virtual void tx_flush(unsigned w) noexcept = 0;
+  // True while frames worker w enqueued are still waiting because the kernel did not take them all at the last
+  // tx_flush (send buffer or the peer's backlog full, link down): the worker calls tx_flush again on its next loop
+  // turns, and tx_discard_pending once it gives up. Called only by worker w.
+  virtual bool tx_pending(unsigned /*w*/) const noexcept { return false; }
+  // Gives up the frames tx_pending(w) reported (their ring slots become free for new frames) and returns how many.
+  virtual uint64_t tx_discard_pending(unsigned /*w*/) noexcept { return 0; }
   // Why worker w's last tx_enqueue returned false (the caller counts that reason). Called only by worker w.
   virtual DropReason tx_drop_reason(unsigned /*w*/) const noexcept { return DropReason::kTxRingFull; }
 

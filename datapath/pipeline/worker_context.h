@@ -22,6 +22,8 @@
 
 namespace vpcd::dp {
 
+class PortIo;
+
 // run_batch splits larger spans into chunks of at most this many packets, each run through every stage before the
 // next: 64 packets (80 bytes of Packet and the frame's first cache line each) stay in L1 across the stages, where 256
 // were evicted between stages (bm_parse_switch: 9 L1 misses per packet at 256, 3 at 64; cachegrind).
@@ -97,6 +99,16 @@ struct WorkerContext {
   uint16_t chunk_vpc = kNoVpcIndex;
   std::vector<uint16_t> dirty_ports;  // port ids with frames enqueued since the last flush_outputs
   std::vector<uint8_t> dirty_mark;    // [port id] != 0 when in dirty_ports
+  // Ports whose tx_flush left frames pending (PortIo::tx_pending), retried by retry_flushes() (pipeline.h) until
+  // they go out or kTxRetryLimitMs pass. `io` is valid while the snapshot that contained `port` is held; the worker
+  // rebases the list (rebase_tx_retries) before it lets go of a snapshot.
+  struct TxRetry {
+    PortIo* io;
+    uint16_t port;
+    uint64_t since_ms;  // monotonic_ms() of the first flush that left frames behind
+  };
+  std::vector<TxRetry> tx_retry;
+  uint64_t tx_retry_limit_ms = 100;  // kTxRetryLimitMs (pipeline.h); tests set it before the worker starts
 
   void mark_dirty(uint16_t port) {
     if (port >= dirty_mark.size()) dirty_mark.resize(size_t(port) + 1, 0);
