@@ -20,7 +20,8 @@
 // tx_enqueue copies a frame that fits into the next free slot; tx_flush issues one sendto(MSG_DONTWAIT) (and remembers
 // to call again when the kernel stopped early on a full send buffer). A frame larger than a slot (a GSO super-frame
 // with the default 2 KiB slots) is sent at once by one sendmsg on a second, ring-less socket of that worker, after
-// flushing the ring so frames keep their order.
+// flushing the ring so frames keep their order. tx_slot_acquire/commit let a caller write a frame (software GSO
+// segments with their outer headers) straight into a slot.
 //
 // Ring status words are shared with the kernel: read with acquire, written with release (std::atomic_ref).
 //
@@ -102,6 +103,8 @@ class AfPacketPort final : public PortIo {
   void rx_release(unsigned q) noexcept override;
   bool tx_enqueue(unsigned w, const Packet& p) noexcept override;
   void tx_flush(unsigned w) noexcept override;
+  uint8_t* tx_slot_acquire(unsigned w, uint32_t max_len) noexcept override;
+  void tx_slot_commit(unsigned w, const virtio_net_hdr& vnet, uint32_t len) noexcept override;
 
   unsigned tx_workers() const { return unsigned(tx_.size()); }
   int ifindex() const { return ifindex_; }

@@ -16,6 +16,7 @@
 #include "datapath/stages/parse.h"
 #include "datapath/stages/port_security.h"
 #include "datapath/stages/router.h"
+#include "datapath/stages/tcp_coalesce.h"
 #include "datapath/stages/uplink_input.h"
 #include "datapath/stages/vxlan_encap.h"
 
@@ -44,7 +45,7 @@ constexpr std::array<StageFn, kStageCount> make_table() {
   for (auto [id, fn] : {entry<ParseStage>(), entry<UplinkInputStage>(), entry<PortSecurityStage>(),
                         entry<FirewallEgressStage>(), entry<ArpResponderStage>(), entry<L2SwitchStage>(),
                         entry<RouterStage>(), entry<FirewallIngressStage>(), entry<VxlanEncapStage>(),
-                        entry<OutputStage>()})
+                        entry<TcpCoalesceStage>(), entry<OutputStage>()})
     t[size_t(id)] = fn;
   return t;
 }
