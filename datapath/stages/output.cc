@@ -91,8 +91,14 @@ void send_segmented(WorkerContext& ctx, const DataplaneConfig& cfg, const Packet
   std::memcpy(tmpl.bytes(), p.prefix, proto::kVxlanOverhead);
   const uint16_t sport = tmpl.udp.src_port.to_host();
   auto& scratch = ctx.overlay.tx_scratch;
+  bool flushed = false;
   for (size_t i = 0; i < n; ++i) {
     uint8_t* f = rt.io->tx_slot_acquire(ctx.worker, uint32_t(frame_max));
+    if (!f && !flushed) {  // ring full: hand it to the kernel (a frame has fewer segments than the ring has slots)
+      flushed = true;
+      rt.io->tx_flush(ctx.worker);
+      f = rt.io->tx_slot_acquire(ctx.worker, uint32_t(frame_max));
+    }
     const bool in_ring = f != nullptr;
     if (!in_ring) {
       if (!scratch) scratch = std::make_unique<uint8_t[]>(PacketPool::kBufBytes);
