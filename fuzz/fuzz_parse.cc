@@ -4,7 +4,8 @@
 // "cut" the frame, wire_len = len + 1 + byte 1); the rest is the frame. The frame is copied into a buffer of exactly
 // its length, so AddressSanitizer catches any read past it. Beyond memory errors the target checks the parser's
 // contract (parse.h): drops only with parse-group reasons, offsets and lengths inside the frame, L3/L4 flags
-// consistent. A violated invariant aborts (a finding).
+// consistent; the fast path of parse() and parse_general() agree on every frame. A violated invariant aborts
+// (a finding).
 // Seed corpus: fuzz/corpus/parse/ (fuzz/make_corpus.py). Run: scripts/fuzz.sh.
 #include <cstdint>
 #include <cstdio>
@@ -47,7 +48,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   p.len = uint32_t(frame.size());
   p.wire_len = p.len + extra;
 
+  Packet general = p;
   parse(p);
+  parse_general(general);  // no fast path: both must agree on everything
+  check(general.drop == p.drop, "fast path and general parser disagree on the verdict");
+  check(general.flags == p.flags && general.ethertype == p.ethertype && general.vlan_tci == p.vlan_tci &&
+            general.l3_offset == p.l3_offset && general.ip_proto == p.ip_proto && general.l4_offset == p.l4_offset &&
+            general.l4_len == p.l4_len && general.ip4_src == p.ip4_src && general.ip4_dst == p.ip4_dst &&
+            general.src_port == p.src_port && general.dst_port == p.dst_port,
+        "fast path and general parser disagree on the metadata");
 
   if (p.dropped()) {
     check(is_parse_drop(p.drop), "drop reason outside the parse group");

@@ -32,25 +32,36 @@ namespace {
 
 using StageFn = NextSet (*)(WorkerContext&, const DataplaneConfig&, std::span<Packet* const>) noexcept;
 
+struct StageEntry {
+  Next id = Next::kCount;
+  StageFn fn = nullptr;
+  // The stage may change a packet's in_port or vpc in place (decapsulation): its queue is no longer one input's.
+  // Every other stage leaves both alone (checked in the sanitizer trees, VPCD_STAGE_CHECKS).
+  bool rewrites_input = false;
+};
+
 template <class S>
-constexpr std::pair<Next, StageFn> entry() {
+constexpr StageEntry entry() {
   static_assert(S::kName == stage_name(S::kId), "a stage's name is the one stage.h gives its id");
-  return {S::kId, &S::process};
+  if constexpr (requires { S::kRewritesInput; })
+    return {S::kId, &S::process, S::kRewritesInput};
+  else
+    return {S::kId, &S::process, false};
 }
 
 // The stages this build carries out, by id. An id without an entry has no code yet: nothing may send packets there
 // (feature bitmaps only name stages that exist), and the runner drops any that arrive as kNoStage.
-constexpr std::array<StageFn, kStageCount> make_table() {
-  std::array<StageFn, kStageCount> t{};
-  for (auto [id, fn] : {entry<ParseStage>(), entry<UplinkInputStage>(), entry<PortSecurityStage>(),
-                        entry<FirewallEgressStage>(), entry<ArpResponderStage>(), entry<L2SwitchStage>(),
-                        entry<RouterStage>(), entry<FirewallIngressStage>(), entry<VxlanEncapStage>(),
-                        entry<TcpCoalesceStage>(), entry<OutputStage>()})
-    t[size_t(id)] = fn;
+constexpr std::array<StageEntry, kStageCount> make_table() {
+  std::array<StageEntry, kStageCount> t{};
+  for (StageEntry e : {entry<ParseStage>(), entry<UplinkInputStage>(), entry<PortSecurityStage>(),
+                       entry<FirewallEgressStage>(), entry<ArpResponderStage>(), entry<L2SwitchStage>(),
+                       entry<RouterStage>(), entry<FirewallIngressStage>(), entry<VxlanEncapStage>(),
+                       entry<TcpCoalesceStage>(), entry<OutputStage>()})
+    t[size_t(e.id)] = e;
   return t;
 }
-constexpr std::array<StageFn, kStageCount> kStages = make_table();
-static_assert(kStages[size_t(Next::kDrop)] == nullptr, "drop is the runner's own");
+constexpr std::array<StageEntry, kStageCount> kStages = make_table();
+static_assert(kStages[size_t(Next::kDrop)].fn == nullptr, "drop is the runner's own");
 
 inline void push(PacketQueue& q, Packet* p) noexcept { q.v[q.n++] = p; }
 
@@ -85,7 +96,7 @@ Next single_next(const PacketQueue& q, unsigned n, size_t s, NextSet claim) noex
       std::abort();
     }
 #endif
-    if (!std::has_single_bit(claim)) return Next::kCount;
+    if ((claim & (claim - 1)) != 0) return Next::kCount;  // (std::has_single_bit: a libgcc call without -mpopcnt)
     first = Next(std::countr_zero(claim));
   } else {
     first = q.v[0]->next;
@@ -95,20 +106,43 @@ Next single_next(const PacketQueue& q, unsigned n, size_t s, NextSet claim) noex
   return size_t(first) > s && first < Next::kCount ? first : Next::kCount;
 }
 
+#ifdef VPCD_STAGE_CHECKS
+// Aborts unless every packet of q has the input (in_port, vpc) the queue claims to be uniform in.
+void check_uniform(const PacketQueue& q, size_t s, const char* when) noexcept {
+  if (q.in_port == kInvalidPort) return;
+  for (unsigned i = 0; i < q.n; ++i)
+    if (q.v[i]->in_port != q.in_port || q.v[i]->vpc != q.vpc) {
+      std::fprintf(stderr, "vpcd: queue of stage %s claims input (%u, %u) %s, a packet has (%u, %u)\n",
+                   std::string(stage_name(Next(s))).c_str(), q.in_port, q.vpc, when, q.v[i]->in_port, q.v[i]->vpc);
+      std::abort();
+    }
+}
+#endif
+
 void run_queues(WorkerContext& ctx, const DataplaneConfig& cfg) noexcept {
   for (size_t s = 0; s <= size_t(Next::kOutput); ++s) {
     PacketQueue& q = *ctx.queues[s];
     if (q.n == 0) continue;
     const unsigned n = q.n;
     counter_add(ctx.stage_packets[s], n);
-    const StageFn fn = kStages[s];
+    const StageEntry& st = kStages[s];
     NextSet claim = kNextsUnknown;
-    if (!fn) [[unlikely]] {
+    if (!st.fn) [[unlikely]] {
       for (unsigned i = 0; i < n; ++i) q.v[i]->drop_with(DropReason::kNoStage);
     } else {
+#ifdef VPCD_STAGE_CHECKS
+      check_uniform(q, s, "before the stage");
+#endif
       ctx.running = Next(s);
-      claim = fn(ctx, cfg, q.span());
+      ctx.chunk_port = q.in_port;
+      ctx.chunk_vpc = q.vpc;
+      claim = st.fn(ctx, cfg, q.span());
       ctx.running = Next::kCount;
+      ctx.chunk_port = kInvalidPort;
+      if (st.rewrites_input) q.in_port = kInvalidPort;
+#ifdef VPCD_STAGE_CHECKS
+      check_uniform(q, s, "after the stage (which may not change in_port or vpc)");
+#endif
     }
     if (s == size_t(Next::kOutput)) {  // output freed the pool buffers of what it sent
       q.n = 0;
@@ -116,11 +150,21 @@ void run_queues(WorkerContext& ctx, const DataplaneConfig& cfg) noexcept {
     }
     // Distribute to the stages named next (emit() refuses packets for this stage while it runs, so the queue holds
     // exactly its n packets). Common case: every packet goes to the same later stage, whose queue is empty: hand
-    // the whole queue over by swapping pointers (VPP's enqueue_to_next fast path).
+    // the whole queue over by swapping pointers (VPP's enqueue_to_next fast path), with its input.
     const Next first = single_next(q, n, s, claim);
     if (first != Next::kCount && ctx.queues[size_t(first)]->n == 0) [[likely]] {
       std::swap(ctx.queues[s], ctx.queues[size_t(first)]);
       continue;
+    }
+    // Every packet pushed below comes from q: an empty queue takes q's input, one of another input becomes mixed.
+    for (size_t t = s + 1; t < kStageCount; ++t) {
+      PacketQueue& d = *ctx.queues[t];
+      if (d.n == 0) {
+        d.in_port = q.in_port;
+        d.vpc = q.vpc;
+      } else if (d.in_port != q.in_port || d.vpc != q.vpc) {
+        d.in_port = kInvalidPort;
+      }
     }
     for (unsigned i = 0; i < n; ++i) {
       Packet* p = q.v[i];
@@ -138,6 +182,12 @@ void run_chunk(WorkerContext& ctx, const DataplaneConfig& cfg, const PortConfig&
   uint64_t bytes = 0;
   const bool no_vpc = in.kind == PortKind::kGuest && !cfg.vpc(in.vpc);
   PacketQueue& q = *ctx.queues[size_t(no_vpc ? Next::kDrop : Next::kParse)];
+  if (q.n == 0) {  // (packets emitted between batches may wait in it: then it is mixed)
+    q.in_port = in.index;
+    q.vpc = in.vpc;
+  } else if (q.in_port != in.index || q.vpc != in.vpc) {
+    q.in_port = kInvalidPort;
+  }
   for (Packet& p : pkts) {
     p.in_port = in.index;
     p.acct_port = in.index;
@@ -165,7 +215,14 @@ void WorkerContext::emit(Packet* p, Next to) noexcept {
   }
   p->next = to;
   if (p->acct_port == kInvalidPort) p->acct_port = p->in_port;
-  push(*queues[size_t(to)], p);
+  PacketQueue& q = *queues[size_t(to)];
+  if (q.n == 0) {
+    q.in_port = p->in_port;
+    q.vpc = p->vpc;
+  } else if (q.in_port != p->in_port || q.vpc != p->vpc) {
+    q.in_port = kInvalidPort;
+  }
+  push(q, p);
 }
 
 void run_batch(WorkerContext& ctx, const DataplaneConfig& cfg, uint16_t in_port, std::span<Packet> pkts) noexcept {

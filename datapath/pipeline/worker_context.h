@@ -36,6 +36,10 @@ struct PacketQueue {
   static constexpr unsigned kCapacity = kMaxBatch + PacketPool::kDefaultBuffers;
   std::array<Packet*, kCapacity> v;
   unsigned n = 0;
+  // When in_port != kInvalidPort, every packet in the queue has this in_port and this vpc: the queue holds (part of)
+  // one chunk from one port, as it does on the common path. kInvalidPort: mixed or unknown. Kept by the runner.
+  uint16_t in_port = kInvalidPort;
+  uint16_t vpc = kNoVpcIndex;
   std::span<Packet* const> span() const noexcept { return {v.data(), n}; }
 };
 
@@ -89,6 +93,10 @@ struct WorkerContext {
     return q;
   }();
   Next running = Next::kCount;                     // the stage being run, kCount between runs
+  // While a stage runs: the input port and VPC that every packet of its span shares (PacketQueue::in_port/vpc), or
+  // kInvalidPort when they differ. Stages use it through for_each_input_run() (pipeline/input_runs.h).
+  uint16_t chunk_port = kInvalidPort;
+  uint16_t chunk_vpc = kNoVpcIndex;
   std::vector<uint16_t> dirty_ports;  // port ids with frames enqueued since the last flush_outputs
   std::vector<uint8_t> dirty_mark;    // [port id] != 0 when in dirty_ports
 

@@ -54,7 +54,13 @@ constexpr bool is_parse_drop(DropReason r) noexcept {
 }
 
 // Resets the metadata (keeping kHasVnet, in_port, out_port, vnet) and parses p. On failure sets p.drop.
+// The common frame (untagged IPv4 without options, not a fragment, TCP or UDP) takes a fast path of direct loads;
+// the result is the same as parse_general's.
 void parse(Packet& p) noexcept;
+
+// parse() without the fast path: every frame through the bounds-checked general parser. For the tests that check
+// both agree.
+void parse_general(Packet& p) noexcept;
 
 // parse() on every packet of the batch.
 void parse_batch(std::span<Packet* const> pkts) noexcept;

@@ -3,6 +3,8 @@
 
 #include <cstring>
 
+#include "datapath/pipeline/input_runs.h"
+
 namespace vpcd::dp {
 namespace {
 
@@ -113,25 +115,25 @@ void port_security(const PortConfig& in, std::span<Packet* const> pkts) noexcept
   }
 }
 
-NextSet PortSecurityStage::process(WorkerContext&, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
-  uint16_t last_port = kInvalidPort;
-  const PortConfig* in = nullptr;
-  NextFor next;
-  NextSet nexts = 0;
-  for (Packet* p : pkts) {
-    if (p->in_port != last_port) [[unlikely]] {
-      last_port = p->in_port;
-      in = cfg.port(last_port);
-      if (in) next = NextFor(in->features, Next::kPortSecurity);
+NextSet PortSecurityStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
+  return for_each_input_run(ctx, pkts, [&](uint16_t in_port, uint16_t, std::span<Packet* const> run) noexcept {
+    const PortConfig* in = cfg.port(in_port);
+    if (!in) [[unlikely]] {
+      for (Packet* p : run) p->drop_with(DropReason::kPortDown);
+      return stage_bit(Next::kDrop);
     }
-    const DropReason r = in ? check(*in, *p) : DropReason::kPortDown;
-    if (r != DropReason::kCount) [[unlikely]]
-      p->drop_with(r);
-    else
-      p->next = next(*p);
-    nexts |= stage_bit(p->next);
-  }
-  return nexts;
+    const NextFor next(in->features, Next::kPortSecurity);
+    NextSet nexts = 0;
+    for (Packet* p : run) {
+      const DropReason r = check(*in, *p);
+      if (r != DropReason::kCount) [[unlikely]]
+        p->drop_with(r);
+      else
+        p->next = next(*p);
+      nexts |= stage_bit(p->next);
+    }
+    return nexts;
+  });
 }
 
 }  // namespace vpcd::dp

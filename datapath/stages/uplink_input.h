@@ -26,6 +26,7 @@ namespace vpcd::dp {
 struct UplinkInputStage {
   static constexpr std::string_view kName = "uplink-input";
   static constexpr Next kId = Next::kUplinkInput;
+  static constexpr bool kRewritesInput = true;  // decapsulated frames continue on a tunnel port in their VPC
   static NextSet process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept;
 };
 

@@ -593,6 +593,64 @@ TEST(Parse, RandomCorruptionStaysInBounds) {
   EXPECT_LT(dropped, total);
 }
 
+// parse() takes a fast path for untagged IPv4 TCP/UDP frames; parse_general() never does. Both must give the same
+// verdict and metadata on every frame: the cases, every prefix of them, and many corruptions aimed at the fields the
+// fast path reads (EtherType, version/IHL, total length, fragment bits, protocol, TCP data offset, UDP length), with
+// and without random virtio_net_hdrs, starting from stale metadata.
+TEST(Parse, FastPathAgreesWithGeneralParser) {
+  std::mt19937 rng(4321);
+  const size_t kHot[] = {6, 12, 13, 14, 16, 17, 20, 21, 23, 38, 39, 46};  // bytes the fast path decides on
+  const uint8_t kGso[] = {VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
+                          VIRTIO_NET_HDR_GSO_UDP, kVnetGsoUdpL4, 7};
+  size_t compared = 0, fast_shaped = 0;
+  const auto compare = [&](const Case& c, std::vector<uint8_t> buf, bool random_vnet) {
+    buf.shrink_to_fit();
+    Packet a = packet_for(c, buf);
+    if (random_vnet) {
+      a.flags |= kHasVnet;
+      a.vnet.flags = uint8_t(rng() % 2 ? VIRTIO_NET_HDR_F_NEEDS_CSUM : 0);
+      a.vnet.gso_type = kGso[rng() % std::size(kGso)];
+      a.vnet.gso_size = uint16_t(rng() % 3 == 0 ? 0 : 1 + rng() % 1500);
+      a.vnet.hdr_len = uint16_t(rng() % (buf.size() + 16));
+      a.vnet.csum_start = uint16_t(rng() % (buf.size() + 8));
+      a.vnet.csum_offset = uint16_t(rng() % 24);
+    }
+    a.ethertype = 0x1234;  // stale metadata from an earlier life of the slot
+    a.vlan_tci = 9;
+    a.l4_offset = 77;
+    a.src_port = 1;
+    a.ip4_dst = kIpB;
+    Packet b = a;
+    parse(a);
+    parse_general(b);
+    ASSERT_EQ(verdict(a.drop), verdict(b.drop));
+    ASSERT_TRUE(same_metadata(a, b));
+    ++compared;
+    if (!a.dropped() && (a.flags & kIsIpv4) && (a.flags & (kIsTcp | kIsUdp)) && !(a.flags & (kHasVlan | kIsFragment)) &&
+        a.l4_offset == 34)
+      ++fast_shaped;
+  };
+  for (const Case& c : kCases) {
+    if (c.bytes.size() > 4096) continue;
+    SCOPED_TRACE(c.name);
+    compare(c, c.bytes, false);
+    for (size_t n = 0; n < c.bytes.size() && n < 80; ++n)
+      compare(c, std::vector<uint8_t>(c.bytes.begin(), c.bytes.begin() + ptrdiff_t(n)), false);
+    for (int iter = 0; iter < 800; ++iter) {
+      std::vector<uint8_t> buf = c.bytes;
+      const int flips = 1 + int(rng() % 3);
+      for (int k = 0; k < flips; ++k) {
+        const size_t at = rng() % 2 ? kHot[rng() % std::size(kHot)] : rng() % std::min<size_t>(buf.size() + 1, 64);
+        if (at < buf.size()) buf[at] = rng() % 2 ? uint8_t(rng()) : uint8_t(buf[at] ^ (1u << (rng() % 8)));
+      }
+      if (rng() % 4 == 0) buf.resize(buf.size() - rng() % std::min<size_t>(buf.size() + 1, 24));
+      compare(c, std::move(buf), rng() % 3 == 0);
+    }
+  }
+  EXPECT_GT(compared, 10000u);
+  EXPECT_GT(fast_shaped, 1000u);  // the comparison did cover frames the fast path takes
+}
+
 TEST(Parse, BatchMatchesSingle) {
   std::vector<std::vector<uint8_t>> bufs;
   bufs.reserve(kCases.size());
