@@ -658,6 +658,26 @@ bool AfPacketPort::tx_enqueue(unsigned w, const Packet& p) noexcept {
   return true;
 }
 
+uint8_t* AfPacketPort::tx_slot_acquire(unsigned w, uint32_t max_len) noexcept {
+  TxQueue& t = *tx_[w];
+  if (kTxDataOffset + kVnetBytes + max_len > t.frame_bytes) return nullptr;
+  auto* h = reinterpret_cast<tpacket3_hdr*>(tx_slot(t, t.next));
+  if ((load_acquire(h->tp_status) & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING)) != 0) return nullptr;  // full
+  return reinterpret_cast<uint8_t*>(h) + kTxDataOffset + kVnetBytes;
+}
+
+void AfPacketPort::tx_slot_commit(unsigned w, const virtio_net_hdr& vnet, uint32_t len) noexcept {
+  TxQueue& t = *tx_[w];
+  auto* h = reinterpret_cast<tpacket3_hdr*>(tx_slot(t, t.next));
+  std::memcpy(reinterpret_cast<uint8_t*>(h) + kTxDataOffset, &vnet, kVnetBytes);
+  h->tp_len = kVnetBytes + len;
+  h->tp_snaplen = kVnetBytes + len;
+  h->tp_next_offset = 0;
+  store_release(h->tp_status, TP_STATUS_SEND_REQUEST);
+  t.next = t.next + 1 == t.frames ? 0 : t.next + 1;
+  ++t.pending;
+}
+
 // A frame larger than a slot: flush the ring (order), then one sendmsg on the ring-less socket. The kernel copies
 // the frame once into an skb, as the ring path's memcpy would have.
 bool AfPacketPort::tx_send_big(unsigned w, const Packet& p) noexcept {

@@ -24,7 +24,8 @@
 // SEND_REQUEST are always the run just before our `next` slot: discarding them marks them free and moves `next` back
 // to the oldest, which is where the kernel's head waits. A frame larger than a slot (a GSO super-frame
 // with the default 2 KiB slots) is sent at once by one sendmsg on a second, ring-less socket of that worker, after
-// flushing the ring so frames keep their order.
+// flushing the ring so frames keep their order. tx_slot_acquire/commit let a caller write a frame (software GSO
+// segments with their outer headers) straight into a slot.
 //
 // Ring status words are shared with the kernel: read with acquire, written with release (std::atomic_ref).
 //
@@ -108,6 +109,8 @@ class AfPacketPort final : public PortIo {
   void tx_flush(unsigned w) noexcept override;
   bool tx_pending(unsigned w) const noexcept override { return tx_[w]->pending != 0; }
   uint64_t tx_discard_pending(unsigned w) noexcept override;
+  uint8_t* tx_slot_acquire(unsigned w, uint32_t max_len) noexcept override;
+  void tx_slot_commit(unsigned w, const virtio_net_hdr& vnet, uint32_t len) noexcept override;
 
   unsigned tx_workers() const { return unsigned(tx_.size()); }
   int ifindex() const { return ifindex_; }

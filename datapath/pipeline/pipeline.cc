@@ -16,6 +16,7 @@
 #include "datapath/stages/parse.h"
 #include "datapath/stages/port_security.h"
 #include "datapath/stages/router.h"
+#include "datapath/stages/tcp_coalesce.h"
 #include "datapath/stages/uplink_input.h"
 #include "datapath/stages/vxlan_encap.h"
 
@@ -55,7 +56,7 @@ constexpr std::array<StageEntry, kStageCount> make_table() {
   for (StageEntry e : {entry<ParseStage>(), entry<UplinkInputStage>(), entry<PortSecurityStage>(),
                        entry<FirewallEgressStage>(), entry<ArpResponderStage>(), entry<L2SwitchStage>(),
                        entry<RouterStage>(), entry<FirewallIngressStage>(), entry<VxlanEncapStage>(),
-                       entry<OutputStage>()})
+                       entry<TcpCoalesceStage>(), entry<OutputStage>()})
     t[size_t(e.id)] = e;
   return t;
 }

@@ -76,6 +76,8 @@ WorkerCounters Worker::counters() const noexcept {
   for (size_t s = 0; s < kStageCount; ++s) c.stage_packets[s] = ctx_.stage_packets[s].load(std::memory_order_relaxed);
   c.pool_exhausted = ctx_.pool_exhausted.load(std::memory_order_relaxed);
   c.icmp_rate_limited = ctx_.icmp_rate_limited.load(std::memory_order_relaxed);
+  c.tcp_coalesced_frames = ctx_.coalesce.frames.load(std::memory_order_relaxed);
+  c.tcp_coalesced_segments = ctx_.coalesce.segments.load(std::memory_order_relaxed);
   return c;
 }
 

@@ -19,6 +19,7 @@
 #include "datapath/pipeline/stage.h"
 #include "datapath/tables/icmp_rate_limiter.h"
 #include "datapath/stages/overlay_state.h"
+#include "datapath/stages/tcp_coalesce_state.h"
 
 namespace vpcd::dp {
 
@@ -58,6 +59,7 @@ struct WorkerContext {
 
   PacketPool pool;  // generated and kept frames
   OverlayWorkerState overlay;  // uplink-input / vxlan-encap: underlay ARP cache, frames waiting for it (overlay_state.h)
+  CoalesceWorkerState coalesce;  // tcp-coalesce: the arena super-frames are built in, counters (tcp_coalesce_state.h)
 
   // Per-stage packets processed (single writer: this worker), and generated frames refused for lack of a buffer.
   std::array<std::atomic<uint64_t>, kStageCount> stage_packets{};
