@@ -69,6 +69,9 @@ struct Options {
   // netns NICs whose AF_PACKET sockets are kept ready with their rings set up (AfPacketRingPool): a new NIC then only
   // binds them instead of waiting for an RCU grace period per ring. Each pins guest_rings of memory; 0 = no pool.
   unsigned ring_pool_nics = 2;
+  // GRO and threaded NAPI on each netns NIC's guest end (datapath/io/guest_napi.h): the receiving guest's stack runs
+  // on a kernel thread instead of inside the worker's sendmsg of a super-frame.
+  bool guest_threaded_napi = false;
 };
 
 class Controller {

@@ -36,6 +36,8 @@ struct WorkerCounters {
   std::vector<uint64_t> stage_packets;  // [stage id] (datapath/pipeline/stage.h: stage_name(i)) packets processed
   uint64_t pool_exhausted = 0;          // generated frames not made: the worker's PacketPool was empty
   uint64_t icmp_rate_limited = 0;       // router ICMP errors not sent: over the worker's rate limit (icmp-error-*)
+  // tcp-coalesce (software GRO towards guests): super-frames built, and the TCP segments joined into them.
+  uint64_t tcp_coalesced_frames = 0, tcp_coalesced_segments = 0;
 };
 
 struct Stats {

@@ -1,12 +1,16 @@
 // libFuzzer target: the uplink input path (parse -> uplink-input (ARP, VXLAN decap) -> arp-responder -> l2-switch ->
 // vxlan-encap -> output) on the overlay test network (tests/unit/overlay/overlay_test_net.h: one VPC, a guest, the
 // uplink, two tunnels), fed a sequence of frames received on the uplink (and, for a selector byte >= 0xf0, on the
-// guest, so replies and head-end replication run too), with ticks in between (ARP retries and failures).
+// guest, so replies and head-end replication run too), with ticks in between (ARP retries and failures). Frames whose
+// selector is in 0x80..0xef are held and received in one batch with the uplink frames that follow, up to the next
+// record of another selector (at most 64), so tcp-coalesce (software GRO towards the guest) sees runs of segments.
 //
 // Input: records of [selector][tick step (x100 ms)][length lo][length hi][frame bytes], until the input ends.
 // Invariants checked after every record (a violation aborts): the guest only receives frames that came out of a
-// VXLAN datagram of the VPC's VNI from a configured VTEP (so at most one per record from the uplink, never longer than
-// the datagram minus 50 bytes); everything the uplink sends is an ARP frame from the uplink MAC or an IPv4/UDP VXLAN
+// VXLAN datagram of the VPC's VNI from a configured VTEP (so at most one per datagram of a batch, never longer than
+// the datagram minus 50 bytes, and in all never more bytes than the batch's datagrams minus 50 bytes each); a
+// super-frame (joined by tcp-coalesce) is TCP with a vnet header the guest's kernel accepts (GSO_TCPV4/V6, gso_size
+// set, NEEDS_CSUM inside the frame, at most 64 KiB of IP packet); everything the uplink sends is an ARP frame from the uplink MAC or an IPv4/UDP VXLAN
 // datagram from our address to a configured VTEP with DF set; no pool buffer leaks (the pool holds only frames
 // queued for ARP).
 // Seed corpus: fuzz/corpus/uplink_input/ (fuzz/make_uplink_corpus.py). Run: scripts/fuzz.sh.
@@ -30,31 +34,66 @@ void check(bool ok, const char* what) {
   }
 }
 
+// What the guest received from one batch of uplink frames (see the invariants above).
+void check_uplink_batch(OverlayNet& net, const std::vector<std::vector<uint8_t>>& batch) {
+  size_t datagram_bytes = 0, longest = 0;
+  for (const auto& f : batch) {
+    datagram_bytes += f.size() >= 50 ? f.size() - 50 : 0;
+    if (f.size() > longest) longest = f.size();
+  }
+  size_t delivered_bytes = 0, delivered = 0;
+  for (const auto& ff : net.fakes[net.guest]->drain()) {
+    const auto& f = ff.bytes;
+    const bool arp_reply = f.size() >= 42 && f[12] == 0x08 && f[13] == 0x06;
+    if (arp_reply) continue;
+    ++delivered;
+    delivered_bytes += f.size();
+    const bool super = ff.vnet && ff.vnet->gso_type != VIRTIO_NET_HDR_GSO_NONE;
+    check(super || f.size() + 50 <= longest, "delivered frame longer than its datagram allows");
+    if (super) {
+      const virtio_net_hdr& v = *ff.vnet;
+      check(v.gso_type == VIRTIO_NET_HDR_GSO_TCPV4 || v.gso_type == VIRTIO_NET_HDR_GSO_TCPV6, "super-frame not TCP");
+      check(v.gso_size > 0 && v.hdr_len < f.size() && f.size() <= 14 + 65535 + 40, "super-frame sizes");
+      check((v.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && size_t(v.csum_start) + v.csum_offset + 2 <= f.size(),
+            "super-frame checksum offsets");
+    }
+  }
+  check(delivered <= batch.size(), "one datagram delivered twice");
+  check(delivered_bytes <= datagram_bytes, "more bytes delivered than the datagrams carried");
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   OverlayNet net;
   uint64_t now_ms = 1000000;
   size_t off = 0;
+  std::vector<std::vector<uint8_t>> held;  // uplink frames waiting to be received in one batch
   while (off + 4 <= size) {
-    const bool from_guest = data[off] >= 0xf0;
+    const uint8_t sel = data[off];
+    const bool from_guest = sel >= 0xf0;
     now_ms += uint64_t(data[off + 1]) * 100;
     size_t len = size_t(data[off + 2]) | size_t(data[off + 3]) << 8;
     off += 4;
     if (len > size - off) len = size - off;
     std::vector<uint8_t> frame(data + off, data + off + len);
     off += len;
-
-    net.receive(from_guest ? net.guest : net.uplink, frame);
-    net.tick(now_ms);
-    auto to_guest = net.fakes[net.guest]->drain_bytes();
-    if (!from_guest) {
-      check(to_guest.size() <= 1, "one datagram delivered twice");
-      for (const auto& f : to_guest) {
-        const bool arp_reply = f.size() >= 42 && f[12] == 0x08 && f[13] == 0x06;
-        check(f.size() + 50 <= frame.size() || arp_reply, "delivered frame longer than its datagram allows");
-      }
+    if (sel >= 0x80 && sel < 0xf0 && held.size() < 63 && off + 4 <= size) {
+      held.push_back(std::move(frame));
+      continue;
     }
+    if (!from_guest) held.push_back(std::move(frame));
+    if (!held.empty()) {
+      net.receive_batch(net.uplink, held);
+      check_uplink_batch(net, held);
+      held.clear();
+    }
+    if (from_guest) {
+      net.receive(net.guest, frame);
+      net.fakes[net.guest]->drain();
+    }
+    net.tick(now_ms);
+    net.fakes[net.guest]->drain();  // ARP retries and released frames go to the uplink; nothing checked here
     for (const auto& f : net.fakes[net.uplink]->drain_bytes()) {
       check(f.size() >= 14 && std::memcmp(f.data() + 6, kUplinkMac.b.data(), 6) == 0, "uplink frame not from us");
       const uint16_t type = uint16_t(f[12] << 8 | f[13]);

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of fuzz_uplink_input (fuzz/corpus/uplink_input/): records of
 [selector][tick step][length lo][length hi][frame] (see fuzz/fuzz_uplink_input.cc) with valid and broken VXLAN
-datagrams, ARP for the uplink address, and a guest frame to a remote MAC. Run: python3 fuzz/make_uplink_corpus.py"""
+datagrams, ARP for the uplink address, a guest frame to a remote MAC, and batches of in-order TCP segments
+(selector 0x80: held for one batch, so tcp-coalesce joins them). Run: python3 fuzz/make_uplink_corpus.py"""
 import hashlib
 import os
 import struct
@@ -32,6 +33,19 @@ def inner(src_mac=REMOTE, dst_mac=GUEST):
     return dst_mac + src_mac + b"\x08\x00" + ipv4(bytes([10, 0, 0, 20]), bytes([10, 0, 0, 10]), 17, udp)
 
 
+def tcp_seg(seq, payload, flags=0x10):
+    src, dst = bytes([10, 0, 0, 20]), bytes([10, 0, 0, 10])
+    t = struct.pack("!HHIIBBHHH", 5201, 40000, seq, 1, 5 << 4, flags, 500, 0, 0) + payload
+    pseudo = src + dst + struct.pack("!BBH", 0, 6, len(t))
+    t = t[:16] + struct.pack("!H", csum(pseudo + t)) + t[18:]
+    return GUEST + REMOTE + b"\x08\x00" + ipv4(src, dst, 6, t)
+
+
+def tcp_run(n, size=1398, psh_at=None):
+    return b"".join(rec(vxlan(payload=tcp_seg(1000 + i * size, bytes([i]) * size, 0x18 if i == psh_at else 0x10)),
+                        sel=0x80 if i + 1 < n else 0) for i in range(n))
+
+
 def vxlan(src=PEER, vni=4242, flags=8, payload=None):
     payload = inner() if payload is None else payload
     vx = struct.pack("!BBBBI", flags, 0, 0, 0, vni << 8) + payload
@@ -55,6 +69,8 @@ SEEDS = [
     rec(vxlan()) + rec(inner(GUEST, REMOTE), sel=0xf0) + rec(arp(2, PEER_MAC, PEER, UPLINK, ME, UPLINK), step=1),
     rec(inner(GUEST, b"\xff" * 6), sel=0xf0) + rec(b"", step=20) + rec(b"", step=20) + rec(b"", step=20),
     rec(vxlan(payload=inner()[:20])) + rec(vxlan()[:40]),
+    tcp_run(6),
+    tcp_run(5, size=300, psh_at=2) + tcp_run(3),
 ]
 
 out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "uplink_input")

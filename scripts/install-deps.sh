@@ -6,14 +6,15 @@ what=${1:-test}
 export DEBIAN_FRONTEND=noninteractive
 
 build_pkgs=(build-essential cmake ninja-build pkg-config git
-  libboost-dev libssl-dev libsqlite3-dev libnl-3-dev libnl-route-3-dev nlohmann-json3-dev uuid-dev libpcap-dev
+  libboost-dev libssl-dev libsqlite3-dev libnl-3-dev libnl-route-3-dev nlohmann-json3-dev uuid-dev libpcap-dev libnftables-dev
   libcpprest-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   iproute2 openssl ca-certificates procps)
 # dpdk-dev: dpdk-testpmd (DPDK's virtio-user), the vhost-user front-end of tests/slow/test_vhost_user.py and
 # bench/e2e/vhost_user.sh (Debian 12's dpdk 22.11.11 ships testpmd in dpdk-dev, not in dpdk).
 # debhelper, dpkg-dev, lintian, fakeroot: packaging/build-deb.sh, which scripts/test.sh runs in the background for the
 # package test (installed here, in the foreground, so no apt-get runs at the same time as another).
-test_pkgs=(python3 python3-pytest python3-jsonschema clang libclang-rt-14-dev iputils-ping iperf3 ethtool curl sqlite3 kmod psmisc tcpdump iproute2 dpdk-dev
+# nftables (nft): tests/integration/uplink_os_test.cc reads the uplink's ingress table back.
+test_pkgs=(python3 python3-pytest python3-jsonschema clang libclang-rt-14-dev iputils-ping iperf3 ethtool curl sqlite3 kmod psmisc tcpdump iproute2 nftables dpdk-dev
   debhelper dpkg-dev lintian fakeroot)
 # nftables: nft, the kernel router's firewall that bench/e2e/firewall.py compares vpcd's security groups with.
 bench_pkgs=(netsniff-ng openvswitch-switch wrk linux-perf nftables)

@@ -344,6 +344,8 @@ int run_daemon(const Config& cfg) {
   dopts.rx_frame_bytes = cfg.rx_frame_bytes;
   dopts.tx_frame_bytes = cfg.tx_frame_bytes;
   dopts.netns_queues = cfg.netns_queues;
+  dopts.ring_pool_nics = cfg.ring_pool_nics;
+  dopts.guest_threaded_napi = cfg.guest_threaded_napi;
   dopts.netns_allow = cfg.netns_allow;
   dopts.conntrack = cfg.conntrack;
   dopts.icmp_error_rate = cfg.icmp_error_rate;
@@ -420,6 +422,7 @@ int main(int argc, char** argv) {
                             {"busy-poll", "on|off: datapath workers spin instead of sleeping"},
                             {"rx-ring", "v2|v3: AF_PACKET RX ring layout"},
                             {"netns-queues", "RX queues per netns NIC (fanout over workers); 0 = one per worker"},
+                            {"guest-threaded-napi", "on|off: GRO and threaded NAPI on netns NICs' guest ends"},
                             {"web-root", "dashboard directory"},
                             {"migrations", "SQL migrations directory"},
                             {"vxlan-port", "UDP port of VXLAN on the underlay uplink; default 4789"},

@@ -7,7 +7,8 @@ Run it on an idle machine: other load shows up in the system-wide profile and st
 Usage (root): python3 bench/e2e/profile_tcp.py [--build-dir build] [--workers 1] [--streams 1] [--seconds 4]
               [--vpcd-args "--rx-ring v3"] [--guest-threaded-napi] [--out /tmp/vpcd-tcp.perf]
 --guest-threaded-napi turns on GRO and threaded NAPI on both guests' eth0 (the receiving guest's stack then runs in a
-kernel thread instead of inside the worker's sendto). Reuses compare.py's setup and cleanup (namespaces vbe<pid>*).
+kernel thread instead of inside the worker's sendto); vpcd does the same itself with --vpcd-args "--guest-threaded-napi on"
+(rx-udp-gro-forwarding instead of rx-gro-list). Reuses compare.py's setup and cleanup (namespaces vbe<pid>*).
 """
 import argparse
 import os

@@ -47,6 +47,9 @@ struct PortConfig {
   // out_features = stages a packet on its way to this port meets (e.g. firewall-ingress, vxlan-encap).
   uint32_t features = 0;
   uint32_t out_features = 0;
+  // kGuest: the port's PortIo takes GSO super-frames with a vnet header (AF_PACKET with PACKET_VNET_HDR: tap and
+  // netns NICs), so tcp-coalesce may hand it what it joined (overlay_builder enables it in VPCs with tunnels).
+  bool gso_tx = false;
   Ipv4Addr remote_ip;              // kTunnel: the remote VTEP's underlay address
   uint16_t uplink = kInvalidPort;  // kTunnel: the uplink port its encapsulated frames leave through
   std::shared_ptr<PortRuntime> rt;  // null = hole (no such port); kTunnel: rt->io is null (counters only)

@@ -142,6 +142,7 @@ class NetnsNic final : public NicDevice {
     p.alias = ctx.alias;
     p.run_dir = ctx.opts.run_dir;
     p.foreign_netns_allowed = ctx.opts.netns_allow;
+    p.threaded_napi = ctx.opts.guest_threaded_napi;
     return p;
   }
 

@@ -52,6 +52,14 @@ void build_overlay(const DesiredState& d, const std::vector<PortBinding>& ports,
   }
   cfg.overlay.table = std::make_shared<const OverlayTable>(vnis, tunnels);
 
+  // Software GRO (tcp-coalesce) towards the guests of VPCs with tunnels whose ports take GSO super-frames: segments
+  // the underlay carried one MTU at a time reach the guest as one frame.
+  std::set<uint16_t> overlay_vpcs;
+  for (const OverlayTable::Tunnel& t : tunnels) overlay_vpcs.insert(t.vpc);
+  for (PortConfig& pc : cfg.ports)
+    if (pc.present() && pc.kind == PortKind::kGuest && pc.gso_tx && overlay_vpcs.count(pc.vpc))
+      pc.out_features |= stage_bit(Next::kTcpCoalesce);
+
   // Head-end replication goes to VTEP peers only (a remote NIC's VTEP gets unicast only).
   std::set<uint16_t> peer_ports;
   for (const VtepPeerSpec& p : d.vtep_peers) {

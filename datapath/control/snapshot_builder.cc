@@ -2,6 +2,7 @@
 #include "datapath/control/snapshot_builder.h"
 
 #include <set>
+#include <variant>
 #include <unordered_map>
 
 #include "datapath/control/overlay_builder.h"
@@ -83,6 +84,7 @@ std::shared_ptr<DatapathSnapshot> SnapshotBuilder::build(const DesiredState& d, 
         pc.ips = spec.ips;
         pc.port_security = spec.port_security;
         pc.mtu = v == vpcs.end() ? 1500 : v->second->mtu;
+        pc.gso_tx = !std::holds_alternative<VhostUserBackend>(spec.backend);  // tap, netns: AF_PACKET ports
         break;
       }
       case PortKind::kUplink:

@@ -658,6 +658,26 @@ bool AfPacketPort::tx_enqueue(unsigned w, const Packet& p) noexcept {
   return true;
 }
 
+uint8_t* AfPacketPort::tx_slot_acquire(unsigned w, uint32_t max_len) noexcept {
+  TxQueue& t = *tx_[w];
+  if (kTxDataOffset + kVnetBytes + max_len > t.frame_bytes) return nullptr;
+  auto* h = reinterpret_cast<tpacket3_hdr*>(tx_slot(t, t.next));
+  if ((load_acquire(h->tp_status) & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING)) != 0) return nullptr;  // full
+  return reinterpret_cast<uint8_t*>(h) + kTxDataOffset + kVnetBytes;
+}
+
+void AfPacketPort::tx_slot_commit(unsigned w, const virtio_net_hdr& vnet, uint32_t len) noexcept {
+  TxQueue& t = *tx_[w];
+  auto* h = reinterpret_cast<tpacket3_hdr*>(tx_slot(t, t.next));
+  std::memcpy(reinterpret_cast<uint8_t*>(h) + kTxDataOffset, &vnet, kVnetBytes);
+  h->tp_len = kVnetBytes + len;
+  h->tp_snaplen = kVnetBytes + len;
+  h->tp_next_offset = 0;
+  store_release(h->tp_status, TP_STATUS_SEND_REQUEST);
+  t.next = t.next + 1 == t.frames ? 0 : t.next + 1;
+  ++t.pending;
+}
+
 // A frame larger than a slot: flush the ring (order), then one sendmsg on the ring-less socket. The kernel copies
 // the frame once into an skb, as the ring path's memcpy would have.
 bool AfPacketPort::tx_send_big(unsigned w, const Packet& p) noexcept {
@@ -694,6 +714,23 @@ void AfPacketPort::tx_flush(unsigned w) noexcept {
   const uint32_t last = t.next == 0 ? t.frames - 1 : t.next - 1;
   auto* h = reinterpret_cast<tpacket3_hdr*>(tx_slot(t, last));
   t.pending = (load_acquire(h->tp_status) & TP_STATUS_SEND_REQUEST) != 0 ? 1 : 0;
+}
+
+uint64_t AfPacketPort::tx_discard_pending(unsigned w) noexcept {
+  TxQueue& t = *tx_[w];
+  uint64_t n = 0;
+  // Walk back from the newest slot over the run the kernel has not taken (see the header); nothing else touches
+  // these slots between our sendto calls.
+  while (n < t.frames) {
+    const uint32_t prev = t.next == 0 ? t.frames - 1 : t.next - 1;
+    auto* h = reinterpret_cast<tpacket3_hdr*>(tx_slot(t, prev));
+    if (load_acquire(h->tp_status) != TP_STATUS_SEND_REQUEST) break;
+    store_release(h->tp_status, TP_STATUS_AVAILABLE);
+    t.next = prev;
+    ++n;
+  }
+  t.pending = 0;
+  return n;
 }
 
 uint64_t AfPacketPort::rx_kernel_drops(unsigned qi) noexcept {

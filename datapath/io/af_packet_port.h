@@ -18,9 +18,14 @@
 // TX: one socket per worker with a frame ring (TPACKET_V3 header layout; the kernel's transmit path is the same for
 // V2 and V3, see af_packet_port.cc), PACKET_VNET_HDR and PACKET_QDISC_BYPASS; tx_frames slots of tx_frame_bytes.
 // tx_enqueue copies a frame that fits into the next free slot; tx_flush issues one sendto(MSG_DONTWAIT) (and remembers
-// to call again when the kernel stopped early on a full send buffer). A frame larger than a slot (a GSO super-frame
+// to call again when the kernel stopped early on a full send buffer, or refused with EAGAIN/ENOBUFS/ENETDOWN: then
+// tx_pending is true, the worker retries, and tx_discard_pending hands the refused slots back to us). The kernel
+// keeps a head index into the TX ring and only advances it over frames it took, so the frames still marked
+// SEND_REQUEST are always the run just before our `next` slot: discarding them marks them free and moves `next` back
+// to the oldest, which is where the kernel's head waits. A frame larger than a slot (a GSO super-frame
 // with the default 2 KiB slots) is sent at once by one sendmsg on a second, ring-less socket of that worker, after
-// flushing the ring so frames keep their order.
+// flushing the ring so frames keep their order. tx_slot_acquire/commit let a caller write a frame (software GSO
+// segments with their outer headers) straight into a slot.
 //
 // Ring status words are shared with the kernel: read with acquire, written with release (std::atomic_ref).
 //
@@ -102,6 +107,10 @@ class AfPacketPort final : public PortIo {
   void rx_release(unsigned q) noexcept override;
   bool tx_enqueue(unsigned w, const Packet& p) noexcept override;
   void tx_flush(unsigned w) noexcept override;
+  bool tx_pending(unsigned w) const noexcept override { return tx_[w]->pending != 0; }
+  uint64_t tx_discard_pending(unsigned w) noexcept override;
+  uint8_t* tx_slot_acquire(unsigned w, uint32_t max_len) noexcept override;
+  void tx_slot_commit(unsigned w, const virtio_net_hdr& vnet, uint32_t len) noexcept override;
 
   unsigned tx_workers() const { return unsigned(tx_.size()); }
   int ifindex() const { return ifindex_; }
@@ -156,7 +165,7 @@ class AfPacketPort final : public PortIo {
     uint32_t frames_per_block = 0;
     uint32_t frames = 0;
     uint32_t next = 0;     // next slot to fill
-    uint32_t pending = 0;  // slots marked SEND_REQUEST since the last flush
+    uint32_t pending = 0;  // slots marked SEND_REQUEST since the last flush, or 1 while the kernel left some behind
     UniqueFd big_fd;       // ring-less socket for frames larger than a slot
     std::atomic<uint64_t> errors{0};
   };

@@ -1,6 +1,8 @@
 // In-memory PortIo for tests and benchmarks; see fake_port.h for the threading contract.
 #include "datapath/io/fake_port.h"
 
+#include <cstring>
+
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -86,15 +88,48 @@ bool FakePort::tx_enqueue(unsigned w, const Packet& p) noexcept {
   return true;
 }
 
+uint8_t* FakePort::tx_slot_acquire(unsigned w, uint32_t max_len) noexcept {
+  if (!slots_ || w >= tx_.size()) return nullptr;
+  TxRing& r = tx_[w];
+  if (r.used >= tx_capacity_ || max_len > kSlotBytes) return nullptr;
+  if (r.slot.size() < kSlotBytes) r.slot.resize(kSlotBytes);
+  return r.slot.data();
+}
+
+void FakePort::tx_slot_commit(unsigned w, const virtio_net_hdr& vnet, uint32_t len) noexcept {
+  TxRing& r = tx_[w];
+  ++r.used;
+  ++slot_commits_;
+  if (discard_) return;
+  FakeFrame f;
+  f.bytes.assign(r.slot.data(), r.slot.data() + len);
+  const virtio_net_hdr none{};
+  if (std::memcmp(&vnet, &none, sizeof none) != 0) f.vnet = vnet;
+  r.frames.push_back(std::move(f));
+}
+
 void FakePort::tx_flush(unsigned w) noexcept {
   if (w >= tx_.size()) return;
   TxRing& r = tx_[w];
+  r.refused = r.used != 0 && refuse_.load(std::memory_order_relaxed);
+  if (r.refused) return;
   flushed_.fetch_add(r.used, std::memory_order_relaxed);
   r.used = 0;
   if (discard_ || r.frames.empty()) return;
   std::scoped_lock lk(mu_);
   for (auto& f : r.frames) sent_.push_back(std::move(f));
   r.frames.clear();
+}
+
+uint64_t FakePort::tx_discard_pending(unsigned w) noexcept {
+  if (w >= tx_.size() || !tx_[w].refused) return 0;
+  TxRing& r = tx_[w];
+  const uint64_t n = r.used;
+  r.used = 0;
+  r.frames.clear();
+  r.refused = false;
+  discarded_.fetch_add(n, std::memory_order_relaxed);
+  return n;
 }
 
 }  // namespace vpcd::dp

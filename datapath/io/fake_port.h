@@ -41,10 +41,18 @@ class FakePort final : public PortIo {
   // Only the bytes of drain().
   std::vector<std::vector<uint8_t>> drain_bytes();
   void set_discard(bool discard) { discard_ = discard; }  // before use
+  // With slots on, tx_slot_acquire hands out a slot (as AfPacketPort's TX ring does) of kSlotBytes; before use.
+  static constexpr uint32_t kSlotBytes = 2048;
+  void set_slots(bool on) { slots_ = on; }
+  uint64_t slot_commits() const { return slot_commits_; }  // worker thread only
   // Pretends the kernel lost n frames at a full RX ring; the next rx_ring_drops() reports them. Any thread.
   void lose_at_ring(uint64_t n) { ring_lost_.fetch_add(n, std::memory_order_relaxed); }
   uint64_t rx_ring_drops(unsigned /*q*/) noexcept override { return ring_lost_.exchange(0, std::memory_order_relaxed); }
   uint64_t tx_flushed() const { return flushed_.load(std::memory_order_relaxed); }
+  // While set, tx_flush keeps the frames (as a kernel refusing them with EAGAIN would): tx_pending is true until a
+  // flush after clearing it, or tx_discard_pending. Any thread.
+  void set_refuse_flush(bool refuse) { refuse_.store(refuse, std::memory_order_relaxed); }
+  uint64_t tx_discarded() const { return discarded_.load(std::memory_order_relaxed); }
   size_t rx_pending() const;
 
   const std::string& ifname() const override { return ifname_; }
@@ -54,16 +62,24 @@ class FakePort final : public PortIo {
   void rx_release(unsigned q) noexcept override;
   bool tx_enqueue(unsigned w, const Packet& p) noexcept override;
   void tx_flush(unsigned w) noexcept override;
+  bool tx_pending(unsigned w) const noexcept override { return w < tx_.size() && tx_[w].refused; }
+  uint64_t tx_discard_pending(unsigned w) noexcept override;
+  uint8_t* tx_slot_acquire(unsigned w, uint32_t max_len) noexcept override;
+  void tx_slot_commit(unsigned w, const virtio_net_hdr& vnet, uint32_t len) noexcept override;
 
  private:
   struct TxRing {
     std::vector<FakeFrame> frames;  // worker w only
     unsigned used = 0;
+    bool refused = false;  // the last flush kept the frames (set_refuse_flush)
+    std::vector<uint8_t> slot;      // the slot tx_slot_acquire hands out (worker w only)
   };
 
   std::string ifname_;
   unsigned tx_capacity_;
   bool discard_ = false;
+  bool slots_ = false;
+  uint64_t slot_commits_ = 0;  // tx_slot_commit calls (worker thread only)
   std::atomic<uint64_t> ring_lost_{0};
   int efd_ = -1;
   mutable std::mutex mu_;
@@ -72,6 +88,8 @@ class FakePort final : public PortIo {
   std::vector<FakeFrame> sent_;       // guarded by mu_
   std::vector<TxRing> tx_;            // [worker]
   std::atomic<uint64_t> flushed_{0};  // frames passed to tx_flush (also in discard mode)
+  std::atomic<bool> refuse_{false};    // set_refuse_flush
+  std::atomic<uint64_t> discarded_{0};  // frames tx_discard_pending gave up (written by the flushing worker)
 };
 
 }  // namespace vpcd::dp

@@ -12,8 +12,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
+#include "datapath/io/guest_napi.h"
 #include "datapath/io/netlink.h"
 #include "datapath/io/netns.h"
 #include "datapath/io/unique_fd.h"
@@ -215,7 +217,13 @@ bool netns_nic_set_up(const NetnsNicParams& p, std::string* err) {
   if (!ns_fd) return false;
   auto ns = Netlink::open(err, ns_fd.get());
   if (!ns) return false;
-  return far_end_up(*ns, p, have_marker(p), err);
+  if (!far_end_up(*ns, p, have_marker(p), err)) return false;
+  std::string e;
+  if (p.threaded_napi && !veth_threaded_napi(ns_fd.get(), p.ifname, &e)) {
+    std::fprintf(stderr, "vpcd: namespace %s: threaded NAPI on %s: %s (the receiving stack stays in the sender)\n",
+                 p.netns.c_str(), p.ifname.c_str(), e.c_str());
+  }
+  return true;
 }
 
 void netns_nic_remove(const NetnsNicParams& p) {

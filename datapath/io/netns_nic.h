@@ -36,6 +36,7 @@ struct NetnsNicParams {
   std::string alias;        // interface alias on the host end ("vpcd:<instance>:<nic id>")
   std::string run_dir;      // markers: run_dir/netns/NAME when vpcd created the namespace
   std::vector<std::string> foreign_netns_allowed;  // fnmatch patterns of existing namespaces vpcd may use
+  bool threaded_napi = false;  // GRO + threaded NAPI on the far end when it goes up (guest_napi.h)
 };
 
 // "" when vpcd may put a NIC into the existing namespace `name` under `p`, else why not. Also used by netns_nic_ensure.
@@ -48,7 +49,8 @@ std::string netns_foreign_refusal(const NetnsNicParams& p);
 // port is in a snapshot every worker acknowledged. An adopted far end that is up stays up (a running guest).
 bool netns_nic_ensure(const NetnsNicParams& p, std::string* err);
 // Sets the far end up and, in a namespace vpcd created, installs the default route via p.gateway (which needs the link
-// up). Idempotent.
+// up); with p.threaded_napi also GRO and threaded NAPI on it (best effort: a failure is logged, the NIC works without).
+// Idempotent.
 bool netns_nic_set_up(const NetnsNicParams& p, std::string* err);
 // Deletes the host end (its peer goes with it) only when it is a veth carrying p.alias, and the namespace only when
 // vpcd created it (marker) and only `lo` is left in it. Best effort; never throws.

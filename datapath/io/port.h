@@ -41,8 +41,22 @@ class PortIo {
   // Copies p (vnet header, then p.prefix_len bytes at p.prefix when set, then the frame) into worker w's transmit
   // ring. false: ring full or frame too large (the caller counts the drop).
   virtual bool tx_enqueue(unsigned w, const Packet& p) noexcept = 0;
+  // Writing a frame straight into worker w's transmit ring (no copy from a buffer of the caller's): the frame area of
+  // the next free slot if it has room for max_len bytes (after the vnet header), else nullptr (ring full, frame too
+  // large, or a port without such a ring: the caller builds the frame elsewhere and uses tx_enqueue). At most one
+  // slot is acquired at a time; tx_slot_commit hands it on, and the next tx_enqueue or acquire reuses an uncommitted
+  // one.
+  virtual uint8_t* tx_slot_acquire(unsigned /*w*/, uint32_t /*max_len*/) noexcept { return nullptr; }
+  // Queues the acquired slot with `len` frame bytes written and vnet header `vnet` (as tx_enqueue would).
+  virtual void tx_slot_commit(unsigned /*w*/, const virtio_net_hdr& /*vnet*/, uint32_t /*len*/) noexcept {}
   // Hands everything enqueued by worker w to the kernel (one sendto).
   virtual void tx_flush(unsigned w) noexcept = 0;
+  // True while frames worker w enqueued are still waiting because the kernel did not take them all at the last
+  // tx_flush (send buffer or the peer's backlog full, link down): the worker calls tx_flush again on its next loop
+  // turns, and tx_discard_pending once it gives up. Called only by worker w.
+  virtual bool tx_pending(unsigned /*w*/) const noexcept { return false; }
+  // Gives up the frames tx_pending(w) reported (their ring slots become free for new frames) and returns how many.
+  virtual uint64_t tx_discard_pending(unsigned /*w*/) noexcept { return 0; }
   // Why worker w's last tx_enqueue returned false (the caller counts that reason). Called only by worker w.
   virtual DropReason tx_drop_reason(unsigned /*w*/) const noexcept { return DropReason::kTxRingFull; }
 

@@ -1,4 +1,4 @@
-// Uplink OS preparation (ethtool GRO/LRO, tc ingress drop); see uplink_os.h.
+// Uplink OS preparation (ethtool GRO/LRO, tc or nftables ingress drop); see uplink_os.h.
 #include "datapath/io/uplink_os.h"
 
 #include <linux/ethtool.h>
@@ -15,6 +15,7 @@
 #include <netlink/route/link.h>
 #include <netlink/route/qdisc.h>
 #include <netlink/route/tc.h>
+#include <nftables/libnftables.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -73,7 +74,42 @@ bool lro_off(const std::string& ifname, std::string* err) {
   return ethtool_rw(ifname, ETHTOOL_SFLAGS, &flags, err);
 }
 
-// Fallback for kernels without cls_matchall / act_gact: the interface carries no kernel address (vpcd owns it), so
+using NftPtr = NlPtr<nft_ctx, &nft_ctx_free>;
+
+// The nftables table of an uplink: netdev family, one per interface, named by ifindex (always a valid identifier).
+std::string nft_table(int ifindex) { return "vpcd_uplink_" + std::to_string(ifindex); }
+
+// Runs one nft command (libnftables, the library the nft tool is built on). false + *err with nft's message.
+bool nft_run(const std::string& cmd, std::string* err) {
+  NftPtr ctx(nft_ctx_new(NFT_CTX_DEFAULT));
+  if (!ctx) {
+    if (err) *err = "nft_ctx_new failed";
+    return false;
+  }
+  nft_ctx_buffer_output(ctx.get());
+  nft_ctx_buffer_error(ctx.get());
+  if (nft_run_cmd_from_buffer(ctx.get(), cmd.c_str()) != 0) {
+    if (err) {
+      std::string msg = nft_ctx_get_error_buffer(ctx.get());
+      while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+      *err = "nft: " + msg;
+    }
+    return false;
+  }
+  return true;
+}
+
+// Second choice, for kernels without cls_matchall / act_gact but with nf_tables: a netdev-family ingress chain on
+// the interface whose policy is drop. Ingress hooks run after the packet taps, like tc ingress: packet sockets
+// still get every frame, the IP stack none.
+bool mute_by_nft(const std::string& ifname, int ifindex, std::string* err) {
+  const std::string t = nft_table(ifindex);
+  return nft_run("add table netdev " + t + "\n" + "add chain netdev " + t +
+                     " ingress { type filter hook ingress device \"" + ifname + "\" priority -500; policy drop; }\n",
+                 err);
+}
+
+// Last resort, for kernels without cls_matchall / act_gact and nf_tables: the interface carries no kernel address (vpcd owns it), so
 // the stack would only forward what arrives or answer for other local addresses. Forwarding off for frames that
 // arrive on it (ip_error then sends no ICMP either), never answer ARP on it, no IPv6 on it.
 bool mute_by_sysctl(const std::string& ifname, std::string* err) {
@@ -161,9 +197,15 @@ bool prepare_uplink(const std::string& ifname, std::string* err, UplinkMute* how
       *err = std::string("tc ingress drop filter on ") + ifname + ": " + nl_geterror(e);
       return false;
     }
-    // This kernel has no cls_matchall / act_gact ("TC classifier not found"): mute the stack with sysctls instead.
-    if (!mute_by_sysctl(ifname, err)) return false;
-    if (how) *how = UplinkMute::kSysctl;
+    // This kernel has no cls_matchall / act_gact ("TC classifier not found"): an nftables ingress drop instead, or
+    // when that is missing too, the sysctls.
+    std::string nft_err;
+    if (mute_by_nft(ifname, ifindex, &nft_err)) {
+      if (how) *how = UplinkMute::kNftDrop;
+    } else {
+      if (!mute_by_sysctl(ifname, err)) return false;
+      if (how) *how = UplinkMute::kSysctl;
+    }
   } else if (how) {
     *how = UplinkMute::kTcDrop;
   }
@@ -191,6 +233,8 @@ void release_uplink(const std::string& ifname) {
   rtnl_cls_set_protocol(cls.get(), ETH_P_ALL);
   rtnl_tc_set_kind(TC_CAST(cls.get()), "matchall");
   rtnl_cls_delete(sk.get(), cls.get(), 0);
+  std::string ignored;
+  nft_run("delete table netdev " + nft_table(ifindex) + "\n", &ignored);  // absent unless the nft arrangement ran
 }
 
 }  // namespace vpcd::dp

@@ -51,6 +51,7 @@ namespace vpcd::dp {
   /* output */                                                                             \
   X(kTxRingFull, "tx_ring_full")                                                           \
   X(kTxError, "tx_error")                                                                  \
+  X(kTxStalled, "tx_stalled") /* in the TX ring, but the kernel refused it until the retry limit */ \
   X(kPortDown, "port_down")                                                                \
   /* input ring */                                                                         \
   X(kRxRingFull, "rx_ring_full") /* the kernel found the port's RX ring full */            \

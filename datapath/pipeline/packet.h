@@ -40,6 +40,10 @@ enum PacketFlags : uint16_t {
   kIsFragment = 1 << 7,  // IPv4/IPv6 fragment: MF set or offset > 0 (non-first: no L4 header parsed)
   kHasVnet = 1 << 8,     // vnet header present and meaningful
   kCtTracked = 1 << 9,   // conntrack's state machine has seen this packet (firewall-ingress does not run it again)
+  // A GSO super-frame vxlan-encap sends to the uplink whole: output cuts it into segments (datapath/proto/gso.h),
+  // each written with the outer headers at `prefix` (a template: lengths and checksums are stamped per segment)
+  // straight into the port's transmit ring (PortIo::tx_slot_acquire).
+  kSegmentOnTx = 1 << 10,
 };
 
 // Layout: the first 64 bytes hold every field the common path (parse, port security, switching, routing, conntrack,

@@ -16,6 +16,7 @@
 #include "datapath/stages/parse.h"
 #include "datapath/stages/port_security.h"
 #include "datapath/stages/router.h"
+#include "datapath/stages/tcp_coalesce.h"
 #include "datapath/stages/uplink_input.h"
 #include "datapath/stages/vxlan_encap.h"
 
@@ -55,7 +56,7 @@ constexpr std::array<StageEntry, kStageCount> make_table() {
   for (StageEntry e : {entry<ParseStage>(), entry<UplinkInputStage>(), entry<PortSecurityStage>(),
                        entry<FirewallEgressStage>(), entry<ArpResponderStage>(), entry<L2SwitchStage>(),
                        entry<RouterStage>(), entry<FirewallIngressStage>(), entry<VxlanEncapStage>(),
-                       entry<OutputStage>()})
+                       entry<TcpCoalesceStage>(), entry<OutputStage>()})
     t[size_t(e.id)] = e;
   return t;
 }
@@ -250,9 +251,58 @@ void flush_outputs(WorkerContext& ctx, const DataplaneConfig& cfg) noexcept {
   for (uint16_t id : ctx.dirty_ports) {
     ctx.dirty_mark[id] = 0;
     const PortConfig* p = cfg.port(id);
-    if (p && p->rt->io) p->rt->io->tx_flush(ctx.worker);
+    if (!p || !p->rt->io) continue;
+    PortIo* io = p->rt->io.get();
+    io->tx_flush(ctx.worker);
+    if (!io->tx_pending(ctx.worker)) [[likely]] continue;
+    bool known = false;
+    for (const auto& r : ctx.tx_retry) known |= r.io == io;
+    if (!known) ctx.tx_retry.push_back({io, id, monotonic_ms()});
   }
   ctx.dirty_ports.clear();
+}
+
+namespace {
+
+// Discards what `io` still holds for this worker and counts it on the port (when the port is in `cfg`).
+void discard_pending(WorkerContext& ctx, const DataplaneConfig& cfg, const WorkerContext::TxRetry& r) noexcept {
+  const uint64_t n = r.io->tx_discard_pending(ctx.worker);
+  const PortConfig* p = cfg.port(r.port);
+  if (n && p && p->rt && p->rt->io.get() == r.io && ctx.worker < kMaxWorkers) {
+    p->rt->counters[ctx.worker].add_drop(DropReason::kTxStalled, n);
+  }
+}
+
+}  // namespace
+
+void retry_flushes(WorkerContext& ctx, const DataplaneConfig& cfg, uint64_t now_ms) noexcept {
+  auto& v = ctx.tx_retry;
+  for (size_t i = 0; i < v.size();) {
+    v[i].io->tx_flush(ctx.worker);
+    if (v[i].io->tx_pending(ctx.worker) && now_ms - v[i].since_ms >= ctx.tx_retry_limit_ms) discard_pending(ctx, cfg, v[i]);
+    if (!v[i].io->tx_pending(ctx.worker)) {
+      v[i] = v.back();
+      v.pop_back();
+    } else {
+      ++i;
+    }
+  }
+}
+
+void rebase_tx_retries(WorkerContext& ctx, const DataplaneConfig& old, const DataplaneConfig* next) noexcept {
+  auto& v = ctx.tx_retry;
+  for (size_t i = 0; i < v.size();) {
+    v[i].io->tx_flush(ctx.worker);
+    const PortConfig* np = next ? next->port(v[i].port) : nullptr;
+    const bool kept = np && np->rt && np->rt->io.get() == v[i].io;
+    if (!kept && v[i].io->tx_pending(ctx.worker)) discard_pending(ctx, old, v[i]);
+    if (!v[i].io->tx_pending(ctx.worker)) {
+      v[i] = v.back();
+      v.pop_back();
+    } else {
+      ++i;
+    }
+  }
 }
 
 }  // namespace vpcd::dp

@@ -35,7 +35,24 @@ void run_batch(WorkerContext& ctx, const DataplaneConfig& cfg, uint16_t in_port,
 // Runs whatever stages emitted between batches (ctx.emit() with no run in progress). A no-op when nothing waits.
 void run_pending(WorkerContext& ctx, const DataplaneConfig& cfg) noexcept;
 
-// tx_flush(ctx.worker) on every port the runner enqueued to since the last call.
+// tx_flush(ctx.worker) on every port the runner enqueued to since the last call. A port whose flush left frames
+// pending (the kernel refused some: full send buffer or backlog) goes on ctx.tx_retry.
 void flush_outputs(WorkerContext& ctx, const DataplaneConfig& cfg) noexcept;
+
+// How long a worker keeps retrying a port's pending frames before it discards them (counted as kTxStalled on the
+// port). The worker waits at most kTxRetryIntervalMs in epoll while a retry is pending, so a frame the kernel
+// refused goes out within about a millisecond once the kernel takes it, even if no other frame follows.
+inline constexpr uint64_t kTxRetryLimitMs = 100;
+inline constexpr int kTxRetryIntervalMs = 1;
+
+// tx_flush again on every port of ctx.tx_retry; drops the ports that have nothing pending any more and discards the
+// frames of those still pending ctx.tx_retry_limit_ms (kTxRetryLimitMs) after their first refusal. `cfg` is the
+// snapshot of the last flush_outputs. A no-op when nothing is pending.
+void retry_flushes(WorkerContext& ctx, const DataplaneConfig& cfg, uint64_t now_ms) noexcept;
+
+// Before the worker replaces snapshot `old` by `next` (null: none): one last flush of each pending port; a port that
+// `next` carries with the same PortIo under the same id stays on ctx.tx_retry, the others' frames are discarded and
+// counted (their PortIo may be destroyed once the worker acked `next`).
+void rebase_tx_retries(WorkerContext& ctx, const DataplaneConfig& old, const DataplaneConfig* next) noexcept;
 
 }  // namespace vpcd::dp

@@ -3,7 +3,7 @@
 // for each packet it processes, and the runner hands each stage exactly the packets whose next is its id.
 //
 //   parse -> [uplink-input] -> [port-security] -> [firewall-egress] -> arp-responder -> l2-switch -> [router]
-//         -> [nat] -> [firewall-ingress] -> [vxlan-encap] -> output
+//         -> [nat] -> [firewall-ingress] -> [vxlan-encap] -> [tcp-coalesce] -> output
 //
 // Stages in brackets are features: they run only for ports whose feature bitmap enables them (PortConfig::features
 // for stages a packet meets as it enters from that port, PortConfig::out_features for stages it meets on its way to
@@ -33,6 +33,7 @@ namespace vpcd::dp {
   X(kNat, "nat")                             \
   X(kFirewallIngress, "firewall-ingress")    \
   X(kVxlanEncap, "vxlan-encap")              \
+  X(kTcpCoalesce, "tcp-coalesce")            \
   X(kOutput, "output")                       \
   X(kDrop, "drop")
 

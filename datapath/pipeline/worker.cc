@@ -76,6 +76,8 @@ WorkerCounters Worker::counters() const noexcept {
   for (size_t s = 0; s < kStageCount; ++s) c.stage_packets[s] = ctx_.stage_packets[s].load(std::memory_order_relaxed);
   c.pool_exhausted = ctx_.pool_exhausted.load(std::memory_order_relaxed);
   c.icmp_rate_limited = ctx_.icmp_rate_limited.load(std::memory_order_relaxed);
+  c.tcp_coalesced_frames = ctx_.coalesce.frames.load(std::memory_order_relaxed);
+  c.tcp_coalesced_segments = ctx_.coalesce.segments.load(std::memory_order_relaxed);
   return c;
 }
 
@@ -85,7 +87,11 @@ void Worker::run() noexcept {
   epoll_event events[kMaxEvents];
   while (!stop_.load(std::memory_order_acquire)) {
     pick_up_snapshot();
-    int timeout = busy_poll_ ? 0 : has_unpollable_ ? kUnpollableTimeoutMs : kIdleTimeoutMs;
+    // Asleep for up to kIdleTimeoutMs unless some queue has no fd or the kernel refused frames we must retry.
+    int timeout = busy_poll_               ? 0
+                  : has_unpollable_        ? kUnpollableTimeoutMs
+                  : !ctx_.tx_retry.empty() ? kTxRetryIntervalMs
+                                           : kIdleTimeoutMs;
     int n = ::epoll_wait(epfd_, events, kMaxEvents, timeout);
     if (n < 0) {
       if (errno != EINTR) counter_add(stats_.epoll_errors, 1);
@@ -112,11 +118,13 @@ void Worker::run() noexcept {
       }
       run_pending(ctx_, *snap_->config);
       flush_outputs(ctx_, *snap_->config);
+      if (!ctx_.tx_retry.empty()) [[unlikely]] retry_flushes(ctx_, *snap_->config, now_ms);
     }
     collect_ring_drops();
   }
   // Drop our reference; the publisher still holds this snapshot (it is current or retired-but-unacked-past), so the
   // destructor cannot run here.
+  if (!ctx_.tx_retry.empty() && snap_ && snap_->config) rebase_tx_retries(ctx_, *snap_->config, nullptr);
   snap_.reset();
   set_queues({});
 }
@@ -135,8 +143,12 @@ void Worker::pick_up_snapshot() noexcept {
       qs.push_back(Queue{rt->io.get(), r.port, r.queue, rt->io->rx_fd(r.queue)});
     }
   }
-  // Order matters: stop polling the old queues before releasing the old snapshot and acking (the control thread
-  // closes a removed port's sockets once every worker acked a generation without it).
+  // Order matters: stop polling the old queues and let go of frames pending on ports the new snapshot lacks before
+  // releasing the old snapshot and acking (the control thread closes a removed port's sockets once every worker
+  // acked a generation without it).
+  if (!ctx_.tx_retry.empty() && snap_ && snap_->config) {
+    rebase_tx_retries(ctx_, *snap_->config, next ? next->config.get() : nullptr);
+  }
   set_queues(std::move(qs));
   snap_ = std::move(next);
   seen_gen_ = taken;

@@ -8,7 +8,9 @@
 // Loop (per worker thread "vpcd-wk-N"): pick up a new snapshot generation if there is one (mutex only then), rebuild
 // the epoll set if the assignment changed, ack the generation (release); epoll_wait on the queues' rx fds plus the
 // publisher's eventfd for this worker (timeout 100 ms, or 0 with busy_poll); for each ready queue: rx_burst up to
-// kBurst packets, run_batch, flush_outputs, rx_release, a few rounds at most before moving on (fairness).
+// kBurst packets, run_batch, flush_outputs, rx_release, a few rounds at most before moving on (fairness). Frames the
+// kernel refused at a flush (PortIo::tx_pending) are flushed again every loop turn, with a 1 ms epoll timeout only
+// while some are pending, and discarded and counted (tx_stalled) after kTxRetryLimitMs (pipeline.h).
 //
 // Threading: Worker's public methods are for the control thread; counters() may be called from any thread (relaxed
 // loads of single-writer counters). The worker thread itself only reads the snapshot and writes its own counters and
@@ -73,6 +75,8 @@ class Worker {
   void start();
   // Before start(): the router's ICMP error budget of this worker.
   void set_icmp_error_rate(uint32_t per_second, uint32_t burst) { ctx_.icmp_limiter = IcmpRateLimiter(per_second, burst); }
+  // Before start(): how long refused frames are retried before they are discarded (default kTxRetryLimitMs).
+  void set_tx_retry_limit(std::chrono::milliseconds limit) { ctx_.tx_retry_limit_ms = uint64_t(limit.count()); }
   // Asks the thread to exit and joins it. The worker drops its snapshot reference before exiting; the publisher
   // still holds it, so nothing is destroyed on the worker.
   void stop();

@@ -19,8 +19,11 @@
 #include "datapath/pipeline/stage.h"
 #include "datapath/tables/icmp_rate_limiter.h"
 #include "datapath/stages/overlay_state.h"
+#include "datapath/stages/tcp_coalesce_state.h"
 
 namespace vpcd::dp {
+
+class PortIo;
 
 // run_batch splits larger spans into chunks of at most this many packets, each run through every stage before the
 // next: 64 packets (80 bytes of Packet and the frame's first cache line each) stay in L1 across the stages, where 256
@@ -56,6 +59,7 @@ struct WorkerContext {
 
   PacketPool pool;  // generated and kept frames
   OverlayWorkerState overlay;  // uplink-input / vxlan-encap: underlay ARP cache, frames waiting for it (overlay_state.h)
+  CoalesceWorkerState coalesce;  // tcp-coalesce: the arena super-frames are built in, counters (tcp_coalesce_state.h)
 
   // Per-stage packets processed (single writer: this worker), and generated frames refused for lack of a buffer.
   std::array<std::atomic<uint64_t>, kStageCount> stage_packets{};
@@ -97,6 +101,16 @@ struct WorkerContext {
   uint16_t chunk_vpc = kNoVpcIndex;
   std::vector<uint16_t> dirty_ports;  // port ids with frames enqueued since the last flush_outputs
   std::vector<uint8_t> dirty_mark;    // [port id] != 0 when in dirty_ports
+  // Ports whose tx_flush left frames pending (PortIo::tx_pending), retried by retry_flushes() (pipeline.h) until
+  // they go out or kTxRetryLimitMs pass. `io` is valid while the snapshot that contained `port` is held; the worker
+  // rebases the list (rebase_tx_retries) before it lets go of a snapshot.
+  struct TxRetry {
+    PortIo* io;
+    uint16_t port;
+    uint64_t since_ms;  // monotonic_ms() of the first flush that left frames behind
+  };
+  std::vector<TxRetry> tx_retry;
+  uint64_t tx_retry_limit_ms = 100;  // kTxRetryLimitMs (pipeline.h); tests set it before the worker starts
 
   void mark_dirty(uint16_t port) {
     if (port >= dirty_mark.size()) dirty_mark.resize(size_t(port) + 1, 0);

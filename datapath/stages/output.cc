@@ -1,7 +1,12 @@
 // Stage "output"; behaviour and threading in output.h.
 #include "datapath/stages/output.h"
 
+#include <cstring>
+#include <memory>
+
 #include "datapath/capture/capture_tap.h"
+#include "datapath/proto/gso.h"
+#include "datapath/proto/vxlan.h"
 
 namespace vpcd::dp {
 namespace {
@@ -62,12 +67,81 @@ inline void send(WorkerContext& ctx, const DataplaneConfig& cfg, uint16_t port_i
   capture_tx(rt, ctx.worker, p);
 }
 
+// A GSO super-frame vxlan-encap left whole (kSegmentOnTx) for the uplink: each segment written with its outer headers
+// straight into a transmit ring slot (or, for a port without one, built in the worker's scratch and enqueued).
+void send_segmented(WorkerContext& ctx, const DataplaneConfig& cfg, const Packet& p, TxTally& tally) noexcept {
+  const PortConfig* out = cfg.port(p.out_port);
+  const PortConfig* acct = cfg.port(p.acct_port);
+  if (!out || !out->rt->io) [[unlikely]] {
+    if (acct) acct->rt->counters[ctx.worker].add_drop(DropReason::kPortDown);
+    return;
+  }
+  PortRuntime& rt = *out->rt;
+  const size_t n = proto::gso_segment_count(p);
+  const size_t seg_max = proto::gso_max_segment_bytes(p);
+  const size_t frame_max = seg_max + proto::kVxlanOverhead;
+  if (n == 0 || frame_max > PacketPool::kBufBytes || p.prefix_len != proto::kVxlanOverhead) [[unlikely]] {
+    if (acct) acct->rt->counters[ctx.worker].add_drop(DropReason::kGsoSegmentFailed);
+    return;
+  }
+  const bool partial = (p.vnet.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) != 0;
+  const auto mode = partial ? proto::GsoCsum::kPartial : proto::GsoCsum::kSoftware;
+  const bool udp_csum = cfg.overlay.underlay && cfg.overlay.underlay->udp_checksum;
+  proto::VxlanOuter tmpl;
+  std::memcpy(tmpl.bytes(), p.prefix, proto::kVxlanOverhead);
+  const uint16_t sport = tmpl.udp.src_port.to_host();
+  auto& scratch = ctx.overlay.tx_scratch;
+  bool flushed = false;
+  for (size_t i = 0; i < n; ++i) {
+    uint8_t* f = rt.io->tx_slot_acquire(ctx.worker, uint32_t(frame_max));
+    if (!f && !flushed) {  // ring full: hand it to the kernel (a frame has fewer segments than the ring has slots)
+      flushed = true;
+      rt.io->tx_flush(ctx.worker);
+      f = rt.io->tx_slot_acquire(ctx.worker, uint32_t(frame_max));
+    }
+    const bool in_ring = f != nullptr;
+    if (!in_ring) {
+      if (!scratch) scratch = std::make_unique<uint8_t[]>(PacketPool::kBufBytes);
+      f = scratch.get();
+    }
+    proto::GsoSegment seg;
+    proto::gso_segment_one(p, i, mode, f + proto::kVxlanOverhead, seg_max, &seg);
+    proto::VxlanOuter o = tmpl;
+    proto::finish_vxlan_outer(o, seg.len, sport);
+    if (udp_csum && !partial) o.udp.csum = proto::vxlan_udp_checksum(o, {f + proto::kVxlanOverhead, seg.len});
+    std::memcpy(f, o.bytes(), proto::kVxlanOverhead);
+    virtio_net_hdr v = seg.vnet;  // partial: NEEDS_CSUM at the inner TCP/UDP checksum, moved past the outer headers
+    if (v.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) v.csum_start = uint16_t(v.csum_start + proto::kVxlanOverhead);
+    Packet q;
+    q.data = f;
+    q.len = q.wire_len = seg.len + uint32_t(proto::kVxlanOverhead);
+    q.vnet = v;
+    q.flags = partial ? kHasVnet : 0;
+    q.in_port = p.in_port;
+    q.out_port = p.out_port;
+    q.vpc = p.vpc;
+    if (in_ring) {
+      capture_tx(rt, ctx.worker, q);  // before the slot is the kernel's
+      rt.io->tx_slot_commit(ctx.worker, v, q.len);
+    } else if (rt.io->tx_enqueue(ctx.worker, q)) [[likely]] {
+      capture_tx(rt, ctx.worker, q);
+    } else {
+      rt.counters[ctx.worker].add_drop(rt.io->tx_drop_reason(ctx.worker), n - i);
+      break;
+    }
+    ctx.mark_dirty(p.out_port);
+    tally.sent(rt, q.len);
+  }
+}
+
 }  // namespace
 
 NextSet OutputStage::process(WorkerContext& ctx, const DataplaneConfig& cfg, std::span<Packet* const> pkts) noexcept {
   TxTally tally(ctx.worker);
   for (Packet* p : pkts) {
-    if (p->out_port < kFloodUnknownPort) [[likely]] {
+    if (p->flags & kSegmentOnTx) [[unlikely]] {
+      send_segmented(ctx, cfg, *p, tally);
+    } else if (p->out_port < kFloodUnknownPort) [[likely]] {
       send(ctx, cfg, p->out_port, *p, tally);
     } else if (const VpcConfig* vpc = cfg.vpc(p->vpc)) [[likely]] {
       const auto& flood = p->out_port == kFloodPort ? vpc->ports : vpc->flood_unknown;

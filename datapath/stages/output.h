@@ -8,6 +8,10 @@
 // Counting, on the OUTPUT port's [worker] counters: tx packets/bytes for every copy enqueued, kTxRingFull for a copy
 // the ring refused, kPortDown for a port whose I/O is not up (io == nullptr). A port id missing from the snapshot
 // (cannot happen for a snapshot built by the Controller) is counted as kPortDown on the input port.
+// A GSO super-frame vxlan-encap left whole for the uplink (kSegmentOnTx, packet.h) is cut into segments here, each
+// written with its outer headers (the template at prefix, lengths and checksums stamped per segment) straight into a
+// transmit ring slot (PortIo::tx_slot_acquire; one copy of the payload instead of two), or for a port without one
+// built in the worker's scratch and enqueued; every segment is counted as a tx packet of the uplink.
 // Enqueued ports are remembered in the WorkerContext; the caller then calls flush_outputs() (pipeline.h).
 // Next: none (the last stage); it frees the pool buffers of the packets it sent (tx_enqueue copies the frame).
 // Threading: the calling worker's tx rings (PortIo contract) and its own counter slots only.

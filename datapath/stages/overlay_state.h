@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "datapath/proto/vxlan.h"
@@ -20,6 +21,9 @@ struct OverlayWorkerState {
   ArpCache arp;                           // underlay next hops (this worker's)
   std::vector<Packet*> waiting;           // [pool buffer index] -> a frame queued in `arp` (token = buffer index)
   std::vector<proto::VxlanOuter> hdrs;    // encap scratch: [position in the stage's span]
+  // output: a segment of a kSegmentOnTx super-frame for a port without tx_slot_acquire (PacketPool::kBufBytes,
+  // allocated on first use).
+  std::unique_ptr<uint8_t[]> tx_scratch;
   std::vector<uint32_t> released, failed; // scratch for ArpCache results
   std::vector<Ipv4Addr> requests;         // scratch for ArpCache::tick
   uint64_t last_tick_ms = 0;

@@ -233,6 +233,40 @@ struct EncapRun {
     q.drop_with(why);
   }
 
+  // Sends GSO super-frame p to t whole when its next hop is resolved: output segments it straight into the uplink's
+  // transmit ring (kSegmentOnTx; the outer header template, source port set, in hdr_room as p's prefix). False when
+  // it cannot (next hop unresolved, or p not segmentable here): the caller uses send_segments.
+  bool send_gso(Packet& p, const PortConfig& t, const VpcConfig& vpc, uint8_t* hdr_room) noexcept {
+    const std::optional<Ipv4Addr> nh = u->next_hop(t.remote_ip);
+    if (!nh || p.prefix_len != 0) return false;
+    const size_t n = proto::gso_segment_count(p);
+    const size_t seg_max = proto::gso_max_segment_bytes(p);
+    if (n == 0 || seg_max + proto::kVxlanOverhead > PacketPool::kMaxFrame) return false;
+    MacAddr mac;
+    bool request = false, hit = false;
+    try {
+      hit = ctx.overlay.arp.lookup(*nh, now_ms, &mac, &request);
+    } catch (...) {
+    }
+    if (request) send_arp_request(*nh);
+    if (!hit) return false;
+    proto::VxlanOuter o = tmpl(t, vpc, mac);
+    o.udp.src_port = be16::from_host(proto::vxlan_source_port(inner_flow_hash(p)));
+    std::memcpy(hdr_room, o.bytes(), proto::kVxlanOverhead);
+    p.prefix = hdr_room;
+    p.prefix_len = uint16_t(proto::kVxlanOverhead);
+    p.flags |= kSegmentOnTx;
+    p.acct_port = t.index;
+    p.out_port = u->port;
+    p.next = Next::kOutput;
+    // What leaves per VTEP: n segments, each the headers (outer + inner) and its share of the payload.
+    const size_t hdrs = seg_max - p.vnet.gso_size;
+    PortWorkerCounters& c = t.rt->counters[ctx.worker];
+    counter_add(c.tx_packets, n);
+    counter_add(c.tx_bytes, (size_t(p.l4_offset) + p.l4_len - hdrs) + n * (hdrs + proto::kVxlanOverhead));
+    return true;
+  }
+
   // Sends p's segments (p: a GSO super-frame) to t, each as an owned pool packet emitted to output (or queued).
   void send_segments(const Packet& p, const PortConfig& t, const VpcConfig& vpc) noexcept {
     const size_t n = proto::gso_segment_count(p);
@@ -352,6 +386,7 @@ NextSet VxlanEncapStage::process(WorkerContext& ctx, const DataplaneConfig& cfg,
       continue;
     }
     if (is_gso_frame(p)) {
+      if (run.send_gso(p, *t, *vpc, hdrs[i].bytes())) continue;
       run.send_segments(p, *t, *vpc);
       p.drop_with(DropReason::kConsumed);
       continue;

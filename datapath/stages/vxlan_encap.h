@@ -40,7 +40,10 @@ namespace vpcd::dp {
 //   - flood: head-end replication, one pool packet per tunnel in VpcConfig::tunnels (the VPC's VTEP peers), sharing
 //     the rx frame's bytes and carrying its own outer headers; the packet itself goes on to output for the local ports;
 //   - GSO super-frames: segmented in software (datapath/proto/gso.h; the inner checksum completed per segment, or left
-//     partial for the kernel when the frame's was partial), each segment a pool packet; the super-frame is consumed.
+//     partial for the kernel when the frame's was partial). Unicast with the next hop resolved: the super-frame goes
+//     on whole with the outer header template as its prefix and kSegmentOnTx, and output writes the segments straight
+//     into the uplink's transmit ring; otherwise (floods, next hop unresolved) each segment becomes a pool packet and
+//     the super-frame is consumed.
 // Tunnel tx counters count what leaves per VTEP (per-VTEP counters); drops are charged to the tunnel.
 struct VxlanEncapStage {
   static constexpr std::string_view kName = "vxlan-encap";

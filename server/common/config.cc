@@ -151,6 +151,10 @@ void config_set(Config& cfg, std::string_view key_in, std::string_view v, std::s
     cfg.uplink_tx_frames = parse_uint<uint32_t>(key, v, 16, 65536, where);
   } else if (key == "netns-queues") {
     cfg.netns_queues = parse_uint<unsigned>(key, v, 0, 64, where);
+  } else if (key == "guest-threaded-napi") {
+    cfg.guest_threaded_napi = parse_bool(key, v, where);
+  } else if (key == "ring-pool-nics") {
+    cfg.ring_pool_nics = parse_uint<unsigned>(key, v, 0, 64, where);
   } else if (key == "rx-frame-bytes" || key == "tx-frame-bytes") {
     const uint32_t b = parse_uint<uint32_t>(key, v, 256, 1u << 20, where);
     if (b % 16 != 0) fail(where, std::string(key) + ": expected a multiple of 16, got \"" + std::string(v) + "\"");

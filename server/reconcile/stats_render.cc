@@ -85,6 +85,8 @@ std::string stats_json(const dp::Stats& s, const ReconcilerStats& r) {
                        {"snapshot_generation", w.snapshot_generation},
                        {"icmp_rate_limited", w.icmp_rate_limited},
                        {"pool_exhausted", w.pool_exhausted},
+                       {"tcp_coalesced_frames", w.tcp_coalesced_frames},
+                       {"tcp_coalesced_segments", w.tcp_coalesced_segments},
                        {"stage_packets", std::move(stages)}});
   }
   nlohmann::json uplinks = nlohmann::json::object();
@@ -210,6 +212,18 @@ std::string metrics_text(const dp::Stats& s, const ReconcilerStats& r) {
          "Frames a stage of each datapath worker could not generate or keep: that worker's packet pool was empty.");
   for (size_t i = 0; i < s.workers.size(); ++i) {
     sample(out, "vpcd_worker_pool_exhausted_total", "worker=\"" + std::to_string(i) + "\"", s.workers[i].pool_exhausted);
+  }
+  family(out, "vpcd_worker_tcp_coalesced_frames_total", "counter",
+         "GSO super-frames the tcp-coalesce stage of each datapath worker built for guests (software GRO).");
+  for (size_t i = 0; i < s.workers.size(); ++i) {
+    sample(out, "vpcd_worker_tcp_coalesced_frames_total", "worker=\"" + std::to_string(i) + "\"",
+           s.workers[i].tcp_coalesced_frames);
+  }
+  family(out, "vpcd_worker_tcp_coalesced_segments_total", "counter",
+         "TCP segments the tcp-coalesce stage of each datapath worker joined into super-frames.");
+  for (size_t i = 0; i < s.workers.size(); ++i) {
+    sample(out, "vpcd_worker_tcp_coalesced_segments_total", "worker=\"" + std::to_string(i) + "\"",
+           s.workers[i].tcp_coalesced_segments);
   }
   family(out, "vpcd_stage_packets_total", "counter", "Packets each pipeline stage of each datapath worker processed.");
   for (size_t i = 0; i < s.workers.size(); ++i) {

@@ -1,6 +1,7 @@
 // AfPacketPort against real veth pairs: a test thread forwards between two ports (ping both ways with exact counts,
 // a 2 s iperf3 TCP run with the guests' default offloads, GSO frames through the rings), fanout across two RX queues,
-// and truncated frames. Every namespace and interface lives in namespaces this test creates (pid in their names).
+// truncated frames, and flushes the kernel refused (retried or discarded). Every namespace and interface lives in
+// namespaces this test creates (pid in their names).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
@@ -15,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "datapath/io/af_packet_port.h"
+#include "datapath/io/guest_napi.h"
 #include "datapath/io/netns.h"
 #include "io_test_util.h"
 
@@ -173,6 +175,31 @@ TEST_F(TwoGuests, PortsFromARingPoolForwardPingBothWays) {
   }
   pool->wait_full();  // refilled in the background
   EXPECT_EQ(pool->ready_bytes(), 2 * af_packet_ring_bytes(AfPacketOptions{}));
+}
+
+// GRO and threaded NAPI on both guests' ends (guest_napi.h): the settings take (read back through each guest's own
+// sysfs and ethtool), nothing stays mounted in our mount namespace, and ping and TCP with GSO still pass (the
+// super-frames the forwarder sends with sendmsg now take veth's NAPI path into the guest).
+TEST_F(TwoGuests, ForwardsPingBothWaysAndTcpWithGsoToGuestsWithThreadedNapi) {
+  auto sysfs_mounts = [] { return sh_out("grep -c ' sysfs ' /proc/self/mountinfo"); };
+  const std::string before = sysfs_mounts();
+  for (const ScopedNetns* ns : {&a_, &b_}) {
+    std::string err;
+    UniqueFd fd = netns_open(ns->name(), &err);
+    ASSERT_TRUE(fd.valid()) << err;
+    ASSERT_TRUE(veth_threaded_napi(fd.get(), "eth0", &err)) << err;
+    EXPECT_EQ(sh_out("ip netns exec " + ns->name() + " cat /sys/class/net/eth0/threaded"), "1\n");
+    const std::string k = sh_out("ip netns exec " + ns->name() + " ethtool -k eth0");
+    EXPECT_NE(k.find("generic-receive-offload: on"), std::string::npos) << k;
+    EXPECT_NE(k.find("rx-udp-gro-forwarding: on"), std::string::npos) << k;
+  }
+  EXPECT_EQ(sysfs_mounts(), before);
+  std::string err;
+  UniqueFd fd = netns_open(a_.name(), &err);
+  ASSERT_TRUE(fd.valid()) << err;
+  EXPECT_FALSE(veth_threaded_napi(fd.get(), "nosuch0", &err));
+  EXPECT_FALSE(veth_threaded_napi(fd.get(), "../x", &err));
+  ping_and_tcp(AfPacketOptions{});
 }
 
 TEST_F(TwoGuests, ForwardsPingBothWaysAndTcpWithGsoOnV3Rings) {
@@ -423,6 +450,92 @@ TEST_F(TwoGuests, RingFullDropsAreReportedWithTheNextFrame) {
   const uint64_t reported = port->rx_ring_drops(0);
   EXPECT_GE(reported, kernel_dropped + 100u - 16u) << "first round " << kernel_dropped;
   EXPECT_EQ(port->rx_ring_drops(0), 0u);
+}
+
+// A flush the kernel refuses (here: the host end is down, sendto fails with ENETDOWN; a full send buffer or peer
+// backlog gives EAGAIN/ENOBUFS the same way) leaves the frames queued and tx_pending true; a later flush sends them,
+// in order. tx_discard_pending frees refused slots, and the ring keeps working afterwards: the kernel's head and ours
+// stay in step (the next frame arrives, the discarded ones never do).
+TEST_F(TwoGuests, RefusedFlushStaysPendingUntilRetriedOrDiscarded) {
+  AfPacketOptions o;
+  o.tx_frames = 16;
+  auto p2 = open_in_hub("h2", o);
+  ASSERT_TRUE(p2);
+  std::string err;
+  UniqueFd b_fd = netns_open(b_.name(), &err);
+  ASSERT_TRUE(b_fd.valid()) << err;
+  std::unique_ptr<AfPacketPort> in_b;
+  {
+    NetnsGuard g(b_fd.get());
+    ASSERT_TRUE(g.ok()) << g.error();
+    in_b = AfPacketPort::open("eth0", AfPacketOptions{}, &err);
+  }
+  ASSERT_TRUE(in_b) << err;
+  // Broadcast frames of a local experimental ethertype; the byte after the header tells them apart.
+  auto frame = [](uint8_t tag) {
+    std::vector<uint8_t> f(60, 0);
+    std::memset(f.data(), 0xff, 6);
+    f[6] = 0x02;
+    f[11] = 0x77;
+    f[12] = 0x88;
+    f[13] = 0xb5;
+    f[14] = tag;
+    return f;
+  };
+  auto enqueue = [&](uint8_t tag) {
+    std::vector<uint8_t> f = frame(tag);
+    Packet p{};
+    p.data = f.data();
+    p.len = p.wire_len = uint32_t(f.size());
+    return p2->tx_enqueue(0, p);  // copies the bytes
+  };
+  auto received = [&](std::chrono::milliseconds wait) {
+    std::vector<uint8_t> tags;
+    Packet pkts[16];
+    for (auto t0 = Clock::now(); Clock::now() - t0 < wait;) {
+      unsigned n = in_b->rx_burst(0, pkts, 16);
+      for (unsigned k = 0; k < n; ++k) {
+        if (pkts[k].len >= 15 && pkts[k].data[12] == 0x88 && pkts[k].data[13] == 0xb5) tags.push_back(pkts[k].data[14]);
+      }
+      in_b->rx_release(0);
+      std::this_thread::sleep_for(1ms);
+    }
+    return tags;
+  };
+  const std::string hub = "ip -n " + hub_.name() + " link set h2 ";
+  // Refused, then retried: both frames arrive, in order.
+  ASSERT_EQ(sh(hub + "down"), 0);
+  ASSERT_TRUE(enqueue(1));
+  ASSERT_TRUE(enqueue(2));
+  p2->tx_flush(0);
+  EXPECT_TRUE(p2->tx_pending(0));
+  p2->tx_flush(0);
+  EXPECT_TRUE(p2->tx_pending(0));
+  EXPECT_GE(p2->tx_errors(0), 1u);
+  ASSERT_EQ(sh(hub + "up"), 0);
+  received(100ms);  // the guest's own frames while its carrier came back
+  p2->tx_flush(0);
+  EXPECT_FALSE(p2->tx_pending(0));
+  EXPECT_EQ(received(300ms), (std::vector<uint8_t>{1, 2}));
+  // Refused, then discarded: 3 frames given up, the slots reused; only the later frame arrives.
+  ASSERT_EQ(sh(hub + "down"), 0);
+  for (uint8_t t : {3, 4, 5}) ASSERT_TRUE(enqueue(t));
+  p2->tx_flush(0);
+  EXPECT_TRUE(p2->tx_pending(0));
+  EXPECT_EQ(p2->tx_discard_pending(0), 3u);
+  EXPECT_FALSE(p2->tx_pending(0));
+  EXPECT_EQ(p2->tx_discard_pending(0), 0u);
+  ASSERT_EQ(sh(hub + "up"), 0);
+  received(100ms);
+  // More than a ring's worth afterwards: every slot goes round once, so a head out of step would show.
+  std::vector<uint8_t> want;
+  for (uint8_t t = 10; t < 10 + 2 * 16; ++t) {
+    ASSERT_TRUE(enqueue(t)) << int(t);
+    want.push_back(t);
+    p2->tx_flush(0);
+  }
+  EXPECT_FALSE(p2->tx_pending(0));
+  EXPECT_EQ(received(300ms), want);
 }
 
 // V2 with the default 2 KiB slots: a 6000-byte frame comes whole through the copy path (recvmsg), and leaves whole

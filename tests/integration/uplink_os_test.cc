@@ -1,10 +1,11 @@
 // Uplink OS preparation (datapath/io/uplink_os) in a namespace of the test's own: GRO off, the kernel stack kept away
-// (tc ingress drop, or the sysctl arrangement on kernels without cls_matchall): no ARP answer for vpcd's address, no
+// (tc ingress drop, or an nftables ingress drop / the sysctl arrangement on kernels without cls_matchall): no ARP answer for vpcd's address, no
 // ICMP error for VXLAN or forwarded traffic, while an AF_PACKET socket (tcpdump) still gets every frame.
 #include "datapath/io/uplink_os.h"
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <string>
 
 #include "datapath/io/netns.h"
@@ -45,9 +46,19 @@ TEST(UplinkOs, DropFilterHidesFramesFromTheKernelNotFromPacketSockets) {
     ASSERT_TRUE(prepare_uplink("u0", &err)) << err;  // idempotent
     EXPECT_FALSE(prepare_uplink("nosuchif0", &err));
   }
+  std::string ifindex = sh_out("ip netns exec " + b + " cat /sys/class/net/u0/ifindex");
+  while (!ifindex.empty() && ifindex.back() == '\n') ifindex.pop_back();
+  const std::string nft_table = "vpcd_uplink_" + ifindex;
+  std::printf("uplink muted by %s\n", how == UplinkMute::kTcDrop    ? "tc matchall drop"
+                                      : how == UplinkMute::kNftDrop ? "nftables ingress drop"
+                                                                    : "sysctls");
   if (how == UplinkMute::kTcDrop) {
     const std::string filters = sh_out("tc -n " + b + " filter show dev u0 ingress");
     EXPECT_NE(filters.find("matchall"), std::string::npos) << filters;
+  } else if (how == UplinkMute::kNftDrop) {  // no cls_matchall/act_gact, as on the test VM: nftables
+    const std::string rules = sh_out("ip netns exec " + b + " nft list table netdev " + nft_table);
+    EXPECT_NE(rules.find("hook ingress device \"u0\""), std::string::npos) << rules;
+    EXPECT_NE(rules.find("policy drop"), std::string::npos) << rules;
   } else {  // this kernel lacks cls_matchall/act_gact: the sysctl arrangement
     EXPECT_EQ(sh_out("ip netns exec " + b + " cat /proc/sys/net/ipv4/conf/u0/forwarding"), "0\n");
     EXPECT_EQ(sh_out("ip netns exec " + b + " cat /proc/sys/net/ipv4/conf/u0/arp_ignore"), "8\n");
@@ -80,6 +91,7 @@ TEST(UplinkOs, DropFilterHidesFramesFromTheKernelNotFromPacketSockets) {
     release_uplink("u0");
   }
   EXPECT_EQ(sh_out("tc -n " + b + " filter show dev u0 ingress").find("matchall"), std::string::npos);
+  EXPECT_EQ(sh_out("ip netns exec " + b + " nft list tables netdev").find("vpcd_uplink_"), std::string::npos);
 }
 
 }  // namespace

@@ -176,6 +176,45 @@ TEST(SnapshotBuilder, TunnelPortsJoinTheFloodListNotTheFib) {
   EXPECT_EQ(cfg.ports[2].out_features, stage_bit(Next::kVxlanEncap));
 }
 
+// tcp-coalesce (software GRO) goes on the way to guest ports that take GSO super-frames (tap, netns) in VPCs with
+// tunnels: not to a vhost-user NIC, not in a VPC without tunnels.
+TEST(SnapshotBuilder, TcpCoalesceTowardsAfPacketGuestsOfOverlayVpcs) {
+  SnapshotBuilder sb(1);
+  DesiredState d;
+  d.vpcs = {vpc("v1", 100), vpc("v2", 200)};
+  NicSpec vhost = nic("c", "v1", 3, "10.0.0.4");
+  vhost.backend = VhostUserBackend{"/run/vm.sock"};
+  d.nics = {nic("a", "v1", 1, "10.0.0.2"), vhost, nic("d", "v2", 4, "10.0.0.5")};
+  UplinkSpec up;
+  up.id = "u1";
+  up.ifname = "eth9";
+  up.address = *Ipv4Prefix::parse("192.0.2.1/24", false);
+  d.uplinks = {up};
+  VtepPeerSpec peer;
+  peer.id = "p1";
+  peer.vpc_id = "v1";
+  peer.underlay_ip = ip("192.0.2.2");
+  d.vtep_peers = {peer};
+  PortBinding uplink = bind("u1", 1, 0);
+  uplink.kind = PortKind::kUplink;
+  PortBinding tun = bind("v1/192.0.2.2", 2, 0);
+  tun.kind = PortKind::kTunnel;
+  tun.queue_worker.clear();
+  tun.vpc_id = "v1";
+  tun.remote_ip = ip("192.0.2.2");
+  tun.uplink = 1;
+  auto snap = sb.build(d, {bind("a", 0, 0), uplink, tun, bind("c", 3, 0), bind("d", 4, 0)}, 5, 1);
+  const auto& cfg = *snap->config;
+  const uint32_t gro = stage_bit(Next::kTcpCoalesce);
+  EXPECT_TRUE(cfg.ports[0].gso_tx);
+  EXPECT_EQ(cfg.ports[0].out_features & gro, gro);
+  EXPECT_FALSE(cfg.ports[3].gso_tx);
+  EXPECT_EQ(cfg.ports[3].out_features & gro, 0u);  // vhost-user
+  EXPECT_TRUE(cfg.ports[4].gso_tx);
+  EXPECT_EQ(cfg.ports[4].out_features & gro, 0u);  // a VPC without tunnels
+  EXPECT_EQ(cfg.ports[2].out_features & gro, 0u);  // the tunnel itself
+}
+
 TEST(SnapshotBuilder, RemoteNicsAnsweredLocallyAndOnlyPeersFlooded) {
   SnapshotBuilder sb(1);
   DesiredState d;

@@ -12,6 +12,7 @@
 #include "datapath/pipeline/pipeline.h"
 #include "datapath/proto/checksum.h"
 #include "datapath/proto/frame_builder.h"
+#include "datapath/proto/gso.h"
 #include "datapath/proto/vxlan.h"
 #include "datapath/stages/parse.h"
 #include "datapath/stages/uplink_input.h"
@@ -236,6 +237,68 @@ TEST(OverlayPipeline, GsoSuperFrameLeavesAsEncapsulatedSegments) {
     payload += in.size() - 54;
   }
   EXPECT_EQ(payload, 20000u);
+  EXPECT_EQ(n.ctx.pool.available(), n.ctx.pool.capacity());
+}
+
+// A guest's TSO frame with a partial checksum (as the kernel hands it over) to a resolved VTEP: the segments are
+// written straight into the uplink's transmit slots, each with its outer headers, the inner checksum still partial
+// (the vnet header points at it past the outer headers), one UDP source port for the flow, the IPv4 ids counting up.
+TEST(OverlayPipeline, GsoSuperFrameSegmentsGoStraightIntoTxSlots) {
+  OverlayNet n;
+  n.fakes[n.uplink]->set_slots(true);
+  auto inner = FrameBuilder().eth(kRemoteMac, kGuestMac).ipv4(kRemoteIp, kGuestIp).udp(1, 2).build();
+  n.receive(n.uplink, vxlan(kPeer, kVni, inner));
+  n.receive(n.uplink, arp_reply_from_peer(kPeer));
+  n.fakes[n.uplink]->drain_bytes();
+  auto super = FrameBuilder().eth(kGuestMac, kRemoteMac).ipv4(kGuestIp, kRemoteIp).tcp(40000, 5201).payload_size(5000).build();
+  const uint16_t l4_len = uint16_t(super.size() - 34);
+  const be16 ps = be16::from_host(proto::fold_sum(proto::ipv4_pseudo_sum(kGuestIp, kRemoteIp, 6, l4_len)));
+  std::memcpy(&super[34 + 16], &ps, 2);
+  virtio_net_hdr v{};
+  v.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+  v.csum_start = 34;
+  v.csum_offset = 16;
+  v.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+  v.gso_size = 1398;
+  v.hdr_len = 54;
+  const uint64_t commits = n.fakes[n.uplink]->slot_commits();
+  const uint64_t uplink_tx = n.cfg.ports[n.uplink].rt->sum().tx_packets;
+  n.receive(n.guest, super, v);
+  auto out = n.fakes[n.uplink]->drain();
+  ASSERT_EQ(out.size(), 4u);  // 1398 * 3 + 806
+  EXPECT_EQ(n.fakes[n.uplink]->slot_commits() - commits, 4u);
+  size_t payload = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    auto& f = out[i].bytes;
+    ASSERT_TRUE(out[i].vnet);
+    EXPECT_EQ(out[i].vnet->flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+    EXPECT_EQ(out[i].vnet->csum_start, 50 + 34);
+    EXPECT_EQ(out[i].vnet->csum_offset, 16);
+    EXPECT_EQ(out[i].vnet->gso_type, VIRTIO_NET_HDR_GSO_NONE);
+    Packet p = proto::make_packet(f);
+    parse(p);
+    ASSERT_FALSE(p.dropped());
+    EXPECT_TRUE(proto::checksum_valid({f.data() + 14, 20}));  // outer IPv4 header
+    EXPECT_EQ(p.dst_port, 4789);
+    EXPECT_EQ(uint32_t(f[16] << 8 | f[17]), f.size() - 14);  // outer total length
+    EXPECT_EQ(p.src_port, uint16_t(out[0].bytes[34] << 8 | out[0].bytes[35]));  // one source port for the flow
+    std::vector<uint8_t> in(f.begin() + 50, f.end());
+    // Complete the partial checksum as the kernel would, then it must verify.
+    Packet q = proto::make_packet(in);
+    parse(q);
+    ASSERT_TRUE(q.flags & kIsTcp);
+    q.flags |= kHasVnet;
+    q.vnet = *out[i].vnet;
+    q.vnet.csum_start = uint16_t(q.vnet.csum_start - 50);
+    ASSERT_TRUE(proto::finish_partial_checksum(q));
+    EXPECT_TRUE(proto::checksum_valid({in.data() + q.l4_offset, q.l4_len},
+                                      proto::ipv4_pseudo_sum(kGuestIp, kRemoteIp, 6, q.l4_len)));
+    EXPECT_EQ(uint32_t(in[18] << 8 | in[19]), i);  // inner IPv4 id counts up from the super-frame's 0
+    payload += in.size() - 54;
+  }
+  EXPECT_EQ(payload, 5000u);
+  EXPECT_EQ(n.cfg.ports[n.t1].rt->sum().tx_packets, 4u);
+  EXPECT_EQ(n.cfg.ports[n.uplink].rt->sum().tx_packets - uplink_tx, 4u);
   EXPECT_EQ(n.ctx.pool.available(), n.ctx.pool.capacity());
 }
 

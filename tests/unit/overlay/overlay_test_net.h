@@ -44,6 +44,8 @@ struct OverlayNet {
     t1 = add(PortKind::kTunnel, kPeer);
     t2 = add(PortKind::kTunnel, kPeer2);
     cfg.ports[guest].mac = kGuestMac;
+    cfg.ports[guest].gso_tx = true;  // as a tap / netns NIC: tcp-coalesce on the way to it (overlay_builder)
+    cfg.ports[guest].out_features |= stage_bit(Next::kTcpCoalesce);
     cfg.ports[guest].ips = {kGuestIp};
     build_vpc_tables(cfg, cfg.vpcs[0], {*Ipv4Addr::parse("10.0.0.1")});
     UnderlayConfig u;
@@ -85,6 +87,15 @@ struct OverlayNet {
     fakes[in]->inject(frame, vnet);
     std::vector<Packet> pkts(2);
     unsigned n = fakes[in]->rx_burst(0, pkts.data(), 2);
+    run_batch(ctx, cfg, in, std::span<Packet>(pkts.data(), n));
+    flush_outputs(ctx, cfg);
+    fakes[in]->rx_release(0);
+  }
+  // Receives frames as one batch on port `in` (at most 64: one rx burst), as a worker does.
+  void receive_batch(uint16_t in, const std::vector<std::vector<uint8_t>>& frames) {
+    for (const auto& f : frames) fakes[in]->inject(f);
+    std::vector<Packet> pkts(frames.size() + 1);
+    unsigned n = fakes[in]->rx_burst(0, pkts.data(), unsigned(pkts.size()));
     run_batch(ctx, cfg, in, std::span<Packet>(pkts.data(), n));
     flush_outputs(ctx, cfg);
     fakes[in]->rx_release(0);

@@ -1,6 +1,7 @@
 // Worker threads against FakePorts: a frame injected on a port owned by one worker comes out of the destination port,
 // per-worker counters and the acked generation are right, threads carry their names, a port dropped from the snapshot
-// is no longer polled once the workers acked, and stop() leaves no thread behind.
+// is no longer polled once the workers acked, frames a port refused at a flush go out later without new traffic (or
+// are discarded and counted after the retry limit), and stop() leaves no thread behind.
 #include "datapath/pipeline/worker.h"
 
 #include <gtest/gtest.h>
@@ -180,6 +181,82 @@ TEST(Worker, StopsPollingAPortRemovedFromTheSnapshot) {
   auto names = thread_names();
   EXPECT_FALSE(names.count("vpcd-wk-0"));
   EXPECT_FALSE(names.count("vpcd-wk-1"));
+}
+
+// A flush the kernel refused (EAGAIN/ENOBUFS) leaves the frame in the ring: the worker flushes again on its own, so
+// the frame goes out once the port takes it, even though no further frame arrives.
+TEST(Worker, RetriesARefusedFlushWithoutNewTraffic) {
+  Fixture fx;
+  DatapathPublisher pub(1);
+  Worker w0(0, pub, false);
+  w0.set_tx_retry_limit(60s);  // never discarded in this test
+  w0.start();
+  uint64_t g = pub.publish(fx.snapshot({0, 1}, 1, pub.next_generation()));
+  ASSERT_TRUE(pub.wait_acked(g, 2s));
+  fx.ports[1]->set_refuse_flush(true);
+  fx.ports[0]->inject(frame_a_to_b());
+  ASSERT_TRUE(wait_for([&] { return fx.rts[1]->sum().tx_packets == 1; }, 2s));
+  std::this_thread::sleep_for(30ms);  // several retries, all refused
+  EXPECT_TRUE(fx.ports[1]->drain_bytes().empty());
+  fx.ports[1]->set_refuse_flush(false);
+  std::vector<std::vector<uint8_t>> out;
+  ASSERT_TRUE(wait_for([&] {
+    for (auto& f : fx.ports[1]->drain_bytes()) out.push_back(std::move(f));
+    return !out.empty();
+  }, 2s));
+  EXPECT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0], frame_a_to_b());
+  EXPECT_EQ(fx.rts[1]->sum().total_drops(), 0u);
+  EXPECT_EQ(fx.ports[1]->tx_discarded(), 0u);
+  w0.stop();
+}
+
+// Frames a port keeps refusing are discarded after the retry limit and counted as tx_stalled on that port; the ring
+// takes new frames afterwards.
+TEST(Worker, DiscardsAndCountsFramesAPortKeepsRefusing) {
+  Fixture fx;
+  DatapathPublisher pub(1);
+  Worker w0(0, pub, false);
+  w0.set_tx_retry_limit(20ms);
+  w0.start();
+  uint64_t g = pub.publish(fx.snapshot({0, 1}, 1, pub.next_generation()));
+  ASSERT_TRUE(pub.wait_acked(g, 2s));
+  fx.ports[1]->set_refuse_flush(true);
+  for (int i = 0; i < 3; ++i) fx.ports[0]->inject(frame_a_to_b());
+  ASSERT_TRUE(wait_for([&] { return fx.rts[1]->sum().drops[size_t(DropReason::kTxStalled)] == 3; }, 2s));
+  EXPECT_EQ(fx.ports[1]->tx_discarded(), 3u);
+  EXPECT_TRUE(fx.ports[1]->drain_bytes().empty());
+  EXPECT_EQ(kDropReasonNames[size_t(DropReason::kTxStalled)], "tx_stalled");
+  fx.ports[1]->set_refuse_flush(false);
+  fx.ports[0]->inject(frame_a_to_b());
+  std::vector<std::vector<uint8_t>> out;
+  ASSERT_TRUE(wait_for([&] {
+    for (auto& f : fx.ports[1]->drain_bytes()) out.push_back(std::move(f));
+    return !out.empty();
+  }, 2s));
+  EXPECT_EQ(out.size(), 1u);
+  EXPECT_EQ(fx.rts[1]->sum().drops[size_t(DropReason::kTxStalled)], 3u);
+  w0.stop();
+}
+
+// A port removed from the snapshot while its frames are still refused: the worker discards and counts them before it
+// acks the snapshot without the port (so the port can be destroyed).
+TEST(Worker, DiscardsPendingFramesOfARemovedPortBeforeItsAck) {
+  Fixture fx;
+  DatapathPublisher pub(1);
+  Worker w0(0, pub, false);
+  w0.set_tx_retry_limit(60s);
+  w0.start();
+  uint64_t g = pub.publish(fx.snapshot({0, 1}, 1, pub.next_generation()));
+  ASSERT_TRUE(pub.wait_acked(g, 2s));
+  fx.ports[1]->set_refuse_flush(true);
+  fx.ports[0]->inject(frame_a_to_b());
+  ASSERT_TRUE(wait_for([&] { return fx.rts[1]->sum().tx_packets == 1; }, 2s));
+  g = pub.publish(fx.snapshot({0}, 1, pub.next_generation()));
+  ASSERT_TRUE(pub.wait_acked(g, 2s));
+  EXPECT_EQ(fx.ports[1]->tx_discarded(), 1u);
+  EXPECT_EQ(fx.rts[1]->sum().drops[size_t(DropReason::kTxStalled)], 1u);
+  w0.stop();
 }
 
 }  // namespace

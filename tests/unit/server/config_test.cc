@@ -1,6 +1,8 @@
 // Unit tests for vpcd.conf parsing (server/common/config).
 #include "server/common/config.h"
 
+#include "datapath/controller.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -78,6 +80,8 @@ TEST(Config, ParsesEveryKey) {
                "rx-frame-bytes = 4096\n"
                "tx-frame-bytes = 65792\n"
                "netns-queues = 0\n"
+               "ring-pool-nics = 0\n"
+               "guest-threaded-napi = on\n"
                "netns_allow = cni-*, ctr-?? ,podman\n",
                "vpcd.conf");
   EXPECT_TRUE(c.busy_poll);
@@ -89,6 +93,9 @@ TEST(Config, ParsesEveryKey) {
   EXPECT_EQ(c.rx_frame_bytes, 4096u);
   EXPECT_EQ(c.tx_frame_bytes, 65792u);
   EXPECT_EQ(c.netns_queues, 0u);
+  EXPECT_EQ(c.ring_pool_nics, 0u);
+  EXPECT_TRUE(c.guest_threaded_napi);
+  EXPECT_NE(Config{}.ring_pool_nics, 0u);
   EXPECT_EQ(c.state_dir, "/var/lib/vpcd");
   EXPECT_EQ(c.listen_host, "0.0.0.0");
   EXPECT_EQ(c.listen_port, 9443);
@@ -245,6 +252,10 @@ TEST(Config, ShippedExampleParses) {
   EXPECT_EQ(all.rx_frame_bytes, Config{}.rx_frame_bytes);
   EXPECT_EQ(all.tx_frame_bytes, Config{}.tx_frame_bytes);
   EXPECT_EQ(all.netns_queues, Config{}.netns_queues);
+  EXPECT_EQ(all.ring_pool_nics, Config{}.ring_pool_nics);
+  EXPECT_EQ(Config{}.ring_pool_nics, dp::Options{}.ring_pool_nics);
+  EXPECT_EQ(all.guest_threaded_napi, Config{}.guest_threaded_napi);
+  EXPECT_EQ(Config{}.guest_threaded_napi, dp::Options{}.guest_threaded_napi);
   EXPECT_EQ(all.conntrack.timeout_s, Config{}.conntrack.timeout_s);
   EXPECT_EQ(all.conntrack.max_conns, Config{}.conntrack.max_conns);
   EXPECT_EQ(all.netns_allow, (std::vector<std::string>{"cni-*", "docker-*"}));
@@ -252,7 +263,8 @@ TEST(Config, ShippedExampleParses) {
 
 TEST(Config, BadDatapathValuesAreRefused) {
   for (const char* line : {"rx-ring = v4", "busy-poll = maybe", "guest-rx-frames = 0", "rx-frame-bytes = 2050",
-                           "tx-frame-bytes = 100", "netns-queues = 65"}) {
+                           "tx-frame-bytes = 100", "netns-queues = 65", "ring-pool-nics = 65",
+                           "ring-pool-nics = -1", "guest-threaded-napi = maybe"}) {
     Config c;
     EXPECT_THROW(config_parse(c, line, "vpcd.conf"), ConfigError) << line;
   }

@@ -229,6 +229,8 @@ TEST(StatsRender, JsonAndMetrics) {
   s.workers[1].packets = 9;
   s.workers[1].icmp_rate_limited = 3;
   s.workers[1].pool_exhausted = 4;
+  s.workers[1].tcp_coalesced_frames = 5;
+  s.workers[1].tcp_coalesced_segments = 90;
   s.workers[1].stage_packets.assign(dp::kStageCount, 0);
   s.workers[1].stage_packets[size_t(dp::Next::kL2Switch)] = 8;
   ReconcilerStats r;
@@ -240,6 +242,8 @@ TEST(StatsRender, JsonAndMetrics) {
   EXPECT_NE(j.find(R"("passes":4)"), std::string::npos);
   EXPECT_NE(j.find(R"("icmp_rate_limited":3)"), std::string::npos);
   EXPECT_NE(j.find(R"("pool_exhausted":4)"), std::string::npos);
+  EXPECT_NE(j.find(R"("tcp_coalesced_frames":5)"), std::string::npos);
+  EXPECT_NE(j.find(R"("tcp_coalesced_segments":90)"), std::string::npos);
   EXPECT_NE(j.find(R"("stage_packets":{"l2-switch":8})"), std::string::npos) << j;
   const auto m = metrics_text(s, r);
   EXPECT_NE(m.find("vpcd_nic_rx_packets_total{nic=\"n1\"} 5\n"), std::string::npos);
@@ -248,6 +252,7 @@ TEST(StatsRender, JsonAndMetrics) {
   EXPECT_NE(m.find("vpcd_worker_icmp_rate_limited_total{worker=\"1\"} 3\n"), std::string::npos);
   EXPECT_NE(m.find("# TYPE vpcd_worker_icmp_rate_limited_total counter\n"), std::string::npos);
   EXPECT_NE(m.find("vpcd_worker_pool_exhausted_total{worker=\"1\"} 4\n"), std::string::npos);
+  EXPECT_NE(m.find("vpcd_worker_tcp_coalesced_segments_total{worker=\"1\"} 90\n"), std::string::npos);
   EXPECT_NE(m.find("vpcd_stage_packets_total{worker=\"1\",stage=\"l2-switch\"} 8\n"), std::string::npos) << m;
   EXPECT_NE(m.find("vpcd_reconcile_passes_total 4\n"), std::string::npos);
   EXPECT_NE(m.find("# TYPE vpcd_nic_tx_bytes_total counter\n"), std::string::npos);
