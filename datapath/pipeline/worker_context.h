@@ -112,12 +112,18 @@ struct WorkerContext {
   std::vector<TxRetry> tx_retry;
   uint64_t tx_retry_limit_ms = 100;  // kTxRetryLimitMs (pipeline.h); tests set it before the worker starts
 
-  void mark_dirty(uint16_t port) {
-    if (port >= dirty_mark.size()) dirty_mark.resize(size_t(port) + 1, 0);
-    if (!dirty_mark[port]) {
-      dirty_mark[port] = 1;
-      dirty_ports.push_back(port);
-    }
+  // Once per frame sent (output): inline, with the rare parts out of line. run_batch sizes dirty_mark for the
+  // snapshot's ports, so the resize is for callers outside a batch.
+  [[gnu::always_inline]] void mark_dirty(uint16_t port) {
+    if (port >= dirty_mark.size()) [[unlikely]]
+      grow_dirty_mark(port);
+    if (!dirty_mark[port]) [[unlikely]]
+      add_dirty(port);
+  }
+  [[gnu::noinline]] void grow_dirty_mark(uint16_t port) { dirty_mark.resize(size_t(port) + 1, 0); }
+  [[gnu::noinline]] void add_dirty(uint16_t port) {
+    dirty_mark[port] = 1;
+    dirty_ports.push_back(port);
   }
 };
 
