@@ -178,9 +178,12 @@ TEST(Worker, StopsPollingAPortRemovedFromTheSnapshot) {
   EXPECT_EQ(fx.rts[1]->sum().tx_packets, 0u);
   w0.stop();
   w1.stop();
-  auto names = thread_names();
-  EXPECT_FALSE(names.count("vpcd-wk-0"));
-  EXPECT_FALSE(names.count("vpcd-wk-1"));
+  // join() returns once the thread's tid is cleared, a moment before the kernel removes the task from
+  // /proc/self/task: wait (bounded) for the names to go.
+  EXPECT_TRUE(wait_for([] {
+    const auto names = thread_names();
+    return !names.count("vpcd-wk-0") && !names.count("vpcd-wk-1");
+  }, 2s));
 }
 
 // A flush the kernel refused (EAGAIN/ENOBUFS) leaves the frame in the ring: the worker flushes again on its own, so
