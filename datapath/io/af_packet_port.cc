@@ -649,13 +649,18 @@ bool AfPacketPort::tx_enqueue(unsigned w, const Packet& p) noexcept {
   }
   if (p.prefix_len) std::memcpy(d + kVnetBytes, p.prefix, p.prefix_len);
   std::memcpy(d + kVnetBytes + p.prefix_len, p.data, p.len);
+  tx_commit_next(t, h, frame_len);
+  return true;
+}
+
+// Hands the slot at t.next (h), filled with a vnet header and frame_len bytes of frame, to the kernel.
+void AfPacketPort::tx_commit_next(TxQueue& t, tpacket3_hdr* h, uint32_t frame_len) noexcept {
   h->tp_len = kVnetBytes + frame_len;
   h->tp_snaplen = kVnetBytes + frame_len;
   h->tp_next_offset = 0;
   store_release(h->tp_status, TP_STATUS_SEND_REQUEST);
   t.next = t.next + 1 == t.frames ? 0 : t.next + 1;
   ++t.pending;
-  return true;
 }
 
 uint8_t* AfPacketPort::tx_slot_acquire(unsigned w, uint32_t max_len) noexcept {
@@ -670,12 +675,7 @@ void AfPacketPort::tx_slot_commit(unsigned w, const virtio_net_hdr& vnet, uint32
   TxQueue& t = *tx_[w];
   auto* h = reinterpret_cast<tpacket3_hdr*>(tx_slot(t, t.next));
   std::memcpy(reinterpret_cast<uint8_t*>(h) + kTxDataOffset, &vnet, kVnetBytes);
-  h->tp_len = kVnetBytes + len;
-  h->tp_snaplen = kVnetBytes + len;
-  h->tp_next_offset = 0;
-  store_release(h->tp_status, TP_STATUS_SEND_REQUEST);
-  t.next = t.next + 1 == t.frames ? 0 : t.next + 1;
-  ++t.pending;
+  tx_commit_next(t, h, len);
 }
 
 // A frame larger than a slot: flush the ring (order), then one sendmsg on the ring-less socket. The kernel copies
