@@ -61,6 +61,8 @@
 #include "datapath/io/port.h"
 #include "datapath/io/unique_fd.h"
 
+struct tpacket3_hdr;  // <linux/if_packet.h>: the TX ring slot header
+
 namespace vpcd::dp {
 
 enum class RxRing : uint8_t { kV2, kV3 };
@@ -181,7 +183,7 @@ class AfPacketPort final : public PortIo {
   unsigned rx_burst_v2(RxQueue& q, Packet* pkts, unsigned max) noexcept;
   unsigned rx_burst_v3(RxQueue& q, Packet* pkts, unsigned max) noexcept;
   bool tx_send_big(unsigned w, const Packet& p) noexcept;
-  void tx_commit_next(TxQueue& t, struct tpacket3_hdr* h, uint32_t frame_len) noexcept;
+  void tx_commit_next(TxQueue& t, ::tpacket3_hdr* h, uint32_t frame_len) noexcept;
 
   std::string ifname_;
   int ifindex_ = 0;

@@ -103,6 +103,15 @@ bool nft_run(const std::string& cmd, std::string* err) {
 // the interface whose policy is drop. Ingress hooks run after the packet taps, like tc ingress: packet sockets
 // still get every frame, the IP stack none.
 bool mute_by_nft(const std::string& ifname, int ifindex, std::string* err) {
+  // The name goes into nft's command language: only the characters the API allows (validate.cc need_ifname).
+  for (char c : ifname) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                    c == '.' || c == '-';
+    if (!ok) {
+      if (err) *err = "interface name " + ifname + " has characters nft commands cannot carry";
+      return false;
+    }
+  }
   const std::string t = nft_table(ifindex);
   return nft_run("add table netdev " + t + "\n" + "add chain netdev " + t +
                      " ingress { type filter hook ingress device \"" + ifname + "\" priority -500; policy drop; }\n",
