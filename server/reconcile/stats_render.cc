@@ -4,6 +4,7 @@
 #include "server/reconcile/stats_render.h"
 
 #include <nlohmann/json.hpp>
+#include <type_traits>
 
 #include "datapath/pipeline/stage.h"
 
@@ -189,42 +190,35 @@ std::string metrics_text(const dp::Stats& s, const ReconcilerStats& r) {
   for (size_t i = 0; i < s.totals.drops.size(); ++i) {
     sample(out, "vpcd_drops_total", "reason=\"" + std::string(dp::kDropReasonNames[i]) + "\"", s.totals.drops[i]);
   }
-  family(out, "vpcd_worker_packets_total", "counter", "Frames processed by each datapath worker.");
-  for (size_t i = 0; i < s.workers.size(); ++i) {
-    sample(out, "vpcd_worker_packets_total", "worker=\"" + std::to_string(i) + "\"", s.workers[i].packets);
-  }
-  family(out, "vpcd_worker_batches_total", "counter", "Batches processed by each datapath worker.");
-  for (size_t i = 0; i < s.workers.size(); ++i) {
-    sample(out, "vpcd_worker_batches_total", "worker=\"" + std::to_string(i) + "\"", s.workers[i].batches);
-  }
-  family(out, "vpcd_worker_wakeups_total", "counter", "Times each datapath worker woke from its poll.");
-  for (size_t i = 0; i < s.workers.size(); ++i) {
-    sample(out, "vpcd_worker_wakeups_total", "worker=\"" + std::to_string(i) + "\"", s.workers[i].wakeups);
-  }
-  family(out, "vpcd_worker_icmp_rate_limited_total", "counter",
-         "ICMP errors the router of each datapath worker did not send: over that worker's rate limit "
-         "(icmp-error-rate, icmp-error-burst).");
-  for (size_t i = 0; i < s.workers.size(); ++i) {
-    sample(out, "vpcd_worker_icmp_rate_limited_total", "worker=\"" + std::to_string(i) + "\"",
-           s.workers[i].icmp_rate_limited);
-  }
-  family(out, "vpcd_worker_pool_exhausted_total", "counter",
-         "Frames a stage of each datapath worker could not generate or keep: that worker's packet pool was empty.");
-  for (size_t i = 0; i < s.workers.size(); ++i) {
-    sample(out, "vpcd_worker_pool_exhausted_total", "worker=\"" + std::to_string(i) + "\"", s.workers[i].pool_exhausted);
-  }
-  family(out, "vpcd_worker_tcp_coalesced_frames_total", "counter",
-         "GSO super-frames the tcp-coalesce stage of each datapath worker built for guests (software GRO).");
-  for (size_t i = 0; i < s.workers.size(); ++i) {
-    sample(out, "vpcd_worker_tcp_coalesced_frames_total", "worker=\"" + std::to_string(i) + "\"",
-           s.workers[i].tcp_coalesced_frames);
-  }
-  family(out, "vpcd_worker_tcp_coalesced_segments_total", "counter",
-         "TCP segments the tcp-coalesce stage of each datapath worker joined into super-frames.");
-  for (size_t i = 0; i < s.workers.size(); ++i) {
-    sample(out, "vpcd_worker_tcp_coalesced_segments_total", "worker=\"" + std::to_string(i) + "\"",
-           s.workers[i].tcp_coalesced_segments);
-  }
+  // One counter family per datapath worker field, a sample per worker.
+  using W = std::decay_t<decltype(s.workers[0])>;
+  const auto per_worker = [&](const std::string& name, const std::string& help, auto member) {
+    family(out, name, "counter", help);
+    for (size_t i = 0; i < s.workers.size(); ++i)
+      sample(out, name, "worker=\"" + std::to_string(i) + "\"", s.workers[i].*member);
+  };
+  per_worker("vpcd_worker_packets_total",
+             "Frames processed by each datapath worker.",
+             &W::packets);
+  per_worker("vpcd_worker_batches_total",
+             "Batches processed by each datapath worker.",
+             &W::batches);
+  per_worker("vpcd_worker_wakeups_total",
+             "Times each datapath worker woke from its poll.",
+             &W::wakeups);
+  per_worker("vpcd_worker_icmp_rate_limited_total",
+             "ICMP errors the router of each datapath worker did not send: over that worker's rate limit "
+             "(icmp-error-rate, icmp-error-burst).",
+             &W::icmp_rate_limited);
+  per_worker("vpcd_worker_pool_exhausted_total",
+             "Frames a stage of each datapath worker could not generate or keep: that worker's packet pool was empty.",
+             &W::pool_exhausted);
+  per_worker("vpcd_worker_tcp_coalesced_frames_total",
+             "GSO super-frames the tcp-coalesce stage of each datapath worker built for guests (software GRO).",
+             &W::tcp_coalesced_frames);
+  per_worker("vpcd_worker_tcp_coalesced_segments_total",
+             "TCP segments the tcp-coalesce stage of each datapath worker joined into super-frames.",
+             &W::tcp_coalesced_segments);
   family(out, "vpcd_stage_packets_total", "counter", "Packets each pipeline stage of each datapath worker processed.");
   for (size_t i = 0; i < s.workers.size(); ++i) {
     const auto& st = s.workers[i].stage_packets;

@@ -95,6 +95,17 @@ std::set<std::string> thread_names() {
   return out;
 }
 
+// The frames `port` transmits, collected until at least n arrived or 2 s passed.
+template <class Port>
+std::vector<std::vector<uint8_t>> drain_at_least(Port& port, size_t n) {
+  std::vector<std::vector<uint8_t>> out;
+  wait_for([&] {
+    for (auto& f : port.drain_bytes()) out.push_back(std::move(f));
+    return out.size() >= n;
+  }, 2s);
+  return out;
+}
+
 TEST(Worker, ResolvesWorkerCount) {
   EXPECT_EQ(resolve_worker_count(3), 3u);
   EXPECT_EQ(resolve_worker_count(1000), kMaxWorkers);
@@ -117,12 +128,8 @@ TEST(Worker, ForwardsBetweenPortsOwnedByDifferentWorkers) {
   EXPECT_TRUE(names.count("vpcd-wk-1"));
 
   for (int i = 0; i < 5; ++i) fx.ports[0]->inject(frame_a_to_b());
-  std::vector<std::vector<uint8_t>> out;
-  ASSERT_TRUE(wait_for([&] {
-    for (auto& f : fx.ports[1]->drain_bytes()) out.push_back(std::move(f));
-    return out.size() >= 5;
-  }, 2s));
-  EXPECT_EQ(out.size(), 5u);
+  const auto out = drain_at_least(*fx.ports[1], 5);
+  ASSERT_EQ(out.size(), 5u);
   EXPECT_EQ(out[0], frame_a_to_b());
   EXPECT_EQ(w0.counters().packets, 5u);
   EXPECT_GE(w0.counters().batches, 1u);
@@ -202,12 +209,8 @@ TEST(Worker, RetriesARefusedFlushWithoutNewTraffic) {
   std::this_thread::sleep_for(30ms);  // several retries, all refused
   EXPECT_TRUE(fx.ports[1]->drain_bytes().empty());
   fx.ports[1]->set_refuse_flush(false);
-  std::vector<std::vector<uint8_t>> out;
-  ASSERT_TRUE(wait_for([&] {
-    for (auto& f : fx.ports[1]->drain_bytes()) out.push_back(std::move(f));
-    return !out.empty();
-  }, 2s));
-  EXPECT_EQ(out.size(), 1u);
+  const auto out = drain_at_least(*fx.ports[1], 1);
+  ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0], frame_a_to_b());
   EXPECT_EQ(fx.rts[1]->sum().total_drops(), 0u);
   EXPECT_EQ(fx.ports[1]->tx_discarded(), 0u);
@@ -232,12 +235,8 @@ TEST(Worker, DiscardsAndCountsFramesAPortKeepsRefusing) {
   EXPECT_EQ(kDropReasonNames[size_t(DropReason::kTxStalled)], "tx_stalled");
   fx.ports[1]->set_refuse_flush(false);
   fx.ports[0]->inject(frame_a_to_b());
-  std::vector<std::vector<uint8_t>> out;
-  ASSERT_TRUE(wait_for([&] {
-    for (auto& f : fx.ports[1]->drain_bytes()) out.push_back(std::move(f));
-    return !out.empty();
-  }, 2s));
-  EXPECT_EQ(out.size(), 1u);
+  const auto out = drain_at_least(*fx.ports[1], 1);
+  ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(fx.rts[1]->sum().drops[size_t(DropReason::kTxStalled)], 3u);
   w0.stop();
 }
