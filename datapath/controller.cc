@@ -118,7 +118,7 @@ struct Controller::Impl {
     std::filesystem::create_directories(opts.run_dir, ec);
     workers.reserve(nworkers);
     for (unsigned w = 0; w < nworkers; ++w) {
-      workers.push_back(std::make_unique<Worker>(w, pub, opts.busy_poll));
+      workers.push_back(std::make_unique<Worker>(w, pub, opts.poll));
       workers.back()->set_icmp_error_rate(opts.icmp_error_rate, opts.icmp_error_burst);
     }
     builder.policy().set_conntrack_options(opts.conntrack);

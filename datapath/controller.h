@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "datapath/capture/capture_types.h"
+#include "datapath/pipeline/worker_poll.h"
 #include "datapath/spec.h"
 #include "datapath/tables/conn_table.h"
 #include "datapath/stats.h"
@@ -42,7 +43,7 @@ struct Options {
   std::chrono::milliseconds retry_base{1000};
   std::chrono::milliseconds retry_cap{60000};
   std::chrono::steady_clock::time_point (*now)() = &std::chrono::steady_clock::now;
-  bool busy_poll = false;  // workers spin instead of sleeping in epoll
+  PollPolicy poll{};  // busy-poll: whether workers sleep in epoll, spin, or spin for a while after frames
   // AF_PACKET ring sizes per port, by the role of the interface (an idle guest NIC should cost little; an uplink
   // carries every VPC's traffic). Slots of rx/tx_frame_bytes hold one MTU-1500 frame; larger frames (GSO
   // super-frames) bypass the rings (recvmsg / sendmsg, see af_packet_port.h). Defaults: vpcd.conf documents them.

@@ -337,7 +337,7 @@ int run_daemon(const Config& cfg) {
   dopts.workers = cfg.workers;
   dopts.instance = instance;
   dopts.run_dir = "/run/vpcd/" + instance;
-  dopts.busy_poll = cfg.busy_poll;
+  dopts.poll = {cfg.busy_poll, cfg.busy_poll_us.value_or(dp::kDefaultBusyPollUs)};
   dopts.rx_ring_v3 = cfg.rx_ring == "v3";
   dopts.guest_rings = {cfg.guest_rx_frames, cfg.guest_tx_frames};
   dopts.uplink_rings = {cfg.uplink_rx_frames, cfg.uplink_tx_frames};
@@ -352,7 +352,9 @@ int run_daemon(const Config& cfg) {
   dopts.icmp_error_burst = cfg.icmp_error_burst;
   dopts.vxlan_port = cfg.vxlan_port;
   dp::Controller controller(dopts);
-  log::info("datapath: " + std::to_string(controller.worker_count()) + " worker(s)");
+  log::info("datapath: " + std::to_string(controller.worker_count()) + " worker(s), busy-poll " +
+            std::string(dp::busy_poll_name(dopts.poll.mode)) +
+            (dopts.poll.mode == dp::BusyPoll::kAdaptive ? " (" + std::to_string(dopts.poll.budget_us) + " us)" : ""));
 
   StoreSource source(st);
   reconcile::ControllerTarget target(controller);
@@ -419,7 +421,10 @@ int main(int argc, char** argv) {
   const char* kKeys[][2] = {{"state-dir", "state directory (database, TLS, lock); default ./state"},
                             {"listen", "HOST:PORT to serve on; default 127.0.0.1:8443"},
                             {"workers", "datapath worker threads; 0 = cores - 1"},
-                            {"busy-poll", "on|off: datapath workers spin instead of sleeping"},
+                            {"busy-poll", "off|on|adaptive: datapath workers sleep when idle, always spin, or spin "
+                                          "for busy-poll-us after the last frame"},
+                            {"busy-poll-us", "adaptive busy polling: microseconds a worker keeps polling after the "
+                                             "last frame (1..100000; default 50)"},
                             {"rx-ring", "v2|v3: AF_PACKET RX ring layout"},
                             {"netns-queues", "RX queues per netns NIC (fanout over workers); 0 = one per worker"},
                             {"guest-threaded-napi", "on|off: GRO and threaded NAPI on netns NICs' guest ends"},

@@ -34,8 +34,12 @@ unsigned resolve_worker_count(unsigned requested) noexcept {
   return std::clamp(n, 1u, kMaxWorkers);
 }
 
-Worker::Worker(unsigned index, DatapathPublisher& pub, bool busy_poll)
-    : index_(index), pub_(pub), busy_poll_(busy_poll), pkts_(new Packet[kBurst]) {
+Worker::Worker(unsigned index, DatapathPublisher& pub, PollPolicy poll)
+    : index_(index),
+      pub_(pub),
+      poll_(poll),
+      spin_budget_(std::chrono::microseconds(std::min(poll.budget_us, kMaxBusyPollUs))),
+      pkts_(new Packet[kBurst]) {
   epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (epfd_ < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
   epoll_event ev{};
@@ -71,6 +75,9 @@ WorkerCounters Worker::counters() const noexcept {
   c.batches = stats_.batches.load(std::memory_order_relaxed);
   c.packets = stats_.packets.load(std::memory_order_relaxed);
   c.wakeups = stats_.wakeups.load(std::memory_order_relaxed);
+  c.empty_polls = stats_.empty_polls.load(std::memory_order_relaxed);
+  c.spin_starts = stats_.spin_starts.load(std::memory_order_relaxed);
+  c.spin_stops = stats_.spin_stops.load(std::memory_order_relaxed);
   c.snapshot_generation = stats_.generation.load(std::memory_order_relaxed);
   c.stage_packets.resize(kStageCount);
   for (size_t s = 0; s < kStageCount; ++s) c.stage_packets[s] = ctx_.stage_packets[s].load(std::memory_order_relaxed);
@@ -87,8 +94,10 @@ void Worker::run() noexcept {
   epoll_event events[kMaxEvents];
   while (!stop_.load(std::memory_order_acquire)) {
     pick_up_snapshot();
-    // Asleep for up to kIdleTimeoutMs unless some queue has no fd or the kernel refused frames we must retry.
-    int timeout = busy_poll_               ? 0
+    // Polling (busy-poll on, or adaptive after frames): timeout 0. Otherwise asleep for up to kIdleTimeoutMs unless
+    // some queue has no fd or the kernel refused frames we must retry.
+    const bool polling = poll_.mode == BusyPoll::kOn || spinning_;
+    int timeout = polling                  ? 0
                   : has_unpollable_        ? kUnpollableTimeoutMs
                   : !ctx_.tx_retry.empty() ? kTxRetryIntervalMs
                                            : kIdleTimeoutMs;
@@ -98,18 +107,20 @@ void Worker::run() noexcept {
       continue;
     }
     if (n > 0) counter_add(stats_.wakeups, 1);
+    unsigned frames = 0;
     for (int i = 0; i < n; ++i) {
       uint64_t tag = events[i].data.u64;
       if (tag == kWakeTag) {
         pub_.clear_wake(index_);
       } else if (tag < queues_.size()) {
-        service(queues_[tag]);
+        frames += service(queues_[tag]);
       }
     }
     if (has_unpollable_) {
       for (const auto& q : queues_)
-        if (q.fd < 0) service(q);
+        if (q.fd < 0) frames += service(q);
     }
+    if (polling || frames > 0) account_poll(polling, frames);
     if (snap_ && snap_->config) {  // frames stages emitted between batches
       const uint64_t now_ms = monotonic_ms();
       if (now_ms - last_overlay_tick_ms_ >= 10) {  // underlay ARP retries and aging (uplink_input.h)
@@ -196,12 +207,35 @@ void Worker::collect_ring_drops() noexcept {
   }
 }
 
-void Worker::service(const Queue& q) noexcept {
+// Busy-poll bookkeeping after a loop turn that polled without sleeping or received frames (worker_poll.h). A turn with
+// frames (re)starts adaptive mode's budget, so the next epoll_wait does not sleep; a polling turn without frames
+// counts as an empty poll, and ends adaptive polling once the budget has passed since the last frame.
+void Worker::account_poll(bool polled, unsigned frames) noexcept {
+  if (frames > 0) {
+    if (poll_.mode != BusyPoll::kAdaptive) return;
+    last_frame_ = std::chrono::steady_clock::now();
+    if (!spinning_) {
+      spinning_ = true;
+      counter_add(stats_.spin_starts, 1);
+    }
+    return;
+  }
+  if (!polled) return;
+  counter_add(stats_.empty_polls, 1);
+  if (spinning_ && std::chrono::steady_clock::now() - last_frame_ >= spin_budget_) {
+    spinning_ = false;
+    counter_add(stats_.spin_stops, 1);
+  }
+}
+
+unsigned Worker::service(const Queue& q) noexcept {
   const DataplaneConfig& cfg = *snap_->config;
   Packet* pkts = pkts_.get();
+  unsigned total = 0;
   for (unsigned round = 0; round < kRoundsPerQueue; ++round) {
     unsigned n = q.io->rx_burst(q.queue, pkts, kBurst);
     if (n == 0) break;
+    total += n;
     for (unsigned i = 0; i < n; ++i) pkts[i].in_port = q.port;
     capture_rx(*cfg.ports[q.port].rt, index_, std::span<const Packet>(pkts, n));
     run_batch(ctx_, cfg, q.port, std::span<Packet>(pkts, n));
@@ -211,6 +245,7 @@ void Worker::service(const Queue& q) noexcept {
     counter_add(stats_.packets, n);
     if (n < kBurst) break;
   }
+  return total;
 }
 
 }  // namespace vpcd::dp

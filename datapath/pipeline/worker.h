@@ -7,10 +7,17 @@
 //
 // Loop (per worker thread "vpcd-wk-N"): pick up a new snapshot generation if there is one (mutex only then), rebuild
 // the epoll set if the assignment changed, ack the generation (release); epoll_wait on the queues' rx fds plus the
-// publisher's eventfd for this worker (timeout 100 ms, or 0 with busy_poll); for each ready queue: rx_burst up to
-// kBurst packets, run_batch, flush_outputs, rx_release, a few rounds at most before moving on (fairness). Frames the
-// kernel refused at a flush (PortIo::tx_pending) are flushed again every loop turn, with a 1 ms epoll timeout only
-// while some are pending, and discarded and counted (tx_stalled) after kTxRetryLimitMs (pipeline.h).
+// publisher's eventfd for this worker; for each ready queue: rx_burst up to kBurst packets, run_batch, flush_outputs,
+// rx_release, a few rounds at most before moving on (fairness). Frames the kernel refused at a flush
+// (PortIo::tx_pending) are flushed again every loop turn, with a 1 ms epoll timeout only while some are pending, and
+// discarded and counted (tx_stalled) after kTxRetryLimitMs (pipeline.h).
+//
+// The epoll timeout (PollPolicy, worker_poll.h): 0 while the worker polls without sleeping (busy-poll = on: always;
+// adaptive: from a turn that received frames until budget_us after the last frame); otherwise 1 ms while some queue
+// has no fd or refused frames wait for a retry, else kIdleTimeoutMs. A sleeping worker is woken by its queues' fds
+// and by the publisher's eventfd whatever the mode, so a new snapshot is acked as fast as before; a polling one sees
+// the new generation on its next turn. Counted per worker: turns that polled without sleeping and found no frame
+// (empty_polls), and in adaptive mode the switches from sleeping to polling (spin_starts) and back (spin_stops).
 //
 // Threading: Worker's public methods are for the control thread; counters() may be called from any thread (relaxed
 // loads of single-writer counters). The worker thread itself only reads the snapshot and writes its own counters and
@@ -30,6 +37,7 @@
 #include "datapath/pipeline/packet.h"
 #include "datapath/pipeline/pipeline.h"
 #include "datapath/pipeline/publisher.h"
+#include "datapath/pipeline/worker_poll.h"
 
 namespace vpcd::dp {
 
@@ -56,6 +64,11 @@ struct alignas(64) WorkerRuntimeCounters {
   std::atomic<uint64_t> wakeups{0};     // epoll_wait returns with at least one ready fd
   std::atomic<uint64_t> generation{0};  // the snapshot generation this worker holds (= its ack)
   std::atomic<uint64_t> epoll_errors{0};  // epoll_ctl/epoll_wait failures (queue not polled; should stay 0)
+  // Busy polling (worker_poll.h): loop turns whose epoll_wait did not sleep and that received no frame; adaptive
+  // mode's switches from sleeping to polling after frames, and from polling back to sleeping once the budget passed.
+  std::atomic<uint64_t> empty_polls{0};
+  std::atomic<uint64_t> spin_starts{0};
+  std::atomic<uint64_t> spin_stops{0};
 };
 
 class Worker {
@@ -67,7 +80,7 @@ class Worker {
   static constexpr size_t kExpireBudget = 4096;  // connection entries visited per expiry call
 
   // Creates the epoll instance (throws std::system_error on failure); the thread starts with start().
-  Worker(unsigned index, DatapathPublisher& pub, bool busy_poll);
+  Worker(unsigned index, DatapathPublisher& pub, PollPolicy poll = {});
   ~Worker();  // stop() + join
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -97,12 +110,14 @@ class Worker {
   void run() noexcept;
   void pick_up_snapshot() noexcept;
   void set_queues(std::vector<Queue> next) noexcept;
-  void service(const Queue& q) noexcept;
+  unsigned service(const Queue& q) noexcept;  // returns the frames received
+  void account_poll(bool polled, unsigned frames) noexcept;
   void collect_ring_drops() noexcept;
 
   const unsigned index_;
   DatapathPublisher& pub_;
-  const bool busy_poll_;
+  const PollPolicy poll_;
+  const std::chrono::nanoseconds spin_budget_;  // poll_.budget_us
   int epfd_ = -1;
   std::atomic<bool> stop_{false};  // written by the control thread, read by the worker
   std::thread thread_;
@@ -114,6 +129,8 @@ class Worker {
   std::chrono::steady_clock::time_point last_ring_poll_{};  // worker thread only
   uint64_t last_overlay_tick_ms_ = 0;  // this thread only
   bool has_unpollable_ = false;
+  bool spinning_ = false;  // adaptive: polling without sleeping since a turn with frames (worker thread only)
+  std::chrono::steady_clock::time_point last_frame_{};  // adaptive: when the last turn with frames ended
   std::unique_ptr<Packet[]> pkts_;
   WorkerContext ctx_;  // per-worker state that survives snapshot swaps
   WorkerRuntimeCounters stats_;

@@ -280,6 +280,21 @@ json stats_schema() {
                   {{"batches", counters_schema()},
                    {"packets", counters_schema()},
                    {"wakeups", counters_schema()},
+                   {"empty_polls",
+                    {{"type", "integer"},
+                     {"minimum", 0},
+                     {"description", "loop turns in which this worker polled without sleeping (busy-poll on, or "
+                                     "adaptive after frames) and received no frame"}}},
+                   {"spin_starts",
+                    {{"type", "integer"},
+                     {"minimum", 0},
+                     {"description", "busy-poll = adaptive: times this worker went from sleeping to polling without "
+                                     "sleeping after frames"}}},
+                   {"spin_stops",
+                    {{"type", "integer"},
+                     {"minimum", 0},
+                     {"description", "busy-poll = adaptive: times this worker went back to sleeping once busy-poll-us "
+                                     "passed without a frame"}}},
                    {"snapshot_generation", counters_schema()},
                    {"icmp_rate_limited",
                     {{"type", "integer"},
@@ -302,8 +317,8 @@ json stats_schema() {
                      {"additionalProperties", counters_schema()},
                      {"description", "packets each pipeline stage processed, by stage name (stages with none left out)"}}}}},
                  {"required",
-                  {"batches", "packets", "wakeups", "snapshot_generation", "icmp_rate_limited", "pool_exhausted",
-                   "stage_packets"}}};
+                  {"batches", "packets", "wakeups", "empty_polls", "spin_starts", "spin_stops", "snapshot_generation",
+                   "icmp_rate_limited", "pool_exhausted", "stage_packets"}}};
   return {{"type", "object"},
           {"properties", {{"workers", {{"type", "array"}, {"description", "one per datapath worker"}, {"items", worker}}}}}};
 }

@@ -137,7 +137,11 @@ void config_set(Config& cfg, std::string_view key_in, std::string_view v, std::s
   } else if (key == "rate-burst") {
     cfg.rate_burst = parse_uint<unsigned>(key, v, 1, 1000000, where);
   } else if (key == "busy-poll") {
-    cfg.busy_poll = parse_bool(key, v, where);
+    const auto mode = dp::parse_busy_poll(v);
+    if (!mode) fail(where, "busy-poll: expected off|on|adaptive, got \"" + std::string(v) + "\"");
+    cfg.busy_poll = *mode;
+  } else if (key == "busy-poll-us") {
+    cfg.busy_poll_us = parse_uint<uint32_t>(key, v, 1, dp::kMaxBusyPollUs, where);
   } else if (key == "rx-ring") {
     if (v != "v2" && v != "v3") fail(where, "rx-ring: expected v2|v3, got \"" + std::string(v) + "\"");
     cfg.rx_ring = std::string(v);
@@ -236,6 +240,11 @@ void config_check(const Config& cfg) {
   if (cfg.admin_reserved_connections >= cfg.max_connections) {
     throw ConfigError("admin-reserved-connections (" + std::to_string(cfg.admin_reserved_connections) +
                       ") must be smaller than max-connections (" + std::to_string(cfg.max_connections) + ")");
+  }
+  if (cfg.busy_poll_us && cfg.busy_poll != dp::BusyPoll::kAdaptive) {
+    throw ConfigError("busy-poll-us (" + std::to_string(*cfg.busy_poll_us) +
+                      ") applies only to busy-poll = adaptive, but busy-poll is " +
+                      std::string(dp::busy_poll_name(cfg.busy_poll)));
   }
 }
 

@@ -7,11 +7,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "datapath/pipeline/worker_poll.h"
 #include "datapath/tables/conn_table.h"
 
 namespace vpcd {
@@ -41,7 +43,10 @@ struct Config {
   unsigned max_nics = 128;   // 0 = unlimited; each NIC pins RX ring memory per queue and TX ring memory per worker
   std::string log_level = "info";  // debug | info | warn | error
   // Datapath (see dp::Options): busy polling, ring layout and ring sizes per interface role.
-  bool busy_poll = false;
+  dp::BusyPoll busy_poll = dp::BusyPoll::kOff;  // off | on | adaptive (datapath/pipeline/worker_poll.h)
+  // adaptive: how long (microseconds) a worker keeps polling after the last frame. Unset = dp::kDefaultBusyPollUs;
+  // set while busy-poll is not adaptive, config_check refuses it (it would be ignored).
+  std::optional<uint32_t> busy_poll_us;
   std::string rx_ring = "v2";  // v2 (a frame per slot, handed over at once) | v3 (blocks, 1 ms retire timer)
   uint32_t guest_rx_frames = 512;
   uint32_t guest_tx_frames = 256;
@@ -71,7 +76,8 @@ void config_set(Config& cfg, std::string_view key, std::string_view value, std::
 // may be wrapped in double quotes; a '#' after whitespace starts a trailing comment. `file_name` names errors.
 void config_parse(Config& cfg, std::string_view text, std::string_view file_name);
 
-// Checks what no single key can: admin-reserved-connections < max-connections. Throws ConfigError.
+// Checks what no single key can: admin-reserved-connections < max-connections; busy-poll-us only with
+// busy-poll = adaptive. Throws ConfigError.
 void config_check(const Config& cfg);
 
 // Reads and parses a file; a file that cannot be read is a ConfigError naming it.

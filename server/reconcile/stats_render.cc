@@ -83,6 +83,9 @@ std::string stats_json(const dp::Stats& s, const ReconcilerStats& r) {
     workers.push_back({{"batches", w.batches},
                        {"packets", w.packets},
                        {"wakeups", w.wakeups},
+                       {"empty_polls", w.empty_polls},
+                       {"spin_starts", w.spin_starts},
+                       {"spin_stops", w.spin_stops},
                        {"snapshot_generation", w.snapshot_generation},
                        {"icmp_rate_limited", w.icmp_rate_limited},
                        {"pool_exhausted", w.pool_exhausted},
@@ -206,6 +209,18 @@ std::string metrics_text(const dp::Stats& s, const ReconcilerStats& r) {
   per_worker("vpcd_worker_wakeups_total",
              "Times each datapath worker woke from its poll.",
              &W::wakeups);
+  per_worker("vpcd_worker_empty_polls_total",
+             "Loop turns in which each datapath worker polled without sleeping (busy-poll on, or adaptive after "
+             "frames) and received no frame.",
+             &W::empty_polls);
+  per_worker("vpcd_worker_spin_starts_total",
+             "Times each datapath worker went from sleeping in epoll to polling without sleeping after it received "
+             "frames (busy-poll = adaptive).",
+             &W::spin_starts);
+  per_worker("vpcd_worker_spin_stops_total",
+             "Times each datapath worker went back to sleeping in epoll once busy-poll-us passed without a frame "
+             "(busy-poll = adaptive).",
+             &W::spin_stops);
   per_worker("vpcd_worker_icmp_rate_limited_total",
              "ICMP errors the router of each datapath worker did not send: over that worker's rate limit "
              "(icmp-error-rate, icmp-error-burst).",

@@ -1,7 +1,8 @@
 // Worker threads against FakePorts: a frame injected on a port owned by one worker comes out of the destination port,
 // per-worker counters and the acked generation are right, threads carry their names, a port dropped from the snapshot
 // is no longer polled once the workers acked, frames a port refused at a flush go out later without new traffic (or
-// are discarded and counted after the retry limit), and stop() leaves no thread behind.
+// are discarded and counted after the retry limit), stop() leaves no thread behind, and the busy-poll modes: off never
+// polls without sleeping, on always does, adaptive does after frames for a bounded time and then sleeps again.
 #include "datapath/pipeline/worker.h"
 
 #include <gtest/gtest.h>
@@ -106,6 +107,14 @@ std::vector<std::vector<uint8_t>> drain_at_least(Port& port, size_t n) {
   return out;
 }
 
+// Waits (bounded) until an adaptive worker went back to sleeping after every spell of polling it started.
+bool wait_asleep(const Worker& w, uint64_t starts) {
+  return wait_for([&] {
+    const auto c = w.counters();
+    return c.spin_starts == starts && c.spin_stops == starts;
+  }, 5s);
+}
+
 TEST(Worker, ResolvesWorkerCount) {
   EXPECT_EQ(resolve_worker_count(3), 3u);
   EXPECT_EQ(resolve_worker_count(1000), kMaxWorkers);
@@ -116,7 +125,7 @@ TEST(Worker, ResolvesWorkerCount) {
 TEST(Worker, ForwardsBetweenPortsOwnedByDifferentWorkers) {
   Fixture fx;
   DatapathPublisher pub(2);
-  Worker w0(0, pub, false), w1(1, pub, false);
+  Worker w0(0, pub), w1(1, pub);
   w0.start();
   w1.start();
   uint64_t g = pub.publish(fx.snapshot({0, 1}, 2, pub.next_generation()));
@@ -147,7 +156,7 @@ TEST(Worker, ForwardsBetweenPortsOwnedByDifferentWorkers) {
 TEST(Worker, CountsFramesTheKernelLostAtAFullRxRing) {
   Fixture fx;
   DatapathPublisher pub(1);
-  Worker w0(0, pub, false);
+  Worker w0(0, pub);
   w0.start();
   uint64_t g = pub.publish(fx.snapshot({0, 1}, 1, pub.next_generation()));
   ASSERT_TRUE(pub.wait_acked(g, 2s));
@@ -166,7 +175,7 @@ TEST(Worker, CountsFramesTheKernelLostAtAFullRxRing) {
 TEST(Worker, StopsPollingAPortRemovedFromTheSnapshot) {
   Fixture fx;
   DatapathPublisher pub(2);
-  Worker w0(0, pub, false), w1(1, pub, true);  // worker 1 busy-polls
+  Worker w0(0, pub), w1(1, pub, {BusyPoll::kOn});  // worker 1 busy-polls
   w0.start();
   w1.start();
   uint64_t g = pub.publish(fx.snapshot({0, 1}, 2, pub.next_generation()));
@@ -196,25 +205,30 @@ TEST(Worker, StopsPollingAPortRemovedFromTheSnapshot) {
 // A flush the kernel refused (EAGAIN/ENOBUFS) leaves the frame in the ring: the worker flushes again on its own, so
 // the frame goes out once the port takes it, even though no further frame arrives.
 TEST(Worker, RetriesARefusedFlushWithoutNewTraffic) {
-  Fixture fx;
-  DatapathPublisher pub(1);
-  Worker w0(0, pub, false);
-  w0.set_tx_retry_limit(60s);  // never discarded in this test
-  w0.start();
-  uint64_t g = pub.publish(fx.snapshot({0, 1}, 1, pub.next_generation()));
-  ASSERT_TRUE(pub.wait_acked(g, 2s));
-  fx.ports[1]->set_refuse_flush(true);
-  fx.ports[0]->inject(frame_a_to_b());
-  ASSERT_TRUE(wait_for([&] { return fx.rts[1]->sum().tx_packets == 1; }, 2s));
-  std::this_thread::sleep_for(30ms);  // several retries, all refused
-  EXPECT_TRUE(fx.ports[1]->drain_bytes().empty());
-  fx.ports[1]->set_refuse_flush(false);
-  const auto out = drain_at_least(*fx.ports[1], 1);
-  ASSERT_EQ(out.size(), 1u);
-  EXPECT_EQ(out[0], frame_a_to_b());
-  EXPECT_EQ(fx.rts[1]->sum().total_drops(), 0u);
-  EXPECT_EQ(fx.ports[1]->tx_discarded(), 0u);
-  w0.stop();
+  for (BusyPoll mode : {BusyPoll::kOff, BusyPoll::kOn, BusyPoll::kAdaptive}) {
+    SCOPED_TRACE(busy_poll_name(mode));
+    Fixture fx;
+    DatapathPublisher pub(1);
+    Worker w0(0, pub, {mode, 50});
+    w0.set_tx_retry_limit(60s);  // never discarded in this test
+    w0.start();
+    uint64_t g = pub.publish(fx.snapshot({0, 1}, 1, pub.next_generation()));
+    ASSERT_TRUE(pub.wait_acked(g, 2s));
+    fx.ports[1]->set_refuse_flush(true);
+    fx.ports[0]->inject(frame_a_to_b());
+    ASSERT_TRUE(wait_for([&] { return fx.rts[1]->sum().tx_packets == 1; }, 2s));
+    std::this_thread::sleep_for(30ms);  // several retries, all refused
+    EXPECT_TRUE(fx.ports[1]->drain_bytes().empty());
+    // adaptive: back to sleeping (with the 1 ms retry timeout) before the port takes frames again.
+    if (mode == BusyPoll::kAdaptive) ASSERT_TRUE(wait_asleep(w0, 1));
+    fx.ports[1]->set_refuse_flush(false);
+    const auto out = drain_at_least(*fx.ports[1], 1);
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0], frame_a_to_b());
+    EXPECT_EQ(fx.rts[1]->sum().total_drops(), 0u);
+    EXPECT_EQ(fx.ports[1]->tx_discarded(), 0u);
+    w0.stop();
+  }
 }
 
 // Frames a port keeps refusing are discarded after the retry limit and counted as tx_stalled on that port; the ring
@@ -222,7 +236,7 @@ TEST(Worker, RetriesARefusedFlushWithoutNewTraffic) {
 TEST(Worker, DiscardsAndCountsFramesAPortKeepsRefusing) {
   Fixture fx;
   DatapathPublisher pub(1);
-  Worker w0(0, pub, false);
+  Worker w0(0, pub);
   w0.set_tx_retry_limit(20ms);
   w0.start();
   uint64_t g = pub.publish(fx.snapshot({0, 1}, 1, pub.next_generation()));
@@ -246,7 +260,7 @@ TEST(Worker, DiscardsAndCountsFramesAPortKeepsRefusing) {
 TEST(Worker, DiscardsPendingFramesOfARemovedPortBeforeItsAck) {
   Fixture fx;
   DatapathPublisher pub(1);
-  Worker w0(0, pub, false);
+  Worker w0(0, pub);
   w0.set_tx_retry_limit(60s);
   w0.start();
   uint64_t g = pub.publish(fx.snapshot({0, 1}, 1, pub.next_generation()));
@@ -259,6 +273,88 @@ TEST(Worker, DiscardsPendingFramesOfARemovedPortBeforeItsAck) {
   EXPECT_EQ(fx.ports[1]->tx_discarded(), 1u);
   EXPECT_EQ(fx.rts[1]->sum().drops[size_t(DropReason::kTxStalled)], 1u);
   w0.stop();
+}
+
+// Adaptive: frames make the worker poll without sleeping (at least one empty poll after the last frame), for a bounded
+// time: then it blocks in epoll, and while nothing arrives it makes no further empty poll.
+TEST(Worker, AdaptivePollsABoundedTimeAfterFramesThenSleeps) {
+  Fixture fx;
+  DatapathPublisher pub(1);
+  Worker w0(0, pub, {BusyPoll::kAdaptive, 1000});
+  w0.start();
+  uint64_t g = pub.publish(fx.snapshot({0, 1}, 1, pub.next_generation()));
+  ASSERT_TRUE(pub.wait_acked(g, 2s));
+  EXPECT_EQ(w0.counters().empty_polls, 0u);  // idle since start: asleep, never polled
+  EXPECT_EQ(w0.counters().spin_starts, 0u);
+
+  for (int i = 0; i < 5; ++i) fx.ports[0]->inject(frame_a_to_b());
+  ASSERT_EQ(drain_at_least(*fx.ports[1], 5).size(), 5u);
+  ASSERT_TRUE(wait_asleep(w0, 1)) << w0.counters().spin_starts << " " << w0.counters().spin_stops;
+  const uint64_t empty = w0.counters().empty_polls;
+  EXPECT_GE(empty, 1u);
+  std::this_thread::sleep_for(300ms);  // three idle timeouts: the worker wakes, but does not poll without sleeping
+  const auto c = w0.counters();
+  EXPECT_EQ(c.empty_polls, empty);
+  EXPECT_EQ(c.spin_starts, 1u);
+  EXPECT_EQ(c.spin_stops, 1u);
+  EXPECT_EQ(c.packets, 5u);
+  EXPECT_EQ(w0.epoll_errors(), 0u);
+  w0.stop();
+}
+
+// Adaptive: a sleeping worker is woken by a frame as before (and starts polling again), and by the publisher's
+// eventfd (it acks a new snapshot at once; a snapshot is not traffic, so it does not start polling).
+TEST(Worker, AdaptiveSleepingWorkerIsWokenByFramesAndSnapshots) {
+  Fixture fx;
+  DatapathPublisher pub(1);
+  Worker w0(0, pub, {BusyPoll::kAdaptive, 50});
+  w0.start();
+  uint64_t g = pub.publish(fx.snapshot({0, 1}, 1, pub.next_generation()));
+  ASSERT_TRUE(pub.wait_acked(g, 2s));
+  for (uint64_t round = 1; round <= 3; ++round) {
+    fx.ports[0]->inject(frame_a_to_b());
+    const auto out = drain_at_least(*fx.ports[1], 1);
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0], frame_a_to_b());
+    ASSERT_TRUE(wait_asleep(w0, round));
+  }
+  const uint64_t empty = w0.counters().empty_polls;
+  g = pub.publish(fx.snapshot({0, 1}, 1, pub.next_generation()));
+  ASSERT_TRUE(pub.wait_acked(g, 2s));
+  EXPECT_EQ(w0.counters().snapshot_generation, g);
+  std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(w0.counters().spin_starts, 3u);
+  EXPECT_EQ(w0.counters().empty_polls, empty);
+  EXPECT_EQ(w0.counters().packets, 3u);
+  w0.stop();
+}
+
+// off: the worker always sleeps when its queues are empty (no empty poll, no spell of polling), traffic or not. on:
+// it never sleeps, idle or not (empty polls keep growing with no traffic at all), and has no spells to count.
+TEST(Worker, BusyPollOffNeverPollsAndOnAlwaysPolls) {
+  Fixture fx;
+  DatapathPublisher pub(2);
+  Worker off(0, pub, {BusyPoll::kOff, 50}), on(1, pub, {BusyPoll::kOn, 50});
+  off.start();
+  on.start();
+  uint64_t g = pub.publish(fx.snapshot({0, 1}, 2, pub.next_generation()));  // port 0 on worker 0, port 1 on worker 1
+  ASSERT_TRUE(pub.wait_acked(g, 2s));
+  const uint64_t idle_polls = on.counters().empty_polls;
+  EXPECT_TRUE(wait_for([&] { return on.counters().empty_polls > idle_polls + 100; }, 5s));
+  for (int i = 0; i < 5; ++i) fx.ports[0]->inject(frame_a_to_b());  // worker 0 (off) forwards to port 1
+  ASSERT_EQ(drain_at_least(*fx.ports[1], 5).size(), 5u);
+  fx.ports[1]->inject(proto::FrameBuilder().eth(kMacB, kMacA).ipv4(kIpB, kIpA).udp(2000, 1000).payload_size(32).build());
+  ASSERT_EQ(drain_at_least(*fx.ports[0], 1).size(), 1u);  // worker 1 (on) forwards to port 0
+  std::this_thread::sleep_for(150ms);
+  const auto c_off = off.counters(), c_on = on.counters();
+  EXPECT_EQ(c_off.packets, 5u);
+  EXPECT_EQ(c_off.empty_polls, 0u);
+  EXPECT_EQ(c_off.spin_starts + c_off.spin_stops, 0u);
+  EXPECT_EQ(c_on.packets, 1u);
+  EXPECT_GT(c_on.empty_polls, idle_polls + 100);
+  EXPECT_EQ(c_on.spin_starts + c_on.spin_stops, 0u);
+  off.stop();
+  on.stop();
 }
 
 }  // namespace

@@ -7,6 +7,8 @@
 
 #include <cstdio>
 #include <fstream>
+#include <string>
+#include <utility>
 
 #include <unistd.h>
 
@@ -71,7 +73,8 @@ TEST(Config, ParsesEveryKey) {
                "rate-burst = 50\n"
                "vxlan_port = 8472\n"
                "log-level = debug\n"
-               "busy-poll = on\n"
+               "busy-poll = adaptive\n"
+               "busy_poll_us = 200\n"
                "rx-ring = v3\n"
                "guest-rx-frames = 128\n"
                "guest_tx_frames = 64\n"
@@ -84,7 +87,9 @@ TEST(Config, ParsesEveryKey) {
                "guest-threaded-napi = on\n"
                "netns_allow = cni-*, ctr-?? ,podman\n",
                "vpcd.conf");
-  EXPECT_TRUE(c.busy_poll);
+  EXPECT_EQ(c.busy_poll, dp::BusyPoll::kAdaptive);
+  EXPECT_EQ(c.busy_poll_us.value_or(0), 200u);
+  EXPECT_NO_THROW(config_check(c));
   EXPECT_EQ(c.rx_ring, "v3");
   EXPECT_EQ(c.guest_rx_frames, 128u);
   EXPECT_EQ(c.guest_tx_frames, 64u);
@@ -244,6 +249,8 @@ TEST(Config, ShippedExampleParses) {
   EXPECT_EQ(all.body_limit_bytes, 1u << 20);
   // The documented datapath defaults are the built-in ones.
   EXPECT_EQ(all.busy_poll, Config{}.busy_poll);
+  EXPECT_EQ(Config{}.busy_poll, dp::Options{}.poll.mode);
+  EXPECT_EQ(all.busy_poll_us.value_or(dp::kDefaultBusyPollUs), dp::Options{}.poll.budget_us);
   EXPECT_EQ(all.rx_ring, Config{}.rx_ring);
   EXPECT_EQ(all.guest_rx_frames, Config{}.guest_rx_frames);
   EXPECT_EQ(all.guest_tx_frames, Config{}.guest_tx_frames);
@@ -259,6 +266,60 @@ TEST(Config, ShippedExampleParses) {
   EXPECT_EQ(all.conntrack.timeout_s, Config{}.conntrack.timeout_s);
   EXPECT_EQ(all.conntrack.max_conns, Config{}.conntrack.max_conns);
   EXPECT_EQ(all.netns_allow, (std::vector<std::string>{"cni-*", "docker-*"}));
+}
+
+// busy-poll: off | on | adaptive (and the booleans it always took); busy-poll-us: the adaptive budget, 1..100000
+// microseconds, refused (config_check) when busy-poll is not adaptive, since nothing would use it.
+TEST(Config, BusyPollModesAndBudget) {
+  const std::pair<const char*, dp::BusyPoll> kModes[] = {
+      {"off", dp::BusyPoll::kOff},       {"on", dp::BusyPoll::kOn},   {"adaptive", dp::BusyPoll::kAdaptive},
+      {"yes", dp::BusyPoll::kOn},        {"false", dp::BusyPoll::kOff}, {"1", dp::BusyPoll::kOn}};
+  for (const auto& [text, mode] : kModes) {
+    Config c;
+    config_set(c, "busy-poll", text, "--busy-poll");
+    EXPECT_EQ(c.busy_poll, mode) << text;
+    EXPECT_EQ(dp::parse_busy_poll(dp::busy_poll_name(mode)), mode);
+    EXPECT_FALSE(c.busy_poll_us.has_value());
+    EXPECT_NO_THROW(config_check(c));
+  }
+  EXPECT_EQ(Config{}.busy_poll, dp::BusyPoll::kOff);
+
+  Config c;
+  config_parse(c, "busy-poll = adaptive\nbusy-poll-us = 1\n", "vpcd.conf");
+  EXPECT_EQ(c.busy_poll_us.value_or(0), 1u);
+  config_set(c, "busy-poll-us", "100000", "--busy-poll-us");
+  EXPECT_EQ(c.busy_poll_us.value_or(0), 100000u);
+  EXPECT_NO_THROW(config_check(c));
+
+  // Bad values: the message names where, the key and what it expects.
+  for (const char* line : {"busy-poll = adaptve", "busy-poll = ", "busy-poll = ON", "busy-poll-us = 0",
+                           "busy-poll-us = 100001", "busy-poll-us = -5", "busy-poll-us = 50us", "busy-poll-us = 1e3"}) {
+    Config bad;
+    try {
+      config_parse(bad, line, "vpcd.conf");
+      ADD_FAILURE() << "accepted: " << line;
+    } catch (const ConfigError& e) {
+      const std::string msg = e.what();
+      EXPECT_EQ(msg.rfind("vpcd.conf:1: busy-poll", 0), 0u) << msg;
+      EXPECT_NE(msg.find(std::string(line).find("-us") != std::string::npos ? "1..100000" : "off|on|adaptive"),
+                std::string::npos)
+          << msg;
+    }
+  }
+
+  // A budget with busy-poll off or on would be ignored: refused, whichever came first (file or flag).
+  for (const char* mode : {"off", "on"}) {
+    Config ignored;
+    config_parse(ignored, "busy-poll-us = 20\n", "vpcd.conf");
+    config_set(ignored, "busy-poll", mode, "--busy-poll");
+    try {
+      config_check(ignored);
+      ADD_FAILURE() << "accepted busy-poll-us with busy-poll = " << mode;
+    } catch (const ConfigError& e) {
+      EXPECT_EQ(std::string(e.what()),
+                std::string("busy-poll-us (20) applies only to busy-poll = adaptive, but busy-poll is ") + mode);
+    }
+  }
 }
 
 TEST(Config, BadDatapathValuesAreRefused) {

@@ -231,6 +231,9 @@ TEST(StatsRender, JsonAndMetrics) {
   s.workers[1].pool_exhausted = 4;
   s.workers[1].tcp_coalesced_frames = 5;
   s.workers[1].tcp_coalesced_segments = 90;
+  s.workers[1].empty_polls = 1234;
+  s.workers[1].spin_starts = 7;
+  s.workers[1].spin_stops = 6;
   s.workers[1].stage_packets.assign(dp::kStageCount, 0);
   s.workers[1].stage_packets[size_t(dp::Next::kL2Switch)] = 8;
   ReconcilerStats r;
@@ -244,6 +247,9 @@ TEST(StatsRender, JsonAndMetrics) {
   EXPECT_NE(j.find(R"("pool_exhausted":4)"), std::string::npos);
   EXPECT_NE(j.find(R"("tcp_coalesced_frames":5)"), std::string::npos);
   EXPECT_NE(j.find(R"("tcp_coalesced_segments":90)"), std::string::npos);
+  EXPECT_NE(j.find(R"("empty_polls":1234)"), std::string::npos);
+  EXPECT_NE(j.find(R"("spin_starts":7)"), std::string::npos);
+  EXPECT_NE(j.find(R"("spin_stops":6)"), std::string::npos);
   EXPECT_NE(j.find(R"("stage_packets":{"l2-switch":8})"), std::string::npos) << j;
   const auto m = metrics_text(s, r);
   EXPECT_NE(m.find("vpcd_nic_rx_packets_total{nic=\"n1\"} 5\n"), std::string::npos);
@@ -253,6 +259,10 @@ TEST(StatsRender, JsonAndMetrics) {
   EXPECT_NE(m.find("# TYPE vpcd_worker_icmp_rate_limited_total counter\n"), std::string::npos);
   EXPECT_NE(m.find("vpcd_worker_pool_exhausted_total{worker=\"1\"} 4\n"), std::string::npos);
   EXPECT_NE(m.find("vpcd_worker_tcp_coalesced_segments_total{worker=\"1\"} 90\n"), std::string::npos);
+  EXPECT_NE(m.find("vpcd_worker_empty_polls_total{worker=\"1\"} 1234\n"), std::string::npos);
+  EXPECT_NE(m.find("# TYPE vpcd_worker_empty_polls_total counter\n"), std::string::npos);
+  EXPECT_NE(m.find("vpcd_worker_spin_starts_total{worker=\"1\"} 7\n"), std::string::npos);
+  EXPECT_NE(m.find("vpcd_worker_spin_stops_total{worker=\"1\"} 6\n"), std::string::npos);
   EXPECT_NE(m.find("vpcd_stage_packets_total{worker=\"1\",stage=\"l2-switch\"} 8\n"), std::string::npos) << m;
   EXPECT_NE(m.find("vpcd_reconcile_passes_total 4\n"), std::string::npos);
   EXPECT_NE(m.find("# TYPE vpcd_nic_tx_bytes_total counter\n"), std::string::npos);
