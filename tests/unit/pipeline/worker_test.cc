@@ -220,7 +220,9 @@ TEST(Worker, RetriesARefusedFlushWithoutNewTraffic) {
     std::this_thread::sleep_for(30ms);  // several retries, all refused
     EXPECT_TRUE(fx.ports[1]->drain_bytes().empty());
     // adaptive: back to sleeping (with the 1 ms retry timeout) before the port takes frames again.
-    if (mode == BusyPoll::kAdaptive) ASSERT_TRUE(wait_asleep(w0, 1));
+    if (mode == BusyPoll::kAdaptive) {
+      ASSERT_TRUE(wait_asleep(w0, 1));
+    }
     fx.ports[1]->set_refuse_flush(false);
     const auto out = drain_at_least(*fx.ports[1], 1);
     ASSERT_EQ(out.size(), 1u);
