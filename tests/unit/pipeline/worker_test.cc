@@ -107,11 +107,12 @@ std::vector<std::vector<uint8_t>> drain_at_least(Port& port, size_t n) {
   return out;
 }
 
-// Waits (bounded) until an adaptive worker went back to sleeping after every spell of polling it started.
-bool wait_asleep(const Worker& w, uint64_t starts) {
+// Waits (bounded) until an adaptive worker started at least min_starts spells of polling and went back to sleeping
+// after each of them.
+bool wait_asleep(const Worker& w, uint64_t min_starts) {
   return wait_for([&] {
     const auto c = w.counters();
-    return c.spin_starts == starts && c.spin_stops == starts;
+    return c.spin_starts >= min_starts && c.spin_stops == c.spin_starts;
   }, 5s);
 }
 
@@ -278,7 +279,8 @@ TEST(Worker, DiscardsPendingFramesOfARemovedPortBeforeItsAck) {
 }
 
 // Adaptive: frames make the worker poll without sleeping (at least one empty poll after the last frame), for a bounded
-// time: then it blocks in epoll, and while nothing arrives it makes no further empty poll.
+// time: then it blocks in epoll, and while nothing arrives it makes no further empty poll. (The 5 frames may arrive
+// in more than one spell when this thread is descheduled between injections longer than the budget.)
 TEST(Worker, AdaptivePollsABoundedTimeAfterFramesThenSleeps) {
   Fixture fx;
   DatapathPublisher pub(1);
@@ -292,13 +294,14 @@ TEST(Worker, AdaptivePollsABoundedTimeAfterFramesThenSleeps) {
   for (int i = 0; i < 5; ++i) fx.ports[0]->inject(frame_a_to_b());
   ASSERT_EQ(drain_at_least(*fx.ports[1], 5).size(), 5u);
   ASSERT_TRUE(wait_asleep(w0, 1)) << w0.counters().spin_starts << " " << w0.counters().spin_stops;
-  const uint64_t empty = w0.counters().empty_polls;
-  EXPECT_GE(empty, 1u);
+  const uint64_t empty = w0.counters().empty_polls, spells = w0.counters().spin_starts;
+  EXPECT_GE(empty, spells);  // at least one empty poll ends each spell
+  EXPECT_LE(spells, 5u);
   std::this_thread::sleep_for(300ms);  // three idle timeouts: the worker wakes, but does not poll without sleeping
   const auto c = w0.counters();
   EXPECT_EQ(c.empty_polls, empty);
-  EXPECT_EQ(c.spin_starts, 1u);
-  EXPECT_EQ(c.spin_stops, 1u);
+  EXPECT_EQ(c.spin_starts, spells);
+  EXPECT_EQ(c.spin_stops, spells);
   EXPECT_EQ(c.packets, 5u);
   EXPECT_EQ(w0.epoll_errors(), 0u);
   w0.stop();
