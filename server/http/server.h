@@ -89,7 +89,7 @@ class HttpServer {
   // target (fuzz/fuzz_http_api.cc) and tests. Thread-safe like a handler.
   std::vector<Response> answer(std::string_view raw, size_t max_requests = 8);
 
-  struct Impl;  // defined in server.cc (public only so the connection sessions there can name it)
+  struct Impl;  // defined in server_impl.h (public only so the connection sessions, session.h, can name it)
 
  private:
   std::unique_ptr<Impl> impl_;
