@@ -140,7 +140,9 @@ NextSet UplinkInputStage::process(WorkerContext& ctx, const DataplaneConfig& cfg
       rehome = false;  // no memory: super-frames are dropped below as vxlan_split_budget, the rest goes on in place
     }
   }
-  auto take = [&]() -> Packet* { return rehome && st.split_used < kSplitPackets ? &st.split[st.split_used++] : nullptr; };
+  auto take = [&]() -> Packet* {
+    return rehome && st.split_used < kSplitPackets ? &st.split[st.split_used++] : nullptr;
+  };
   PortWorkerCounters* uplink_counters = u ? &cfg.ports[u->port].rt->counters[ctx.worker] : nullptr;
 
   for (Packet* p : pkts) {
