@@ -196,11 +196,10 @@ class Session final : public SessionBase {
     send(std::move(r), false, true);
   }
 
-  void send(Response r, bool keep_alive, bool linger) {
-    if (r.stream) return send_stream(std::move(r));
-    keep_alive = keep_alive && !draining_ && !srv_.draining.load(std::memory_order_relaxed);
-    res_.emplace();
-    auto& res = *res_;
+  // The status line, its count, and the headers every response carries: Server, Content-Type (with_content_type),
+  // the handler's own, then the security headers.
+  template <class Body>
+  void start_response(bhttp::response<Body>& res, const Response& r, bool with_content_type) {
     res.version(version_);
     res.result(static_cast<unsigned>(r.status));
     status_ = r.status;
@@ -208,16 +207,22 @@ class Session final : public SessionBase {
     if (int cls = r.status / 100; cls >= 1 && cls <= 5)
       srv_.by_class[static_cast<size_t>(cls)].fetch_add(1, std::memory_order_relaxed);
     res.set(bhttp::field::server, "vpcd");
-    bool no_body = r.status < 200 || r.status == 204 || r.status == 304;
-    if (!no_body) {
-      res.set(bhttp::field::content_type, r.content_type);
-      res.body() = std::move(r.body);
-    }
-    for (auto& [name, value] : r.headers) res.insert(name, value);
+    if (with_content_type) res.set(bhttp::field::content_type, r.content_type);
+    for (const auto& [name, value] : r.headers) res.insert(name, value);
     res.set("X-Content-Type-Options", "nosniff");
     res.set("X-Frame-Options", "DENY");
     res.set("Content-Security-Policy", kCsp);
     res.set("Referrer-Policy", "no-referrer");
+  }
+
+  void send(Response r, bool keep_alive, bool linger) {
+    if (r.stream) return send_stream(std::move(r));
+    keep_alive = keep_alive && !draining_ && !srv_.draining.load(std::memory_order_relaxed);
+    res_.emplace();
+    auto& res = *res_;
+    const bool no_body = r.status < 200 || r.status == 204 || r.status == 304;
+    start_response(res, r, !no_body);
+    if (!no_body) res.body() = std::move(r.body);
     res.keep_alive(keep_alive);
     res.prepare_payload();
     state_ = State::kBusy;
@@ -249,18 +254,7 @@ class Session final : public SessionBase {
     body_stream_ = std::move(r.stream);
     stream_res_.emplace();
     auto& res = *stream_res_;
-    res.version(version_);
-    res.result(static_cast<unsigned>(r.status));
-    status_ = r.status;
-    if (int cls = r.status / 100; cls >= 1 && cls <= 5)
-      srv_.by_class[static_cast<size_t>(cls)].fetch_add(1, std::memory_order_relaxed);
-    res.set(bhttp::field::server, "vpcd");
-    res.set(bhttp::field::content_type, r.content_type);
-    for (auto& [name, value] : r.headers) res.insert(name, value);
-    res.set("X-Content-Type-Options", "nosniff");
-    res.set("X-Frame-Options", "DENY");
-    res.set("Content-Security-Policy", kCsp);
-    res.set("Referrer-Policy", "no-referrer");
+    start_response(res, r, true);
     res.set(bhttp::field::cache_control, "no-store");
     res.keep_alive(false);
     res.chunked(true);
