@@ -114,6 +114,7 @@ struct Controller::Impl {
         builder(nworkers),
         worker_load(nworkers, 0) {
     builder.set_vxlan_port(opts.vxlan_port);
+    builder.set_vxlan_uso(opts.vxlan_uso);
     std::error_code ec;
     std::filesystem::create_directories(opts.run_dir, ec);
     workers.reserve(nworkers);

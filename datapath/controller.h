@@ -67,6 +67,7 @@ struct Options {
   ConnTableOptions conntrack;  // connection tracking limits and timeouts (security groups)
   uint32_t icmp_error_rate = 100, icmp_error_burst = 50;  // router ICMP errors per worker: per second, burst
   uint16_t vxlan_port = 4789;  // UDP port of VXLAN on the underlay uplink (config vxlan-port)
+  bool vxlan_uso = true;       // UnderlayConfig::uso (config vxlan-uso)
   // netns NICs whose AF_PACKET sockets are kept ready with their rings set up (AfPacketRingPool): a new NIC then only
   // binds them instead of waiting for an RCU grace period per ring. Each pins guest_rings of memory; 0 = no pool.
   unsigned ring_pool_nics = 2;

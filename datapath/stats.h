@@ -41,6 +41,11 @@ struct WorkerCounters {
   uint64_t icmp_rate_limited = 0;       // router ICMP errors not sent: over the worker's rate limit (icmp-error-*)
   // tcp-coalesce (software GRO towards guests): super-frames built, and the TCP segments joined into them.
   uint64_t tcp_coalesced_frames = 0, tcp_coalesced_segments = 0;
+  // VXLAN by UDP segmentation offload (datapath/stages/vxlan_uso.h, uplink_input.h): super-frames received and their
+  // datagrams; guest super-frames sent as USO frames, those frames, their datagrams, and super-frames that fell back
+  // to one frame per segment.
+  uint64_t vxlan_uso_rx_frames = 0, vxlan_uso_rx_segments = 0;
+  uint64_t vxlan_uso_tx_superframes = 0, vxlan_uso_tx_frames = 0, vxlan_uso_tx_segments = 0, vxlan_uso_tx_fallbacks = 0;
 };
 
 struct Stats {

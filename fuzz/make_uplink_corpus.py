@@ -2,7 +2,9 @@
 """Writes the seed corpus of fuzz_uplink_input (fuzz/corpus/uplink_input/): records of
 [selector][tick step][length lo][length hi][frame] (see fuzz/fuzz_uplink_input.cc) with valid and broken VXLAN
 datagrams, ARP for the uplink address, a guest frame to a remote MAC, and batches of in-order TCP segments
-(selector 0x80: held for one batch, so tcp-coalesce joins them). Run: python3 fuzz/make_uplink_corpus.py"""
+(selector 0x80: held for one batch, so tcp-coalesce joins them), and VXLAN as UDP GSO super-frames (selector bit 0x40:
+a virtio_net_hdr in front, gso_type UDP_L4, as another vpcd's USO transmit arrives). Run: python3
+fuzz/make_uplink_corpus.py"""
 import hashlib
 import os
 import struct
@@ -58,6 +60,17 @@ def arp(op, sha, spa, tha, tpa, dst):
     return (dst + sha + b"\x08\x06" + a).ljust(60, b"\0")
 
 
+def uso(n, size=1398, gso_size=None, flags=1):
+    """n TCP segments as one USO frame: outer headers once, then VXLAN header + inner frame per chunk."""
+    chunks = [struct.pack("!BBBBI", 8, 0, 0, 0, 4242 << 8) + tcp_seg(1000 + i * size, bytes([i]) * size)
+              for i in range(n)]
+    payload = b"".join(chunks)
+    udp = struct.pack("!HHHH", 50000, 4789, 8 + len(payload), 0x1234) + payload
+    frame = UPLINK + PEER_MAC + b"\x08\x00" + ipv4(PEER, ME, 17, udp)
+    vnet = struct.pack("<BBHHHH", flags, 5, 42, len(chunks[0]) if gso_size is None else gso_size, 34, 6)
+    return vnet + frame
+
+
 def rec(frame, sel=0, step=0):
     return bytes([sel, step]) + struct.pack("<H", len(frame)) + frame
 
@@ -71,6 +84,8 @@ SEEDS = [
     rec(vxlan(payload=inner()[:20])) + rec(vxlan()[:40]),
     tcp_run(6),
     tcp_run(5, size=300, psh_at=2) + tcp_run(3),
+    rec(uso(4), sel=0x40),
+    rec(vxlan(), sel=0x80) + rec(uso(3), sel=0xc0) + rec(uso(2, size=500, gso_size=21), sel=0x40),
 ]
 
 out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "uplink_input")

@@ -351,6 +351,7 @@ int run_daemon(const Config& cfg) {
   dopts.icmp_error_rate = cfg.icmp_error_rate;
   dopts.icmp_error_burst = cfg.icmp_error_burst;
   dopts.vxlan_port = cfg.vxlan_port;
+  dopts.vxlan_uso = cfg.vxlan_uso;
   dp::Controller controller(dopts);
   log::info("datapath: " + std::to_string(controller.worker_count()) + " worker(s), busy-poll " +
             std::string(dp::busy_poll_name(dopts.poll.mode)) +
@@ -431,6 +432,7 @@ int main(int argc, char** argv) {
                             {"web-root", "dashboard directory"},
                             {"migrations", "SQL migrations directory"},
                             {"vxlan-port", "UDP port of VXLAN on the underlay uplink; default 4789"},
+                            {"vxlan-uso", "on|off: TCP super-frames to tunnels as one UDP GSO frame; default on"},
                             {"log-level", "debug|info|warn|error"}};
   for (auto& k : kKeys) {
     app.add_option_function<std::string>(std::string("--") + k[0], [&flags, key = std::string(k[0])](

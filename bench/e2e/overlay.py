@@ -25,7 +25,8 @@ also on failure or SIGTERM; every generator is bounded in time. Traffic stays be
 addresses that exist only there.
 
 Usage (root): python3 bench/e2e/overlay.py [--build-dir build] [--setups vpcd,kernel,ovs] [--duration 5] [--runs 1]
-                                           [--workers 1] [--no-remote-nics] [--json out.json]
+                                           [--workers 1] [--no-remote-nics] [--vxlan-uso on|off] [--json out.json]
+--vxlan-uso: vpcd's config vxlan-uso (TCP super-frames to tunnels as one UDP GSO frame each; default: vpcd's, on).
 """
 import argparse
 import contextlib
@@ -190,8 +191,11 @@ def main():
     ap.add_argument("--workers", type=int, default=1, help="vpcd workers per box")
     ap.add_argument("--no-remote-nics", action="store_true",
                     help="vpcd: VTEP peers only (the other guest's MAC is learned from flooded traffic)")
+    ap.add_argument("--vxlan-uso", choices=("on", "off"), help="vpcd: config vxlan-uso (default: vpcd's own)")
     ap.add_argument("--json")
     a = ap.parse_args()
+    if a.vxlan_uso:
+        os.environ["VPCD_TEST_VXLAN_USO"] = a.vxlan_uso  # read by overlay_lib.Box
     if os.geteuid() != 0:
         sys.exit("overlay.py: run as root")
     for tool in ("iperf3", "trafgen", "ovs-vswitchd", "ovsdb-server", "ethtool", "ping", "nsenter"):
@@ -234,7 +238,7 @@ def main():
             ("cpu sw (64B)", ("small", "cpu_switch")), ("cpu box (64B)", ("small", "cpu_machine")),
             ("cpu sw (TCP1)", ("tcp1", "cpu_switch")), ("cpu box (TCP1)", ("tcp1", "cpu_machine"))]
     print(f"\noverlay, guest to guest across two boxes ({a.duration} s per measurement, median of {a.runs} run(s), "
-          f"vpcd {a.workers} worker(s) per box)")
+          f"vpcd {a.workers} worker(s) per box, vxlan-uso {a.vxlan_uso or 'default'})")
     lib.print_table(results, cols)
     for name in results:
         for r in results[name]:

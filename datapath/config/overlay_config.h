@@ -23,6 +23,9 @@ struct UnderlayConfig {
   uint16_t vxlan_port = 4789;    // config vxlan_port
   uint32_t mtu = 1500;           // the interface's MTU (VPC mtu + 50 must fit: API rule)
   bool udp_checksum = false;     // compute outer UDP checksums (0 = none is allowed for IPv4, RFC 7348 section 5)
+  // Config vxlan-uso: GSO super-frames towards a tunnel leave as UDP segmentation offload frames (one per super-frame,
+  // datapath/stages/vxlan_uso.h; their datagrams always carry a UDP checksum), else one frame per segment.
+  bool uso = true;
 
   // The underlay next hop for a remote VTEP: itself when on-link, else the gateway; nullopt when unreachable.
   std::optional<Ipv4Addr> next_hop(Ipv4Addr remote) const noexcept {

@@ -147,6 +147,7 @@ std::shared_ptr<DatapathSnapshot> SnapshotBuilder::build(const DesiredState& d, 
   tables_ = std::move(next_tables);
   policy_.build(d, *cfg, vpc_slots_);
   build_overlay(d, ports, vpc_slots_, vxlan_port_, *cfg);
+  if (cfg->overlay.underlay) cfg->overlay.underlay->uso = vxlan_uso_;
   snap->config = std::move(cfg);
   return snap;
 }

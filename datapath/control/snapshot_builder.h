@@ -52,6 +52,8 @@ class SnapshotBuilder {
 
   // UDP port of VXLAN (config vxlan_port) put into the snapshots' overlay config.
   void set_vxlan_port(uint16_t port) { vxlan_port_ = port; }
+  // UnderlayConfig::uso (config vxlan-uso) put into the snapshots' overlay config.
+  void set_vxlan_uso(bool on) { vxlan_uso_ = on; }
 
   // The slot VPC `id` has now, or kNoVpcIndex.
   uint16_t vpc_slot(const std::string& id) const;
@@ -74,6 +76,7 @@ class SnapshotBuilder {
 
   unsigned workers_;
   uint16_t vxlan_port_ = 4789;
+  bool vxlan_uso_ = true;
   std::map<std::string, VpcTables> tables_;     // by VPC id
   std::map<std::string, uint16_t> vpc_slots_;   // VPC id -> slot, while the VPC exists
   std::vector<uint32_t> slot_gen_;              // [slot] -> gen of its current (or last) VPC

@@ -77,6 +77,8 @@ namespace vpcd::dp {
   X(kVxlanUnknownVni, "vxlan_unknown_vni")                                                 \
   X(kVxlanUnknownVtep, "vxlan_unknown_vtep") /* outer source not a VTEP of that VPC */     \
   X(kVxlanInnerVlan, "vxlan_inner_vlan")                                                   \
+  X(kVxlanBadGso, "vxlan_bad_gso") /* a UDP GSO super-frame that is no sequence of datagrams */ \
+  X(kVxlanSplitBudget, "vxlan_split_budget") /* more datagrams in a batch's super-frames than a run holds */ \
   /* vxlan encap, underlay ARP */                                                          \
   X(kNoUnderlay, "no_underlay") /* no underlay uplink configured or up */                  \
   X(kUnderlayArpQueueFull, "underlay_arp_queue_full") /* next hop unresolved, queue full */ \

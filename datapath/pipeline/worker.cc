@@ -85,6 +85,12 @@ WorkerCounters Worker::counters() const noexcept {
   c.icmp_rate_limited = ctx_.icmp_rate_limited.load(std::memory_order_relaxed);
   c.tcp_coalesced_frames = ctx_.coalesce.frames.load(std::memory_order_relaxed);
   c.tcp_coalesced_segments = ctx_.coalesce.segments.load(std::memory_order_relaxed);
+  c.vxlan_uso_rx_frames = ctx_.overlay.uso_rx_frames.load(std::memory_order_relaxed);
+  c.vxlan_uso_rx_segments = ctx_.overlay.uso_rx_segments.load(std::memory_order_relaxed);
+  c.vxlan_uso_tx_superframes = ctx_.overlay.uso_tx_superframes.load(std::memory_order_relaxed);
+  c.vxlan_uso_tx_frames = ctx_.overlay.uso_tx_frames.load(std::memory_order_relaxed);
+  c.vxlan_uso_tx_segments = ctx_.overlay.uso_tx_segments.load(std::memory_order_relaxed);
+  c.vxlan_uso_tx_fallbacks = ctx_.overlay.uso_tx_fallbacks.load(std::memory_order_relaxed);
   return c;
 }
 

@@ -33,9 +33,10 @@ inline constexpr unsigned kMaxBatch = 64;
 // CLOCK_MONOTONIC_COARSE in whole seconds, plus 1 (never 0: 0 means "never" in the MAC table).
 uint32_t monotonic_seconds() noexcept;
 
-// The packets waiting for one stage. Capacity covers a whole batch plus every pool buffer, so a push never fails.
+// The packets waiting for one stage. Capacity covers a whole batch plus every pool buffer plus the datagrams
+// uplink-input may split UDP GSO super-frames into (kSplitPackets, overlay_state.h), so a push never fails.
 struct PacketQueue {
-  static constexpr unsigned kCapacity = kMaxBatch + PacketPool::kDefaultBuffers;
+  static constexpr unsigned kCapacity = kMaxBatch + PacketPool::kDefaultBuffers + kSplitPackets;
   std::array<Packet*, kCapacity> v;
   unsigned n = 0;
   // When in_port != kInvalidPort, every packet in the queue has this in_port and this vpc: the queue holds (part of)

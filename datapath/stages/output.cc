@@ -7,6 +7,7 @@
 #include "datapath/capture/capture_tap.h"
 #include "datapath/proto/gso.h"
 #include "datapath/proto/vxlan.h"
+#include "datapath/stages/vxlan_uso.h"
 
 namespace vpcd::dp {
 namespace {
@@ -67,9 +68,68 @@ inline void send(WorkerContext& ctx, const DataplaneConfig& cfg, uint16_t port_i
   capture_tx(rt, ctx.worker, p);
 }
 
-// A GSO super-frame vxlan-encap left whole (kSegmentOnTx) for the uplink: each segment written with its outer headers
-// straight into a transmit ring slot (or, for a port without one, built in the worker's scratch and enqueued).
+// A GSO super-frame vxlan-encap left whole (kSegmentOnTx) for the uplink, as UDP segmentation offload frames
+// (vxlan_uso.h): one per super-frame, more when its chunks do not fit one IPv4 packet, built in the worker's USO
+// buffer and enqueued (AfPacketPort: one sendmsg each). The port's tx counters count the datagrams the kernel makes of
+// them. False when p cannot be laid out so (nothing sent): the caller takes the per-segment path.
+bool send_uso(WorkerContext& ctx, const DataplaneConfig& cfg, const Packet& p, TxTally& tally) noexcept {
+  const PortConfig* out = cfg.port(p.out_port);
+  if (!out || !out->rt->io || p.prefix_len != proto::kVxlanOverhead) [[unlikely]]
+    return false;
+  const UsoPlan plan = vxlan_uso_plan(p);
+  if (plan.segments == 0) return false;
+  auto& buf = ctx.overlay.uso_buf;
+  if (!buf) [[unlikely]] {
+    try {
+      buf = std::make_unique<uint8_t[]>(kUsoFrameBytes);
+    } catch (...) {
+      return false;
+    }
+  }
+  proto::VxlanOuter tmpl;
+  std::memcpy(tmpl.bytes(), p.prefix, proto::kVxlanOverhead);
+  PortRuntime& rt = *out->rt;
+  auto& st = ctx.overlay;
+  for (size_t first = 0; first < plan.segments; first += plan.per_frame) {
+    const size_t count = plan.segments - first < plan.per_frame ? plan.segments - first : plan.per_frame;
+    Packet q;
+    const size_t len = vxlan_uso_frame(p, plan, tmpl, first, count, buf.get(), kUsoFrameBytes, &q.vnet);
+    if (len == 0) [[unlikely]] {
+      if (first == 0) return false;
+      rt.counters[ctx.worker].add_drop(DropReason::kGsoSegmentFailed, plan.segments - first);
+      break;
+    }
+    q.data = buf.get();
+    q.len = q.wire_len = uint32_t(len);
+    q.flags = kHasVnet;
+    q.in_port = p.in_port;
+    q.out_port = p.out_port;
+    q.vpc = p.vpc;
+    if (!rt.io->tx_enqueue(ctx.worker, q)) [[unlikely]] {
+      rt.counters[ctx.worker].add_drop(rt.io->tx_drop_reason(ctx.worker), plan.segments - first);
+      break;
+    }
+    capture_tx(rt, ctx.worker, q);
+    ctx.mark_dirty(p.out_port);
+    // The datagrams on the wire: outer headers + a chunk each (the frame's last chunk is what remains).
+    const size_t last = len - kUsoOuterBytes - (count - 1) * plan.chunk;
+    for (size_t k = 0; k + 1 < count; ++k) tally.sent(rt, uint32_t(kUsoOuterBytes + plan.chunk));
+    tally.sent(rt, uint32_t(kUsoOuterBytes + last));
+    counter_add(st.uso_tx_frames, 1);
+    counter_add(st.uso_tx_segments, count);
+  }
+  counter_add(st.uso_tx_superframes, 1);
+  return true;
+}
+
+// A GSO super-frame vxlan-encap left whole (kSegmentOnTx) for the uplink: as USO frames when the underlay says so
+// (UnderlayConfig::uso), else (or when it does not fit them) each segment written with its outer headers straight
+// into a transmit ring slot (or, for a port without one, built in the worker's scratch and enqueued).
 void send_segmented(WorkerContext& ctx, const DataplaneConfig& cfg, const Packet& p, TxTally& tally) noexcept {
+  if (cfg.overlay.underlay && cfg.overlay.underlay->uso) {
+    if (send_uso(ctx, cfg, p, tally)) return;
+    counter_add(ctx.overlay.uso_tx_fallbacks, 1);
+  }
   const PortConfig* out = cfg.port(p.out_port);
   const PortConfig* acct = cfg.port(p.acct_port);
   if (!out || !out->rt->io) [[unlikely]] {

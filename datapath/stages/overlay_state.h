@@ -6,16 +6,21 @@
 // Threading: owned by one worker; the ArpCache counters may be read relaxed by other threads.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <vector>
 
+#include "datapath/pipeline/packet.h"
 #include "datapath/proto/vxlan.h"
 #include "datapath/tables/arp_cache.h"
 
 namespace vpcd::dp {
 
-struct Packet;
+// uplink-input: Packets one stage run may hand on for the datagrams of UDP GSO super-frames (and the other frames of
+// that run, re-homed to keep their order); beyond it a datagram is a counted vxlan_split_budget drop. 8 super-frames
+// of Linux's 128 segments (an AF_PACKET V2 queue copies at most kRxCopyBuffers = 8 super-frames per burst).
+inline constexpr unsigned kSplitPackets = 1024;
 
 struct OverlayWorkerState {
   ArpCache arp;                           // underlay next hops (this worker's)
@@ -24,9 +29,21 @@ struct OverlayWorkerState {
   // output: a segment of a kSegmentOnTx super-frame for a port without tx_slot_acquire (PacketPool::kBufBytes,
   // allocated on first use).
   std::unique_ptr<uint8_t[]> tx_scratch;
+  // output: the USO frame being built (vxlan_uso.h, kUsoFrameBytes, allocated on first use).
+  std::unique_ptr<uint8_t[]> uso_buf;
   std::vector<uint32_t> released, failed; // scratch for ArpCache results
   std::vector<Ipv4Addr> requests;         // scratch for ArpCache::tick
   uint64_t last_tick_ms = 0;
+  // uplink-input: [kSplitPackets] Packets viewing the bytes of the run's rx frames (valid until the run's output stage
+  // is done, like the rx frames themselves), allocated on the first super-frame; split_used: taken in this run.
+  std::unique_ptr<Packet[]> split;
+  unsigned split_used = 0;
+  // UDP segmentation offload across the underlay (single writer: this worker; other threads read relaxed):
+  // super-frames received (uplink-input) and the datagrams they held; super-frames sent as one USO frame each
+  // (output, vxlan_uso.h) or more when one does not fit 64 KiB, the USO frames and the datagrams in them; super-frames
+  // towards a tunnel that took the per-segment path although USO is on (did not fit the limits).
+  std::atomic<uint64_t> uso_rx_frames{0}, uso_rx_segments{0};
+  std::atomic<uint64_t> uso_tx_superframes{0}, uso_tx_frames{0}, uso_tx_segments{0}, uso_tx_fallbacks{0};
   // The underlay the cache was filled for: a change (another uplink, another address) empties it.
   uint16_t underlay_port = 0xffff;
   uint32_t underlay_addr = 0;

@@ -103,6 +103,48 @@ NextSet UplinkInputStage::process(WorkerContext& ctx, const DataplaneConfig& cfg
     tally_pkts = tally_bytes = 0;
   };
 
+  // The tunnel port a decapsulated frame enters on, its VPC, its next stage and the per-VTEP tally; or the drop.
+  auto finish_decap = [&](Packet* q, DropReason d, const VxlanDecapResult& r) {
+    if (d != DropReason::kCount) [[unlikely]] {
+      q->drop_with(d);
+      return;
+    }
+    const PortConfig* t = cfg.port(r.tunnel);
+    if (!t || t->kind != PortKind::kTunnel || !cfg.vpc(r.vpc)) [[unlikely]] {
+      q->drop_with(DropReason::kVxlanUnknownVtep);
+      return;
+    }
+    if (t->index != tally_port) {
+      flush_tally();
+      tally_port = t->index;
+    }
+    ++tally_pkts;
+    tally_bytes += q->len;
+    q->in_port = t->index;
+    q->acct_port = t->index;
+    q->vpc = r.vpc;
+    q->next = next_stage(t->features, Next::kUplinkInput);
+  };
+
+  // A run holding a UDP GSO super-frame (vxlan_decap.h): its datagrams become Packets of st.split handed on with
+  // emit(), which queues them at once, ahead of the run's own packets (distributed after this stage returns). So
+  // that nothing is reordered, every packet of such a run that goes on is re-homed the same way, in order, and its
+  // slot in the run becomes a `consumed` drop (not counted).
+  bool rehome = false;
+  for (const Packet* p : pkts) rehome |= is_udp_gso_frame(*p);
+  st.split_used = 0;
+  if (rehome && !st.split) [[unlikely]] {
+    try {
+      st.split = std::make_unique<Packet[]>(kSplitPackets);
+    } catch (...) {
+      rehome = false;  // no memory: super-frames are dropped below as vxlan_split_budget, the rest goes on in place
+    }
+  }
+  auto take = [&]() -> Packet* {
+    return rehome && st.split_used < kSplitPackets ? &st.split[st.split_used++] : nullptr;
+  };
+  PortWorkerCounters* uplink_counters = u ? &cfg.ports[u->port].rt->counters[ctx.worker] : nullptr;
+
   for (Packet* p : pkts) {
     if (!u || p->in_port != u->port) [[unlikely]] {
       p->drop_with(DropReason::kUplinkNotForUs);
@@ -128,33 +170,43 @@ NextSet UplinkInputStage::process(WorkerContext& ctx, const DataplaneConfig& cfg
           p->drop_with(DropReason::kUplinkNotForUs);
           break;
       }
-      continue;
-    }
-    if (!is_vxlan_to_us(*p, dp) && !is_fragment_to_us(*p, dp)) {
+    } else if (!is_vxlan_to_us(*p, dp) && !is_fragment_to_us(*p, dp)) {
       p->drop_with(DropReason::kUplinkNotForUs);
+    } else if (is_udp_gso_frame(*p)) [[unlikely]] {
+      unsigned n = 0;
+      const DropReason d = vxlan_uso_check(*p, &n);
+      if (d != DropReason::kCount) {
+        p->drop_with(d);
+        continue;
+      }
+      counter_add(st.uso_rx_frames, 1);
+      counter_add(st.uso_rx_segments, n);
+      for (unsigned i = 0; i < n; ++i) {
+        Packet* c = take();
+        if (!c) [[unlikely]] {
+          uplink_counters->add_drop(DropReason::kVxlanSplitBudget, n - i);
+          break;
+        }
+        *c = *p;
+        VxlanDecapResult r;
+        finish_decap(c, vxlan_decap_uso_segment(*c, *p, i, dp, r), r);
+        ctx.emit(c, c->next);
+      }
+      p->drop_with(DropReason::kConsumed);
       continue;
+    } else {
+      VxlanDecapResult r;
+      finish_decap(p, vxlan_decap(*p, dp, r), r);
     }
-    VxlanDecapResult r;
-    const DropReason d = vxlan_decap(*p, dp, r);
-    if (d != DropReason::kCount) [[unlikely]] {
-      p->drop_with(d);
-      continue;
+    if (rehome && p->next != Next::kDrop) [[unlikely]] {
+      if (Packet* c = take()) {
+        *c = *p;
+        ctx.emit(c, c->next);
+        p->drop_with(DropReason::kConsumed);
+      } else {
+        p->drop_with(DropReason::kVxlanSplitBudget);
+      }
     }
-    const PortConfig* t = cfg.port(r.tunnel);
-    if (!t || t->kind != PortKind::kTunnel || !cfg.vpc(r.vpc)) [[unlikely]] {
-      p->drop_with(DropReason::kVxlanUnknownVtep);
-      continue;
-    }
-    if (t->index != tally_port) {
-      flush_tally();
-      tally_port = t->index;
-    }
-    ++tally_pkts;
-    tally_bytes += p->len;
-    p->in_port = t->index;
-    p->acct_port = t->index;
-    p->vpc = r.vpc;
-    p->next = next_stage(t->features, Next::kUplinkInput);
   }
   flush_tally();
   return kNextsUnknown;

@@ -8,6 +8,12 @@
 //     l2-switch, which learns the source MAC on the tunnel: MAC -> source VTEP, aged like every learned MAC).
 //     The tunnel's rx counters count it (per-VTEP counters). Split horizon: l2-switch never sends a frame that came
 //     from a tunnel to vxlan-encap's head-end replication, so the overlay never floods back into the overlay;
+//     A UDP GSO super-frame (vnet gso_type UDP_L4: another vpcd's USO transmit) is split at gso_size into its
+//     datagrams, each decapsulated as if received alone (vxlan_decap.h: the same checks, drop reasons and per-VTEP
+//     counters; the whole frame dropped as vxlan_bad_gso when it is no sequence of datagrams). The datagrams are
+//     Packets of OverlayWorkerState::split viewing the super-frame's bytes, handed on with emit(); the other packets of
+//     that run are re-homed the same way so the run keeps its order (their slots become uncounted `consumed` drops).
+//     Counted per worker: uso_rx_frames / uso_rx_segments. The uplink's rx counters count the super-frame once;
 //   - everything else, and everything on an uplink that is not the underlay one: uplink_not_for_us.
 // Drops are charged to the uplink (decap failures, vxlan_* reasons) or, after decap, to the tunnel.
 // Next: output (ARP replies), the tunnel's ingress stage, or drop.

@@ -17,6 +17,17 @@
 // On success the Packet views the inner frame (data/len/wire_len moved past the 50 outer bytes, parsed again; the vnet
 // header cleared, except a partial inner checksum (NEEDS_CSUM with csum_start inside the inner frame), which stays
 // partial, re-based) and the result names the VPC slot and the tunnel port.
+// VXLAN carried as one UDP segmentation offload super-frame (vnet gso_type UDP_L4: another vpcd's USO transmit,
+// datapath/stages/vxlan_uso.h, across a veth or any underlay that kept the GSO skb whole): the UDP payload is cut
+// at gso_size into chunks, and each chunk is decapsulated exactly as the datagram the kernel's segmentation would have
+// made of it (vxlan_decap_uso_segment: the same checks from the VXLAN header on, the same drop reasons). The
+// super-frame as a whole (vxlan_uso_check) is refused as kVxlanBadGso when gso_size cannot hold a VXLAN header and
+// an inner Ethernet header, when it has more than kUsoMaxSegments chunks, or when its outer UDP checksum cannot stand
+// for its datagrams (NEEDS_CSUM anywhere but the outer UDP checksum; finished and non-zero without DATA_VALID);
+// a NEEDS_CSUM checksum is not verified (it was never computed: the sender is on this machine), DATA_VALID was
+// verified by the kernel. The UDP length field of a super-frame is not read (the kernel rewrites it per segment);
+// the IPv4 total length bounds the payload. A chunk shorter than VXLAN + Ethernet (only the last one can be) is
+// kVxlanTruncated.
 // Threading: pure function of the packet and the immutable snapshot tables.
 #pragma once
 
@@ -50,6 +61,18 @@ inline bool is_fragment_to_us(const Packet& p, const VxlanDecapParams& c) noexce
   return (p.flags & (kIsIpv4 | kIsFragment)) == (kIsIpv4 | kIsFragment) && p.ip4_dst == c.local_ip &&
          p.ip_proto == 17;
 }
+
+inline constexpr unsigned kUsoMaxSegments = 128;  // Linux's UDP_MAX_SEGMENTS (64 before 6.x): more is refused
+
+// True when p carries a vnet header with gso_type UDP_L4 (a USO super-frame).
+bool is_udp_gso_frame(const Packet& p) noexcept;
+// p: parsed, is_vxlan_to_us (or a fragment to us) and is_udp_gso_frame. Returns kCount and the number of datagrams
+// in *segments, or why the whole super-frame is dropped.
+DropReason vxlan_uso_check(const Packet& p, unsigned* segments) noexcept;
+// Decapsulates datagram i (< the vxlan_uso_check count) of super-frame `super` into c, which holds a copy of super's
+// metadata (outer addresses and ports): as vxlan_decap for a datagram of its own.
+DropReason vxlan_decap_uso_segment(Packet& c, const Packet& super, unsigned i, const VxlanDecapParams& params,
+                                   VxlanDecapResult& out) noexcept;
 
 // p must be parsed and is_vxlan_to_us (or a fragment to us). Returns DropReason::kCount on success (p rewritten,
 // out filled) or the drop reason (for inner-frame drops p already views the inner frame).

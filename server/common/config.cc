@@ -177,6 +177,8 @@ void config_set(Config& cfg, std::string_view key_in, std::string_view v, std::s
     cfg.netns_allow = parse_patterns(key, v, where);
   } else if (key == "vxlan-port") {
     cfg.vxlan_port = parse_uint<uint16_t>(key, v, 1, 65535, where);
+  } else if (key == "vxlan-uso") {
+    cfg.vxlan_uso = parse_bool(key, v, where);
   } else if (key == "log-level") {
     if (v != "debug" && v != "info" && v != "warn" && v != "error") {
       fail(where, "log-level: expected debug|info|warn|error, got \"" + std::string(v) + "\"");

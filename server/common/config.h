@@ -58,6 +58,7 @@ struct Config {
   bool guest_threaded_napi = false;  // GRO + threaded NAPI on netns NICs' guest ends (dp::Options)
   unsigned ring_pool_nics = 2;  // NICs' worth of AF_PACKET sockets kept ready with rings (dp::Options); 0 = no pool
   uint16_t vxlan_port = 4789;      // UDP port of VXLAN on the underlay uplink (RFC 7348; Linux's old default was 8472)
+  bool vxlan_uso = true;           // GSO super-frames to tunnels as UDP segmentation offload frames (dp::Options)
   // Connection tracking (security groups): conntrack-max, conntrack-max-per-vpc, conntrack-loose-pickup and
   // conntrack-timeout-CLASS (seconds; CLASS from kTimeoutClassNames: tcp-syn, tcp-established, ...).
   dp::ConnTableOptions conntrack;

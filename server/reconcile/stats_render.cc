@@ -91,6 +91,12 @@ std::string stats_json(const dp::Stats& s, const ReconcilerStats& r) {
                        {"pool_exhausted", w.pool_exhausted},
                        {"tcp_coalesced_frames", w.tcp_coalesced_frames},
                        {"tcp_coalesced_segments", w.tcp_coalesced_segments},
+                       {"vxlan_uso_rx_frames", w.vxlan_uso_rx_frames},
+                       {"vxlan_uso_rx_segments", w.vxlan_uso_rx_segments},
+                       {"vxlan_uso_tx_superframes", w.vxlan_uso_tx_superframes},
+                       {"vxlan_uso_tx_frames", w.vxlan_uso_tx_frames},
+                       {"vxlan_uso_tx_segments", w.vxlan_uso_tx_segments},
+                       {"vxlan_uso_tx_fallbacks", w.vxlan_uso_tx_fallbacks},
                        {"stage_packets", std::move(stages)}});
   }
   nlohmann::json uplinks = nlohmann::json::object();
@@ -234,6 +240,25 @@ std::string metrics_text(const dp::Stats& s, const ReconcilerStats& r) {
   per_worker("vpcd_worker_tcp_coalesced_segments_total",
              "TCP segments the tcp-coalesce stage of each datapath worker joined into super-frames.",
              &W::tcp_coalesced_segments);
+  per_worker("vpcd_worker_vxlan_uso_rx_frames_total",
+             "UDP GSO super-frames the uplink-input stage of each datapath worker received and split into VXLAN datagrams.",
+             &W::vxlan_uso_rx_frames);
+  per_worker("vpcd_worker_vxlan_uso_rx_segments_total",
+             "VXLAN datagrams the uplink-input stage of each datapath worker took out of UDP GSO super-frames.",
+             &W::vxlan_uso_rx_segments);
+  per_worker("vpcd_worker_vxlan_uso_tx_superframes_total",
+             "Guest GSO super-frames each datapath worker sent to tunnels as UDP segmentation offload frames (vxlan-uso).",
+             &W::vxlan_uso_tx_superframes);
+  per_worker("vpcd_worker_vxlan_uso_tx_frames_total",
+             "UDP segmentation offload frames each datapath worker handed to the underlay uplink.",
+             &W::vxlan_uso_tx_frames);
+  per_worker("vpcd_worker_vxlan_uso_tx_segments_total",
+             "VXLAN datagrams in the UDP segmentation offload frames each datapath worker sent.",
+             &W::vxlan_uso_tx_segments);
+  per_worker("vpcd_worker_vxlan_uso_tx_fallbacks_total",
+             "Guest GSO super-frames each datapath worker sent to tunnels one frame per segment although vxlan-uso is on "
+             "(they did not fit its limits).",
+             &W::vxlan_uso_tx_fallbacks);
   family(out, "vpcd_stage_packets_total", "counter", "Packets each pipeline stage of each datapath worker processed.");
   for (size_t i = 0; i < s.workers.size(); ++i) {
     const auto& st = s.workers[i].stage_packets;

@@ -93,8 +93,10 @@ class Box:
 
     def start(self, timeout=60):
         log = open(self.log_path, "ab")
+        # VPCD_TEST_VXLAN_USO=on|off runs the boxes with that vxlan-uso (default: vpcd's own default, on).
+        uso = ["--vxlan-uso", os.environ["VPCD_TEST_VXLAN_USO"]] if os.environ.get("VPCD_TEST_VXLAN_USO") else []
         self.proc = subprocess.Popen(["nsenter", "--net=/run/netns/" + self.ns, VPCD, "--state-dir", self.state,
-                                      "--listen", "127.0.0.1:0", "--workers", str(self.workers)],
+                                      "--listen", "127.0.0.1:0", "--workers", str(self.workers)] + uso,
                                      stdout=log, stderr=log)
         log.close()
         deadline = time.monotonic() + timeout

@@ -121,6 +121,40 @@ def test_vpc1_tcp_both_ways_across_boxes(net):
     assert ab > 0 and ba > 0
 
 
+def worker_sum(box, key):
+    return sum(w[key] for w in box.call("GET", "/v1/stats")["workers"])
+
+
+USO_KEYS = ("vxlan_uso_tx_superframes", "vxlan_uso_tx_frames", "vxlan_uso_tx_segments", "vxlan_uso_tx_fallbacks",
+            "vxlan_uso_rx_frames", "vxlan_uso_rx_segments")
+
+
+def test_tcp_across_boxes_takes_the_uso_path(net):
+    """With vxlan-uso on (the default), the guests' TSO frames leave each box as UDP GSO frames (one per super-frame)
+    and the other box splits them; iperf3 and ping work both ways. With VPCD_TEST_VXLAN_USO=off no frame takes it."""
+    a, b = net["a"], net["b"]
+    before = {(box, k): worker_sum(box, k) for box in (a, b) for k in USO_KEYS}
+    ab = iperf3(ns("gb1"), ns("ga1"), "10.77.1.20")
+    ba = iperf3(ns("ga1"), ns("gb1"), "10.77.1.10")
+    assert ab > 0 and ba > 0
+    assert ping(ns("ga1"), "10.77.1.20") and ping(ns("gb1"), "10.77.1.10")
+    d = {(box, k): worker_sum(box, k) - before[(box, k)] for box in (a, b) for k in USO_KEYS}
+    print("USO counters over the run: A %s, B %s" % ({k: d[(a, k)] for k in USO_KEYS}, {k: d[(b, k)] for k in USO_KEYS}))
+    if os.environ.get("VPCD_TEST_VXLAN_USO") == "off":
+        assert all(v == 0 for v in d.values()), d
+        return
+    for tx, rx in ((a, b), (b, a)):
+        assert d[(tx, "vxlan_uso_tx_superframes")] > 0, d
+        assert d[(tx, "vxlan_uso_tx_segments")] > d[(tx, "vxlan_uso_tx_frames")], d  # more than one datagram each
+        assert d[(rx, "vxlan_uso_rx_frames")] > 0, d
+        assert d[(rx, "vxlan_uso_rx_segments")] > d[(rx, "vxlan_uso_rx_frames")], d
+        # Every USO frame one box sent over the veth underlay arrived whole at the other (none were split on the way).
+        assert d[(rx, "vxlan_uso_rx_frames")] <= d[(tx, "vxlan_uso_tx_frames")], d
+    for box in (a, b):
+        assert uplink_stats(box)["drops"].get("vxlan_bad_gso", 0) == 0, uplink_stats(box)
+        assert uplink_stats(box)["drops"].get("vxlan_split_budget", 0) == 0, uplink_stats(box)
+
+
 def test_second_vpc_same_addresses_stays_isolated(net):
     vpc1_before, vpc2_before = in_echos("gb1"), in_echos("gb2")
     assert ping(ns("ga2"), "10.77.1.20", count=5), "VPC2 reaches its own guest on B"

@@ -211,6 +211,7 @@ TEST(OverlayPipeline, TooBigDfGetsFragNeededFromTheGateway) {
 
 TEST(OverlayPipeline, GsoSuperFrameLeavesAsEncapsulatedSegments) {
   OverlayNet n;
+  n.cfg.overlay.underlay->uso = false;  // the per-segment path (vxlan_uso_test.cc: USO)
   auto inner = FrameBuilder().eth(kRemoteMac, kGuestMac).ipv4(kRemoteIp, kGuestIp).udp(1, 2).build();
   n.receive(n.uplink, vxlan(kPeer, kVni, inner));
   n.receive(n.uplink, arp_reply_from_peer(kPeer));  // an ARP reply to our address resolves the VTEP
@@ -245,6 +246,7 @@ TEST(OverlayPipeline, GsoSuperFrameLeavesAsEncapsulatedSegments) {
 // (the vnet header points at it past the outer headers), one UDP source port for the flow, the IPv4 ids counting up.
 TEST(OverlayPipeline, GsoSuperFrameSegmentsGoStraightIntoTxSlots) {
   OverlayNet n;
+  n.cfg.overlay.underlay->uso = false;  // the per-segment path (vxlan_uso_test.cc: USO)
   n.fakes[n.uplink]->set_slots(true);
   auto inner = FrameBuilder().eth(kRemoteMac, kGuestMac).ipv4(kRemoteIp, kGuestIp).udp(1, 2).build();
   n.receive(n.uplink, vxlan(kPeer, kVni, inner));
