@@ -252,17 +252,7 @@ TEST(OverlayPipeline, GsoSuperFrameSegmentsGoStraightIntoTxSlots) {
   n.receive(n.uplink, vxlan(kPeer, kVni, inner));
   n.receive(n.uplink, arp_reply_from_peer(kPeer));
   n.fakes[n.uplink]->drain_bytes();
-  auto super = FrameBuilder().eth(kGuestMac, kRemoteMac).ipv4(kGuestIp, kRemoteIp).tcp(40000, 5201).payload_size(5000).build();
-  const uint16_t l4_len = uint16_t(super.size() - 34);
-  const be16 ps = be16::from_host(proto::fold_sum(proto::ipv4_pseudo_sum(kGuestIp, kRemoteIp, 6, l4_len)));
-  std::memcpy(&super[34 + 16], &ps, 2);
-  virtio_net_hdr v{};
-  v.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-  v.csum_start = 34;
-  v.csum_offset = 16;
-  v.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
-  v.gso_size = 1398;
-  v.hdr_len = 54;
+  auto [super, v] = tso_frame(5000);
   const uint64_t commits = n.fakes[n.uplink]->slot_commits();
   const uint64_t uplink_tx = n.cfg.ports[n.uplink].rt->sum().tx_packets;
   n.receive(n.guest, super, v);

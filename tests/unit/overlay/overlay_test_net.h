@@ -3,14 +3,18 @@
 // tests/unit/overlay/overlay_pipeline_test.cc and fuzz/fuzz_uplink_input.cc. Single-threaded.
 #pragma once
 
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "datapath/config/dataplane_config.h"
 #include "datapath/io/fake_port.h"
 #include "datapath/pipeline/pipeline.h"
+#include "datapath/proto/checksum.h"
+#include "datapath/proto/frame_builder.h"
 #include "datapath/stages/uplink_input.h"
 
 namespace vpcd::dp::overlaytest {
@@ -112,5 +116,26 @@ struct OverlayNet {
   std::vector<FakePort*> fakes;
   uint16_t guest, uplink, t1, t2;
 };
+
+// A guest's TSO super-frame as the kernel hands it over (TCP checksum partial: the pseudo-header sum in place; MSS
+// 1398; a payload pattern so misplaced bytes show) from src to dst, with its vnet header.
+inline std::pair<std::vector<uint8_t>, virtio_net_hdr> tso_frame(size_t payload, MacAddr src_mac = kGuestMac,
+                                                                 MacAddr dst_mac = kRemoteMac, Ipv4Addr src = kGuestIp,
+                                                                 Ipv4Addr dst = kRemoteIp) {
+  auto super =
+      proto::FrameBuilder().eth(src_mac, dst_mac).ipv4(src, dst).tcp(40000, 5201).payload_size(payload).build();
+  for (size_t i = 54; i < super.size(); ++i) super[i] = uint8_t(i * 7);
+  const uint16_t l4_len = uint16_t(super.size() - 34);
+  const be16 ps = be16::from_host(proto::fold_sum(proto::ipv4_pseudo_sum(src, dst, 6, l4_len)));
+  std::memcpy(&super[34 + 16], &ps, 2);
+  virtio_net_hdr v{};
+  v.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+  v.csum_start = 34;
+  v.csum_offset = 16;
+  v.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+  v.gso_size = 1398;
+  v.hdr_len = 54;
+  return {super, v};
+}
 
 }  // namespace vpcd::dp::overlaytest

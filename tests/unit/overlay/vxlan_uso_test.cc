@@ -54,24 +54,6 @@ void prime(OverlayNet& n) {
   n.fakes[n.guest]->drain();
 }
 
-// A guest's TSO frame (partial TCP checksum, as the kernel hands it over) from src to dst.
-std::pair<Bytes, virtio_net_hdr> tso(size_t payload, MacAddr src_mac = kGuestMac, MacAddr dst_mac = kRemoteMac,
-                                     Ipv4Addr src = kGuestIp, Ipv4Addr dst = kRemoteIp) {
-  auto super = FrameBuilder().eth(src_mac, dst_mac).ipv4(src, dst).tcp(40000, 5201).payload_size(payload).build();
-  for (size_t i = 54; i < super.size(); ++i) super[i] = uint8_t(i * 7);
-  const uint16_t l4_len = uint16_t(super.size() - 34);
-  const be16 ps = be16::from_host(proto::fold_sum(proto::ipv4_pseudo_sum(src, dst, 6, l4_len)));
-  std::memcpy(&super[34 + 16], &ps, 2);
-  virtio_net_hdr v{};
-  v.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-  v.csum_start = 34;
-  v.csum_offset = 16;
-  v.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
-  v.gso_size = 1398;
-  v.hdr_len = 54;
-  return {super, v};
-}
-
 uint16_t rd16(const Bytes& f, size_t off) { return uint16_t(f[off] << 8 | f[off + 1]); }
 Ipv4Addr ip_at(const Bytes& f, size_t off) {
   return Ipv4Addr{uint32_t(f[off]) << 24 | uint32_t(f[off + 1]) << 16 | uint32_t(f[off + 2]) << 8 | f[off + 3]};
@@ -131,7 +113,7 @@ std::vector<FakeFrame> send_tso(bool uso, size_t payload, OverlayWorkerState** s
   n->cfg.overlay.underlay->uso = uso;
   n->fakes[n->uplink]->set_slots(true);
   prime(*n);
-  auto [super, v] = tso(payload);
+  auto [super, v] = tso_frame(payload);
   n->receive(n->guest, super, v);
   auto out = n->fakes[n->uplink]->drain();
   if (st_out) *st_out = &n->ctx.overlay;
@@ -218,7 +200,7 @@ TEST(VxlanUso, OffSendsOneFramePerSegment) {
 
 // A USO frame as another vpcd at kPeer sends it: the guest-bound super-frame from kRemote to kGuest.
 std::pair<Bytes, virtio_net_hdr> uso_from_peer(size_t payload) {
-  auto [super, v] = tso(payload, kRemoteMac, kGuestMac, kRemoteIp, kGuestIp);
+  auto [super, v] = tso_frame(payload, kRemoteMac, kGuestMac, kRemoteIp, kGuestIp);
   Packet p = proto::make_packet(super);
   p.flags = kHasVnet;
   p.vnet = v;
