@@ -40,6 +40,11 @@ cleanup() {
     kill -KILL "$vpcd_pid" 2>/dev/null || true
     wait "$vpcd_pid" 2>/dev/null || true
   fi
+  # vpcd keeps its run dir (/run/vpcd/INSTANCE: the markers of what it created) for its next start; this one was
+  # for this temporary state dir only. The instance name is in vpcd's first log line (as tests/lib/vpcdtest.py reads it).
+  local inst
+  inst=$(grep -o -m1 'instance [0-9a-f]*' "$state/vpcd.log" 2>/dev/null | cut -d' ' -f2 || true)
+  if [ -n "$inst" ]; then rm -rf "/run/vpcd/$inst"; fi
   rm -rf "$state"
 }
 trap cleanup EXIT
