@@ -25,18 +25,6 @@ using proto::FrameBuilder;
 
 using namespace overlaytest;
 
-std::vector<uint8_t> vxlan(Ipv4Addr src, uint32_t vni, const std::vector<uint8_t>& inner, MacAddr dst = kUplinkMac) {
-  std::vector<uint8_t> v(8);
-  const proto::VxlanHdr h = proto::VxlanHdr::make(vni);
-  std::memcpy(v.data(), &h, 8);
-  v.insert(v.end(), inner.begin(), inner.end());
-  proto::Ipv4Opts df;
-  df.frag_off = proto::kIpv4FlagDf;
-  auto f = FrameBuilder().eth(kPeerMac, dst).ipv4(src, kMe, df).udp(50000, 4789).payload(v).build();
-  f[40] = f[41] = 0;
-  return f;
-}
-
 std::vector<uint8_t> arp_reply_from_peer(Ipv4Addr ip) {
   return FrameBuilder().eth(kPeerMac, kUplinkMac).arp(2, kPeerMac, ip, kUplinkMac, kMe).pad_to(60).build();
 }
@@ -44,7 +32,7 @@ std::vector<uint8_t> arp_reply_from_peer(Ipv4Addr ip) {
 TEST(OverlayPipeline, DecapDeliversToGuestLearnsVtepAndCountsPerTunnel) {
   OverlayNet n;
   auto inner = FrameBuilder().eth(kRemoteMac, kGuestMac).ipv4(kRemoteIp, kGuestIp).udp(1, 2).payload_size(20).build();
-  n.receive(n.uplink, vxlan(kPeer, kVni, inner));
+  n.receive(n.uplink, vxlan_datagram(kPeer, kVni, inner));
   auto got = n.fakes[n.guest]->drain_bytes();
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0], inner);
@@ -58,9 +46,9 @@ TEST(OverlayPipeline, DecapDeliversToGuestLearnsVtepAndCountsPerTunnel) {
 TEST(OverlayPipeline, BadUnderlayTrafficCountedOnTheUplink) {
   OverlayNet n;
   auto inner = FrameBuilder().eth(kRemoteMac, kGuestMac).ipv4(kRemoteIp, kGuestIp).udp(1, 2).build();
-  n.receive(n.uplink, vxlan(kPeer, 777, inner));
-  n.receive(n.uplink, vxlan(*Ipv4Addr::parse("198.18.0.99"), kVni, inner));
-  auto bad_flags = vxlan(kPeer, kVni, inner);
+  n.receive(n.uplink, vxlan_datagram(kPeer, 777, inner));
+  n.receive(n.uplink, vxlan_datagram(*Ipv4Addr::parse("198.18.0.99"), kVni, inner));
+  auto bad_flags = vxlan_datagram(kPeer, kVni, inner);
   bad_flags[42] = 0;
   n.receive(n.uplink, bad_flags);
   n.receive(n.uplink, FrameBuilder().eth(kPeerMac, kUplinkMac).ipv4(kPeer, kMe).udp(1, 53).build());
@@ -85,7 +73,7 @@ TEST(OverlayPipeline, EncapResolvesNextHopQueuesThenSends) {
   OverlayNet n;
   // Learn the remote MAC behind tunnel 1 (a frame from it).
   auto from_remote = FrameBuilder().eth(kRemoteMac, kGuestMac).ipv4(kRemoteIp, kGuestIp).udp(1, 2).build();
-  n.receive(n.uplink, vxlan(kPeer, kVni, from_remote));
+  n.receive(n.uplink, vxlan_datagram(kPeer, kVni, from_remote));
   n.fakes[n.guest]->drain_bytes();
   auto to_remote = FrameBuilder().eth(kGuestMac, kRemoteMac).ipv4(kGuestIp, kRemoteIp).udp(3, 4).payload_size(30).build();
   n.receive(n.guest, to_remote);
@@ -149,7 +137,7 @@ TEST(OverlayPipeline, FloodReplicatesToEveryPeerButNeverBackIntoTheOverlay) {
   EXPECT_EQ(n.fakes[n.uplink]->drain_bytes().size(), 2u);
   // A broadcast from the overlay reaches the local guest only (split horizon).
   auto remote_bcast = FrameBuilder().eth(kRemoteMac, kBroadcastMac).arp(1, kRemoteMac, kRemoteIp, MacAddr{}, *Ipv4Addr::parse("10.0.0.99")).pad_to(60).build();
-  n.receive(n.uplink, vxlan(kPeer, kVni, remote_bcast));
+  n.receive(n.uplink, vxlan_datagram(kPeer, kVni, remote_bcast));
   EXPECT_EQ(n.fakes[n.guest]->drain_bytes().size(), 1u);
   EXPECT_TRUE(n.fakes[n.uplink]->drain_bytes().empty());
 }
@@ -169,7 +157,7 @@ TEST(OverlayPipeline, UnknownUnicastGoesToThePeersOnly) {
   for (auto& f : sent) EXPECT_EQ(0, std::memcmp(f.data() + 50, to_unknown.data(), to_unknown.size()));
   // From the overlay: the only local guest has port security, so nobody here can own the MAC.
   auto from_remote = FrameBuilder().eth(kRemoteMac, unknown).ipv4(kRemoteIp, kGuestIp).udp(1, 2).build();
-  n.receive(n.uplink, vxlan(kPeer, kVni, from_remote));
+  n.receive(n.uplink, vxlan_datagram(kPeer, kVni, from_remote));
   EXPECT_TRUE(n.fakes[n.guest]->drain_bytes().empty());
   EXPECT_TRUE(n.fakes[n.uplink]->drain_bytes().empty());
   EXPECT_EQ(n.drops(n.t1, DropReason::kUnknownUnicast), 1u);
@@ -178,7 +166,7 @@ TEST(OverlayPipeline, UnknownUnicastGoesToThePeersOnly) {
 TEST(OverlayPipeline, UnansweredArpDropsQueuedFramesAsFailed) {
   OverlayNet n;
   auto inner = FrameBuilder().eth(kRemoteMac, kGuestMac).ipv4(kRemoteIp, kGuestIp).udp(1, 2).build();
-  n.receive(n.uplink, vxlan(kPeer, kVni, inner));  // learn kRemoteMac behind t1
+  n.receive(n.uplink, vxlan_datagram(kPeer, kVni, inner));  // learn kRemoteMac behind t1
   auto to_remote = FrameBuilder().eth(kGuestMac, kRemoteMac).ipv4(kGuestIp, kRemoteIp).udp(3, 4).build();
   n.receive(n.guest, to_remote);
   const uint64_t t0 = monotonic_ms();
@@ -191,7 +179,7 @@ TEST(OverlayPipeline, UnansweredArpDropsQueuedFramesAsFailed) {
 TEST(OverlayPipeline, TooBigDfGetsFragNeededFromTheGateway) {
   OverlayNet n;
   auto inner = FrameBuilder().eth(kRemoteMac, kGuestMac).ipv4(kRemoteIp, kGuestIp).udp(1, 2).build();
-  n.receive(n.uplink, vxlan(kPeer, kVni, inner));
+  n.receive(n.uplink, vxlan_datagram(kPeer, kVni, inner));
   n.fakes[n.guest]->drain_bytes();
   proto::Ipv4Opts df;
   df.frag_off = proto::kIpv4FlagDf;
@@ -213,7 +201,7 @@ TEST(OverlayPipeline, GsoSuperFrameLeavesAsEncapsulatedSegments) {
   OverlayNet n;
   n.cfg.overlay.underlay->uso = false;  // the per-segment path (vxlan_uso_test.cc: USO)
   auto inner = FrameBuilder().eth(kRemoteMac, kGuestMac).ipv4(kRemoteIp, kGuestIp).udp(1, 2).build();
-  n.receive(n.uplink, vxlan(kPeer, kVni, inner));
+  n.receive(n.uplink, vxlan_datagram(kPeer, kVni, inner));
   n.receive(n.uplink, arp_reply_from_peer(kPeer));  // an ARP reply to our address resolves the VTEP
   n.fakes[n.uplink]->drain_bytes();
   auto super = FrameBuilder().eth(kGuestMac, kRemoteMac).ipv4(kGuestIp, kRemoteIp).tcp(40000, 5201).payload_size(20000).build();
@@ -249,7 +237,7 @@ TEST(OverlayPipeline, GsoSuperFrameSegmentsGoStraightIntoTxSlots) {
   n.cfg.overlay.underlay->uso = false;  // the per-segment path (vxlan_uso_test.cc: USO)
   n.fakes[n.uplink]->set_slots(true);
   auto inner = FrameBuilder().eth(kRemoteMac, kGuestMac).ipv4(kRemoteIp, kGuestIp).udp(1, 2).build();
-  n.receive(n.uplink, vxlan(kPeer, kVni, inner));
+  n.receive(n.uplink, vxlan_datagram(kPeer, kVni, inner));
   n.receive(n.uplink, arp_reply_from_peer(kPeer));
   n.fakes[n.uplink]->drain_bytes();
   auto [super, v] = tso_frame(5000);

@@ -15,6 +15,7 @@
 #include "datapath/pipeline/pipeline.h"
 #include "datapath/proto/checksum.h"
 #include "datapath/proto/frame_builder.h"
+#include "datapath/proto/vxlan.h"
 #include "datapath/stages/uplink_input.h"
 
 namespace vpcd::dp::overlaytest {
@@ -116,6 +117,20 @@ struct OverlayNet {
   std::vector<FakePort*> fakes;
   uint16_t guest, uplink, t1, t2;
 };
+
+// A VXLAN datagram from the VTEP at src to this box (outer UDP checksum 0, DF) carrying inner in VNI vni.
+inline std::vector<uint8_t> vxlan_datagram(Ipv4Addr src, uint32_t vni, const std::vector<uint8_t>& inner,
+                                           MacAddr dst = kUplinkMac) {
+  std::vector<uint8_t> v(8);
+  const proto::VxlanHdr h = proto::VxlanHdr::make(vni);
+  std::memcpy(v.data(), &h, 8);
+  v.insert(v.end(), inner.begin(), inner.end());
+  proto::Ipv4Opts df;
+  df.frag_off = proto::kIpv4FlagDf;
+  auto f = proto::FrameBuilder().eth(kPeerMac, dst).ipv4(src, kMe, df).udp(50000, 4789).payload(v).build();
+  f[40] = f[41] = 0;
+  return f;
+}
 
 // A guest's TSO super-frame as the kernel hands it over (TCP checksum partial: the pseudo-header sum in place; MSS
 // 1398; a payload pattern so misplaced bytes show) from src to dst, with its vnet header.

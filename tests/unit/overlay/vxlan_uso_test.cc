@@ -34,21 +34,9 @@ using Bytes = std::vector<uint8_t>;
 
 constexpr uint8_t kUdpL4 = proto::kVnetGsoUdpL4;
 
-Bytes vxlan_from(Ipv4Addr src, uint32_t vni, const Bytes& inner) {
-  Bytes v(8);
-  const proto::VxlanHdr h = proto::VxlanHdr::make(vni);
-  std::memcpy(v.data(), &h, 8);
-  v.insert(v.end(), inner.begin(), inner.end());
-  proto::Ipv4Opts df;
-  df.frag_off = proto::kIpv4FlagDf;
-  auto f = FrameBuilder().eth(kPeerMac, kUplinkMac).ipv4(src, kMe, df).udp(50000, 4789).payload(v).build();
-  f[40] = f[41] = 0;
-  return f;
-}
-
 // Learns kRemoteMac behind tunnel t1 and resolves kPeer, so frames to kRemoteMac go unicast to a resolved VTEP.
 void prime(OverlayNet& n) {
-  n.receive(n.uplink, vxlan_from(kPeer, kVni, FrameBuilder().eth(kRemoteMac, kGuestMac).ipv4(kRemoteIp, kGuestIp).udp(1, 2).build()));
+  n.receive(n.uplink, vxlan_datagram(kPeer, kVni, FrameBuilder().eth(kRemoteMac, kGuestMac).ipv4(kRemoteIp, kGuestIp).udp(1, 2).build()));
   n.receive(n.uplink, FrameBuilder().eth(kPeerMac, kUplinkMac).arp(2, kPeerMac, kPeer, kUplinkMac, kMe).pad_to(60).build());
   n.fakes[n.uplink]->drain();
   n.fakes[n.guest]->drain();
@@ -274,7 +262,7 @@ TEST(VxlanUso, ReceivedSuperFrameDeliversWhatItsDatagramsDo) {
 TEST(VxlanUso, RunWithASuperFrameKeepsItsOrder) {
   auto [f, v] = uso_from_peer(3 * 1398);
   auto dgram = [](uint16_t port) {
-    return vxlan_from(kPeer, kVni, FrameBuilder().eth(kRemoteMac, kGuestMac).ipv4(kRemoteIp, kGuestIp).udp(port, 9).build());
+    return vxlan_datagram(kPeer, kVni, FrameBuilder().eth(kRemoteMac, kGuestMac).ipv4(kRemoteIp, kGuestIp).udp(port, 9).build());
   };
   OverlayNet n;
   Rx r = receive({{dgram(1), std::nullopt}, {f, v}, {dgram(2), std::nullopt}}, n);
