@@ -3,19 +3,28 @@
 //                   frames (the target: >= 10 Mpps per core), batch size as the argument;
 //   BM_VxlanEncap   inner flow hash + outer header (template copy, lengths, IPv4 checksum, source port) per packet;
 //   BM_GsoSegment   software segmentation of a 64 KB TCP super-frame into 1398-byte segments, with the inner checksum
-//                   computed in software (arg 0) or left partial for the kernel (arg 1); bytes per second.
+//                   computed in software (arg 0) or left partial for the kernel (arg 1); bytes per second;
+//   BM_PayloadCopySum the payload part of that: a 64 KB super-frame's payload copied and summed in 1398-byte segments,
+//                   memcpy then ones_sum (arg 0, how gso.cc did it before 2026-12-02) or in one pass with
+//                   ones_sum_copy (arg 1, what it does now);
+//   BM_VxlanUsoFrame  the USO transmit of one 64 KB TCP super-frame (vxlan_uso.h: both USO frames it becomes, inner
+//                   headers and checksums per segment written into the frame buffer); bytes of super-frame per second.
 // Run: cmake --build build --target bm_vxlan && build/bm_vxlan
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstring>
+#include <string>
 #include <vector>
 
+#include "datapath/proto/checksum.h"
 #include "datapath/proto/frame_builder.h"
 #include "datapath/proto/gso.h"
 #include "datapath/proto/vxlan.h"
 #include "datapath/stages/parse.h"
 #include "datapath/stages/vxlan_decap.h"
 #include "datapath/stages/vxlan_encap.h"
+#include "datapath/stages/vxlan_uso.h"
 
 namespace vpcd::dp {
 namespace {
@@ -117,6 +126,72 @@ void BM_GsoSegment(benchmark::State& state) {
   state.SetLabel(mode == proto::GsoCsum::kSoftware ? "inner checksum in software" : "inner checksum left partial");
 }
 BENCHMARK(BM_GsoSegment)->Arg(0)->Arg(1);
+
+void BM_PayloadCopySum(benchmark::State& state) {
+  const bool fused = state.range(0) == 1;
+  constexpr size_t kPayload = 64000, kMss = 1398;
+  std::vector<uint8_t> src(kPayload), dst(kPayload + 64);
+  for (size_t i = 0; i < src.size(); ++i) src[i] = uint8_t(i * 7 + 3);
+  uint32_t acc = 0;
+  for (auto _ : state) {
+    for (size_t off = 0; off < kPayload; off += kMss) {
+      const size_t n = kPayload - off < kMss ? kPayload - off : kMss;
+      if (fused) {
+        acc += proto::ones_sum_copy(dst.data() + off, src.data() + off, n);
+      } else {
+        std::memcpy(dst.data() + off, src.data() + off, n);
+        acc += proto::ones_sum({dst.data() + off, n});
+      }
+    }
+    benchmark::DoNotOptimize(acc);
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(kPayload));
+  state.SetLabel(fused ? "one pass (ones_sum_copy)" : "memcpy, then ones_sum");
+}
+BENCHMARK(BM_PayloadCopySum)->Arg(0)->Arg(1);
+
+void BM_VxlanUsoFrame(benchmark::State& state) {
+  auto f = FrameBuilder()
+               .eth(kA, kB)
+               .ipv4(Ipv4Addr{0x0a000001}, Ipv4Addr{0x0a000002})
+               .tcp(40000, 5201)
+               .payload_size(64000)
+               .build();
+  Packet p = proto::make_packet(f);
+  parse(p);
+  p.flags |= kHasVnet;
+  p.vnet.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+  p.vnet.gso_size = 1398;
+  proto::VxlanOuterParams op;
+  op.src_mac = kUplink;
+  op.dst_mac = kPeerMac;
+  op.src_ip = kLocal;
+  op.dst_ip = kPeer;
+  op.vni = 4242;
+  const proto::VxlanOuter tmpl = proto::build_vxlan_outer(op);
+  const UsoPlan plan = vxlan_uso_plan(p);
+  std::vector<uint8_t> buf(kUsoFrameBytes);
+  size_t frames = 0;
+  for (auto _ : state) {
+    for (size_t first = 0; first < plan.segments; first += plan.per_frame) {
+      const size_t count = plan.segments - first < plan.per_frame ? plan.segments - first : plan.per_frame;
+      virtio_net_hdr vnet;
+      if (vxlan_uso_frame(p, plan, tmpl, first, count, buf.data(), buf.size(), &vnet) == 0) {
+        state.SkipWithError("USO frame failed");
+        break;
+      }
+      ++frames;
+      benchmark::DoNotOptimize(buf.data());
+      benchmark::ClobberMemory();
+    }
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(f.size()));
+  state.SetItemsProcessed(int64_t(state.iterations()));  // super-frames
+  const size_t per = frames / std::max<size_t>(size_t(state.iterations()), 1);
+  state.SetLabel(std::to_string(plan.segments) + " segments, " + std::to_string(per) + " USO frames per super-frame");
+}
+BENCHMARK(BM_VxlanUsoFrame);
 
 }  // namespace
 }  // namespace vpcd::dp

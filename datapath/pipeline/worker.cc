@@ -10,7 +10,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <new>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 
@@ -34,7 +36,9 @@ unsigned resolve_worker_count(unsigned requested) noexcept {
   return std::clamp(n, 1u, kMaxWorkers);
 }
 
-Worker::Worker(unsigned index, DatapathPublisher& pub, PollPolicy poll)
+// The per-worker buffers (the packet pool, the overlay's USO and split buffers: WorkerContext) are allocated here,
+// never in the datapath: running out of memory is a start-up error naming the worker.
+Worker::Worker(unsigned index, DatapathPublisher& pub, PollPolicy poll) try
     : index_(index),
       pub_(pub),
       poll_(poll),
@@ -51,6 +55,9 @@ Worker::Worker(unsigned index, DatapathPublisher& pub, PollPolicy poll)
     throw std::system_error(e, std::generic_category(), "epoll_ctl(eventfd)");
   }
   ctx_.worker = index_;
+} catch (const std::bad_alloc&) {
+  throw std::runtime_error("datapath worker " + std::to_string(index) +
+                           ": out of memory for its buffers (packet pool, overlay USO and split buffers)");
 }
 
 Worker::~Worker() {

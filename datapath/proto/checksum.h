@@ -18,6 +18,12 @@ namespace vpcd::proto {
 // folded to 16 bits. Not complemented.
 uint16_t ones_sum(std::span<const uint8_t> data, uint32_t initial = 0) noexcept;
 
+// Copies n bytes from src to dst (not overlapping, any alignment) and returns their one's complement sum, exactly
+// ones_sum({src, n}): one pass over the bytes instead of a memcpy and then a second read (the software GSO's
+// segment payloads, gso.cc). The sum is relative to src[0], so src must start at an even offset of the checksummed
+// data; chain it with fold_sum(ones_sum(headers, pseudo) + ones_sum_copy(...)).
+uint16_t ones_sum_copy(uint8_t* dst, const uint8_t* src, size_t n) noexcept;
+
 // Folds a 32-bit running sum to 16 bits with end-around carry.
 constexpr uint16_t fold_sum(uint32_t sum) noexcept {
   sum = (sum & 0xffff) + (sum >> 16);

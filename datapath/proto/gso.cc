@@ -66,7 +66,12 @@ size_t write_segment(const dp::Packet& p, const Layout& l, size_t i, GsoCsum csu
   const size_t done = i * l.gso_size;
   const size_t chunk = l.payload_bytes - done < l.gso_size ? l.payload_bytes - done : l.gso_size;
   std::memcpy(f, p.data, l.hdr_bytes);
-  std::memcpy(f + l.hdr_bytes, p.data + l.hdr_bytes + done, chunk);
+  // kSoftware: the payload is summed as it is copied (one pass); the L4 header's sum is added once it is final.
+  uint16_t payload_sum = 0;
+  if (csum == GsoCsum::kSoftware)
+    payload_sum = ones_sum_copy(f + l.hdr_bytes, p.data + l.hdr_bytes + done, chunk);
+  else
+    std::memcpy(f + l.hdr_bytes, p.data + l.hdr_bytes + done, chunk);
   const size_t len = l.hdr_bytes + chunk;
   const size_t l4_len = len - l4;
   Ipv4Addr src4, dst4;
@@ -111,7 +116,10 @@ size_t write_segment(const dp::Packet& p, const Layout& l, size_t i, GsoCsum csu
                              : ipv6_pseudo_sum(src6, dst6, proto, uint32_t(l4_len));
   *vnet = virtio_net_hdr{};
   if (csum == GsoCsum::kSoftware) {
-    be16 c = internet_checksum({f + l4, l4_len}, pseudo);
+    // The payload starts at an even offset of the L4 data (TCP headers are 4-byte multiples, UDP's is 8 bytes), so
+    // its sum chains onto the header's.
+    const uint16_t sum = fold_sum(uint32_t(ones_sum({f + l4, l.hdr_bytes - l4}, pseudo)) + payload_sum);
+    be16 c = be16::from_host(uint16_t(~sum));
     if (!l.tcp && c.raw == 0) c = be16{0xffff};
     std::memcpy(f + l4 + csum_off, &c, 2);
   } else {

@@ -7,8 +7,9 @@
 // Every segment is a full frame: the original Ethernet/IP/L4 headers, then at most gso_size payload bytes. IPv4 total
 // length, id (+1 per segment) and header checksum; IPv6 payload length; TCP sequence number (+ offset), FIN/PSH only
 // on the last segment, CWR only on the first; UDP length. The L4 checksum is either computed in full
-// (kSoftware: "the inner checksum is done") or left to the kernel/NIC as a partial checksum (kPartial: the field holds
-// the pseudo-header sum and the segment's vnet header says NEEDS_CSUM at csum_start/csum_offset).
+// (kSoftware: "the inner checksum is done"; the payload is summed while it is copied, proto::ones_sum_copy, one pass
+// over it instead of a copy and a second read) or left to the kernel/NIC as a partial checksum (kPartial: the field
+// holds the pseudo-header sum and the segment's vnet header says NEEDS_CSUM at csum_start/csum_offset).
 // Threading: pure function; the caller owns the output buffer.
 #pragma once
 

@@ -2,7 +2,6 @@
 #include "datapath/stages/output.h"
 
 #include <cstring>
-#include <memory>
 
 #include "datapath/capture/capture_tap.h"
 #include "datapath/proto/gso.h"
@@ -78,14 +77,7 @@ bool send_uso(WorkerContext& ctx, const DataplaneConfig& cfg, const Packet& p, T
     return false;
   const UsoPlan plan = vxlan_uso_plan(p);
   if (plan.segments == 0) return false;
-  auto& buf = ctx.overlay.uso_buf;
-  if (!buf) [[unlikely]] {
-    try {
-      buf = std::make_unique<uint8_t[]>(kUsoFrameBytes);
-    } catch (...) {
-      return false;
-    }
-  }
+  uint8_t* const buf = ctx.overlay.uso_buf.get();  // allocated with the worker (overlay_state.h)
   proto::VxlanOuter tmpl;
   std::memcpy(tmpl.bytes(), p.prefix, proto::kVxlanOverhead);
   PortRuntime& rt = *out->rt;
@@ -93,13 +85,13 @@ bool send_uso(WorkerContext& ctx, const DataplaneConfig& cfg, const Packet& p, T
   for (size_t first = 0; first < plan.segments; first += plan.per_frame) {
     const size_t count = plan.segments - first < plan.per_frame ? plan.segments - first : plan.per_frame;
     Packet q;
-    const size_t len = vxlan_uso_frame(p, plan, tmpl, first, count, buf.get(), kUsoFrameBytes, &q.vnet);
+    const size_t len = vxlan_uso_frame(p, plan, tmpl, first, count, buf, kUsoFrameBytes, &q.vnet);
     if (len == 0) [[unlikely]] {
       if (first == 0) return false;
       rt.counters[ctx.worker].add_drop(DropReason::kGsoSegmentFailed, plan.segments - first);
       break;
     }
-    q.data = buf.get();
+    q.data = buf;
     q.len = q.wire_len = uint32_t(len);
     q.flags = kHasVnet;
     q.in_port = p.in_port;
@@ -150,7 +142,7 @@ void send_segmented(WorkerContext& ctx, const DataplaneConfig& cfg, const Packet
   proto::VxlanOuter tmpl;
   std::memcpy(tmpl.bytes(), p.prefix, proto::kVxlanOverhead);
   const uint16_t sport = tmpl.udp.src_port.to_host();
-  auto& scratch = ctx.overlay.tx_scratch;
+  uint8_t* const scratch = ctx.overlay.tx_scratch.get();  // PacketPool::kBufBytes, allocated with the worker
   bool flushed = false;
   for (size_t i = 0; i < n; ++i) {
     uint8_t* f = rt.io->tx_slot_acquire(ctx.worker, uint32_t(frame_max));
@@ -160,10 +152,7 @@ void send_segmented(WorkerContext& ctx, const DataplaneConfig& cfg, const Packet
       f = rt.io->tx_slot_acquire(ctx.worker, uint32_t(frame_max));
     }
     const bool in_ring = f != nullptr;
-    if (!in_ring) {
-      if (!scratch) scratch = std::make_unique<uint8_t[]>(PacketPool::kBufBytes);
-      f = scratch.get();
-    }
+    if (!in_ring) f = scratch;
     proto::GsoSegment seg;
     proto::gso_segment_one(p, i, mode, f + proto::kVxlanOverhead, seg_max, &seg);
     proto::VxlanOuter o = tmpl;

@@ -26,16 +26,21 @@ struct OverlayWorkerState {
   ArpCache arp;                           // underlay next hops (this worker's)
   std::vector<Packet*> waiting;           // [pool buffer index] -> a frame queued in `arp` (token = buffer index)
   std::vector<proto::VxlanOuter> hdrs;    // encap scratch: [position in the stage's span]
-  // output: a segment of a kSegmentOnTx super-frame for a port without tx_slot_acquire (PacketPool::kBufBytes,
-  // allocated on first use).
+  // Allocates (and zeroes, so their pages are mapped now) tx_scratch, uso_buf and split: the datapath never allocates
+  // them. Throws std::bad_alloc; the worker that owns this state then fails to start (Worker::Worker).
+  OverlayWorkerState();
+  OverlayWorkerState(const OverlayWorkerState&) = delete;
+  OverlayWorkerState& operator=(const OverlayWorkerState&) = delete;
+
+  // output: a segment of a kSegmentOnTx super-frame for a port without tx_slot_acquire (PacketPool::kBufBytes).
   std::unique_ptr<uint8_t[]> tx_scratch;
-  // output: the USO frame being built (vxlan_uso.h, kUsoFrameBytes, allocated on first use).
+  // output: the USO frame being built (vxlan_uso.h, kUsoFrameBytes).
   std::unique_ptr<uint8_t[]> uso_buf;
   std::vector<uint32_t> released, failed; // scratch for ArpCache results
   std::vector<Ipv4Addr> requests;         // scratch for ArpCache::tick
   uint64_t last_tick_ms = 0;
   // uplink-input: [kSplitPackets] Packets viewing the bytes of the run's rx frames (valid until the run's output stage
-  // is done, like the rx frames themselves), allocated on the first super-frame; split_used: taken in this run.
+  // is done, like the rx frames themselves); split_used: taken in this run.
   std::unique_ptr<Packet[]> split;
   unsigned split_used = 0;
   // UDP segmentation offload across the underlay (single writer: this worker; other threads read relaxed):

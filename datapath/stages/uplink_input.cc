@@ -133,13 +133,6 @@ NextSet UplinkInputStage::process(WorkerContext& ctx, const DataplaneConfig& cfg
   bool rehome = false;
   for (const Packet* p : pkts) rehome |= is_udp_gso_frame(*p);
   st.split_used = 0;
-  if (rehome && !st.split) [[unlikely]] {
-    try {
-      st.split = std::make_unique<Packet[]>(kSplitPackets);
-    } catch (...) {
-      rehome = false;  // no memory: super-frames are dropped below as vxlan_split_budget, the rest goes on in place
-    }
-  }
   auto take = [&]() -> Packet* {
     return rehome && st.split_used < kSplitPackets ? &st.split[st.split_used++] : nullptr;
   };
@@ -181,6 +174,10 @@ NextSet UplinkInputStage::process(WorkerContext& ctx, const DataplaneConfig& cfg
       }
       counter_add(st.uso_rx_frames, 1);
       counter_add(st.uso_rx_segments, n);
+      // The uplink counts datagrams, as on transmit: run_batch counted the super-frame as one frame of its bytes; the
+      // other n - 1 datagrams it holds each had their own outer Ethernet + IPv4 + UDP headers on the wire.
+      counter_add(uplink_counters->rx_packets, n - 1);
+      counter_add(uplink_counters->rx_bytes, uint64_t(n - 1) * (p->l4_offset + proto::kUdpHdrLen));
       for (unsigned i = 0; i < n; ++i) {
         Packet* c = take();
         if (!c) [[unlikely]] {

@@ -13,7 +13,9 @@
 //     counters; the whole frame dropped as vxlan_bad_gso when it is no sequence of datagrams). The datagrams are
 //     Packets of OverlayWorkerState::split viewing the super-frame's bytes, handed on with emit(); the other packets of
 //     that run are re-homed the same way so the run keeps its order (their slots become uncounted `consumed` drops).
-//     Counted per worker: uso_rx_frames / uso_rx_segments. The uplink's rx counters count the super-frame once;
+//     Counted per worker: uso_rx_frames / uso_rx_segments. The uplink's rx counters count the datagrams (packets,
+//     and bytes with the outer headers each had on the wire), as its tx counters do, once the frame passed the
+//     check (a frame dropped whole as vxlan_bad_gso counts as one);
 //   - everything else, and everything on an uplink that is not the underlay one: uplink_not_for_us.
 // Drops are charged to the uplink (decap failures, vxlan_* reasons) or, after decap, to the tunnel.
 // Next: output (ARP replies), the tunnel's ingress stage, or drop.

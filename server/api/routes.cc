@@ -343,8 +343,29 @@ json stats_schema() {
                  {"required",
                   {"batches", "packets", "wakeups", "empty_polls", "spin_starts", "spin_stops", "snapshot_generation",
                    "icmp_rate_limited", "pool_exhausted", "stage_packets"}}};
+  const json port_counters = {{"type", "object"},
+                              {"properties",
+                               {{"rx_packets", counters_schema()},
+                                {"rx_bytes", counters_schema()},
+                                {"tx_packets", counters_schema()},
+                                {"tx_bytes", counters_schema()},
+                                {"drops", {{"type", "object"}, {"additionalProperties", counters_schema()}}}}}};
+  json uplink = port_counters;
+  uplink["description"] =
+      "an uplink's counters (by uplink id): frames as on the wire, VXLAN datagrams and ARP; a UDP GSO super-frame "
+      "(vxlan-uso) counts as the datagrams it holds, each with its own outer headers, received as sent";
+  json tunnel = port_counters;
+  tunnel["properties"]["vpc_id"] = {{"type", "string"}};
+  tunnel["properties"]["remote_ip"] = {{"type", "string"}};
+  tunnel["description"] =
+      "a remote VTEP of a VPC (keyed \"VPC id/underlay IP\"): rx = inner frames decapsulated from it (inner bytes), "
+      "tx = VXLAN datagrams encapsulated to it (bytes with the outer headers), one per datagram also when they "
+      "crossed the underlay in a UDP GSO super-frame; drops charged to it";
   return {{"type", "object"},
-          {"properties", {{"workers", {{"type", "array"}, {"description", "one per datapath worker"}, {"items", worker}}}}}};
+          {"properties",
+           {{"workers", {{"type", "array"}, {"description", "one per datapath worker"}, {"items", worker}}},
+            {"uplinks", {{"type", "object"}, {"additionalProperties", uplink}}},
+            {"tunnels", {{"type", "object"}, {"additionalProperties", tunnel}}}}}};
 }
 
 RouteDoc events_doc() {

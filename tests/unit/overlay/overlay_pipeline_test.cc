@@ -29,6 +29,16 @@ std::vector<uint8_t> arp_reply_from_peer(Ipv4Addr ip) {
   return FrameBuilder().eth(kPeerMac, kUplinkMac).arp(2, kPeerMac, ip, kUplinkMac, kMe).pad_to(60).build();
 }
 
+// The buffers the output and uplink-input stages use for USO and GSO super-frames exist as soon as the worker's
+// state does: the datapath never allocates them (a failed allocation is the worker's start-up error).
+TEST(OverlayWorkerState, BuffersExistBeforeTheFirstPacket) {
+  WorkerContext ctx;
+  EXPECT_NE(ctx.overlay.tx_scratch, nullptr);
+  EXPECT_NE(ctx.overlay.uso_buf, nullptr);
+  EXPECT_NE(ctx.overlay.split, nullptr);
+  EXPECT_EQ(ctx.overlay.split_used, 0u);
+}
+
 TEST(OverlayPipeline, DecapDeliversToGuestLearnsVtepAndCountsPerTunnel) {
   OverlayNet n;
   auto inner = FrameBuilder().eth(kRemoteMac, kGuestMac).ipv4(kRemoteIp, kGuestIp).udp(1, 2).payload_size(20).build();

@@ -214,6 +214,7 @@ std::pair<Bytes, virtio_net_hdr> uso_from_peer(size_t payload) {
 struct Rx {
   std::vector<FakeFrame> guest;
   uint64_t tunnel_rx = 0, tunnel_bytes = 0;
+  uint64_t uplink_rx = 0, uplink_bytes = 0;
 };
 
 // Receives frames on the uplink in one batch; no tcp-coalesce on the guest, so every datagram's frame is seen.
@@ -229,6 +230,8 @@ Rx receive(const std::vector<std::pair<Bytes, std::optional<virtio_net_hdr>>>& f
   r.guest = n.fakes[n.guest]->drain();
   r.tunnel_rx = n.cfg.ports[n.t1].rt->sum().rx_packets;
   r.tunnel_bytes = n.cfg.ports[n.t1].rt->sum().rx_bytes;
+  r.uplink_rx = n.cfg.ports[n.uplink].rt->sum().rx_packets;
+  r.uplink_bytes = n.cfg.ports[n.uplink].rt->sum().rx_bytes;
   return r;
 }
 
@@ -248,6 +251,11 @@ TEST(VxlanUso, ReceivedSuperFrameDeliversWhatItsDatagramsDo) {
   }
   EXPECT_EQ(ra.tunnel_rx, rb.tunnel_rx);
   EXPECT_EQ(ra.tunnel_bytes, rb.tunnel_bytes);
+  // The uplink counts datagrams either way (as on transmit): 15 packets, each with its outer headers.
+  EXPECT_EQ(ra.uplink_rx, 15u);
+  EXPECT_EQ(rb.uplink_rx, ra.uplink_rx);
+  EXPECT_EQ(rb.uplink_bytes, ra.uplink_bytes);
+  EXPECT_EQ(rb.uplink_bytes, f.size() + 14 * 42);
   EXPECT_EQ(b.ctx.overlay.uso_rx_frames.load(), 1u);
   EXPECT_EQ(b.ctx.overlay.uso_rx_segments.load(), 15u);
   EXPECT_EQ(a.ctx.overlay.uso_rx_frames.load(), 0u);
