@@ -93,6 +93,17 @@ TEST(Checksum, CopySumCarriesAndZero) {
     EXPECT_EQ(ones_sum_copy(zout.data(), zeros.data(), n), 0);
     EXPECT_EQ(zout, zeros);
   }
+  // Past 16384 steps of 64 bytes (1 MiB), where the SSE2 lanes are widened into the totals in the middle of the
+  // data: against ones_sum (the naive reference's 32-bit sum would overflow here).
+  {
+    const size_t n = (size_t(1) << 20) + 4096 + 77;
+    std::vector<uint8_t> big(n + 1, 0xff), out(n);
+    EXPECT_EQ(ones_sum_copy(out.data(), big.data() + 1, n), ones_sum({big.data() + 1, n}));
+    std::mt19937 rng(3);
+    for (auto& b : big) b = uint8_t(rng());
+    EXPECT_EQ(ones_sum_copy(out.data(), big.data() + 1, n), ones_sum({big.data() + 1, n}));
+    EXPECT_EQ(0, std::memcmp(out.data(), big.data() + 1, n));
+  }
   // A sum that is a non-zero multiple of 0xffff is 0xffff (one's complement -0), as in ones_sum.
   const auto cancel = from_hex("12 34 ed cb 00 00 00 00 12 34");  // 0x1234 + 0xedcb = 0xffff, + 0x1234
   std::vector<uint8_t> out(cancel.size());
