@@ -25,8 +25,11 @@ also on failure or SIGTERM; every generator is bounded in time. Traffic stays be
 addresses that exist only there.
 
 Usage (root): python3 bench/e2e/overlay.py [--build-dir build] [--setups vpcd,kernel,ovs] [--duration 5] [--runs 1]
-                                           [--workers 1] [--no-remote-nics] [--vxlan-uso on|off] [--json out.json]
+                                           [--workers 1] [--no-remote-nics] [--vxlan-uso on|off] [--rx-ring v2|v3]
+                                           [--json out.json]
 --vxlan-uso: vpcd's config vxlan-uso (TCP super-frames to tunnels as one UDP GSO frame each; default: vpcd's, on).
+--rx-ring: vpcd's config rx-ring for every port of both boxes (v3: super-frames land in the ring's blocks instead of
+the V2 copy path; default: vpcd's, v2).
 """
 import argparse
 import contextlib
@@ -192,10 +195,13 @@ def main():
     ap.add_argument("--no-remote-nics", action="store_true",
                     help="vpcd: VTEP peers only (the other guest's MAC is learned from flooded traffic)")
     ap.add_argument("--vxlan-uso", choices=("on", "off"), help="vpcd: config vxlan-uso (default: vpcd's own)")
+    ap.add_argument("--rx-ring", choices=("v2", "v3"), help="vpcd: config rx-ring, every port (default: vpcd's own)")
     ap.add_argument("--json")
     a = ap.parse_args()
     if a.vxlan_uso:
         os.environ["VPCD_TEST_VXLAN_USO"] = a.vxlan_uso  # read by overlay_lib.Box
+    if a.rx_ring:
+        os.environ["VPCD_TEST_RX_RING"] = a.rx_ring  # read by overlay_lib.Box
     if os.geteuid() != 0:
         sys.exit("overlay.py: run as root")
     for tool in ("iperf3", "trafgen", "ovs-vswitchd", "ovsdb-server", "ethtool", "ping", "nsenter"):

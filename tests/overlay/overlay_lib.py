@@ -95,6 +95,9 @@ class Box:
         log = open(self.log_path, "ab")
         # VPCD_TEST_VXLAN_USO=on|off runs the boxes with that vxlan-uso (default: vpcd's own default, on).
         uso = ["--vxlan-uso", os.environ["VPCD_TEST_VXLAN_USO"]] if os.environ.get("VPCD_TEST_VXLAN_USO") else []
+        # VPCD_TEST_RX_RING=v2|v3 sets the boxes' AF_PACKET RX ring layout (every port; default: vpcd's own, v2).
+        if os.environ.get("VPCD_TEST_RX_RING"):
+            uso += ["--rx-ring", os.environ["VPCD_TEST_RX_RING"]]
         self.proc = subprocess.Popen(["nsenter", "--net=/run/netns/" + self.ns, VPCD, "--state-dir", self.state,
                                       "--listen", "127.0.0.1:0", "--workers", str(self.workers)] + uso,
                                      stdout=log, stderr=log)
