@@ -3,12 +3,17 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 
 namespace vpcd::dp {
 
-OsReaper::OsReaper() { thread_ = std::thread([this] { run(); }); }
+OsReaper::OsReaper(unsigned threads) {
+  threads = std::max(threads, 1u);
+  threads_.reserve(threads);
+  for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this, i] { run(i); });
+}
 
 OsReaper::~OsReaper() {
   {
@@ -16,12 +21,15 @@ OsReaper::~OsReaper() {
     stop_ = true;
   }
   work_cv_.notify_all();
-  thread_.join();
+  for (auto& t : threads_) t.join();
 }
 
 void OsReaper::submit(std::vector<std::string> keys, std::function<void()> job) {
   {
     std::scoped_lock lk(mu_);
+    // A key named twice in one job is held once (running_ holds each key of a running job once).
+    std::sort(keys.begin(), keys.end());
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
     for (const auto& k : keys) ++busy_[k];
     ++pending_;
     queue_.push_back(Job{std::move(keys), std::move(job)});
@@ -33,6 +41,18 @@ bool OsReaper::holds_any(const std::vector<std::string>& keys) const {
   for (const auto& k : keys)
     if (busy_.count(k)) return true;
   return false;
+}
+
+std::list<OsReaper::Job>::iterator OsReaper::next_runnable() {
+  std::set<std::string> ahead;  // keys of the queued jobs passed over: a later job sharing one waits for them
+  for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+    const bool blocked = std::any_of(it->keys.begin(), it->keys.end(), [&](const std::string& k) {
+      return running_.count(k) || ahead.count(k);
+    });
+    if (!blocked) return it;
+    ahead.insert(it->keys.begin(), it->keys.end());
+  }
+  return queue_.end();
 }
 
 void OsReaper::wait_clear(const std::vector<std::string>& keys) {
@@ -50,14 +70,22 @@ uint64_t OsReaper::jobs_done() const {
   return done_;
 }
 
-void OsReaper::run() {
-  pthread_setname_np(pthread_self(), "vpcd-reaper");
+void OsReaper::run(unsigned index) {
+  const std::string name = "vpcd-reaper" + std::to_string(index);
+  pthread_setname_np(pthread_self(), name.c_str());
   std::unique_lock lk(mu_);
   for (;;) {
-    work_cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
-    if (queue_.empty()) return;  // stop_ and nothing left to do
-    Job job = std::move(queue_.front());
-    queue_.pop_front();
+    auto it = queue_.end();
+    work_cv_.wait(lk, [&] {
+      it = next_runnable();
+      return it != queue_.end() || (stop_ && queue_.empty());
+    });
+    if (it == queue_.end()) return;  // stop_ and nothing left to do
+    Job job = std::move(*it);
+    queue_.erase(it);
+    running_.insert(job.keys.begin(), job.keys.end());
+    // Another job may be runnable too (a thread woken for several submits took only one).
+    if (!queue_.empty()) work_cv_.notify_one();
     lk.unlock();
     try {
       job.fn();
@@ -68,11 +96,14 @@ void OsReaper::run() {
     }
     job.fn = nullptr;  // what the job captured (sockets, devices) is released here, on this thread
     lk.lock();
-    for (const auto& k : job.keys)
-      if (auto it = busy_.find(k); it != busy_.end() && --it->second == 0) busy_.erase(it);
+    for (const auto& k : job.keys) {
+      running_.erase(k);
+      if (auto b = busy_.find(k); b != busy_.end() && --b->second == 0) busy_.erase(b);
+    }
     --pending_;
     ++done_;
     done_cv_.notify_all();
+    if (!queue_.empty()) work_cv_.notify_all();  // a job waiting for one of these keys may start now
   }
 }
 
