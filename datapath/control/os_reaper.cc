@@ -9,11 +9,7 @@
 
 namespace vpcd::dp {
 
-OsReaper::OsReaper(unsigned threads) {
-  threads = std::max(threads, 1u);
-  threads_.reserve(threads);
-  for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this, i] { run(i); });
-}
+OsReaper::OsReaper(unsigned max_threads) : max_threads_(std::max(max_threads, 1u)) {}
 
 OsReaper::~OsReaper() {
   {
@@ -21,6 +17,7 @@ OsReaper::~OsReaper() {
     stop_ = true;
   }
   work_cv_.notify_all();
+  // No submit() can run any more (the owner is being destroyed), so threads_ no longer changes.
   for (auto& t : threads_) t.join();
 }
 
@@ -33,6 +30,11 @@ void OsReaper::submit(std::vector<std::string> keys, std::function<void()> job) 
     for (const auto& k : keys) ++busy_[k];
     ++pending_;
     queue_.push_back(Job{std::move(keys), std::move(job)});
+    // More jobs than threads: one more thread (a job waiting only for a key needs none, but costs little).
+    if (pending_ > threads_.size() && threads_.size() < max_threads_) {
+      const unsigned index = static_cast<unsigned>(threads_.size());
+      threads_.emplace_back([this, index] { run(index); });
+    }
   }
   work_cv_.notify_one();
 }
@@ -63,6 +65,11 @@ void OsReaper::wait_clear(const std::vector<std::string>& keys) {
 void OsReaper::wait_idle() {
   std::unique_lock lk(mu_);
   done_cv_.wait(lk, [&] { return pending_ == 0; });
+}
+
+unsigned OsReaper::threads() const {
+  std::scoped_lock lk(mu_);
+  return static_cast<unsigned>(threads_.size());
 }
 
 uint64_t OsReaper::jobs_done() const {

@@ -2,8 +2,10 @@
 // threads of its own, so the apply step that follows does not wait for them. Closing a socket with rings waits for
 // RCU grace periods in the kernel (packet_release and packet_set_ring call synchronize_net: two per ringed socket),
 // and deleting a veth pair and a namespace's bind mount wait for more; together ~90 ms per NIC, nearly all of it
-// waiting, not CPU. Jobs run on a small pool of threads (kDefaultThreads), so the waits of several removals overlap
-// (concurrent synchronize_net callers share grace periods): deleting 1000 NICs took 88.7 s one at a time.
+// waiting, not CPU. Jobs run on a pool of up to kDefaultThreads threads, so the waits of many removals overlap
+// (concurrent synchronize_net callers share grace periods): deleting 1000 NICs took 81-89 s one at a time. The pool
+// grows on demand (a thread is started when a job is submitted while every thread has a job), so a box that never
+// deletes a NIC has no reaper thread, and it never shrinks (an idle thread sleeps on a condition variable).
 //
 // Every job names the OS objects it removes as keys ("if:<name>", "netns:<name>"). Two jobs sharing a key never run
 // at the same time, and run in submission order; jobs with disjoint keys run concurrently in any order. A job holds
@@ -34,10 +36,11 @@ namespace vpcd::dp {
 
 class OsReaper {
  public:
-  // Measured with bench/e2e/scale.py (1000 netns NICs deleted): see docs/STATUS.md, Issue 12, "Concurrent reaper".
-  static constexpr unsigned kDefaultThreads = 8;
+  // Measured with bench/e2e/scale.py (1000 netns NICs deleted, 8 / 16 / 32 threads): see docs/STATUS.md, Issue 12,
+  // "Concurrent reaper".
+  static constexpr unsigned kDefaultThreads = 32;
 
-  explicit OsReaper(unsigned threads = kDefaultThreads);
+  explicit OsReaper(unsigned max_threads = kDefaultThreads);
   ~OsReaper();  // finishes every queued job
   OsReaper(const OsReaper&) = delete;
   OsReaper& operator=(const OsReaper&) = delete;
@@ -48,7 +51,8 @@ class OsReaper {
   // Until every job submitted so far has run.
   void wait_idle();
   uint64_t jobs_done() const;
-  unsigned threads() const { return static_cast<unsigned>(threads_.size()); }
+  unsigned max_threads() const { return max_threads_; }
+  unsigned threads() const;  // started so far
 
  private:
   struct Job {
@@ -70,7 +74,8 @@ class OsReaper {
   unsigned pending_ = 0;                  // queued + running jobs; guarded by mu_
   uint64_t done_ = 0;                     // guarded by mu_
   bool stop_ = false;                     // guarded by mu_
-  std::vector<std::thread> threads_;      // started last in the constructor; joined by the destructor
+  const unsigned max_threads_;
+  std::vector<std::thread> threads_;      // started by submit() (on demand); guarded by mu_; joined by the destructor
 };
 
 }  // namespace vpcd::dp

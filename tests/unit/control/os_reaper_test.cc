@@ -37,7 +37,7 @@ TEST(OsReaper, OneThreadRunsJobsInOrderOffTheCallingThread) {
   std::vector<std::thread::id> ran_on;
   {
     OsReaper r(1);
-    EXPECT_EQ(r.threads(), 1u);
+    EXPECT_EQ(r.max_threads(), 1u);
     for (int i = 0; i < 5; ++i)
       r.submit({"if:x" + std::to_string(i)}, [&, i] {
         std::scoped_lock lk(mu);
@@ -46,6 +46,7 @@ TEST(OsReaper, OneThreadRunsJobsInOrderOffTheCallingThread) {
       });
     r.wait_idle();
     EXPECT_EQ(r.jobs_done(), 5u);
+    EXPECT_EQ(r.threads(), 1u);
   }
   EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3, 4}));
   for (auto id : ran_on) EXPECT_NE(id, std::this_thread::get_id());
@@ -107,6 +108,30 @@ TEST(OsReaper, JobsWithDisjointKeysRunAtTheSameTime) {
     r.wait_idle();
   }
   EXPECT_EQ(saw_all.load(), kJobs);
+}
+
+TEST(OsReaper, StartsThreadsOnDemandUpToItsMaximum) {
+  OsReaper r(4);
+  EXPECT_EQ(r.max_threads(), 4u);
+  EXPECT_EQ(r.threads(), 0u);  // nothing submitted: no thread
+  Gate gate;
+  std::atomic<int> ran{0};
+  for (int i = 0; i < 3; ++i)
+    r.submit({"if:g" + std::to_string(i)}, [f = gate.f, &ran] {
+      f.wait();
+      ++ran;
+    });
+  EXPECT_EQ(r.threads(), 3u);  // one per job while each is busy
+  for (int i = 3; i < 10; ++i)
+    r.submit({"if:g" + std::to_string(i)}, [f = gate.f, &ran] {
+      f.wait();
+      ++ran;
+    });
+  EXPECT_EQ(r.threads(), 4u);  // never more than the maximum
+  gate.open();
+  r.wait_idle();
+  EXPECT_EQ(ran.load(), 10);
+  EXPECT_EQ(r.threads(), 4u);
 }
 
 TEST(OsReaper, WaitClearWaitsForAJobHoldingTheKeyOnly) {
