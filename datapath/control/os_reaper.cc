@@ -33,7 +33,10 @@ void OsReaper::submit(std::vector<std::string> keys, std::function<void()> job) 
     // More jobs than threads: one more thread (a job waiting only for a key needs none, but costs little).
     if (pending_ > threads_.size() && threads_.size() < max_threads_) {
       const unsigned index = static_cast<unsigned>(threads_.size());
-      threads_.emplace_back([this, index] { run(index); });
+      threads_.emplace_back([this] { run(); });
+      // Named here, not in run(): once submit() returns, the thread carries its name (tests count threads by name).
+      const std::string name = "vpcd-reaper" + std::to_string(index);
+      pthread_setname_np(threads_.back().native_handle(), name.c_str());
     }
   }
   work_cv_.notify_one();
@@ -77,9 +80,7 @@ uint64_t OsReaper::jobs_done() const {
   return done_;
 }
 
-void OsReaper::run(unsigned index) {
-  const std::string name = "vpcd-reaper" + std::to_string(index);
-  pthread_setname_np(pthread_self(), name.c_str());
+void OsReaper::run() {
   std::unique_lock lk(mu_);
   for (;;) {
     auto it = queue_.end();

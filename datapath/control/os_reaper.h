@@ -59,7 +59,7 @@ class OsReaper {
     std::vector<std::string> keys;
     std::function<void()> fn;
   };
-  void run(unsigned index);
+  void run();
   bool holds_any(const std::vector<std::string>& keys) const;  // mu_ held
   // The first queued job that may start now: none of its keys is held by a running job or by a job queued before it
   // (so jobs sharing a key keep their order). queue_.end() when there is none. mu_ held.
