@@ -435,6 +435,28 @@ TEST_F(DatapathTest, AddingAndRemovingNicsLeavesNothingBehind) {
   EXPECT_TRUE(ctl_->stats().nics.empty());
 }
 
+// A pass reads every NIC's carrier from one link dump (refresh_view): each NIC's state still follows its own host link.
+TEST_F(DatapathTest, NicStatesFollowEachHostLinkFromOneDump) {
+  VpcSpec v = vpc("vpc-s", 700);
+  DesiredState d;
+  d.vpcs = {v};
+  d.nics = {netns_nic("sa", v, ns_name("sa"), "02:00:00:00:07:02", "10.0.0.2"),
+            netns_nic("sb", v, ns_name("sb"), "02:00:00:00:07:03", "10.0.0.3")};
+  auto st = apply_up(d);
+  const std::string host_b = st.at("sb").host_ifname;
+  ASSERT_FALSE(host_b.empty());
+  ASSERT_EQ(run_cmd({"ip", "link", "set", host_b, "down"}, 10s).exit_code, 0);
+  st = ctl_->apply(d);
+  EXPECT_EQ(st.at("sa").status, NicStatus::kUp) << st.at("sa").detail;
+  EXPECT_EQ(st.at("sb").status, NicStatus::kDown);
+  EXPECT_EQ(st.at("sb").detail, "link " + host_b + " is down or gone");
+  auto now = ctl_->nic_states();  // read link by link: the same answer
+  EXPECT_EQ(now.at("sa").status, NicStatus::kUp);
+  EXPECT_EQ(now.at("sb").detail, st.at("sb").detail);
+  ASSERT_EQ(run_cmd({"ip", "link", "set", host_b, "up"}, 10s).exit_code, 0);
+  apply_up(d);
+}
+
 TEST_F(DatapathTest, BackendFailureIsReportedAndDoesNotStopOthers) {
   VpcSpec v = vpc("vpc-e", 600);
   std::string ok_ns = ns_name("e1");
