@@ -120,6 +120,19 @@ TEST_F(NetnsNic, CreatesConfiguresAdoptsAndRemoves) {
   EXPECT_TRUE(links_with_alias_prefix(alias_prefix_).empty());
 }
 
+// Both ends are created with one TX and one RX queue (asked for in RTM_NEWLINK: the kernel's default of one per
+// possible CPU, cut to one afterwards, costs an RCU grace period per end).
+TEST_F(NetnsNic, VethEndsAreCreatedWithOneQueueEach) {
+  std::string err;
+  ASSERT_TRUE(netns_nic_ensure(p_, &err)) << err;
+  const std::string near = sh_out("ip -d link show dev " + p_.host_ifname);  // the test thread's (host) namespace
+  const std::string far = ns_cmd("-d link show dev eth0");
+  for (const auto* out : {&near, &far}) {
+    EXPECT_NE(out->find("numtxqueues 1 "), std::string::npos) << *out;
+    EXPECT_NE(out->find("numrxqueues 1 "), std::string::npos) << *out;
+  }
+}
+
 TEST_F(NetnsNic, KeepsANamespaceItDidNotCreate) {
   ScopedNetns theirs(p_.netns);  // exists before: not ours
   ASSERT_TRUE(theirs.ok());
