@@ -50,10 +50,13 @@ struct Options {
   struct Rings {
     uint32_t rx_frames = 512;  // per rx queue
     uint32_t tx_frames = 256;  // per (port, worker)
+    // Receive buffer of each RX queue's socket: super-frames queued for recvmsg count against it (not pinned: used
+    // only while the worker is behind). A super-frame arriving when it is full is lost (rx_queue_full).
+    uint32_t rx_queue_bytes = 8u << 20;
     friend bool operator==(const Rings&, const Rings&) = default;
   };
   Rings guest_rings{};                 // tap and netns NICs: 1 MiB RX + 512 KiB TX per worker
-  Rings uplink_rings{4096, 1024};      // uplinks: 8 MiB RX + 2 MiB TX per worker
+  Rings uplink_rings{4096, 1024, 16u << 20};  // uplinks: 8 MiB RX + 2 MiB TX per worker
   uint32_t rx_frame_bytes = 2048;
   uint32_t tx_frame_bytes = 2048;
   // TPACKET_V3 block rings instead of per-frame V2 slots (dense, but a lone frame waits up to 1 ms per hop for its

@@ -1,7 +1,7 @@
 // libFuzzer target: the "parse" stage on arbitrary frames, with and without a virtio_net_hdr.
 //
 // Input: byte 0 = flags (bit 0: a virtio_net_hdr follows in the next 10 bytes and kHasVnet is set; bit 1: the ring
-// "cut" the frame, wire_len = len + 1 + byte 1); the rest is the frame. The frame is copied into a buffer of exactly
+// "cut" the frame, wire_len = len + 1 + byte 1; bit 2 with bit 1: the port marked it kRxQueueFull); the rest is the frame. The frame is copied into a buffer of exactly
 // its length, so AddressSanitizer catches any read past it. Beyond memory errors the target checks the parser's
 // contract (parse.h): drops only with parse-group reasons, offsets and lengths inside the frame, L3/L4 flags
 // consistent; the fast path of parse() and parse_general() agree on every frame. A violated invariant aborts
@@ -42,6 +42,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (flags & 2) {
     if (size < off + 1) return 0;
     extra = 1u + data[off++];
+    if (flags & 4) p.flags |= kRxQueueFull;
   }
   std::vector<uint8_t> frame(data + off, data + size);  // exactly len bytes: ASan sees any overread
   p.data = frame.data();
@@ -60,7 +61,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   if (p.dropped()) {
     check(is_parse_drop(p.drop), "drop reason outside the parse group");
-    check(extra == 0 || p.drop == DropReason::kTruncated, "cut frame not dropped as truncated");
+    check(extra == 0 || p.drop == ((flags & 4) ? DropReason::kRxQueueFull : DropReason::kTruncated),
+          "cut frame not dropped as truncated (rx_queue_full when the port said so)");
     return 0;
   }
   check(extra == 0, "cut frame accepted");

@@ -339,8 +339,8 @@ int run_daemon(const Config& cfg) {
   dopts.run_dir = "/run/vpcd/" + instance;
   dopts.poll = {cfg.busy_poll, cfg.busy_poll_us.value_or(dp::kDefaultBusyPollUs)};
   dopts.rx_ring_v3 = cfg.rx_ring == "v3";
-  dopts.guest_rings = {cfg.guest_rx_frames, cfg.guest_tx_frames};
-  dopts.uplink_rings = {cfg.uplink_rx_frames, cfg.uplink_tx_frames};
+  dopts.guest_rings = {cfg.guest_rx_frames, cfg.guest_tx_frames, cfg.guest_rx_queue_bytes};
+  dopts.uplink_rings = {cfg.uplink_rx_frames, cfg.uplink_tx_frames, cfg.uplink_rx_queue_bytes};
   dopts.rx_frame_bytes = cfg.rx_frame_bytes;
   dopts.tx_frame_bytes = cfg.tx_frame_bytes;
   dopts.netns_queues = cfg.netns_queues;

@@ -8,7 +8,8 @@ Two guest namespaces are joined by each switch in turn, in one run, and measured
   - ping RTT (20 echoes, 50 ms apart);
   - CPU: the whole machine's busy time (/proc/stat) and the switch process's own (vpcd, ovs-vswitchd), in cores.
 (The measurements and the private Open vSwitch are e2e_lib.py's, shared with overlay.py.)
-Then the ratios of vpcd to each peer, and the targets of issue 12 (met / missed).
+Then vpcd's drops during each phase (per guest NIC and reason, from its API), the ratios of vpcd to each peer, and
+the targets of issue 12 (met / missed).
 
 vpcd is measured with netns NICs and, with --nic-kinds netns,tap, with tap NICs: each guest is then a stand-in on the
 tap (bench/e2e/tap_guest_relay.c, compiled here with cc: it attaches to the tap like a hypervisor and relays frames,
@@ -45,6 +46,16 @@ MTU = 1500
 
 
 sh, nsx, counter, CpuMeter = lib.sh, lib.nsx, lib.counter, lib.CpuMeter
+
+
+class VpcdPids(list):
+    """The pids a vpcd switch yields, plus drops(): {"NIC n REASON": count} of its guest NICs, read from the API, so
+    run_one can report what vpcd dropped during each phase (a lost super-frame costs TCP far more than its bytes)."""
+    drops = None
+
+
+def drop_delta(before, after):
+    return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
 
 
 def cleanup_namespaces():
@@ -181,7 +192,17 @@ def switch_vpcd(build_dir, workers, nic_kind="netns", extra_args=(), budget_s=60
                 raise RuntimeError("NICs did not come up: " + json.dumps([api.call("GET", f"/v1/nics/{n['id']}")
                                                                           for n in nics]))
             time.sleep(0.1)
-        yield [d.proc.pid]
+        pids = VpcdPids([d.proc.pid])
+
+        def drops():
+            out = {}
+            for i, n in enumerate(nics, start=1):
+                for reason, count in api.call("GET", f"/v1/nics/{n['id']}/stats")["drops"].items():
+                    out[f"NIC {i} {reason}"] = count
+            return out
+
+        pids.drops = drops
+        yield pids
         for n in nics:
             api.call("DELETE", f"/v1/nics/{n['id']}")
     finally:
@@ -203,9 +224,15 @@ def run_one(name, ctx, duration, guest_tx_offload=True):
             return {"error": "guests cannot ping each other"}
         # Ping first: an idle path, before any flood has filled a queue.
         ping = measure_ping()
-        r = {"tcp1": measure_tcp(1, duration, pids), "tcp4": measure_tcp(4, duration, pids),
-             "small": measure_small_frames(duration, pids), "ping": ping,
-             "guest_tx_offload": guest_tx_offload}
+        drops = getattr(pids, "drops", None) or dict
+        d0 = drops()
+        r = {"tcp1": measure_tcp(1, duration, pids)}
+        d1 = drops()
+        r["tcp4"] = measure_tcp(4, duration, pids)
+        d2 = drops()
+        r |= {"small": measure_small_frames(duration, pids), "ping": ping, "guest_tx_offload": guest_tx_offload}
+        if getattr(pids, "drops", None):
+            r["drops"] = {"tcp1": drop_delta(d0, d1), "tcp4": drop_delta(d1, d2), "small": drop_delta(d2, drops())}
         return r
 
 
@@ -270,6 +297,11 @@ def main():
             ("cpu box (TCP1)", ("tcp1", "cpu_machine"))]
     lib.print_table(results, cols, first="switch", first_width=14)
     vpcds = [n for n in results if n.startswith("vpcd")]
+    for v in vpcds:
+        for i, r in enumerate(results[v], start=1):
+            for phase, d in (r.get("drops") or {}).items():
+                if d:
+                    print(f"{v} run {i} drops during {phase}: " + ", ".join(f"{k} {c}" for k, c in sorted(d.items())))
     peers = [n for n in results if not n.startswith("vpcd")]
     for v in vpcds:
         print(f"\nratios {v} / peer (TCP1, TCP4, 64B delivered, ping):")

@@ -85,6 +85,7 @@ AfPacketOptions af_packet_options(const Options& opts, unsigned rx_queues, unsig
   ao.rx_blocks = opts.rx_blocks;
   ao.rx_frame_bytes = opts.rx_frame_bytes;
   ao.rx_frames = rings.rx_frames;
+  ao.rx_queue_bytes = rings.rx_queue_bytes;
   ao.tx_frame_bytes = opts.tx_frame_bytes;
   ao.tx_frames = rings.tx_frames;
   return ao;

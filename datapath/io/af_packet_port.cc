@@ -11,6 +11,7 @@
 #include "datapath/io/af_packet_port.h"
 
 #include <arpa/inet.h>
+#include <climits>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
@@ -42,7 +43,6 @@ constexpr uint32_t kMinSlotBytes = 256;
 constexpr uint32_t kMaxSlotBytes = 1u << 20;
 // A V2 RX copy buffer: room for a re-inserted VLAN tag, then the largest frame.
 constexpr uint32_t kCopyBufBytes = kVlanBytes + kAfPacketMaxTxFrame;
-constexpr int kRxSocketBuffer = 4 << 20;  // queued super-frames (V2 copy path) count against it
 constexpr int kBigTxSocketBuffer = 4 << 20;
 
 // The kernel block for a ring of fixed-size slots: a power-of-two number of pages (the kernel allocates blocks as
@@ -221,9 +221,11 @@ bool AfPacketPort::prepare_rx(RxQueue& q, const AfPacketOptions& o, std::string*
     const SlotLayout l = slot_layout(o.rx_frame_bytes, o.rx_frames, uint32_t(::sysconf(_SC_PAGESIZE)));
     // A frame larger than its slot is queued whole on the socket too (TP_STATUS_COPY in the slot).
     if (o.rx_copy_big && !set_int_opt(fd, PACKET_COPY_THRESH, 1, "PACKET_COPY_THRESH", err)) return false;
-    if (o.rx_copy_big && ::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &kRxSocketBuffer, sizeof kRxSocketBuffer) != 0) {
-      ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &kRxSocketBuffer, sizeof kRxSocketBuffer);  // best effort
+    const int rcvbuf = int(std::min<uint32_t>(o.rx_queue_bytes, INT_MAX / 2));
+    if (o.rx_copy_big && ::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0) {
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);  // best effort (capped by rmem_max)
     }
+    q.copy_big = o.rx_copy_big;
     tpacket_req req{};
     req.tp_block_size = l.block_bytes;
     req.tp_block_nr = l.blocks;
@@ -394,7 +396,7 @@ bool AfPacketRingPool::matches(const AfPacketOptions& o) const {
   const AfPacketOptions& l = layout_;
   return o.rx_ring == l.rx_ring && o.rx_frame_bytes == l.rx_frame_bytes && o.rx_frames == l.rx_frames &&
          o.rx_copy_big == l.rx_copy_big && o.rx_block_bytes == l.rx_block_bytes && o.rx_blocks == l.rx_blocks &&
-         o.tx_frame_bytes == l.tx_frame_bytes && o.tx_frames == l.tx_frames;
+         o.rx_queue_bytes == l.rx_queue_bytes && o.tx_frame_bytes == l.tx_frame_bytes && o.tx_frames == l.tx_frames;
 }
 
 uint64_t AfPacketRingPool::taken() const {
@@ -555,6 +557,8 @@ unsigned AfPacketPort::rx_burst_v2(RxQueue& q, Packet* pkts, unsigned max) noexc
         std::memcpy(&p.vnet, data - kVnetBytes, kVnetBytes);
         p.flags = kHasVnet;
       }
+      // Larger than its slot but not queued for recvmsg: the socket's receive queue was full (rx_queue_bytes).
+      if (p.len < p.wire_len && q.copy_big) [[unlikely]] p.flags |= kRxQueueFull;
     }
     reinsert_vlan(p, data, room, status, h->tp_vlan_tci, h->tp_vlan_tpid);
     p.data = data;

@@ -75,6 +75,10 @@ struct AfPacketOptions {
   uint32_t rx_frame_bytes = 2048;
   uint32_t rx_frames = 512;
   bool rx_copy_big = true;  // kV2: frames larger than a slot arrive whole through recvmsg (else truncated)
+  // kV2 with rx_copy_big: SO_RCVBUF of each RX socket, which the frames queued for recvmsg count against (the kernel
+  // charges each its truesize and doubles the value set). A frame larger than a slot that arrives while the queue is
+  // full reaches only its slot: rx_burst marks it kRxQueueFull and parse drops it as rx_queue_full.
+  uint32_t rx_queue_bytes = 8u << 20;
   // kV3: block size (a multiple of the page size) and count per queue.
   uint32_t rx_block_bytes = 1u << 22;
   uint32_t rx_blocks = 4;
@@ -147,6 +151,7 @@ class AfPacketPort final : public PortIo {
     uint32_t frames_per_block = 0;  // kV2
     // kV2 reader cursor (owned by the queue's worker).
     uint32_t taken = 0;       // slots from head on returned by rx_burst, awaiting rx_release
+    bool copy_big = false;     // kV2: PACKET_COPY_THRESH set (frames larger than a slot are queued for recvmsg)
     unsigned copies_used = 0;  // copy buffers holding frames of the current batch
     std::vector<std::unique_ptr<uint8_t[]>> copy_bufs;  // allocated on first use
     // kV3 reader cursor (owned by the queue's worker).

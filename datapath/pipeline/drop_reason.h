@@ -31,6 +31,7 @@ namespace vpcd::dp {
   X(kTooShortIcmp, "too_short_icmp")                                                       \
   X(kBadVnetHeader, "bad_vnet_header")                                                     \
   X(kTruncated, "truncated") /* the ring gave us less than the frame (snaplen) */          \
+  X(kRxQueueFull, "rx_queue_full") /* larger than a slot, cut to it: the recvmsg queue was full */ \
   X(kSourceMacMulticast, "source_mac_multicast")                                           \
   /* port security */                                                                      \
   X(kSpoofedSourceMac, "spoofed_source_mac")                                               \

@@ -44,6 +44,9 @@ enum PacketFlags : uint16_t {
   // each written with the outer headers at `prefix` (a template: lengths and checksums are stamped per segment)
   // straight into the port's transmit ring (PortIo::tx_slot_acquire).
   kSegmentOnTx = 1 << 10,
+  // Set by the port: the frame was cut short (len < wire_len) because the socket's queue for frames larger than a ring
+  // slot was full, not because it was captured short; parse drops it as rx_queue_full instead of truncated.
+  kRxQueueFull = 1 << 11,
 };
 
 // Layout: the first 64 bytes hold every field the common path (parse, port security, switching, routing, conntrack,

@@ -210,7 +210,7 @@ DropReason parse_ipv6(Packet& p, Cursor& c) noexcept {
 
 DropReason parse_frame(Packet& p) noexcept {
   if (p.len < p.wire_len) [[unlikely]]
-    return DropReason::kTruncated;
+    return (p.flags & kRxQueueFull) ? DropReason::kRxQueueFull : DropReason::kTruncated;
   if (p.flags & kHasVnet) {
     if (DropReason r = check_vnet(p); r != kOk) [[unlikely]]
       return r;
@@ -258,7 +258,7 @@ DropReason parse_frame(Packet& p) noexcept {
 }
 
 void reset_metadata(Packet& p) noexcept {
-  p.flags &= kHasVnet;
+  p.flags &= kHasVnet | kRxQueueFull;  // both set by the port
   p.ethertype = 0;
   p.vlan_tci = 0;
   p.l3_offset = 0;

@@ -53,7 +53,7 @@ constexpr bool is_parse_drop(DropReason r) noexcept {
   return size_t(r) >= size_t(kFirstParseDrop) && size_t(r) <= size_t(kLastParseDrop);
 }
 
-// Resets the metadata (keeping kHasVnet, in_port, out_port, vnet) and parses p. On failure sets p.drop.
+// Resets the metadata (keeping kHasVnet, kRxQueueFull, in_port, out_port, vnet) and parses p. On failure sets p.drop.
 // The common frame (untagged IPv4 without options, not a fragment, TCP or UDP) takes a fast path of direct loads;
 // the result is the same as parse_general's.
 void parse(Packet& p) noexcept;

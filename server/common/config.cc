@@ -40,7 +40,9 @@ bool parse_bool(std::string_view key, std::string_view v, std::string_view where
   fail(where, std::string(key) + ": expected on|off|true|false|yes|no, got \"" + std::string(v) + "\"");
 }
 
-// Bytes with an optional K/M/G (binary) suffix.
+constexpr size_t kMinRxQueueBytes = 128u << 10;
+
+// Bytes with an optional K/M/G (binary) suffix, at most 1 GiB.
 size_t parse_size(std::string_view key, std::string_view v, std::string_view where) {
   uint64_t mult = 1;
   std::string_view digits = v;
@@ -153,6 +155,13 @@ void config_set(Config& cfg, std::string_view key_in, std::string_view v, std::s
     cfg.uplink_rx_frames = parse_uint<uint32_t>(key, v, 16, 1u << 20, where);
   } else if (key == "uplink-tx-frames") {
     cfg.uplink_tx_frames = parse_uint<uint32_t>(key, v, 16, 65536, where);
+  } else if (key == "guest-rx-queue-bytes" || key == "uplink-rx-queue-bytes") {
+    const size_t b = parse_size(key, v, where);
+    if (b < kMinRxQueueBytes) {
+      fail(where, std::string(key) + ": expected at least 128K (one queued 64 KiB super-frame), got \"" +
+                      std::string(v) + "\"");
+    }
+    (key == "guest-rx-queue-bytes" ? cfg.guest_rx_queue_bytes : cfg.uplink_rx_queue_bytes) = uint32_t(b);
   } else if (key == "netns-queues") {
     cfg.netns_queues = parse_uint<unsigned>(key, v, 0, 64, where);
   } else if (key == "guest-threaded-napi") {

@@ -52,6 +52,8 @@ struct Config {
   uint32_t guest_tx_frames = 256;
   uint32_t uplink_rx_frames = 4096;
   uint32_t uplink_tx_frames = 1024;
+  uint32_t guest_rx_queue_bytes = 8u << 20;   // dp::Options::Rings::rx_queue_bytes
+  uint32_t uplink_rx_queue_bytes = 16u << 20;
   uint32_t rx_frame_bytes = 2048;
   uint32_t tx_frame_bytes = 2048;
   unsigned netns_queues = 1;  // RX queues per netns NIC (fanout over workers); 0 = one per worker

@@ -18,6 +18,7 @@
 #include "datapath/io/af_packet_port.h"
 #include "datapath/io/guest_napi.h"
 #include "datapath/io/netns.h"
+#include "datapath/stages/parse.h"
 #include "io_test_util.h"
 
 namespace vpcd::dp {
@@ -622,6 +623,10 @@ void TwoGuests::truncated_frame(const AfPacketOptions& o) {
         EXPECT_LT(pkts[k].len, pkts[k].wire_len);
         EXPECT_GT(pkts[k].len, 1500u);  // what fits in a V3 block (4 KiB) or a V2 slot (2 KiB)
         EXPECT_EQ(pkts[k].data[23], 17);
+        EXPECT_EQ(pkts[k].flags & kRxQueueFull, 0);  // cut by the configuration, not by a full queue
+        Packet parsed = pkts[k];
+        parse(parsed);
+        EXPECT_EQ(parsed.drop, DropReason::kTruncated);
         // A truncated frame must not be transmitted as if it were whole.
         EXPECT_FALSE(port->tx_enqueue(0, pkts[k]));
       }
@@ -630,6 +635,48 @@ void TwoGuests::truncated_frame(const AfPacketOptions& o) {
     std::this_thread::sleep_for(1ms);
   }
   EXPECT_TRUE(found);
+}
+
+// Frames larger than a slot wait whole on the socket's queue for recvmsg; while that queue is full (rx_queue_bytes,
+// here smaller than two of them) the kernel can only cut a frame to its slot. Such a frame is marked kRxQueueFull and
+// parse drops it as rx_queue_full, not as truncated; the ones that were queued still arrive whole, in order.
+TEST_F(TwoGuests, FrameLargerThanASlotMeetingAFullQueueIsMarked) {
+  ASSERT_EQ(sh("ip -n " + a_.name() + " link set eth0 mtu 9000"), 0);
+  ASSERT_EQ(sh("ip -n " + hub_.name() + " link set h1 mtu 9000"), 0);
+  ASSERT_EQ(sh("ip -n " + a_.name() + " neigh add 10.77.0.9 lladdr 02:00:00:00:00:09 dev eth0"), 0);
+  AfPacketOptions o;
+  o.rx_queue_bytes = 4096;  // the kernel doubles it: one queued 6000-byte frame fills it
+  auto port = open_in_hub("h1", o);
+  ASSERT_TRUE(port);
+  constexpr uint32_t kWire = 14 + 20 + 8 + 6000;
+  constexpr int kSent = 8;
+  send_big_udp(6000, kSent);  // nobody reads while they arrive
+  Packet pkts[16];
+  int whole = 0, queue_full = 0;
+  for (auto t0 = Clock::now(); whole + queue_full < kSent && Clock::now() - t0 < 3s;) {
+    const unsigned n = port->rx_burst(0, pkts, 16);
+    for (unsigned k = 0; k < n; ++k) {
+      if (pkts[k].wire_len != kWire) continue;  // the guest's own IPv6 chatter
+      if (pkts[k].len == kWire) {
+        ++whole;
+        EXPECT_EQ(pkts[k].flags & kRxQueueFull, 0);
+        EXPECT_EQ(pkts[k].data[kWire - 1], 'x');
+      } else {
+        ++queue_full;
+        EXPECT_LT(pkts[k].len, kWire);
+        EXPECT_NE(pkts[k].flags & kRxQueueFull, 0);
+        Packet parsed = pkts[k];
+        parse(parsed);
+        EXPECT_EQ(parsed.drop, DropReason::kRxQueueFull);
+        EXPECT_FALSE(port->tx_enqueue(0, pkts[k]));
+      }
+    }
+    port->rx_release(0);
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(whole + queue_full, kSent);
+  EXPECT_GE(whole, 1);
+  EXPECT_GE(queue_full, 1);
 }
 
 // The receive path untags 802.1Q frames into skb metadata before packet sockets see them (TP_STATUS_VLAN_VALID); the

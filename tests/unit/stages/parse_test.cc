@@ -65,6 +65,7 @@ struct Case {
   Want want{};
   std::optional<virtio_net_hdr> vnet{};
   uint32_t wire_extra = 0;  // wire_len = len + wire_extra (the ring cut the frame)
+  uint16_t port_flags = 0;  // flags the port set (kRxQueueFull)
 };
 
 FrameBuilder eth() { return FrameBuilder().eth(kMacA, kMacB); }
@@ -294,6 +295,7 @@ std::vector<Case> make_cases() {
   using D = DropReason;
   v.push_back({"truncated_by_ring", good_v4, D::kTruncated, {}, {}, 1});
   v.push_back({"truncated_checked_before_anything", cut(good_v4, 3), D::kTruncated, {}, {}, 100});
+  v.push_back({"cut_because_the_rx_queue_was_full", good_v4, D::kRxQueueFull, {}, {}, 4000, kRxQueueFull});
   v.push_back({"empty_frame", {}, D::kTooShortEthernet});
   v.push_back({"thirteen_bytes", cut(good_v4, 13), D::kTooShortEthernet});
   v.push_back({"source_mac_multicast", FrameBuilder().eth(MacAddr{{0x01, 0, 0x5e, 0, 0, 1}}, kMacB).ethertype(0x88b5)
@@ -378,6 +380,7 @@ const std::vector<Case> kCases = make_cases();
 Packet packet_for(const Case& c, std::vector<uint8_t>& buf) {
   Packet p = proto::make_packet(buf);
   p.wire_len += c.wire_extra;
+  p.flags |= c.port_flags;
   if (c.vnet) {
     p.vnet = *c.vnet;
     p.flags |= kHasVnet;
@@ -498,7 +501,7 @@ TEST(Parse, EveryParseDropReasonHasACase) {
     SCOPED_TRACE(drop_reason_name(DropReason(r)));
     EXPECT_TRUE(covered.count(DropReason(r)));
   }
-  EXPECT_EQ(n, 21u);  // update with drop_reason.h when the parse group changes
+  EXPECT_EQ(n, 22u);  // update with drop_reason.h when the parse group changes
   for (DropReason r : covered) EXPECT_TRUE(is_parse_drop(r)) << drop_reason_name(r);
 }
 
