@@ -133,6 +133,23 @@ TEST_F(NetnsNic, VethEndsAreCreatedWithOneQueueEach) {
   }
 }
 
+// A pair a crash left without its alias (set right after creation) in a namespace vpcd created is adopted and gets
+// the alias; an adopted pair that has it is not given it again.
+TEST_F(NetnsNic, AdoptsAPairACrashLeftWithoutItsAlias) {
+  std::string err;
+  ASSERT_TRUE(netns_nic_ensure(p_, &err)) << err;
+  const int ifindex = link_by_name(p_.host_ifname, &err)->ifindex;
+  ASSERT_EQ(sh("ip link set " + p_.host_ifname + " alias ''"), 0);
+  ASSERT_EQ(link_by_name(p_.host_ifname, &err)->alias, "");
+  ASSERT_TRUE(netns_nic_ensure(p_, &err)) << err;
+  auto host = link_by_name(p_.host_ifname, &err);
+  ASSERT_TRUE(host) << err;
+  EXPECT_EQ(host->ifindex, ifindex);  // adopted, not recreated
+  EXPECT_EQ(host->alias, p_.alias);
+  ASSERT_TRUE(netns_nic_ensure(p_, &err)) << err;
+  EXPECT_EQ(link_by_name(p_.host_ifname, &err)->alias, p_.alias);
+}
+
 TEST_F(NetnsNic, KeepsANamespaceItDidNotCreate) {
   ScopedNetns theirs(p_.netns);  // exists before: not ours
   ASSERT_TRUE(theirs.ok());
