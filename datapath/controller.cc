@@ -356,11 +356,12 @@ struct Controller::Impl {
     return false;
   }
 
-  NicState live_state(const Nic& nic) const {
+  // `carriers`: the host links' carriers read once for the whole pass (nullptr: read this NIC's link alone).
+  NicState live_state(const Nic& nic, const CarrierMap* carriers) const {
     if (nic.rt && nic.dev && nic.backend_error.empty())
       if (auto reader = nic.dev->state_reader()) return reader();
     return nic_state_now(nic.state.host_ifname, nic.backend_error, nic.rt != nullptr,
-                         nic.dev ? nic.dev->no_carrier_detail() : "no carrier");
+                         nic.dev ? nic.dev->no_carrier_detail() : "no carrier", carriers);
   }
 
   // Removes links carrying this instance's alias that no NIC of the last applied state uses, and namespaces vpcd
@@ -402,8 +403,13 @@ struct Controller::Impl {
 
   void refresh_view() {
     View v;
+    // One link dump for every NIC's carrier (was: a netlink socket and a request per NIC, every pass). A failed dump
+    // falls back to reading each link.
+    std::optional<CarrierMap> carriers;
+    if (std::any_of(nics.begin(), nics.end(), [](const auto& e) { return e.second.rt != nullptr; }))
+      carriers = read_carriers();
     for (auto& [id, nic] : nics) {
-      nic.state = live_state(nic);
+      nic.state = live_state(nic, carriers ? &*carriers : nullptr);
       ViewNic vn{nic.state.host_ifname, nic.backend_error, nic.rt != nullptr,
                  nic.dev ? nic.dev->no_carrier_detail() : "no carrier", nullptr, nullptr};
       if (nic.rt && nic.dev && nic.backend_error.empty()) {

@@ -33,8 +33,21 @@ std::optional<bool> read_carrier(const std::string& ifname) {
 
 }  // namespace
 
+std::optional<CarrierMap> read_carriers() {
+  std::string err;
+  auto nl = Netlink::open(&err);
+  if (!nl) return std::nullopt;
+  std::vector<LinkInfo> links;
+  if (!nl->list_links(&links, &err)) return std::nullopt;
+  CarrierMap out;
+  out.reserve(links.size());
+  for (auto& l : links)
+    if (l.up) out.emplace(std::move(l.name), l.lower_up);
+  return out;
+}
+
 NicState nic_state_now(const std::string& host, const std::string& error, bool has_port,
-                       const std::string& no_carrier_detail) {
+                       const std::string& no_carrier_detail, const CarrierMap* carriers) {
   NicState s;
   s.host_ifname = host;
   if (!error.empty()) {
@@ -46,7 +59,12 @@ NicState nic_state_now(const std::string& host, const std::string& error, bool h
     s.detail = "no port";
     return s;
   }
-  auto carrier = read_carrier(host);
+  std::optional<bool> carrier;
+  if (carriers) {
+    if (auto it = carriers->find(host); it != carriers->end()) carrier = it->second;
+  } else {
+    carrier = read_carrier(host);
+  }
   if (carrier && *carrier) {
     s.status = NicStatus::kUp;
   } else if (!carrier) {

@@ -14,8 +14,10 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "datapath/io/port.h"
@@ -76,9 +78,16 @@ class NicDevice {
 // The device for nic's backend type.
 std::unique_ptr<NicDevice> make_nic_device(const NicSpec& nic, const Options& opts);
 
-// The NIC's state from what the controller knows (backend error, port open) and the host link's carrier right now.
+// Carrier (IFF_LOWER_UP) of every administratively up link in this thread's network namespace, by name, read with
+// one rtnetlink dump; nullopt when the dump failed. A reconcile pass reads all its NICs' carriers from one of these
+// instead of one netlink socket and request per NIC.
+using CarrierMap = std::unordered_map<std::string, bool>;
+std::optional<CarrierMap> read_carriers();
+
+// The NIC's state from what the controller knows (backend error, port open) and the host link's carrier right now:
+// from `carriers` when given (a link missing there is down or gone), else read for this link alone.
 NicState nic_state_now(const std::string& host_ifname, const std::string& error, bool has_port,
-                       const std::string& no_carrier_detail);
+                       const std::string& no_carrier_detail, const CarrierMap* carriers = nullptr);
 
 // vhost-user (vhost_user_nic.cc): the directory where the service records the server-mode sockets it created, and
 // the clean-up of those (and their markers) a crash left behind for NICs that are gone (only a socket that is still

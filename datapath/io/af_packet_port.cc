@@ -379,7 +379,8 @@ AfPacketPort::~AfPacketPort() = default;  // each queue's Ring unmaps itself, th
 
 AfPacketRingPool::AfPacketRingPool(const AfPacketOptions& o, unsigned rx_spare, unsigned tx_spare)
     : layout_(o), rx_spare_(rx_spare), tx_spare_(tx_spare) {
-  thread_ = std::thread([this] { run(); });
+  const unsigned n = std::max(1u, std::min(kRefillThreads, rx_spare + tx_spare));
+  for (unsigned i = 0; i < n; ++i) threads_.emplace_back([this] { run(); });
 }
 
 AfPacketRingPool::~AfPacketRingPool() {
@@ -388,7 +389,7 @@ AfPacketRingPool::~AfPacketRingPool() {
     stop_ = true;
   }
   cv_.notify_all();
-  thread_.join();
+  for (auto& t : threads_) t.join();
 }
 
 bool AfPacketRingPool::matches(const AfPacketOptions& o) const {
@@ -437,9 +438,12 @@ void AfPacketRingPool::run() {
   pthread_setname_np(pthread_self(), "vpcd-ringpool");
   std::unique_lock lk(mu_);
   for (;;) {
-    cv_.wait(lk, [&] { return stop_ || (!failed_ && (rx_.size() < rx_spare_ || tx_.size() < tx_spare_)); });
+    cv_.wait(lk, [&] {
+      return stop_ || (!failed_ && (rx_.size() + rx_busy_ < rx_spare_ || tx_.size() + tx_busy_ < tx_spare_));
+    });
     if (stop_) return;
-    const bool rx = rx_.size() < rx_spare_;
+    const bool rx = rx_.size() + rx_busy_ < rx_spare_;
+    ++(rx ? rx_busy_ : tx_busy_);
     lk.unlock();
     std::string err;
     std::unique_ptr<AfPacketPort::RxQueue> q;
@@ -453,6 +457,7 @@ void AfPacketRingPool::run() {
       ok = AfPacketPort::prepare_tx(*t, layout_, &err);
     }
     lk.lock();
+    --(rx ? rx_busy_ : tx_busy_);
     if (!ok) {
       failed_ = true;  // e.g. out of memory for rings: ports set their sockets up themselves
       std::fprintf(stderr, "vpcd: ring pool: %s (no more spare sockets)\n", err.c_str());

@@ -38,13 +38,13 @@
 //
 // Setting a ring up (PACKET_RX_RING / PACKET_TX_RING) waits for an RCU grace period in the kernel (packet_set_ring
 // calls synchronize_net), several milliseconds idle and tens on a busy box. An AfPacketRingPool keeps a few unbound
-// sockets of one layout with their rings already set up, refilled on its own thread; open() with a pool of the same
+// sockets of one layout with their rings already set up, refilled on threads of its own; open() with a pool of the same
 // layout takes sockets from it and only binds them (a socket created with protocol 0 is not hooked in yet, so its
 // first bind waits for no grace period). Sockets the pool cannot supply are set up as without one.
 //
 // Threading: as PortIo (port.h): queue q's rx_* only from its owning worker, worker w's tx_* only from worker w;
 // open/destroy from the control thread (open sets the rings of its sockets up on short-lived helper threads).
-// AfPacketRingPool: any thread (a mutex inside); its refill thread creates sockets in the network namespace of the
+// AfPacketRingPool: any thread (a mutex inside); its refill threads create sockets in the network namespace of the
 // thread that constructed the pool.
 // tx_errors() and ring_bytes() may be read from any thread; rx_kernel_drops(q) only from queue q's owner.
 #pragma once
@@ -197,9 +197,13 @@ class AfPacketPort final : public PortIo {
   std::vector<std::unique_ptr<TxQueue>> tx_;
 };
 
-// Unbound AF_PACKET sockets with their rings set up ahead of need, for ports of one layout (see above).
+// Unbound AF_PACKET sockets with their rings set up ahead of need, for ports of one layout (see above). Refilled by
+// kRefillThreads threads, each setting up one socket at a time: a ring's setup is mostly a wait for an RCU grace
+// period (packet_set_ring), so concurrent setups share them and a burst of new NICs (bench/e2e/scale.py) drains the
+// pool less often (a port that finds it empty sets its sockets up itself, on the control thread's time).
 class AfPacketRingPool {
  public:
+  static constexpr unsigned kRefillThreads = 4;
   // Keeps `rx_spare` RX and `tx_spare` TX sockets of layout `o` (its rx_queues / tx_workers are ignored) ready.
   AfPacketRingPool(const AfPacketOptions& o, unsigned rx_spare, unsigned tx_spare);
   ~AfPacketRingPool();
@@ -222,13 +226,14 @@ class AfPacketRingPool {
   const AfPacketOptions layout_;
   const unsigned rx_spare_, tx_spare_;
   mutable std::mutex mu_;
-  mutable std::condition_variable cv_;  // refill wanted / stop (refill thread), a spare was added (wait_full)
+  mutable std::condition_variable cv_;  // refill wanted / stop (refill threads), a spare was added (wait_full)
   std::vector<std::unique_ptr<AfPacketPort::RxQueue>> rx_;  // guarded by mu_
   std::vector<std::unique_ptr<AfPacketPort::TxQueue>> tx_;  // guarded by mu_
   uint64_t taken_ = 0;                                      // guarded by mu_
+  unsigned rx_busy_ = 0, tx_busy_ = 0;  // guarded by mu_; setups in progress (counted against the spare targets)
   bool failed_ = false;  // guarded by mu_; a setup failed: stop refilling (open() sets sockets up itself)
   bool stop_ = false;    // guarded by mu_
-  std::thread thread_;   // started last in the constructor
+  std::vector<std::thread> threads_;  // started last in the constructor; joined by the destructor
 };
 
 }  // namespace vpcd::dp

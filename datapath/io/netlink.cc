@@ -165,6 +165,14 @@ bool Netlink::create_veth(const std::string& name, const std::string& peer, std:
   rtnl_link* p = rtnl_link_veth_get_peer(link);  // takes a reference
   rtnl_link_set_name(p, peer.c_str());
   if (peer_netns_fd >= 0) rtnl_link_set_ns_fd(p, peer_netns_fd);
+  // One TX and one RX queue on each end, asked for explicitly. Without them the kernel allocates one per possible CPU
+  // and then sets the real counts to 1 (veth_init_queues), and netif_set_real_num_tx_queues on a registered device
+  // waits for an expedited RCU grace period under the RTNL: two per pair, the largest wait in creating a netns NIC
+  // (perf sched_switch stacks during bench/e2e/scale.py). The real counts (1 and 1) are the same either way.
+  for (rtnl_link* end : {link, p}) {
+    rtnl_link_set_num_tx_queues(end, 1);
+    rtnl_link_set_num_rx_queues(end, 1);
+  }
   rtnl_link_put(p);
   int rc = rtnl_link_add(sock_, link, NLM_F_CREATE | NLM_F_EXCL);
   rtnl_link_veth_release(link);

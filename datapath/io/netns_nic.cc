@@ -192,6 +192,9 @@ bool netns_nic_ensure(const NetnsNicParams& p, std::string* err) {
       near.reset();
     }
   }
+  // The alias is set once: every RTM_NEWLINK with an alias is a netdev event that walks every AF_PACKET socket of
+  // the host namespace (packet_notifier), even when the alias does not change.
+  bool alias_set = near && near->alias == p.alias;
   if (!near) {
     if (ns->find_link(p.ifname, &e)) {
       *err = "namespace " + p.netns + " already has an interface " + p.ifname;
@@ -199,9 +202,10 @@ bool netns_nic_ensure(const NetnsNicParams& p, std::string* err) {
     }
     if (!host->create_veth(p.host_ifname, p.ifname, err, ns_fd.get())) return false;
     if (!host->set_alias(p.host_ifname, p.alias, err)) return false;  // the marker first
+    alias_set = true;
   }
   if (!configure_far_end(*ns, p, own, err)) return false;
-  if (!host->set_alias(p.host_ifname, p.alias, err) || !host->set_mtu(p.host_ifname, p.mtu, err) ||
+  if ((!alias_set && !host->set_alias(p.host_ifname, p.alias, err)) || !host->set_mtu(p.host_ifname, p.mtu, err) ||
       !host->disable_ipv6(p.host_ifname, err) || !host->set_up(p.host_ifname, true, err)) {
     return false;
   }

@@ -15,6 +15,7 @@
 #include <set>
 #include <thread>
 
+#include "datapath/control/os_reaper.h"
 #include "datapath/controller.h"
 #include "datapath/io/netns_nic.h"
 #include "tests/integration/datapath_test_util.h"
@@ -398,7 +399,7 @@ TEST_F(DatapathTest, AddingAndRemovingNicsLeavesNothingBehind) {
   EXPECT_TRUE(our_namespaces().empty());
   EXPECT_TRUE(links_with_alias_prefix(alias_prefix).empty());
   ctl_->wait_background();  // the ring pool full: its spare sockets count in both figures
-  size_t fds0 = test::open_fd_count(), threads0 = test::thread_count();
+  size_t fds0 = test::open_fd_count(), threads0 = test::thread_count_named("vpcd-reaper", true);
   auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < 100; ++i) {
     NicSpec n = netns_nic("c1", v, ns, "02:00:00:00:03:02", "10.0.0.2");
@@ -426,10 +427,34 @@ TEST_F(DatapathTest, AddingAndRemovingNicsLeavesNothingBehind) {
   EXPECT_FALSE(test::link_exists(tap));
   ctl_->wait_background();
   EXPECT_EQ(test::open_fd_count(), fds0);
-  EXPECT_EQ(test::thread_count(), threads0);
+  EXPECT_EQ(test::thread_count_named("vpcd-reaper", true), threads0);
+  // The reaper's pool starts threads on demand and keeps them: bounded, not one per removal.
+  EXPECT_LE(test::thread_count_named("vpcd-reaper"), OsReaper::kDefaultThreads);
   EXPECT_TRUE(ctl_->nic_states().empty());
   // The removed ports' traffic stays in the totals; here there was none to speak of, but the ports are all gone.
   EXPECT_TRUE(ctl_->stats().nics.empty());
+}
+
+// A pass reads every NIC's carrier from one link dump (refresh_view): each NIC's state still follows its own host link.
+TEST_F(DatapathTest, NicStatesFollowEachHostLinkFromOneDump) {
+  VpcSpec v = vpc("vpc-s", 700);
+  DesiredState d;
+  d.vpcs = {v};
+  d.nics = {netns_nic("sa", v, ns_name("sa"), "02:00:00:00:07:02", "10.0.0.2"),
+            netns_nic("sb", v, ns_name("sb"), "02:00:00:00:07:03", "10.0.0.3")};
+  auto st = apply_up(d);
+  const std::string host_b = st.at("sb").host_ifname;
+  ASSERT_FALSE(host_b.empty());
+  ASSERT_EQ(run_cmd({"ip", "link", "set", host_b, "down"}, 10s).exit_code, 0);
+  st = ctl_->apply(d);
+  EXPECT_EQ(st.at("sa").status, NicStatus::kUp) << st.at("sa").detail;
+  EXPECT_EQ(st.at("sb").status, NicStatus::kDown);
+  EXPECT_EQ(st.at("sb").detail, "link " + host_b + " is down or gone");
+  auto now = ctl_->nic_states();  // read link by link: the same answer
+  EXPECT_EQ(now.at("sa").status, NicStatus::kUp);
+  EXPECT_EQ(now.at("sb").detail, st.at("sb").detail);
+  ASSERT_EQ(run_cmd({"ip", "link", "set", host_b, "up"}, 10s).exit_code, 0);
+  apply_up(d);
 }
 
 TEST_F(DatapathTest, BackendFailureIsReportedAndDoesNotStopOthers) {

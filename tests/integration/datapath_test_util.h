@@ -128,6 +128,18 @@ inline size_t count_dir(const char* dir) {
 }
 inline size_t open_fd_count() { return count_dir("/proc/self/fd"); }
 inline size_t thread_count() { return count_dir("/proc/self/task"); }
+// Threads whose name starts (or does not start, `without`) with `prefix`, e.g. the OsReaper's "vpcd-reaper": its pool
+// grows on demand and keeps its threads, so a leak check counts the other threads and bounds the pool.
+inline size_t thread_count_named(const std::string& prefix, bool without = false) {
+  size_t n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream f(e.path() / "comm");
+    std::string comm;
+    std::getline(f, comm);
+    if ((comm.rfind(prefix, 0) == 0) != without) ++n;
+  }
+  return n;
+}
 
 // Removes, at scope exit, the namespaces and host links a test named (only those: each name carries the test's pid).
 class OsObjectGuard {

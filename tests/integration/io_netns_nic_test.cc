@@ -120,6 +120,36 @@ TEST_F(NetnsNic, CreatesConfiguresAdoptsAndRemoves) {
   EXPECT_TRUE(links_with_alias_prefix(alias_prefix_).empty());
 }
 
+// Both ends are created with one TX and one RX queue (asked for in RTM_NEWLINK: the kernel's default of one per
+// possible CPU, cut to one afterwards, costs an RCU grace period per end).
+TEST_F(NetnsNic, VethEndsAreCreatedWithOneQueueEach) {
+  std::string err;
+  ASSERT_TRUE(netns_nic_ensure(p_, &err)) << err;
+  const std::string near = sh_out("ip -d link show dev " + p_.host_ifname);  // the test thread's (host) namespace
+  const std::string far = ns_cmd("-d link show dev eth0");
+  for (const auto* out : {&near, &far}) {
+    EXPECT_NE(out->find("numtxqueues 1 "), std::string::npos) << *out;
+    EXPECT_NE(out->find("numrxqueues 1 "), std::string::npos) << *out;
+  }
+}
+
+// A pair a crash left without its alias (set right after creation) in a namespace vpcd created is adopted and gets
+// the alias; an adopted pair that has it is not given it again.
+TEST_F(NetnsNic, AdoptsAPairACrashLeftWithoutItsAlias) {
+  std::string err;
+  ASSERT_TRUE(netns_nic_ensure(p_, &err)) << err;
+  const int ifindex = link_by_name(p_.host_ifname, &err)->ifindex;
+  ASSERT_EQ(sh("ip link set " + p_.host_ifname + " alias ''"), 0);
+  ASSERT_EQ(link_by_name(p_.host_ifname, &err)->alias, "");
+  ASSERT_TRUE(netns_nic_ensure(p_, &err)) << err;
+  auto host = link_by_name(p_.host_ifname, &err);
+  ASSERT_TRUE(host) << err;
+  EXPECT_EQ(host->ifindex, ifindex);  // adopted, not recreated
+  EXPECT_EQ(host->alias, p_.alias);
+  ASSERT_TRUE(netns_nic_ensure(p_, &err)) << err;
+  EXPECT_EQ(link_by_name(p_.host_ifname, &err)->alias, p_.alias);
+}
+
 TEST_F(NetnsNic, KeepsANamespaceItDidNotCreate) {
   ScopedNetns theirs(p_.netns);  // exists before: not ours
   ASSERT_TRUE(theirs.ok());
