@@ -36,8 +36,9 @@ unsigned resolve_worker_count(unsigned requested) noexcept {
   return std::clamp(n, 1u, kMaxWorkers);
 }
 
-// The per-worker buffers (the packet pool, the overlay's USO and split buffers: WorkerContext) are allocated here,
-// never in the datapath: running out of memory is a start-up error naming the worker.
+// The per-worker buffers (the packet pool, the overlay's USO and split buffers, the tcp-coalesce arena:
+// WorkerContext) are allocated here, never in the datapath: running out of memory is a start-up error naming the
+// worker.
 Worker::Worker(unsigned index, DatapathPublisher& pub, PollPolicy poll) try
     : index_(index),
       pub_(pub),
@@ -56,8 +57,9 @@ Worker::Worker(unsigned index, DatapathPublisher& pub, PollPolicy poll) try
   }
   ctx_.worker = index_;
 } catch (const std::bad_alloc&) {
-  throw std::runtime_error("datapath worker " + std::to_string(index) +
-                           ": out of memory for its buffers (packet pool, overlay USO and split buffers)");
+  throw std::runtime_error(
+      "datapath worker " + std::to_string(index) +
+      ": out of memory for its buffers (packet pool, overlay USO and split buffers, tcp-coalesce arena)");
 }
 
 Worker::~Worker() {

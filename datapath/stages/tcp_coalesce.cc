@@ -36,8 +36,11 @@ uint32_t pseudo_sum(const Packet& p, uint32_t l4_len) noexcept {
   return proto::ipv6_pseudo_sum(s, d, proto::kIpProtoTcp, l4_len);
 }
 
-// True when p is a segment the rules of tcp_coalesce.h let join a group; fills s.
-bool candidate(const Packet& p, Seg& s) noexcept {
+// Checksum state of a packet needing verification here (no partial or DATA_VALID vnet header), by position.
+enum : uint8_t { kUnknown = 0, kPending, kGood, kBad };
+
+// True when p is a segment the rules of tcp_coalesce.h let join a group; fills s. csum: p's checksum state.
+bool candidate(const Packet& p, Seg& s, uint8_t& csum, bool eager) noexcept {
   if ((p.flags & (kIsTcp | kIsFragment | kHasVlan)) != kIsTcp || p.dropped() || p.prefix_len != 0 ||
       p.len < p.wire_len || p.l4_offset == 0 || is_gso(p)) [[unlikely]]
     return false;
@@ -61,11 +64,32 @@ bool candidate(const Packet& p, Seg& s) noexcept {
   std::memcpy(&seq, t + 4, 4);
   s.seq = __builtin_bswap32(seq);
   // The checksum: partial (the kernel never summed the data: the guest's kernel accepts it as it would from the
-  // sender's), validated by the kernel, or verified here.
+  // sender's), validated by the kernel, or verified here: now (eager) or, lazily, while the payload is copied into
+  // the arena (kPending; verify_copy()), where a segment that fails is found kBad and the batch regrouped.
   if ((p.flags & kHasVnet) && (p.vnet.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM))
     return p.vnet.csum_start == p.l4_offset && p.vnet.csum_offset == kTcpCsumOffset;
   if ((p.flags & kHasVnet) && (p.vnet.flags & VIRTIO_NET_HDR_F_DATA_VALID)) return true;
-  return proto::checksum_valid({t, p.l4_len}, pseudo_sum(p, p.l4_len));
+  if (csum == kUnknown || csum == kPending) {
+    if (!eager) {
+      csum = kPending;
+      return true;
+    }
+    csum = proto::checksum_valid({t, p.l4_len}, pseudo_sum(p, p.l4_len)) ? kGood : kBad;
+  }
+  return csum == kGood;
+}
+
+// Copies p's payload (from its hdr_bytes on, n bytes) to dst; when p's checksum is kPending, sums while copying
+// (one pass) and decides it: kGood or kBad. Returns false for kBad.
+bool verify_copy(const Packet& p, uint32_t hdr_bytes, uint8_t* dst, uint32_t n, uint8_t& csum) noexcept {
+  if (csum != kPending) {
+    std::memcpy(dst, p.data + hdr_bytes, n);
+    return csum != kBad;
+  }
+  const uint32_t pl = proto::ones_sum_copy(dst, p.data + hdr_bytes, n);  // hdr_bytes - l4_offset: a multiple of 4
+  const uint32_t hs = proto::ones_sum({p.data + p.l4_offset, hdr_bytes - p.l4_offset}, pseudo_sum(p, p.l4_len));
+  csum = proto::fold_sum(hs + pl) == 0xffff ? kGood : kBad;
+  return csum == kGood;
 }
 
 // One group: its packets' positions in the span (first, then the joined ones, linked through `link`).
@@ -121,6 +145,8 @@ NextSet TcpCoalesceStage::process(WorkerContext& ctx, const DataplaneConfig& /*c
   // [position] -> the next member of its group (the positions fit: the queue holds at most PacketQueue::kCapacity).
   std::array<uint16_t, PacketQueue::kCapacity> link;
   std::array<Group, PacketQueue::kCapacity / 2> done;  // groups of 2 or more, in the order they closed
+  std::array<uint32_t, PacketQueue::kCapacity / 2> at;  // [done index] -> the group's offset in the arena
+  std::array<uint8_t, PacketQueue::kCapacity> csum;     // [position] -> checksum state (kUnknown...)
   unsigned n_done = 0;
   std::array<Group, kMaxOpen> open;
   unsigned n_open = 0;
@@ -131,60 +157,105 @@ NextSet TcpCoalesceStage::process(WorkerContext& ctx, const DataplaneConfig& /*c
 
   const size_t n = pkts.size() < PacketQueue::kCapacity ? pkts.size() : PacketQueue::kCapacity;
   for (size_t i = 0; i < pkts.size(); ++i) pkts[i]->next = Next::kOutput;
-  for (size_t i = 0; i < n; ++i) {
-    const Packet& p = *pkts[i];
-    if (!(p.flags & kIsTcp) || p.out_port >= kFloodUnknownPort) continue;  // cannot be in a flow's way
-    unsigned k = 0;
-    while (k < n_open && !same_flow(*pkts[open[k].head], p)) ++k;
-    Seg s;
-    const bool cand = candidate(p, s);
-    if (k < n_open) {
-      Group& g = open[k];
-      if (cand && can_join(g, *pkts[g.head], p, s)) {
-        link[g.last] = uint16_t(i);
-        g.last = uint16_t(i);
-        ++g.count;
-        g.payload += s.payload;
-        g.next_seq = s.seq + s.payload;
-        if (s.psh || s.payload < g.gso_size) close(k);
+  std::memset(csum.data(), kUnknown, n);
+
+  // Grouping. Lazily (eager false) segments whose checksum must be verified here are assumed good and verified while
+  // their payload is copied (fused: one pass over the bytes instead of a sum and then a memcpy); one found bad makes
+  // the batch regroup with it known bad, so the groups are exactly those an eager check would have made. Two things
+  // a hidden bad segment could still change without joining anything, the open-flow slots and the arena's fit (the
+  // order groups close in), make the grouping start over eagerly (every checksum verified up front, as before).
+  bool eager = false;
+  auto group = [&]() -> bool {  // false: redo eagerly
+    n_done = n_open = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const Packet& p = *pkts[i];
+      if (!(p.flags & kIsTcp) || p.out_port >= kFloodUnknownPort) continue;  // cannot be in a flow's way
+      unsigned k = 0;
+      while (k < n_open && !same_flow(*pkts[open[k].head], p)) ++k;
+      Seg s;
+      const bool cand = candidate(p, s, csum[i], eager);
+      if (k < n_open) {
+        Group& g = open[k];
+        if (cand && can_join(g, *pkts[g.head], p, s)) {
+          link[g.last] = uint16_t(i);
+          g.last = uint16_t(i);
+          ++g.count;
+          g.payload += s.payload;
+          g.next_seq = s.seq + s.payload;
+          if (s.psh || s.payload < g.gso_size) close(k);
+          continue;
+        }
+        close(k);  // the flow's next packet does not join: nothing of the flow may overtake it
+      }
+      if (!cand || s.psh) continue;
+      if (n_open == kMaxOpen) {
+        if (!eager) return false;
         continue;
       }
-      close(k);  // the flow's next packet does not join: nothing of the flow may overtake it
+      Group& g = open[n_open++];
+      g = Group{};
+      g.head = g.last = uint16_t(i);
+      g.count = 1;
+      g.next_seq = s.seq + s.payload;
+      g.gso_size = g.payload = s.payload;
+      g.hdr_bytes = s.hdr_bytes;
     }
-    if (!cand || s.psh || n_open == kMaxOpen) continue;
-    Group& g = open[n_open++];
-    g = Group{};
-    g.head = g.last = uint16_t(i);
-    g.count = 1;
-    g.next_seq = s.seq + s.payload;
-    g.gso_size = g.payload = s.payload;
-    g.hdr_bytes = s.hdr_bytes;
-  }
-  while (n_open) close(n_open - 1);
-  if (n_done == 0) return stage_bit(Next::kOutput);
+    while (n_open) close(n_open - 1);
+    if (eager) return true;
+    uint32_t need = 0;
+    for (unsigned d = 0; d < n_done; ++d) need = ((need + 63) & ~63u) + done[d].hdr_bytes + done[d].payload;
+    return need <= CoalesceWorkerState::kArenaBytes;
+  };
 
-  if (!st.arena) st.arena = std::make_unique<uint8_t[]>(CoalesceWorkerState::kArenaBytes);
-  st.used = 0;
-  uint64_t frames = 0, segments = 0, no_room = 0;
-  for (unsigned d = 0; d < n_done; ++d) {
-    const Group& g = done[d];
-    Packet& h = *pkts[g.head];
-    const uint32_t total = g.hdr_bytes + g.payload;
-    const uint32_t at = (st.used + 63) & ~63u;
-    if (at + total > CoalesceWorkerState::kArenaBytes) {
-      ++no_room;
+  // Copying (verifying pending checksums on the way), without touching the packets yet: a segment found bad discards
+  // the copies (the arena position goes back to 0) and the batch is regrouped. Each round finds one more segment bad
+  // or succeeds, so this ends; eagerly nothing is pending and the first round succeeds.
+  uint64_t no_room = 0;
+  for (;;) {
+    if (!group()) {
+      eager = true;
       continue;
     }
-    uint8_t* f = st.arena.get() + at;
-    st.used = at + total;
-    std::memcpy(f, h.data, g.hdr_bytes + g.gso_size);
-    uint32_t off = g.hdr_bytes + g.gso_size;
+    if (n_done == 0) return stage_bit(Next::kOutput);
+    st.used = 0;
+    no_room = 0;
+    bool bad = false;
+    for (unsigned d = 0; d < n_done; ++d) {
+      const Group& g = done[d];
+      const Packet& h = *pkts[g.head];
+      const uint32_t total = g.hdr_bytes + g.payload;
+      at[d] = (st.used + 63) & ~63u;
+      if (at[d] + total > CoalesceWorkerState::kArenaBytes) {
+        ++no_room;
+        at[d] = UINT32_MAX;
+        continue;
+      }
+      uint8_t* f = st.arena.get() + at[d];
+      st.used = at[d] + total;
+      std::memcpy(f, h.data, g.hdr_bytes);
+      bad |= !verify_copy(h, g.hdr_bytes, f + g.hdr_bytes, g.gso_size, csum[g.head]);
+      uint32_t off = g.hdr_bytes + g.gso_size;
+      for (uint16_t m = link[g.head], left = uint16_t(g.count - 1); left > 0; m = link[m], --left) {
+        const Packet& q = *pkts[m];
+        const uint32_t qp = uint32_t(q.l4_offset) + q.l4_len - g.hdr_bytes;
+        bad |= !verify_copy(q, g.hdr_bytes, f + off, qp, csum[m]);
+        off += qp;
+      }
+    }
+    if (!bad) break;
+    st.used = 0;  // the copies are discarded; regroup with the bad segments known
+  }
+
+  uint64_t frames = 0, segments = 0;
+  for (unsigned d = 0; d < n_done; ++d) {
+    const Group& g = done[d];
+    if (at[d] == UINT32_MAX) continue;  // no room: left as it was
+    Packet& h = *pkts[g.head];
+    const uint32_t total = g.hdr_bytes + g.payload;
+    uint8_t* f = st.arena.get() + at[d];
     bool psh = false;
     for (uint16_t m = link[g.head], left = uint16_t(g.count - 1); left > 0; m = link[m], --left) {
       Packet& q = *pkts[m];
-      const uint32_t qp = uint32_t(q.l4_offset) + q.l4_len - g.hdr_bytes;
-      std::memcpy(f + off, q.data + g.hdr_bytes, qp);
-      off += qp;
       psh = psh || (q.data[q.l4_offset + 13] & proto::kTcpPsh);
       q.drop_with(DropReason::kConsumed);
     }

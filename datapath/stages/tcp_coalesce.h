@@ -25,9 +25,17 @@
 // its checksum field the pseudo-header sum (partial, the guest's kernel treats CHECKSUM_PARTIAL as verified and
 // completes it if it forwards the frame).
 //
-// Super-frames are built in the worker's arena (CoalesceWorkerState): valid until the next process() call, which is
-// after output sent them (the runner runs output before the next chunk). A group the arena has no room for is left
-// as it was (counted no_room).
+// Verifying here is fused with the copy into the super-frame: a segment whose checksum must be verified is assumed
+// good while grouping, and its payload is summed as it is copied into the arena (proto::ones_sum_copy, one pass
+// instead of a sum and a memcpy); pseudo-header + TCP header + payload sums decide. One found bad discards the copies
+// (arena position back to 0) and the batch is regrouped with it known bad, so the result (frames, counters, the bad
+// segment passed on untouched) is exactly that of verifying first. Where a not yet verified segment could change the
+// grouping without joining anything (all kMaxOpen flow slots taken; the groups not fitting the arena) the batch is
+// grouped again verifying every checksum first.
+//
+// Super-frames are built in the worker's arena (CoalesceWorkerState, allocated with the worker's state): valid until
+// the next process() call, which is after output sent them (the runner runs output before the next chunk). A group
+// the arena has no room for is left as it was (counted no_room).
 // Next: output (kConsumed drops for joined segments).
 // Threading: the worker's own packets, arena and counters; the snapshot read-only.
 #pragma once

@@ -16,6 +16,7 @@
 #include "datapath/proto/l4.h"
 #include "datapath/proto/vxlan.h"
 #include "datapath/stages/parse.h"
+#include "datapath/stages/tcp_coalesce.h"
 #include "tests/unit/overlay/overlay_test_net.h"
 
 namespace vpcd::dp {
@@ -44,11 +45,12 @@ struct SegSpec {
   uint16_t window = 500;
   bool v6 = false;
   uint8_t tos = 0;
+  std::optional<uint8_t> fill;  // every payload byte this value instead of pattern()
 };
 
 std::vector<uint8_t> segment(const SegSpec& s) {
   std::vector<uint8_t> pl(s.len);
-  for (uint32_t i = 0; i < s.len; ++i) pl[i] = pattern(s.off + i);
+  for (uint32_t i = 0; i < s.len; ++i) pl[i] = s.fill ? *s.fill : pattern(s.off + i);
   proto::TcpOpts t;
   t.seq = kSeq0 + s.off;
   t.ack = s.ack;
@@ -311,6 +313,202 @@ TEST(TcpCoalesce, BadChecksumIsNeitherJoinedNorTouched) {
   expect_super(out[2], false, 3 * kMss, 2 * kMss, kAck);
 }
 
+// The verification fused into the copy (tcp_coalesce.h): a bad segment found while copying is passed on untouched
+// and the rest grouped exactly as verifying first would, wherever it is and however many there are.
+TEST(TcpCoalesce, BadChecksumInTheMiddleOfALongRunSplitsItThere) {
+  OverlayNet n;
+  auto segs = flow(20);
+  segs[9][60] ^= 0x01;
+  auto out = run(n, segs);
+  ASSERT_EQ(out.size(), 3u);
+  expect_super(out[0], false, 0, 9 * kMss, kAck);
+  EXPECT_EQ(out[1].bytes, segs[9]);
+  expect_super(out[2], false, 10 * kMss, 10 * kMss, kAck);
+  EXPECT_EQ(n.ctx.coalesce.frames.load(), 2u);
+  EXPECT_EQ(n.ctx.coalesce.segments.load(), 19u);
+  EXPECT_EQ(n.ctx.coalesce.no_room.load(), 0u);
+  for (uint64_t d : n.cfg.ports[n.t1].rt->sum().drops) EXPECT_EQ(d, 0u);
+  EXPECT_EQ(n.ctx.pool.available(), n.ctx.pool.capacity());
+}
+
+TEST(TcpCoalesce, BadChecksumOnTheFirstOrLastOrSeveralSegments) {
+  {
+    OverlayNet n;
+    auto segs = flow(5);
+    segs[0][34 + 16] ^= 0x80;  // the checksum field itself
+    auto out = run(n, segs);
+    ASSERT_EQ(out.size(), 2u);
+    EXPECT_EQ(out[0].bytes, segs[0]);
+    expect_super(out[1], false, kMss, 4 * kMss, kAck);
+  }
+  {
+    OverlayNet n;
+    auto segs = flow(5);
+    segs[4].back() ^= 0x10;
+    auto out = run(n, segs);
+    ASSERT_EQ(out.size(), 2u);
+    expect_super(out[0], false, 0, 4 * kMss, kAck);
+    EXPECT_EQ(out[1].bytes, segs[4]);
+  }
+  {
+    OverlayNet n;
+    auto segs = flow(12);
+    for (int b : {2, 3, 7}) segs[size_t(b)][100] ^= 0x22;
+    auto out = run(n, segs);
+    // 0-1 joined, 2 and 3 untouched, 4-6 joined, 7 untouched, 8-11 joined
+    ASSERT_EQ(out.size(), 6u);
+    expect_super(out[0], false, 0, 2 * kMss, kAck);
+    EXPECT_EQ(out[1].bytes, segs[2]);
+    EXPECT_EQ(out[2].bytes, segs[3]);
+    expect_super(out[3], false, 4 * kMss, 3 * kMss, kAck);
+    EXPECT_EQ(out[4].bytes, segs[7]);
+    expect_super(out[5], false, 8 * kMss, 4 * kMss, kAck);
+    EXPECT_EQ(n.ctx.coalesce.segments.load(), 9u);
+  }
+}
+
+TEST(TcpCoalesce, OddLengthSegmentsVerifyAndJoin) {
+  OverlayNet n;
+  SegSpec s;
+  s.len = 1397;
+  auto segs = flow(6, s);
+  auto out = run(n, segs);
+  ASSERT_EQ(out.size(), 1u);
+  expect_super(out[0], false, 0, 6 * 1397, kAck, 1397);
+  // A flipped odd last byte (summed as the high byte of a zero-padded word) is found.
+  OverlayNet m;
+  segs[3].back() ^= 0x01;
+  out = run(m, segs);
+  ASSERT_EQ(out.size(), 3u);
+  expect_super(out[0], false, 0, 3 * 1397, kAck, 1397);
+  EXPECT_EQ(out[1].bytes, segs[3]);
+  expect_super(out[2], false, 4 * 1397, 2 * 1397, kAck, 1397);
+}
+
+TEST(TcpCoalesce, AllOnesPayloadsVerifyAndJoin) {
+  OverlayNet n;
+  SegSpec s;
+  s.fill = 0xff;
+  auto segs = flow(4, s);
+  auto out = run(n, segs);
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_TRUE(is_super(out[0]));
+  ASSERT_EQ(out[0].bytes.size(), 54 + 4 * kMss);
+  for (size_t i = 54; i < out[0].bytes.size(); ++i) ASSERT_EQ(out[0].bytes[i], 0xff) << i;
+  std::vector<uint8_t> b = out[0].bytes;
+  Packet p = proto::make_packet(b);
+  p.vnet = *out[0].vnet;
+  p.flags |= kHasVnet;
+  parse(p);
+  ASSERT_TRUE(proto::finish_partial_checksum(p));
+  EXPECT_TRUE(proto::checksum_valid({b.data() + 34, b.size() - 34},
+                                    proto::ipv4_pseudo_sum(kRemoteIp, kGuestIp, 6, uint16_t(b.size() - 34))));
+  // 0xff -> 0xfe in one byte of the all-ones payload is still found.
+  OverlayNet m;
+  segs[1][54 + 500] = 0xfe;
+  out = run(m, segs);
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_FALSE(is_super(out[0]));
+  EXPECT_EQ(out[1].bytes, segs[1]);
+  EXPECT_TRUE(is_super(out[2]));
+}
+
+// The stage alone (decap clears the outer vnet header, so DATA_VALID reaches it only from other inputs): segments
+// whose checksum needs no verification here (DATA_VALID, or partial) join even with a checksum field that would not
+// verify; the same bytes without the vnet header are verified and the bad one is not joined.
+std::vector<FakeFrame> run_stage(std::vector<std::vector<uint8_t>>& frames, std::optional<virtio_net_hdr> vnet,
+                                 WorkerContext& ctx) {
+  std::vector<Packet> pkts;
+  for (auto& f : frames) {
+    Packet p = proto::make_packet(f);
+    if (vnet) {
+      p.vnet = *vnet;
+      p.flags |= kHasVnet;
+    }
+    parse(p);
+    p.in_port = 1;
+    p.out_port = 2;
+    p.vpc = 0;
+    pkts.push_back(p);
+  }
+  std::vector<Packet*> ptrs;
+  for (auto& p : pkts) ptrs.push_back(&p);
+  DataplaneConfig cfg;
+  TcpCoalesceStage::process(ctx, cfg, ptrs);
+  std::vector<FakeFrame> out;
+  for (auto& p : pkts) {
+    if (p.dropped()) {
+      EXPECT_EQ(p.drop, DropReason::kConsumed);
+      continue;
+    }
+    FakeFrame f;
+    f.bytes.assign(p.data, p.data + p.len);
+    if (p.flags & kHasVnet) f.vnet = p.vnet;
+    out.push_back(f);
+  }
+  return out;
+}
+
+TEST(TcpCoalesce, DataValidAndPartialSegmentsJoinWithoutVerification) {
+  auto segs = flow(4);
+  segs[2][34 + 16] ^= 0xff;  // a wrong checksum field
+  {
+    WorkerContext ctx;
+    virtio_net_hdr v{};
+    v.flags = VIRTIO_NET_HDR_F_DATA_VALID;
+    auto copy = segs;
+    auto out = run_stage(copy, v, ctx);
+    ASSERT_EQ(out.size(), 1u);
+    ASSERT_TRUE(is_super(out[0]));
+    EXPECT_EQ(out[0].bytes.size(), 54 + 4 * kMss);
+    EXPECT_EQ(ctx.coalesce.segments.load(), 4u);
+  }
+  {
+    WorkerContext ctx;
+    virtio_net_hdr v{};
+    v.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+    v.csum_start = 34;
+    v.csum_offset = 16;
+    auto copy = segs;
+    auto out = run_stage(copy, v, ctx);
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_TRUE(is_super(out[0]));
+  }
+  {
+    WorkerContext ctx;
+    auto copy = segs;
+    auto out = run_stage(copy, std::nullopt, ctx);
+    ASSERT_EQ(out.size(), 3u);
+    expect_super(out[0], false, 0, 2 * kMss, kAck);
+    EXPECT_EQ(out[1].bytes, segs[2]);
+    EXPECT_FALSE(out[1].vnet);
+    EXPECT_EQ(out[2].bytes, segs[3]);
+  }
+}
+
+TEST(TcpCoalesce, AnUnverifiedBadSegmentTakesNoFlowSlot) {
+  // 17 flows: flow 0 one bad segment, flows 1-16 two good ones each. Verifying first, the bad one never opens a
+  // group, so the 16 others have the 16 slots and all join.
+  OverlayNet n;
+  std::vector<std::vector<uint8_t>> segs;
+  SegSpec s;
+  s.sport = 6000;
+  segs.push_back(segment(s));
+  segs.back()[60] ^= 0x40;
+  for (uint32_t r = 0; r < 2; ++r)
+    for (uint16_t f = 1; f <= 16; ++f) {
+      s.sport = uint16_t(6000 + f);
+      s.off = r * kMss;
+      segs.push_back(segment(s));
+    }
+  auto out = run(n, segs);
+  ASSERT_EQ(out.size(), 17u);
+  EXPECT_EQ(out[0].bytes, segs[0]);
+  for (size_t i = 1; i < 17; ++i) expect_super(out[i], false, 0, 2 * kMss, kAck);
+  EXPECT_EQ(n.ctx.coalesce.frames.load(), 16u);
+  EXPECT_EQ(n.ctx.coalesce.segments.load(), 32u);
+}
+
 TEST(TcpCoalesce, DifferentAckWindowTosOrOptionsDoNotJoin) {
   for (int what = 0; what < 4; ++what) {
     OverlayNet n;
@@ -371,6 +569,19 @@ TEST(TcpCoalesce, SuperFramesStayWithin64KiB) {
   const uint32_t first = (65535 - 40) / kMss;  // segments whose IPv4 packet fits 65535 bytes
   expect_super(out[0], false, 0, first * kMss, kAck);
   expect_super(out[1], false, first * kMss, (60 - first) * kMss, kAck);
+}
+
+TEST(TcpCoalesce, ArenaIsAllocatedWithTheWorkerStateNotInTheDatapath) {
+  WorkerContext ctx;
+  ASSERT_NE(ctx.coalesce.arena, nullptr);
+  const uint8_t* before = ctx.coalesce.arena.get();
+  OverlayNet n;
+  ASSERT_NE(n.ctx.coalesce.arena, nullptr);
+  const uint8_t* arena = n.ctx.coalesce.arena.get();
+  auto out = run(n, flow(4));
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(n.ctx.coalesce.arena.get(), arena);  // process() used it, did not replace it
+  EXPECT_EQ(ctx.coalesce.arena.get(), before);
 }
 
 TEST(TcpCoalesce, PortsWithoutTheFeatureGetSegmentsAsTheyCame) {
