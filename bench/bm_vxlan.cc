@@ -35,6 +35,17 @@ const MacAddr kA{{0x02, 0, 0, 0, 0, 1}}, kB{{0x02, 0, 0, 0, 0, 2}};
 const MacAddr kUplink{{0x02, 0xaa, 0, 0, 0, 1}}, kPeerMac{{0x02, 0xbb, 0, 0, 0, 2}};
 const Ipv4Addr kLocal{0xc0000201}, kPeer{0xc0000202};
 
+// The outer headers of this box's uplink towards the peer VTEP, VNI 4242.
+proto::VxlanOuter outer_to_peer() {
+  proto::VxlanOuterParams op;
+  op.src_mac = kUplink;
+  op.dst_mac = kPeerMac;
+  op.src_ip = kLocal;
+  op.dst_ip = kPeer;
+  op.vni = 4242;
+  return proto::build_vxlan_outer(op);
+}
+
 std::vector<uint8_t> inner64(uint16_t sport) {
   return FrameBuilder().eth(kA, kB).ipv4(Ipv4Addr{0x0a000001}, Ipv4Addr{0x0a000002}).udp(sport, 9).pad_to(64 - 4).build();
 }
@@ -88,13 +99,7 @@ void BM_VxlanEncap(benchmark::State& state) {
     pkts.push_back(proto::make_packet(b));
     parse(pkts.back());
   }
-  proto::VxlanOuterParams op;
-  op.src_mac = kUplink;
-  op.dst_mac = kPeerMac;
-  op.src_ip = kLocal;
-  op.dst_ip = kPeer;
-  op.vni = 4242;
-  const proto::VxlanOuter tmpl = proto::build_vxlan_outer(op);
+  const proto::VxlanOuter tmpl = outer_to_peer();
   std::vector<proto::VxlanOuter> outs(batch);
   for (auto _ : state) {
     for (size_t i = 0; i < batch; ++i) vxlan_encap_header(pkts[i], tmpl, inner_flow_hash(pkts[i]), false, outs[i]);
@@ -163,13 +168,7 @@ void BM_VxlanUsoFrame(benchmark::State& state) {
   p.flags |= kHasVnet;
   p.vnet.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
   p.vnet.gso_size = 1398;
-  proto::VxlanOuterParams op;
-  op.src_mac = kUplink;
-  op.dst_mac = kPeerMac;
-  op.src_ip = kLocal;
-  op.dst_ip = kPeer;
-  op.vni = 4242;
-  const proto::VxlanOuter tmpl = proto::build_vxlan_outer(op);
+  const proto::VxlanOuter tmpl = outer_to_peer();
   const UsoPlan plan = vxlan_uso_plan(p);
   std::vector<uint8_t> buf(kUsoFrameBytes);
   size_t frames = 0;

@@ -590,6 +590,16 @@ TEST_F(TwoGuests, FrameLargerThanASlotPassesWhole) {
   EXPECT_EQ(p2->tx_errors(0), 0u);
 }
 
+// p came short from the ring (len < wire_len): marked kRxQueueFull exactly when `why` says the queue was full, parsed
+// to `why`, and never transmitted as if it were whole.
+void expect_cut(AfPacketPort& port, const Packet& p, DropReason why) {
+  EXPECT_EQ((p.flags & kRxQueueFull) != 0, why == DropReason::kRxQueueFull);
+  Packet parsed = p;
+  parse(parsed);
+  EXPECT_EQ(parsed.drop, why);
+  EXPECT_FALSE(port.tx_enqueue(0, p));
+}
+
 void TwoGuests::truncated_frame(const AfPacketOptions& o) {
   ASSERT_EQ(sh("ip -n " + a_.name() + " link set eth0 mtu 9000"), 0);
   ASSERT_EQ(sh("ip -n " + hub_.name() + " link set h1 mtu 9000"), 0);
@@ -623,12 +633,7 @@ void TwoGuests::truncated_frame(const AfPacketOptions& o) {
         EXPECT_LT(pkts[k].len, pkts[k].wire_len);
         EXPECT_GT(pkts[k].len, 1500u);  // what fits in a V3 block (4 KiB) or a V2 slot (2 KiB)
         EXPECT_EQ(pkts[k].data[23], 17);
-        EXPECT_EQ(pkts[k].flags & kRxQueueFull, 0);  // cut by the configuration, not by a full queue
-        Packet parsed = pkts[k];
-        parse(parsed);
-        EXPECT_EQ(parsed.drop, DropReason::kTruncated);
-        // A truncated frame must not be transmitted as if it were whole.
-        EXPECT_FALSE(port->tx_enqueue(0, pkts[k]));
+        expect_cut(*port, pkts[k], DropReason::kTruncated);  // by the configuration, not by a full queue
       }
     }
     port->rx_release(0);
@@ -664,11 +669,7 @@ TEST_F(TwoGuests, FrameLargerThanASlotMeetingAFullQueueIsMarked) {
       } else {
         ++queue_full;
         EXPECT_LT(pkts[k].len, kWire);
-        EXPECT_NE(pkts[k].flags & kRxQueueFull, 0);
-        Packet parsed = pkts[k];
-        parse(parsed);
-        EXPECT_EQ(parsed.drop, DropReason::kRxQueueFull);
-        EXPECT_FALSE(port->tx_enqueue(0, pkts[k]));
+        expect_cut(*port, pkts[k], DropReason::kRxQueueFull);
       }
     }
     port->rx_release(0);
