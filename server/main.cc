@@ -431,7 +431,7 @@ int main(int argc, char** argv) {
                             {"netns-queues", "RX queues per netns NIC (fanout over workers); 0 = one per worker"},
                             {"guest-threaded-napi", "on|off: GRO and threaded NAPI on netns NICs' guest ends"},
                             {"uplink-tx-big-frames", "big TX ring slots per uplink and worker for USO frames "
-                                                     "(68 KiB each); 0 = none, USO frames through sendmsg"},
+                                                     "(68 KiB each); default 0: none, USO frames through sendmsg"},
                             {"web-root", "dashboard directory"},
                             {"migrations", "SQL migrations directory"},
                             {"vxlan-port", "UDP port of VXLAN on the underlay uplink; default 4789"},

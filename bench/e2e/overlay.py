@@ -31,7 +31,7 @@ Usage (root): python3 bench/e2e/overlay.py [--build-dir build] [--setups vpcd,ke
 --rx-ring: vpcd's config rx-ring for every port of both boxes (v3: super-frames land in the ring's blocks instead of
 the V2 copy path; default: vpcd's, v2).
 --uplink-tx-big-frames: vpcd's config uplink-tx-big-frames on both boxes (big TX ring slots per uplink and worker, in
-which USO frames are built and sent without a copy into the kernel; 0 = none, sendmsg; default: vpcd's, 32).
+which USO frames are built and sent without a copy into the skb; 0 = none, sendmsg; default: vpcd's, 0).
 """
 import argparse
 import contextlib

@@ -26,7 +26,8 @@
 // with the default 2 KiB slots) is sent at once by one sendmsg on a second, ring-less socket of that worker, after
 // flushing the ring so frames keep their order. tx_slot_acquire/commit let a caller write a frame (software GSO
 // segments with their outer headers) straight into a slot.
-// Big TX ring (AfPacketOptions::tx_big_frames > 0; vpcd gives one only to uplinks, for USO frames): that second
+// Big TX ring (AfPacketOptions::tx_big_frames > 0; vpcd gives one only to uplinks, for USO frames, when
+// uplink-tx-big-frames is set: off by default, see Options::Rings::tx_big_frames): that second
 // socket then carries a ring of its own of large slots (the largest frame with its headers rounded up to whole
 // pages: 17 of them, 68 KiB, with 4 KiB pages), with the same options as the small ring. The kernel sends a ring frame
 // without copying it into the skb: tpacket_fill_skb copies only the vnet header's hdr_len bytes and attaches the
@@ -39,7 +40,9 @@
 // kernel would take its frames from the ring anyway). A big slot still in the kernel's hands (SEND_REQUEST,
 // SENDING) is a full ring: acquire returns nullptr and tx_enqueue false. A big frame the kernel refused stays
 // pending as on the small ring (tx_pending; tx_flush retries the big ring before the small one, whose frames came
-// later; tx_discard_pending frees both).
+// later; tx_discard_pending frees both). A frame the device drops after the kernel took it (a veth drops a GSO skb of
+// gso_max_size, 64 KiB, or more) is put back to SEND_REQUEST at the kernel's head, so it stays pending until
+// discarded: on both rings; vxlan_uso_plan keeps USO frames below that size.
 //
 // Ring status words are shared with the kernel: read with acquire, written with release (std::atomic_ref).
 //

@@ -243,6 +243,26 @@ TEST(VxlanUso, BigSlotFramesKeepTheirPlaceAmongSmallOnes) {
   EXPECT_EQ(n.ctx.pool.available(), n.ctx.pool.capacity());
 }
 
+// No USO frame reaches 64 KiB (kUsoMaxFrameBytes): a veth (gso_max_size 65536) drops such a GSO skb. MSS 1362 makes
+// 1424-byte chunks, 46 of which would fit one IPv4 packet (a 65546-byte frame): 45 go in the first frame.
+TEST(VxlanUso, UsoFramesStayBelow64KiB) {
+  for (unsigned big_slots : {0u, 4u}) {
+    OverlayNet n;
+    n.fakes[n.uplink]->set_slots(true);
+    n.fakes[n.uplink]->set_big_slots(big_slots);
+    prime(n);
+    auto [super, v] = tso_frame(46 * 1362);
+    v.gso_size = 1362;
+    n.receive(n.guest, super, v);
+    auto out = n.fakes[n.uplink]->drain();
+    ASSERT_EQ(out.size(), 2u);
+    EXPECT_EQ(out[0].bytes.size(), 42u + 45u * 1424u);
+    EXPECT_EQ(out[1].bytes.size(), 42u + 1424u);
+    for (const auto& f : out) EXPECT_LE(f.bytes.size(), kUsoMaxFrameBytes);
+    EXPECT_EQ(n.ctx.overlay.uso_tx_segments.load(), 46u);
+  }
+}
+
 TEST(VxlanUso, OffSendsOneFramePerSegment) {
   OverlayWorkerState* st = nullptr;
   std::unique_ptr<OverlayNet> n;

@@ -80,7 +80,7 @@ TEST(Config, ParsesEveryKey) {
                "guest_tx_frames = 64\n"
                "uplink-rx-frames = 8192\n"
                "uplink-tx-frames = 2048\n"
-               "uplink-tx-big-frames = 0\n"
+               "uplink-tx-big-frames = 32\n"
                "guest-rx-queue-bytes = 2M\n"
                "uplink_rx_queue_bytes = 131072\n"
                "rx-frame-bytes = 4096\n"
@@ -98,7 +98,7 @@ TEST(Config, ParsesEveryKey) {
   EXPECT_EQ(c.guest_tx_frames, 64u);
   EXPECT_EQ(c.uplink_rx_frames, 8192u);
   EXPECT_EQ(c.uplink_tx_frames, 2048u);
-  EXPECT_EQ(c.uplink_tx_big_frames, 0u);
+  EXPECT_EQ(c.uplink_tx_big_frames, 32u);
   EXPECT_EQ(c.guest_rx_queue_bytes, 2u << 20);
   EXPECT_EQ(c.uplink_rx_queue_bytes, 131072u);
   EXPECT_EQ(c.rx_frame_bytes, 4096u);
