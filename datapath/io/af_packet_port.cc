@@ -1,5 +1,6 @@
 // AF_PACKET packet_mmap port: TPACKET_V2 RX rings (per-frame hand-over, big frames through recvmsg) or TPACKET_V3 RX
-// rings with a block cursor, per-worker TX frame rings plus a ring-less socket for super-frames. See af_packet_port.h.
+// rings with a block cursor, per-worker TX frame rings plus a socket for super-frames
+// (ring-less, or with a ring of large slots: tx_big_frames). See af_packet_port.h.
 //
 // TX ring version: the kernel's transmit path (tpacket_snd) walks fixed-size frames one by one for both V2 and V3 and
 // only reads tp_len from the header, so the two behave the same (V3 adds the requirement tp_next_offset == 0).
