@@ -34,7 +34,7 @@
 // slot's pages as skb frags, at most MAX_SKB_FRAGS (17, the smallest value CONFIG_MAX_SKB_FRAGS allows); slots are
 // page-aligned and no larger than 17 pages, so every frame that fits one fits the frags. (The skb is marked
 // zero-copy: a device that orphans frags, veth among them, copies them there, skb_copy_ubufs; a real NIC sends from
-// the slot.) tx_slot_acquire with a max_len beyond the small slots hands out the next big slot, and tx_slot_commit
+// the slot. Over a veth that measured dearer than sendmsg's copy, docs/STATUS.md issue 8 `usoring`.) tx_slot_acquire with a max_len beyond the small slots hands out the next big slot, and tx_slot_commit
 // sends it at once: the small ring is flushed first (order), then one sendto on the big socket. tx_enqueue of a
 // frame larger than a small slot copies it into a big slot the same way (no sendmsg; the socket has a ring, so the
 // kernel would take its frames from the ring anyway). A big slot still in the kernel's hands (SEND_REQUEST,
