@@ -53,10 +53,15 @@ struct Options {
     // Receive buffer of each RX queue's socket: super-frames queued for recvmsg count against it (not pinned: used
     // only while the worker is behind). A super-frame arriving when it is full is lost (rx_queue_full).
     uint32_t rx_queue_bytes = 8u << 20;
+    // Big TX ring slots per (port, worker) for USO frames (68 KiB each, in 512 KiB blocks of 7: 32 pin 2.5 MiB), sent
+    // without a copy into the skb; 0 = none (USO frames go through sendmsg). Uplinks only: guest NICs keep 0. Off by
+    // default: over a veth underlay the kernel copies the frame anyway (skb_copy_ubufs in veth_xmit), measured no
+    // faster (docs/STATUS.md, issue 8, `usoring`); for a NIC uplink, measure first.
+    uint32_t tx_big_frames = 0;
     friend bool operator==(const Rings&, const Rings&) = default;
   };
   Rings guest_rings{};                 // tap and netns NICs: 1 MiB RX + 512 KiB TX per worker
-  Rings uplink_rings{4096, 1024, 16u << 20};  // uplinks: 8 MiB RX + 2 MiB TX per worker
+  Rings uplink_rings{4096, 1024, 16u << 20, 0};  // uplinks: 8 MiB RX + 2 MiB TX per worker (+ big TX ring if set)
   uint32_t rx_frame_bytes = 2048;
   uint32_t tx_frame_bytes = 2048;
   // TPACKET_V3 block rings instead of per-frame V2 slots (dense, but a lone frame waits up to 1 ms per hop for its

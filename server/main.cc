@@ -340,7 +340,8 @@ int run_daemon(const Config& cfg) {
   dopts.poll = {cfg.busy_poll, cfg.busy_poll_us.value_or(dp::kDefaultBusyPollUs)};
   dopts.rx_ring_v3 = cfg.rx_ring == "v3";
   dopts.guest_rings = {cfg.guest_rx_frames, cfg.guest_tx_frames, cfg.guest_rx_queue_bytes};
-  dopts.uplink_rings = {cfg.uplink_rx_frames, cfg.uplink_tx_frames, cfg.uplink_rx_queue_bytes};
+  dopts.uplink_rings = {cfg.uplink_rx_frames, cfg.uplink_tx_frames, cfg.uplink_rx_queue_bytes,
+                        cfg.uplink_tx_big_frames};
   dopts.rx_frame_bytes = cfg.rx_frame_bytes;
   dopts.tx_frame_bytes = cfg.tx_frame_bytes;
   dopts.netns_queues = cfg.netns_queues;
@@ -429,6 +430,8 @@ int main(int argc, char** argv) {
                             {"rx-ring", "v2|v3: AF_PACKET RX ring layout"},
                             {"netns-queues", "RX queues per netns NIC (fanout over workers); 0 = one per worker"},
                             {"guest-threaded-napi", "on|off: GRO and threaded NAPI on netns NICs' guest ends"},
+                            {"uplink-tx-big-frames", "big TX ring slots per uplink and worker for USO frames "
+                                                     "(68 KiB each); default 0: none, USO frames through sendmsg"},
                             {"web-root", "dashboard directory"},
                             {"migrations", "SQL migrations directory"},
                             {"vxlan-port", "UDP port of VXLAN on the underlay uplink; default 4789"},

@@ -26,10 +26,12 @@ addresses that exist only there.
 
 Usage (root): python3 bench/e2e/overlay.py [--build-dir build] [--setups vpcd,kernel,ovs] [--duration 5] [--runs 1]
                                            [--workers 1] [--no-remote-nics] [--vxlan-uso on|off] [--rx-ring v2|v3]
-                                           [--json out.json]
+                                           [--uplink-tx-big-frames N] [--json out.json]
 --vxlan-uso: vpcd's config vxlan-uso (TCP super-frames to tunnels as one UDP GSO frame each; default: vpcd's, on).
 --rx-ring: vpcd's config rx-ring for every port of both boxes (v3: super-frames land in the ring's blocks instead of
 the V2 copy path; default: vpcd's, v2).
+--uplink-tx-big-frames: vpcd's config uplink-tx-big-frames on both boxes (big TX ring slots per uplink and worker, in
+which USO frames are built and sent without a copy into the skb; 0 = none, sendmsg; default: vpcd's, 0).
 """
 import argparse
 import contextlib
@@ -196,8 +198,12 @@ def main():
                     help="vpcd: VTEP peers only (the other guest's MAC is learned from flooded traffic)")
     ap.add_argument("--vxlan-uso", choices=("on", "off"), help="vpcd: config vxlan-uso (default: vpcd's own)")
     ap.add_argument("--rx-ring", choices=("v2", "v3"), help="vpcd: config rx-ring, every port (default: vpcd's own)")
+    ap.add_argument("--uplink-tx-big-frames", type=int,
+                    help="vpcd: config uplink-tx-big-frames, both boxes (default: vpcd's own)")
     ap.add_argument("--json")
     a = ap.parse_args()
+    if a.uplink_tx_big_frames is not None:
+        os.environ["VPCD_TEST_UPLINK_TX_BIG_FRAMES"] = str(a.uplink_tx_big_frames)  # read by overlay_lib.Box
     if a.vxlan_uso:
         os.environ["VPCD_TEST_VXLAN_USO"] = a.vxlan_uso  # read by overlay_lib.Box
     if a.rx_ring:
@@ -244,7 +250,8 @@ def main():
             ("cpu sw (64B)", ("small", "cpu_switch")), ("cpu box (64B)", ("small", "cpu_machine")),
             ("cpu sw (TCP1)", ("tcp1", "cpu_switch")), ("cpu box (TCP1)", ("tcp1", "cpu_machine"))]
     print(f"\noverlay, guest to guest across two boxes ({a.duration} s per measurement, median of {a.runs} run(s), "
-          f"vpcd {a.workers} worker(s) per box, vxlan-uso {a.vxlan_uso or 'default'})")
+          f"vpcd {a.workers} worker(s) per box, vxlan-uso {a.vxlan_uso or 'default'}, uplink-tx-big-frames "
+          f"{'default' if a.uplink_tx_big_frames is None else a.uplink_tx_big_frames})")
     lib.print_table(results, cols)
     for name in results:
         for r in results[name]:

@@ -88,6 +88,7 @@ AfPacketOptions af_packet_options(const Options& opts, unsigned rx_queues, unsig
   ao.rx_queue_bytes = rings.rx_queue_bytes;
   ao.tx_frame_bytes = opts.tx_frame_bytes;
   ao.tx_frames = rings.tx_frames;
+  ao.tx_big_frames = rings.tx_big_frames;
   return ao;
 }
 

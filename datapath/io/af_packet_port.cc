@@ -1,5 +1,6 @@
 // AF_PACKET packet_mmap port: TPACKET_V2 RX rings (per-frame hand-over, big frames through recvmsg) or TPACKET_V3 RX
-// rings with a block cursor, per-worker TX frame rings plus a ring-less socket for super-frames. See af_packet_port.h.
+// rings with a block cursor, per-worker TX frame rings plus a socket for super-frames
+// (ring-less, or with a ring of large slots: tx_big_frames). See af_packet_port.h.
 //
 // TX ring version: the kernel's transmit path (tpacket_snd) walks fixed-size frames one by one for both V2 and V3 and
 // only reads tp_len from the header, so the two behave the same (V3 adds the requirement tp_next_offset == 0).
@@ -57,6 +58,16 @@ uint32_t slot_block_bytes(uint32_t slot_bytes, uint32_t page) {
   return block;
 }
 
+// A big TX ring slot: the tpacket header, the vnet header and the largest frame, in whole pages (blocks are
+// page-aligned and slots a whole number of pages, so a slot's frame spans only its own pages). 0 when that is more
+// pages than an skb takes frags (MAX_SKB_FRAGS, at least 17): tpacket_fill_skb would refuse the largest frames.
+constexpr uint32_t kMaxSkbFrags = 17;
+uint32_t big_slot_bytes(uint32_t page) {
+  const uint32_t need = kTxDataOffset + kVnetBytes + kAfPacketMaxTxFrame;
+  const uint32_t pages = (need + page - 1) / page;
+  return pages > kMaxSkbFrags ? 0 : pages * page;
+}
+
 struct SlotLayout {
   uint32_t block_bytes, blocks, per_block, frames;
 };
@@ -70,6 +81,13 @@ SlotLayout slot_layout(uint32_t slot_bytes, uint32_t frames, uint32_t page) {
 }
 
 std::string errno_text(const std::string& what, int e) { return what + ": " + std::strerror(e); }
+
+// Slot i of a TX ring (TxQueue or its BigRing): frames do not cross blocks, the kernel addresses slot i as block
+// i / per_block, frame i % per_block.
+template <class R>
+uint8_t* ring_slot(const R& r, uint32_t i) noexcept {
+  return r.ring.base + size_t(i / r.frames_per_block) * r.block_bytes + size_t(i % r.frames_per_block) * r.frame_bytes;
+}
 
 uint32_t load_acquire(uint32_t& word) { return std::atomic_ref<uint32_t>(word).load(std::memory_order_acquire); }
 void store_release(uint32_t& word, uint32_t v) {
@@ -114,6 +132,10 @@ std::unique_ptr<AfPacketPort> AfPacketPort::open(const std::string& ifname, cons
   }
   if (o.tx_frame_bytes < kMinSlotBytes || o.tx_frame_bytes > kMaxSlotBytes || o.tx_frame_bytes % TPACKET_ALIGNMENT) {
     *error = "tx_frame_bytes must be a multiple of 16 in 256..1048576";
+    return nullptr;
+  }
+  if (o.tx_big_frames > 4096) {
+    *error = "tx_big_frames must be 0..4096";
     return nullptr;
   }
   if (ifname.empty() || ifname.size() >= IFNAMSIZ) {
@@ -188,7 +210,7 @@ std::unique_ptr<AfPacketPort> AfPacketPort::open(const std::string& ifname, cons
   }
   port->ring_bytes_ = 0;
   for (const auto& q : port->rx_) port->ring_bytes_ += q->ring.bytes;
-  for (const auto& t : port->tx_) port->ring_bytes_ += t->ring.bytes;
+  for (const auto& t : port->tx_) port->ring_bytes_ += t->ring.bytes + t->big.ring.bytes;
   return port;
 }
 
@@ -199,7 +221,12 @@ uint64_t af_packet_ring_bytes(const AfPacketOptions& o) {
     return uint64_t(l.block_bytes) * l.blocks;
   }();
   SlotLayout tl = slot_layout(o.tx_frame_bytes, o.tx_frames, page);
-  return rx * o.rx_queues + uint64_t(tl.block_bytes) * tl.blocks * o.tx_workers;
+  uint64_t tx = uint64_t(tl.block_bytes) * tl.blocks;
+  if (o.tx_big_frames && big_slot_bytes(page)) {
+    SlotLayout bl = slot_layout(big_slot_bytes(page), o.tx_big_frames, page);
+    tx += uint64_t(bl.block_bytes) * bl.blocks;
+  }
+  return rx * o.rx_queues + tx * o.tx_workers;
 }
 
 bool AfPacketPort::prepare_rx(RxQueue& q, const AfPacketOptions& o, std::string* err) {
@@ -345,13 +372,47 @@ bool AfPacketPort::prepare_tx(TxQueue& t, const AfPacketOptions& o, std::string*
     *err = errno_text("socket(AF_PACKET)", errno);
     return false;
   }
-  if (!set_int_opt(t.big_fd.get(), PACKET_VNET_HDR, 1, "PACKET_VNET_HDR", err) ||
-      !set_int_opt(t.big_fd.get(), PACKET_QDISC_BYPASS, 1, "PACKET_QDISC_BYPASS", err)) {
+  const uint32_t page = uint32_t(::sysconf(_SC_PAGESIZE));
+  const bool big_ring = o.tx_big_frames > 0 && big_slot_bytes(page) > 0;
+  // Options before the ring: the kernel refuses to change them once one exists (EBUSY).
+  if ((big_ring && !set_int_opt(t.big_fd.get(), PACKET_VERSION, TPACKET_V3, "PACKET_VERSION", err)) ||
+      !set_int_opt(t.big_fd.get(), PACKET_VNET_HDR, 1, "PACKET_VNET_HDR", err) ||
+      !set_int_opt(t.big_fd.get(), PACKET_QDISC_BYPASS, 1, "PACKET_QDISC_BYPASS", err) ||
+      (big_ring && !set_int_opt(t.big_fd.get(), PACKET_LOSS, 1, "PACKET_LOSS", err))) {
     return false;
   }
+  if (big_ring && !prepare_big_ring(t, o.tx_big_frames, page, err)) return false;
   if (::setsockopt(t.big_fd.get(), SOL_SOCKET, SO_SNDBUFFORCE, &kBigTxSocketBuffer, sizeof kBigTxSocketBuffer) != 0) {
     ::setsockopt(t.big_fd.get(), SOL_SOCKET, SO_SNDBUF, &kBigTxSocketBuffer, sizeof kBigTxSocketBuffer);
   }
+  return true;
+}
+
+bool AfPacketPort::prepare_big_ring(TxQueue& t, uint32_t frames, uint32_t page, std::string* err) {
+  TxQueue::BigRing& b = t.big;
+  const uint32_t slot = big_slot_bytes(page);
+  const SlotLayout l = slot_layout(slot, frames, page);
+  tpacket_req3 req{};
+  req.tp_block_size = l.block_bytes;
+  req.tp_block_nr = l.blocks;
+  req.tp_frame_size = slot;
+  req.tp_frame_nr = l.frames;
+  if (::setsockopt(t.big_fd.get(), SOL_PACKET, PACKET_TX_RING, &req, sizeof req) != 0) {
+    *err = errno_text("PACKET_TX_RING (big)", errno);
+    return false;
+  }
+  void* base = ::mmap(nullptr, size_t(l.block_bytes) * l.blocks, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+                      t.big_fd.get(), 0);
+  if (base == MAP_FAILED) {
+    *err = errno_text("mmap big tx ring", errno);
+    return false;
+  }
+  b.ring.base = static_cast<uint8_t*>(base);
+  b.ring.bytes = size_t(l.block_bytes) * l.blocks;
+  b.frame_bytes = slot;
+  b.block_bytes = l.block_bytes;
+  b.frames_per_block = l.per_block;
+  b.frames = l.frames;
   return true;
 }
 
@@ -396,7 +457,8 @@ bool AfPacketRingPool::matches(const AfPacketOptions& o) const {
   const AfPacketOptions& l = layout_;
   return o.rx_ring == l.rx_ring && o.rx_frame_bytes == l.rx_frame_bytes && o.rx_frames == l.rx_frames &&
          o.rx_copy_big == l.rx_copy_big && o.rx_block_bytes == l.rx_block_bytes && o.rx_blocks == l.rx_blocks &&
-         o.rx_queue_bytes == l.rx_queue_bytes && o.tx_frame_bytes == l.tx_frame_bytes && o.tx_frames == l.tx_frames;
+         o.rx_queue_bytes == l.rx_queue_bytes && o.tx_frame_bytes == l.tx_frame_bytes && o.tx_frames == l.tx_frames &&
+         o.tx_big_frames == l.tx_big_frames;
 }
 
 uint64_t AfPacketRingPool::taken() const {
@@ -408,7 +470,7 @@ uint64_t AfPacketRingPool::ready_bytes() const {
   std::scoped_lock lk(mu_);
   uint64_t b = 0;
   for (const auto& q : rx_) b += q->ring.bytes;
-  for (const auto& t : tx_) b += t->ring.bytes;
+  for (const auto& t : tx_) b += t->ring.bytes + t->big.ring.bytes;
   return b;
 }
 
@@ -638,10 +700,7 @@ void AfPacketPort::rx_release(unsigned qi) noexcept {
   }
 }
 
-uint8_t* AfPacketPort::tx_slot(const TxQueue& t, uint32_t i) noexcept {
-  // Frames do not cross blocks: the kernel addresses slot i as block i / per_block, frame i % per_block.
-  return t.ring.base + size_t(i / t.frames_per_block) * t.block_bytes + size_t(i % t.frames_per_block) * t.frame_bytes;
-}
+uint8_t* AfPacketPort::tx_slot(const TxQueue& t, uint32_t i) noexcept { return ring_slot(t, i); }
 
 bool AfPacketPort::tx_enqueue(unsigned w, const Packet& p) noexcept {
   TxQueue& t = *tx_[w];
@@ -674,7 +733,15 @@ void AfPacketPort::tx_commit_next(TxQueue& t, tpacket3_hdr* h, uint32_t frame_le
 
 uint8_t* AfPacketPort::tx_slot_acquire(unsigned w, uint32_t max_len) noexcept {
   TxQueue& t = *tx_[w];
-  if (kTxDataOffset + kVnetBytes + max_len > t.frame_bytes) return nullptr;
+  t.big_acquired = false;
+  if (kTxDataOffset + kVnetBytes + max_len > t.frame_bytes) {
+    if (t.big.frames == 0 || max_len > kAfPacketMaxTxFrame || kTxDataOffset + kVnetBytes + max_len > t.big.frame_bytes)
+      return nullptr;
+    auto* h = reinterpret_cast<tpacket3_hdr*>(ring_slot(t.big, t.big.next));
+    if ((load_acquire(h->tp_status) & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING)) != 0) return nullptr;  // full
+    t.big_acquired = true;
+    return reinterpret_cast<uint8_t*>(h) + kTxDataOffset + kVnetBytes;
+  }
   auto* h = reinterpret_cast<tpacket3_hdr*>(tx_slot(t, t.next));
   if ((load_acquire(h->tp_status) & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING)) != 0) return nullptr;  // full
   return reinterpret_cast<uint8_t*>(h) + kTxDataOffset + kVnetBytes;
@@ -682,15 +749,67 @@ uint8_t* AfPacketPort::tx_slot_acquire(unsigned w, uint32_t max_len) noexcept {
 
 void AfPacketPort::tx_slot_commit(unsigned w, const virtio_net_hdr& vnet, uint32_t len) noexcept {
   TxQueue& t = *tx_[w];
+  if (t.big_acquired) {
+    t.big_acquired = false;
+    std::memcpy(ring_slot(t.big, t.big.next) + kTxDataOffset, &vnet, kVnetBytes);
+    tx_commit_big(w, len);
+    return;
+  }
   auto* h = reinterpret_cast<tpacket3_hdr*>(tx_slot(t, t.next));
   std::memcpy(reinterpret_cast<uint8_t*>(h) + kTxDataOffset, &vnet, kVnetBytes);
   tx_commit_next(t, h, len);
 }
 
-// A frame larger than a slot: flush the ring (order), then one sendmsg on the ring-less socket. The kernel copies
-// the frame once into an skb, as the ring path's memcpy would have.
+void AfPacketPort::tx_commit_big(unsigned w, uint32_t frame_len) noexcept {
+  TxQueue& t = *tx_[w];
+  tx_flush(w);  // frames enqueued before this one go first (and a big frame still pending before them)
+  TxQueue::BigRing& b = t.big;
+  auto* h = reinterpret_cast<tpacket3_hdr*>(ring_slot(b, b.next));
+  h->tp_len = kVnetBytes + frame_len;
+  h->tp_snaplen = kVnetBytes + frame_len;
+  h->tp_next_offset = 0;
+  store_release(h->tp_status, TP_STATUS_SEND_REQUEST);
+  b.next = b.next + 1 == b.frames ? 0 : b.next + 1;
+  ++b.pending;
+  tx_send_big_ring(t);
+}
+
+void AfPacketPort::tx_send_big_ring(TxQueue& t) noexcept {
+  TxQueue::BigRing& b = t.big;
+  if (::sendto(t.big_fd.get(), nullptr, 0, MSG_DONTWAIT, nullptr, 0) < 0) {
+    // The frames stay SEND_REQUEST (pending) and go out with the next flush, as on the small ring.
+    if (errno != EAGAIN && errno != ENOBUFS && errno != EINTR) {
+      t.errors.store(t.errors.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
+    return;
+  }
+  const uint32_t last = b.next == 0 ? b.frames - 1 : b.next - 1;
+  auto* h = reinterpret_cast<tpacket3_hdr*>(ring_slot(b, last));
+  b.pending = (load_acquire(h->tp_status) & TP_STATUS_SEND_REQUEST) != 0 ? 1 : 0;
+}
+
+// A frame larger than a slot. With a big ring: copied into its next slot and sent from there (tx_commit_big). Else:
+// flush the ring (order), then one sendmsg on the ring-less socket; the kernel copies the frame once into an skb, as
+// the ring path's memcpy would have.
 bool AfPacketPort::tx_send_big(unsigned w, const Packet& p) noexcept {
   TxQueue& t = *tx_[w];
+  const uint32_t frame_len = p.prefix_len + p.len;
+  if (t.big.frames) {
+    t.big_acquired = false;
+    if (kTxDataOffset + kVnetBytes + frame_len > t.big.frame_bytes) [[unlikely]] return false;
+    auto* h = reinterpret_cast<tpacket3_hdr*>(ring_slot(t.big, t.big.next));
+    if ((load_acquire(h->tp_status) & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING)) != 0) return false;  // full
+    uint8_t* d = reinterpret_cast<uint8_t*>(h) + kTxDataOffset;
+    if (p.flags & kHasVnet) {
+      std::memcpy(d, &p.vnet, kVnetBytes);
+    } else {
+      std::memset(d, 0, kVnetBytes);
+    }
+    if (p.prefix_len) std::memcpy(d + kVnetBytes, p.prefix, p.prefix_len);
+    std::memcpy(d + kVnetBytes + p.prefix_len, p.data, p.len);
+    tx_commit_big(w, frame_len);
+    return true;
+  }
   tx_flush(w);
   virtio_net_hdr vh{};
   if (p.flags & kHasVnet) vh = p.vnet;
@@ -710,6 +829,8 @@ bool AfPacketPort::tx_send_big(unsigned w, const Packet& p) noexcept {
 
 void AfPacketPort::tx_flush(unsigned w) noexcept {
   TxQueue& t = *tx_[w];
+  // A big frame the kernel left behind went in before anything now in the small ring (tx_commit_big flushed that).
+  if (t.big.pending) [[unlikely]] tx_send_big_ring(t);
   if (t.pending == 0) return;
   if (::sendto(t.fd.get(), nullptr, 0, MSG_DONTWAIT, nullptr, 0) < 0) {
     // The frames stay SEND_REQUEST and go out with the next flush.
@@ -725,21 +846,28 @@ void AfPacketPort::tx_flush(unsigned w) noexcept {
   t.pending = (load_acquire(h->tp_status) & TP_STATUS_SEND_REQUEST) != 0 ? 1 : 0;
 }
 
-uint64_t AfPacketPort::tx_discard_pending(unsigned w) noexcept {
-  TxQueue& t = *tx_[w];
+namespace {
+// Walks back from the newest slot of ring r (TxQueue or its BigRing) over the run the kernel has not taken (see the
+// header), marking it free; nothing else touches these slots between our sendto calls. Returns the count.
+template <class R>
+uint64_t discard_unsent(R& r) noexcept {
   uint64_t n = 0;
-  // Walk back from the newest slot over the run the kernel has not taken (see the header); nothing else touches
-  // these slots between our sendto calls.
-  while (n < t.frames) {
-    const uint32_t prev = t.next == 0 ? t.frames - 1 : t.next - 1;
-    auto* h = reinterpret_cast<tpacket3_hdr*>(tx_slot(t, prev));
+  while (n < r.frames) {
+    const uint32_t prev = r.next == 0 ? r.frames - 1 : r.next - 1;
+    auto* h = reinterpret_cast<tpacket3_hdr*>(ring_slot(r, prev));
     if (load_acquire(h->tp_status) != TP_STATUS_SEND_REQUEST) break;
     store_release(h->tp_status, TP_STATUS_AVAILABLE);
-    t.next = prev;
+    r.next = prev;
     ++n;
   }
-  t.pending = 0;
+  r.pending = 0;
   return n;
+}
+}  // namespace
+
+uint64_t AfPacketPort::tx_discard_pending(unsigned w) noexcept {
+  TxQueue& t = *tx_[w];
+  return discard_unsent(t) + (t.big.frames ? discard_unsent(t.big) : 0);
 }
 
 uint64_t AfPacketPort::rx_kernel_drops(unsigned qi) noexcept {

@@ -26,6 +26,23 @@
 // with the default 2 KiB slots) is sent at once by one sendmsg on a second, ring-less socket of that worker, after
 // flushing the ring so frames keep their order. tx_slot_acquire/commit let a caller write a frame (software GSO
 // segments with their outer headers) straight into a slot.
+// Big TX ring (AfPacketOptions::tx_big_frames > 0; vpcd gives one only to uplinks, for USO frames, when
+// uplink-tx-big-frames is set: off by default, see Options::Rings::tx_big_frames): that second
+// socket then carries a ring of its own of large slots (the largest frame with its headers rounded up to whole
+// pages: 17 of them, 68 KiB, with 4 KiB pages), with the same options as the small ring. The kernel sends a ring frame
+// without copying it into the skb: tpacket_fill_skb copies only the vnet header's hdr_len bytes and attaches the
+// slot's pages as skb frags, at most MAX_SKB_FRAGS (17, the smallest value CONFIG_MAX_SKB_FRAGS allows); slots are
+// page-aligned and no larger than 17 pages, so every frame that fits one fits the frags. (The skb is marked
+// zero-copy: a device that orphans frags, veth among them, copies them there, skb_copy_ubufs; a real NIC sends from
+// the slot. Over a veth that measured dearer than sendmsg's copy, docs/STATUS.md issue 8 `usoring`.) tx_slot_acquire with a max_len beyond the small slots hands out the next big slot, and tx_slot_commit
+// sends it at once: the small ring is flushed first (order), then one sendto on the big socket. tx_enqueue of a
+// frame larger than a small slot copies it into a big slot the same way (no sendmsg; the socket has a ring, so the
+// kernel would take its frames from the ring anyway). A big slot still in the kernel's hands (SEND_REQUEST,
+// SENDING) is a full ring: acquire returns nullptr and tx_enqueue false. A big frame the kernel refused stays
+// pending as on the small ring (tx_pending; tx_flush retries the big ring before the small one, whose frames came
+// later; tx_discard_pending frees both). A frame the device drops after the kernel took it (a veth drops a GSO skb of
+// gso_max_size, 64 KiB, or more) is put back to SEND_REQUEST at the kernel's head, so it stays pending until
+// discarded: on both rings; vxlan_uso_plan keeps USO frames below that size.
 //
 // Ring status words are shared with the kernel: read with acquire, written with release (std::atomic_ref).
 //
@@ -34,7 +51,9 @@
 // larger than kAfPacketMaxTxFrame and frames the RX ring truncated (len < wire_len). The kernel drops a frame when the
 // RX ring is full (see rx_kernel_drops). Memory (all pinned kernel pages, ring_bytes()): V2 rx_frames * rx_frame_bytes
 // per queue (1 MiB by default) or V3 rx_blocks * rx_block_bytes, plus tx_frames * tx_frame_bytes per worker (512 KiB
-// by default), plus the copy buffers of queues that received super-frames (kRxCopyBuffers * 64 KiB, heap).
+// by default), plus the big TX ring when asked for (tx_big_frames slots of 68 KiB, in blocks of 512 KiB holding 7:
+// 2.5 MiB per worker for 32), plus the copy buffers of queues that received super-frames (kRxCopyBuffers * 64 KiB,
+// heap).
 //
 // Setting a ring up (PACKET_RX_RING / PACKET_TX_RING) waits for an RCU grace period in the kernel (packet_set_ring
 // calls synchronize_net), several milliseconds idle and tens on a busy box. An AfPacketRingPool keeps a few unbound
@@ -85,6 +104,8 @@ struct AfPacketOptions {
   // TX ring per worker: slot size (>= 256, a multiple of 16) and count; larger frames go through sendmsg.
   uint32_t tx_frame_bytes = 2048;
   uint32_t tx_frames = 256;
+  // Big TX ring per worker (see above): slot count, 0 = none (frames larger than a small slot go through sendmsg).
+  uint32_t tx_big_frames = 0;
 };
 
 // Bytes of packet_mmap ring a port opened with `o` pins (RX for every queue + TX for every worker).
@@ -113,13 +134,15 @@ class AfPacketPort final : public PortIo {
   void rx_release(unsigned q) noexcept override;
   bool tx_enqueue(unsigned w, const Packet& p) noexcept override;
   void tx_flush(unsigned w) noexcept override;
-  bool tx_pending(unsigned w) const noexcept override { return tx_[w]->pending != 0; }
+  bool tx_pending(unsigned w) const noexcept override { return tx_[w]->pending != 0 || tx_[w]->big.pending != 0; }
   uint64_t tx_discard_pending(unsigned w) noexcept override;
   uint8_t* tx_slot_acquire(unsigned w, uint32_t max_len) noexcept override;
   void tx_slot_commit(unsigned w, const virtio_net_hdr& vnet, uint32_t len) noexcept override;
 
   unsigned tx_workers() const { return unsigned(tx_.size()); }
   int ifindex() const { return ifindex_; }
+  // Slots of worker w's big TX ring (0: none).
+  uint32_t tx_big_frames(unsigned w) const { return tx_[w]->big.frames; }
   uint64_t ring_bytes() const noexcept { return ring_bytes_; }  // set at open, constant afterwards
   // Frames the kernel dropped on queue q because its ring was full (PACKET_STATISTICS tp_drops, accumulated here since
   // reading resets the kernel's counter).
@@ -173,7 +196,17 @@ class AfPacketPort final : public PortIo {
     uint32_t frames = 0;
     uint32_t next = 0;     // next slot to fill
     uint32_t pending = 0;  // slots marked SEND_REQUEST since the last flush, or 1 while the kernel left some behind
-    UniqueFd big_fd;       // ring-less socket for frames larger than a slot
+    UniqueFd big_fd;       // socket for frames larger than a slot: ring-less, or with the big ring
+    struct BigRing {       // on big_fd when AfPacketOptions::tx_big_frames > 0; fields as the small ring's
+      Ring ring;
+      uint32_t frame_bytes = 0;
+      uint32_t block_bytes = 0;
+      uint32_t frames_per_block = 0;
+      uint32_t frames = 0;  // 0: no big ring
+      uint32_t next = 0;
+      uint32_t pending = 0;
+    } big;
+    bool big_acquired = false;  // the slot tx_slot_acquire handed out is big.next (else next)
     std::atomic<uint64_t> errors{0};
   };
 
@@ -183,12 +216,17 @@ class AfPacketPort final : public PortIo {
   bool bind_rx(RxQueue& q, std::string* err);
   static bool join_fanout(int fd, int fanout_id, int* fanout_out, std::string* err);
   static bool prepare_tx(TxQueue& t, const AfPacketOptions& o, std::string* err);
+  static bool prepare_big_ring(TxQueue& t, uint32_t frames, uint32_t page, std::string* err);
   bool bind_tx(TxQueue& t, std::string* err);
   static uint8_t* tx_slot(const TxQueue& t, uint32_t i) noexcept;
   unsigned rx_burst_v2(RxQueue& q, Packet* pkts, unsigned max) noexcept;
   unsigned rx_burst_v3(RxQueue& q, Packet* pkts, unsigned max) noexcept;
   bool tx_send_big(unsigned w, const Packet& p) noexcept;
   void tx_commit_next(TxQueue& t, ::tpacket3_hdr* h, uint32_t frame_len) noexcept;
+  // Big ring: queues the slot at big.next (vnet header and frame_len bytes of frame written) after flushing the
+  // small ring, and sends it.
+  void tx_commit_big(unsigned w, uint32_t frame_len) noexcept;
+  static void tx_send_big_ring(TxQueue& t) noexcept;  // one sendto on big_fd; updates big.pending
 
   std::string ifname_;
   int ifindex_ = 0;

@@ -89,20 +89,34 @@ bool FakePort::tx_enqueue(unsigned w, const Packet& p) noexcept {
 }
 
 uint8_t* FakePort::tx_slot_acquire(unsigned w, uint32_t max_len) noexcept {
-  if (!slots_ || w >= tx_.size()) return nullptr;
+  if (w >= tx_.size()) return nullptr;
   TxRing& r = tx_[w];
-  if (r.used >= tx_capacity_ || max_len > kSlotBytes) return nullptr;
+  r.big_acquired = false;
+  if (r.used >= tx_capacity_) return nullptr;
+  if (max_len > kSlotBytes) {
+    if (big_slots_ == 0 || r.big_used >= big_slots_ || max_len > kBigSlotBytes) return nullptr;
+    if (r.big_slot.size() < kBigSlotBytes) r.big_slot.resize(kBigSlotBytes);
+    r.big_acquired = true;
+    return r.big_slot.data();
+  }
+  if (!slots_) return nullptr;
   if (r.slot.size() < kSlotBytes) r.slot.resize(kSlotBytes);
   return r.slot.data();
 }
 
 void FakePort::tx_slot_commit(unsigned w, const virtio_net_hdr& vnet, uint32_t len) noexcept {
   TxRing& r = tx_[w];
+  const std::vector<uint8_t>& slot = r.big_acquired ? r.big_slot : r.slot;
+  if (r.big_acquired) {
+    ++r.big_used;
+    ++big_slot_commits_;
+    r.big_acquired = false;
+  }
   ++r.used;
   ++slot_commits_;
   if (discard_) return;
   FakeFrame f;
-  f.bytes.assign(r.slot.data(), r.slot.data() + len);
+  f.bytes.assign(slot.data(), slot.data() + len);
   const virtio_net_hdr none{};
   if (std::memcmp(&vnet, &none, sizeof none) != 0) f.vnet = vnet;
   r.frames.push_back(std::move(f));
@@ -115,6 +129,7 @@ void FakePort::tx_flush(unsigned w) noexcept {
   if (r.refused) return;
   flushed_.fetch_add(r.used, std::memory_order_relaxed);
   r.used = 0;
+  r.big_used = 0;
   if (discard_ || r.frames.empty()) return;
   std::scoped_lock lk(mu_);
   for (auto& f : r.frames) sent_.push_back(std::move(f));
@@ -126,6 +141,7 @@ uint64_t FakePort::tx_discard_pending(unsigned w) noexcept {
   TxRing& r = tx_[w];
   const uint64_t n = r.used;
   r.used = 0;
+  r.big_used = 0;
   r.frames.clear();
   r.refused = false;
   discarded_.fetch_add(n, std::memory_order_relaxed);

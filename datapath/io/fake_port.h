@@ -45,6 +45,12 @@ class FakePort final : public PortIo {
   static constexpr uint32_t kSlotBytes = 2048;
   void set_slots(bool on) { slots_ = on; }
   uint64_t slot_commits() const { return slot_commits_; }  // worker thread only
+  // With big slots on (n > 0), tx_slot_acquire hands out a slot of kBigSlotBytes for a max_len beyond kSlotBytes (as
+  // AfPacketPort's big TX ring does), at most n of them between two flushes (then nullptr: a full big ring);
+  // before use. The frame of a committed big slot is queued like any other.
+  static constexpr uint32_t kBigSlotBytes = 65536 + 64;  // kAfPacketMaxTxFrame
+  void set_big_slots(unsigned n) { big_slots_ = n; }
+  uint64_t big_slot_commits() const { return big_slot_commits_; }  // worker thread only
   // Pretends the kernel lost n frames at a full RX ring; the next rx_ring_drops() reports them. Any thread.
   void lose_at_ring(uint64_t n) { ring_lost_.fetch_add(n, std::memory_order_relaxed); }
   uint64_t rx_ring_drops(unsigned /*q*/) noexcept override { return ring_lost_.exchange(0, std::memory_order_relaxed); }
@@ -73,6 +79,9 @@ class FakePort final : public PortIo {
     unsigned used = 0;
     bool refused = false;  // the last flush kept the frames (set_refuse_flush)
     std::vector<uint8_t> slot;      // the slot tx_slot_acquire hands out (worker w only)
+    std::vector<uint8_t> big_slot;  // the big one (worker w only)
+    unsigned big_used = 0;          // big slots committed since the last flush
+    bool big_acquired = false;      // the last acquire handed out big_slot
   };
 
   std::string ifname_;
@@ -80,6 +89,8 @@ class FakePort final : public PortIo {
   bool discard_ = false;
   bool slots_ = false;
   uint64_t slot_commits_ = 0;  // tx_slot_commit calls (worker thread only)
+  unsigned big_slots_ = 0;
+  uint64_t big_slot_commits_ = 0;  // tx_slot_commit calls for big slots (worker thread only)
   std::atomic<uint64_t> ring_lost_{0};
   int efd_ = -1;
   mutable std::mutex mu_;

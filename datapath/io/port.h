@@ -43,9 +43,11 @@ class PortIo {
   virtual bool tx_enqueue(unsigned w, const Packet& p) noexcept = 0;
   // Writing a frame straight into worker w's transmit ring (no copy from a buffer of the caller's): the frame area of
   // the next free slot if it has room for max_len bytes (after the vnet header), else nullptr (ring full, frame too
-  // large, or a port without such a ring: the caller builds the frame elsewhere and uses tx_enqueue). At most one
-  // slot is acquired at a time; tx_slot_commit hands it on, and the next tx_enqueue or acquire reuses an uncommitted
-  // one.
+  // large, or a port without such a ring: the caller builds the frame elsewhere and uses tx_enqueue). A max_len
+  // beyond the port's ordinary slots gets a slot of its big-frame ring if it has one (AfPacketPort's big TX ring on
+  // uplinks: USO frames up to kAfPacketMaxTxFrame, sent without a copy into the kernel). At most one slot is acquired
+  // at a time; tx_slot_commit hands it on (a big one is sent at once, after the frames enqueued before it), and the
+  // next tx_enqueue or acquire reuses an uncommitted one.
   virtual uint8_t* tx_slot_acquire(unsigned /*w*/, uint32_t /*max_len*/) noexcept { return nullptr; }
   // Queues the acquired slot with `len` frame bytes written and vnet header `vnet` (as tx_enqueue would).
   virtual void tx_slot_commit(unsigned /*w*/, const virtio_net_hdr& /*vnet*/, uint32_t /*len*/) noexcept {}

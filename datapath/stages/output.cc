@@ -68,9 +68,11 @@ inline void send(WorkerContext& ctx, const DataplaneConfig& cfg, uint16_t port_i
 }
 
 // A GSO super-frame vxlan-encap left whole (kSegmentOnTx) for the uplink, as UDP segmentation offload frames
-// (vxlan_uso.h): one per super-frame, more when its chunks do not fit one IPv4 packet, built in the worker's USO
-// buffer and enqueued (AfPacketPort: one sendmsg each). The port's tx counters count the datagrams the kernel makes of
-// them. False when p cannot be laid out so (nothing sent): the caller takes the per-segment path.
+// (vxlan_uso.h): one per super-frame, more when its chunks do not fit one IPv4 packet, each built straight in a big
+// transmit slot of the uplink when it offers one (tx_slot_acquire with kUsoFrameBytes: AfPacketPort's big TX ring, the
+// kernel sends it without copying it into an skb), else in the worker's USO buffer and enqueued (AfPacketPort: one
+// sendmsg each, or a copy into the big ring). The port's tx counters count the datagrams the kernel makes of them.
+// False when p cannot be laid out so (nothing sent): the caller takes the per-segment path.
 bool send_uso(WorkerContext& ctx, const DataplaneConfig& cfg, const Packet& p, TxTally& tally) noexcept {
   const PortConfig* out = cfg.port(p.out_port);
   if (!out || !out->rt->io || p.prefix_len != proto::kVxlanOverhead) [[unlikely]]
@@ -85,23 +87,30 @@ bool send_uso(WorkerContext& ctx, const DataplaneConfig& cfg, const Packet& p, T
   for (size_t first = 0; first < plan.segments; first += plan.per_frame) {
     const size_t count = plan.segments - first < plan.per_frame ? plan.segments - first : plan.per_frame;
     Packet q;
-    const size_t len = vxlan_uso_frame(p, plan, tmpl, first, count, buf, kUsoFrameBytes, &q.vnet);
+    uint8_t* const slot = rt.io->tx_slot_acquire(ctx.worker, uint32_t(kUsoFrameBytes));
+    uint8_t* const f = slot ? slot : buf;
+    // An acquired slot left uncommitted (a failed layout) is simply reused by the next acquire.
+    const size_t len = vxlan_uso_frame(p, plan, tmpl, first, count, f, kUsoFrameBytes, &q.vnet);
     if (len == 0) [[unlikely]] {
       if (first == 0) return false;
       rt.counters[ctx.worker].add_drop(DropReason::kGsoSegmentFailed, plan.segments - first);
       break;
     }
-    q.data = buf;
+    q.data = f;
     q.len = q.wire_len = uint32_t(len);
     q.flags = kHasVnet;
     q.in_port = p.in_port;
     q.out_port = p.out_port;
     q.vpc = p.vpc;
-    if (!rt.io->tx_enqueue(ctx.worker, q)) [[unlikely]] {
+    if (slot) {
+      capture_tx(rt, ctx.worker, q);  // before the slot is the kernel's
+      rt.io->tx_slot_commit(ctx.worker, q.vnet, q.len);
+    } else if (rt.io->tx_enqueue(ctx.worker, q)) [[likely]] {
+      capture_tx(rt, ctx.worker, q);
+    } else {
       rt.counters[ctx.worker].add_drop(rt.io->tx_drop_reason(ctx.worker), plan.segments - first);
       break;
     }
-    capture_tx(rt, ctx.worker, q);
     ctx.mark_dirty(p.out_port);
     // The datagrams on the wire: outer headers + a chunk each (the frame's last chunk is what remains).
     const size_t last = len - kUsoOuterBytes - (count - 1) * plan.chunk;

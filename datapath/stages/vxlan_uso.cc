@@ -15,7 +15,7 @@ UsoPlan vxlan_uso_plan(const Packet& p) noexcept {
   const size_t seg_max = proto::gso_max_segment_bytes(p);
   if (n == 0 || seg_max == 0) return plan;
   const size_t chunk = proto::kVxlanHdrLen + seg_max;
-  const size_t room = kUsoMaxIpLen - proto::kIpv4MinHdrLen - proto::kUdpHdrLen;
+  const size_t room = kUsoMaxFrameBytes - kUsoOuterBytes;  // < kUsoMaxIpLen - 28: the frame limit is the tighter
   if (chunk > room) return plan;
   size_t per = room / chunk;
   if (per > kUsoTxMaxSegments) per = kUsoTxMaxSegments;

@@ -18,7 +18,10 @@
 //     UDP_MAX_SEGMENTS (64 before Linux 6.x, 128 since): at most kUsoTxMaxSegments chunks per frame;
 //   - __udp_gso_segment: csum_start must be the UDP header; the payload must exceed one gso_size (a frame of one chunk
 //     is sent as a plain datagram, gso_type NONE with NEEDS_CSUM);
-//   - the IPv4 total length (65535): a super-frame whose chunks do not fit is sent as several USO frames;
+//   - the IPv4 total length (65535) and the device's gso_max_size (64 KiB by default: a GSO skb of 65536 bytes or
+//     more is segmented in software before the driver, and a veth drops it; tests/integration
+//     io_af_packet_big_ring_test.cc saw it for sendmsg and the TX ring alike): frames stay within kUsoMaxFrameBytes,
+//     and a super-frame whose chunks do not fit one is sent as several USO frames;
 //   - the inner checksums cannot stay partial (one csum_start per frame): always completed in software.
 // Threading: pure functions; the caller owns the buffer.
 #pragma once
@@ -34,6 +37,7 @@ namespace vpcd::dp {
 inline constexpr size_t kUsoTxMaxSegments = 64;
 inline constexpr size_t kUsoOuterBytes = 42;  // Ethernet + IPv4 + UDP
 inline constexpr size_t kUsoMaxIpLen = 65535;
+inline constexpr size_t kUsoMaxFrameBytes = 65535;  // Ethernet header included: below a 64 KiB gso_max_size
 // A buffer that holds any USO frame: the outer headers and at most 64 KiB of IPv4 packet.
 inline constexpr size_t kUsoFrameBytes = 14 + kUsoMaxIpLen;
 

@@ -155,6 +155,8 @@ void config_set(Config& cfg, std::string_view key_in, std::string_view v, std::s
     cfg.uplink_rx_frames = parse_uint<uint32_t>(key, v, 16, 1u << 20, where);
   } else if (key == "uplink-tx-frames") {
     cfg.uplink_tx_frames = parse_uint<uint32_t>(key, v, 16, 65536, where);
+  } else if (key == "uplink-tx-big-frames") {
+    cfg.uplink_tx_big_frames = parse_uint<uint32_t>(key, v, 0, 4096, where);
   } else if (key == "guest-rx-queue-bytes" || key == "uplink-rx-queue-bytes") {
     const size_t b = parse_size(key, v, where);
     if (b < kMinRxQueueBytes) {

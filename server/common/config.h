@@ -52,6 +52,7 @@ struct Config {
   uint32_t guest_tx_frames = 256;
   uint32_t uplink_rx_frames = 4096;
   uint32_t uplink_tx_frames = 1024;
+  uint32_t uplink_tx_big_frames = 0;  // dp::Options::Rings::tx_big_frames (USO frames); 0 = no big TX ring
   uint32_t guest_rx_queue_bytes = 8u << 20;   // dp::Options::Rings::rx_queue_bytes
   uint32_t uplink_rx_queue_bytes = 16u << 20;
   uint32_t rx_frame_bytes = 2048;

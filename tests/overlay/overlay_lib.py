@@ -98,6 +98,9 @@ class Box:
         # VPCD_TEST_RX_RING=v2|v3 sets the boxes' AF_PACKET RX ring layout (every port; default: vpcd's own, v2).
         if os.environ.get("VPCD_TEST_RX_RING"):
             uso += ["--rx-ring", os.environ["VPCD_TEST_RX_RING"]]
+        # VPCD_TEST_UPLINK_TX_BIG_FRAMES=N sets the boxes' uplink-tx-big-frames (0: USO frames through sendmsg).
+        if os.environ.get("VPCD_TEST_UPLINK_TX_BIG_FRAMES"):
+            uso += ["--uplink-tx-big-frames", os.environ["VPCD_TEST_UPLINK_TX_BIG_FRAMES"]]
         self.proc = subprocess.Popen(["nsenter", "--net=/run/netns/" + self.ns, VPCD, "--state-dir", self.state,
                                       "--listen", "127.0.0.1:0", "--workers", str(self.workers)] + uso,
                                      stdout=log, stderr=log)

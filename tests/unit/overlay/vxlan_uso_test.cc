@@ -94,12 +94,14 @@ Bytes completed(const FakeFrame& ff) {
   return f;
 }
 
-// Sends a guest TSO frame of `payload` bytes with USO on or off; returns what the uplink sent.
+// Sends a guest TSO frame of `payload` bytes with USO on or off; returns what the uplink sent. big_slots: the
+// uplink's big transmit slots between flushes (FakePort::set_big_slots; 0 = none, USO frames built in the buffer).
 std::vector<FakeFrame> send_tso(bool uso, size_t payload, OverlayWorkerState** st_out = nullptr,
-                                std::unique_ptr<OverlayNet>* keep = nullptr) {
+                                std::unique_ptr<OverlayNet>* keep = nullptr, unsigned big_slots = 0) {
   auto n = std::make_unique<OverlayNet>();
   n->cfg.overlay.underlay->uso = uso;
   n->fakes[n->uplink]->set_slots(true);
+  n->fakes[n->uplink]->set_big_slots(big_slots);
   prime(*n);
   auto [super, v] = tso_frame(payload);
   n->receive(n->guest, super, v);
@@ -172,6 +174,92 @@ TEST(VxlanUso, SuperFrameLargerThanOneIpPacketTakesTwoUsoFrames) {
     Bytes a = completed(per_seg[i]);
     for (size_t off : {18, 19, 24, 25}) a[off] = split[i][off] = 0;
     EXPECT_EQ(a, split[i]) << "datagram " << i;
+  }
+}
+
+// The same USO frames, built straight in the uplink's big transmit slots (AfPacketPort's big TX ring) instead of the
+// worker's buffer: byte for byte, vnet header and counters included; a full big ring falls back to the buffer.
+TEST(VxlanUso, UsoFramesBuiltInBigSlotsEqualThoseFromTheBuffer) {
+  struct Run {
+    std::vector<FakeFrame> out;
+    std::unique_ptr<OverlayNet> n;
+    OverlayWorkerState* st = nullptr;
+  };
+  auto run = [](unsigned big_slots) {
+    Run r;
+    r.out = send_tso(true, 64000, &r.st, &r.n, big_slots);
+    return r;
+  };
+  Run buf = run(0), slots = run(4), one = run(1);
+  EXPECT_EQ(buf.n->fakes[buf.n->uplink]->big_slot_commits(), 0u);
+  EXPECT_EQ(slots.n->fakes[slots.n->uplink]->big_slot_commits(), 2u);  // both USO frames of the super-frame
+  EXPECT_EQ(one.n->fakes[one.n->uplink]->big_slot_commits(), 1u);      // the second found the ring full
+  ASSERT_EQ(buf.out.size(), 2u);
+  for (const Run* r : {&slots, &one}) {
+    ASSERT_EQ(r->out.size(), buf.out.size());
+    for (size_t i = 0; i < buf.out.size(); ++i) {
+      EXPECT_EQ(r->out[i].bytes, buf.out[i].bytes) << i;
+      ASSERT_TRUE(r->out[i].vnet && buf.out[i].vnet);
+      EXPECT_EQ(std::memcmp(&*r->out[i].vnet, &*buf.out[i].vnet, sizeof(virtio_net_hdr)), 0) << i;
+    }
+    EXPECT_EQ(r->st->uso_tx_frames.load(), buf.st->uso_tx_frames.load());
+    EXPECT_EQ(r->st->uso_tx_segments.load(), buf.st->uso_tx_segments.load());
+    EXPECT_EQ(r->st->uso_tx_superframes.load(), 1u);
+    EXPECT_EQ(r->st->uso_tx_fallbacks.load(), 0u);
+    const auto a = r->n->cfg.ports[r->n->uplink].rt->sum(), b = buf.n->cfg.ports[buf.n->uplink].rt->sum();
+    EXPECT_EQ(a.tx_packets, b.tx_packets);
+    EXPECT_EQ(a.tx_bytes, b.tx_bytes);
+  }
+}
+
+// A run of guest frames in one batch keeps its order on the uplink when the super-frame in it goes out of a big slot
+// (AfPacketPort sends the small ring before it): small frames before and after it.
+TEST(VxlanUso, BigSlotFramesKeepTheirPlaceAmongSmallOnes) {
+  OverlayNet n;
+  n.fakes[n.uplink]->set_slots(true);
+  n.fakes[n.uplink]->set_big_slots(4);
+  prime(n);
+  auto small = [](uint16_t port) {
+    return FrameBuilder().eth(kGuestMac, kRemoteMac).ipv4(kGuestIp, kRemoteIp).udp(port, 9).build();
+  };
+  auto [super, v] = tso_frame(5000);
+  n.fakes[n.guest]->inject(small(1));
+  n.fakes[n.guest]->inject(super, v);
+  n.fakes[n.guest]->inject(small(2));
+  std::vector<Packet> pkts(4);
+  const unsigned got = n.fakes[n.guest]->rx_burst(0, pkts.data(), 4);
+  ASSERT_EQ(got, 3u);
+  run_batch(n.ctx, n.cfg, n.guest, std::span<Packet>(pkts.data(), got));
+  flush_outputs(n.ctx, n.cfg);
+  n.fakes[n.guest]->rx_release(0);
+  auto out = n.fakes[n.uplink]->drain();
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(n.fakes[n.uplink]->big_slot_commits(), 1u);
+  EXPECT_EQ(out[0].bytes[50 + 23], 17);  // outer 50 bytes (Ethernet, IPv4, UDP, VXLAN), then the inner frame
+  EXPECT_EQ(rd16(out[0].bytes, 50 + 34), 1);
+  ASSERT_TRUE(out[1].vnet);
+  EXPECT_EQ(out[1].vnet->gso_type, kUdpL4);
+  EXPECT_EQ(rd16(out[2].bytes, 50 + 34), 2);
+  EXPECT_EQ(n.ctx.pool.available(), n.ctx.pool.capacity());
+}
+
+// No USO frame reaches 64 KiB (kUsoMaxFrameBytes): a veth (gso_max_size 65536) drops such a GSO skb. MSS 1362 makes
+// 1424-byte chunks, 46 of which would fit one IPv4 packet (a 65546-byte frame): 45 go in the first frame.
+TEST(VxlanUso, UsoFramesStayBelow64KiB) {
+  for (unsigned big_slots : {0u, 4u}) {
+    OverlayNet n;
+    n.fakes[n.uplink]->set_slots(true);
+    n.fakes[n.uplink]->set_big_slots(big_slots);
+    prime(n);
+    auto [super, v] = tso_frame(46 * 1362);
+    v.gso_size = 1362;
+    n.receive(n.guest, super, v);
+    auto out = n.fakes[n.uplink]->drain();
+    ASSERT_EQ(out.size(), 2u);
+    EXPECT_EQ(out[0].bytes.size(), 42u + 45u * 1424u);
+    EXPECT_EQ(out[1].bytes.size(), 42u + 1424u);
+    for (const auto& f : out) EXPECT_LE(f.bytes.size(), kUsoMaxFrameBytes);
+    EXPECT_EQ(n.ctx.overlay.uso_tx_segments.load(), 46u);
   }
 }
 

@@ -80,6 +80,7 @@ TEST(Config, ParsesEveryKey) {
                "guest_tx_frames = 64\n"
                "uplink-rx-frames = 8192\n"
                "uplink-tx-frames = 2048\n"
+               "uplink-tx-big-frames = 32\n"
                "guest-rx-queue-bytes = 2M\n"
                "uplink_rx_queue_bytes = 131072\n"
                "rx-frame-bytes = 4096\n"
@@ -97,6 +98,7 @@ TEST(Config, ParsesEveryKey) {
   EXPECT_EQ(c.guest_tx_frames, 64u);
   EXPECT_EQ(c.uplink_rx_frames, 8192u);
   EXPECT_EQ(c.uplink_tx_frames, 2048u);
+  EXPECT_EQ(c.uplink_tx_big_frames, 32u);
   EXPECT_EQ(c.guest_rx_queue_bytes, 2u << 20);
   EXPECT_EQ(c.uplink_rx_queue_bytes, 131072u);
   EXPECT_EQ(c.rx_frame_bytes, 4096u);
@@ -264,6 +266,9 @@ TEST(Config, ShippedExampleParses) {
   EXPECT_EQ(all.uplink_rx_queue_bytes, Config{}.uplink_rx_queue_bytes);
   EXPECT_EQ(Config{}.guest_rx_queue_bytes, dp::Options{}.guest_rings.rx_queue_bytes);
   EXPECT_EQ(Config{}.uplink_rx_queue_bytes, dp::Options{}.uplink_rings.rx_queue_bytes);
+  EXPECT_EQ(all.uplink_tx_big_frames, Config{}.uplink_tx_big_frames);
+  EXPECT_EQ(Config{}.uplink_tx_big_frames, dp::Options{}.uplink_rings.tx_big_frames);
+  EXPECT_EQ(dp::Options{}.guest_rings.tx_big_frames, 0u);  // guest NICs pin no big TX ring
   EXPECT_EQ(all.rx_frame_bytes, Config{}.rx_frame_bytes);
   EXPECT_EQ(all.tx_frame_bytes, Config{}.tx_frame_bytes);
   EXPECT_EQ(all.netns_queues, Config{}.netns_queues);
@@ -334,7 +339,8 @@ TEST(Config, BadDatapathValuesAreRefused) {
   for (const char* line : {"rx-ring = v4", "busy-poll = maybe", "guest-rx-frames = 0", "rx-frame-bytes = 2050",
                            "tx-frame-bytes = 100", "netns-queues = 65", "ring-pool-nics = 65",
                            "ring-pool-nics = -1", "guest-threaded-napi = maybe", "guest-rx-queue-bytes = 64K",
-                           "uplink-rx-queue-bytes = 2G", "guest-rx-queue-bytes = 8X"}) {
+                           "uplink-rx-queue-bytes = 2G", "guest-rx-queue-bytes = 8X",
+                           "uplink-tx-big-frames = 4097"}) {
     Config c;
     EXPECT_THROW(config_parse(c, line, "vpcd.conf"), ConfigError) << line;
   }
