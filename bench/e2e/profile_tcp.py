@@ -49,7 +49,8 @@ def main():
                                           f"-t {a.seconds + 3} -P {a.streams}", shell=True,
                                           stdout=subprocess.PIPE, text=True)
                 time.sleep(1.5)
-                subprocess.run(["perf", "record", "-a", "-g", "-o", a.out, "--", "sleep", str(a.seconds)],
+                subprocess.run(["perf", "record", "-e", "cpu-clock", "-a", "-g", "-o", a.out, "--", "sleep",
+                                str(a.seconds)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=a.seconds + 60)
                 out = client.communicate(timeout=a.seconds + 60)[0]
             finally:
