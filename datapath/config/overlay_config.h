@@ -11,6 +11,7 @@
 #include "datapath/pipeline/packet.h"
 #include "datapath/proto/types.h"
 #include "datapath/tables/overlay_table.h"
+#include "datapath/tables/underlay_neighbors.h"
 
 namespace vpcd::dp {
 
@@ -37,6 +38,9 @@ struct UnderlayConfig {
 struct OverlayConfig {
   std::optional<UnderlayConfig> underlay;  // none: no VXLAN (frames to tunnels are dropped as kNoUnderlay)
   std::shared_ptr<const OverlayTable> table = std::make_shared<const OverlayTable>();  // never null
+  // Underlay ARP resolutions shared by the workers (one table per underlay, kept across snapshots by the snapshot
+  // builder); null: each worker resolves on its own (a single worker, tests).
+  std::shared_ptr<UnderlayNeighbors> neighbors;
 };
 
 }  // namespace vpcd::dp

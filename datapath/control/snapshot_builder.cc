@@ -147,7 +147,16 @@ std::shared_ptr<DatapathSnapshot> SnapshotBuilder::build(const DesiredState& d, 
   tables_ = std::move(next_tables);
   policy_.build(d, *cfg, vpc_slots_);
   build_overlay(d, ports, vpc_slots_, vxlan_port_, *cfg);
-  if (cfg->overlay.underlay) cfg->overlay.underlay->uso = vxlan_uso_;
+  if (cfg->overlay.underlay) {
+    UnderlayConfig& u = *cfg->overlay.underlay;
+    u.uso = vxlan_uso_;
+    std::string key = u.id + "/" + u.mac.to_string() + "/" + u.address.addr.to_string();
+    if (!neighbors_ || key != neighbors_key_) {
+      neighbors_ = std::make_shared<UnderlayNeighbors>();
+      neighbors_key_ = std::move(key);
+    }
+    cfg->overlay.neighbors = neighbors_;
+  }
   snap->config = std::move(cfg);
   return snap;
 }

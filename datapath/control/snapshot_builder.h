@@ -77,6 +77,10 @@ class SnapshotBuilder {
   unsigned workers_;
   uint16_t vxlan_port_ = 4789;
   bool vxlan_uso_ = true;
+  // Underlay ARP resolutions the workers share (OverlayConfig::neighbors), for the underlay named by neighbors_key_
+  // (uplink id, MAC and address): a new table when that changes.
+  std::shared_ptr<UnderlayNeighbors> neighbors_;
+  std::string neighbors_key_;
   std::map<std::string, VpcTables> tables_;     // by VPC id
   std::map<std::string, uint16_t> vpc_slots_;   // VPC id -> slot, while the VPC exists
   std::vector<uint32_t> slot_gen_;              // [slot] -> gen of its current (or last) VPC

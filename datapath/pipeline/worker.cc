@@ -112,10 +112,11 @@ void Worker::run() noexcept {
     // Polling (busy-poll on, or adaptive after frames): timeout 0. Otherwise asleep for up to kIdleTimeoutMs unless
     // some queue has no fd or the kernel refused frames we must retry.
     const bool polling = poll_.mode == BusyPoll::kOn || spinning_;
-    int timeout = polling                  ? 0
-                  : has_unpollable_        ? kUnpollableTimeoutMs
-                  : !ctx_.tx_retry.empty() ? kTxRetryIntervalMs
-                                           : kIdleTimeoutMs;
+    int timeout = polling                              ? 0
+                  : has_unpollable_                    ? kUnpollableTimeoutMs
+                  : !ctx_.tx_retry.empty()             ? kTxRetryIntervalMs
+                  : ctx_.overlay.arp.queued_total() > 0 ? kArpWaitTimeoutMs
+                                                       : kIdleTimeoutMs;
     int n = ::epoll_wait(epfd_, events, kMaxEvents, timeout);
     if (n < 0) {
       if (errno != EINTR) counter_add(stats_.epoll_errors, 1);

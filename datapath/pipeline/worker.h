@@ -76,6 +76,8 @@ class Worker {
   static constexpr unsigned kBurst = 256;       // packets per rx_burst
   static constexpr unsigned kRoundsPerQueue = 4;  // bursts per ready queue before the next queue gets its turn
   static constexpr int kIdleTimeoutMs = 100;
+  // While frames wait for an underlay ARP resolution: the overlay tick (10 ms) adopts what another worker learned.
+  static constexpr int kArpWaitTimeoutMs = 10;
   static constexpr std::chrono::milliseconds kRingDropPollInterval{100};  // also the connection expiry period
   static constexpr size_t kExpireBudget = 4096;  // connection entries visited per expiry call
 

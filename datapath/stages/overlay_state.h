@@ -38,6 +38,8 @@ struct OverlayWorkerState {
   std::unique_ptr<uint8_t[]> uso_buf;
   std::vector<uint32_t> released, failed; // scratch for ArpCache results
   std::vector<Ipv4Addr> requests;         // scratch for ArpCache::tick
+  std::vector<std::pair<Ipv4Addr, uint64_t>> unconfirmed;  // scratch for ArpCache::unconfirmed
+  uint64_t neighbors_seen = ~uint64_t{0};  // UnderlayNeighbors::version() last adopted from (overlay_tick)
   uint64_t last_tick_ms = 0;
   // uplink-input: [kSplitPackets] Packets viewing the bytes of the run's rx frames (valid until the run's output stage
   // is done, like the rx frames themselves); split_used: taken in this run.

@@ -8,8 +8,8 @@
 
 namespace vpcd::dp {
 
-UplinkArpVerdict uplink_arp(Packet& p, const UnderlayConfig& u, ArpCache& cache, uint64_t now_ms,
-                            std::vector<uint32_t>* released) noexcept {
+UplinkArpVerdict uplink_arp(Packet& p, const UnderlayConfig& u, ArpCache& cache, UnderlayNeighbors* shared,
+                            uint64_t now_ms, std::vector<uint32_t>* released) noexcept {
   using namespace proto;
   ArpHdr a;
   std::memcpy(&a, p.data + p.l3_offset, sizeof a);  // parse checked the 28 bytes and the format
@@ -21,6 +21,7 @@ UplinkArpVerdict uplink_arp(Packet& p, const UnderlayConfig& u, ArpCache& cache,
   } catch (...) {  // allocation failure in the cache: the frame is still answered below
   }
   if (!to_me) return UplinkArpVerdict::kNotForUs;
+  if (shared) shared->learn(a.sender_ip(), a.sha, now_ms);
   if (op != kArpOpRequest) return UplinkArpVerdict::kConsumed;
   // Turn the request into the reply, in place.
   EthHdr eth;

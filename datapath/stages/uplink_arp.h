@@ -6,7 +6,9 @@
 //     sender learned (RFC 826: the asker is about to talk to us);
 //   - a reply to us: learned; queued frames waiting for that address are released (the caller sends them);
 //   - anything else (gratuitous ARP, requests for other addresses): refreshes an entry we already have, then not for us.
-// Threading: runs on the owning worker with its ArpCache; pure otherwise.
+// The sender of a frame addressed to us is also recorded in `shared` (when not null): the box's other workers sent
+// requests too, and only this one got the answer (underlay_neighbors.h).
+// Threading: runs on the owning worker with its ArpCache; `shared` is safe from any worker.
 #pragma once
 
 #include <cstddef>
@@ -16,6 +18,7 @@
 #include "datapath/config/overlay_config.h"
 #include "datapath/pipeline/packet.h"
 #include "datapath/tables/arp_cache.h"
+#include "datapath/tables/underlay_neighbors.h"
 
 namespace vpcd::dp {
 
@@ -26,8 +29,8 @@ enum class UplinkArpVerdict : uint8_t {
 };
 
 // p: a parsed ARP frame (kIsArp) received on the underlay uplink. Tokens released by what it learned are appended.
-UplinkArpVerdict uplink_arp(Packet& p, const UnderlayConfig& u, ArpCache& cache, uint64_t now_ms,
-                            std::vector<uint32_t>* released) noexcept;
+UplinkArpVerdict uplink_arp(Packet& p, const UnderlayConfig& u, ArpCache& cache, UnderlayNeighbors* shared,
+                            uint64_t now_ms, std::vector<uint32_t>* released) noexcept;
 
 inline constexpr size_t kArpRequestFrameLen = 60;  // 42 bytes of ARP in Ethernet, padded to the minimum frame
 

@@ -42,6 +42,7 @@ bool overlay_sync(WorkerContext& ctx, const DataplaneConfig& cfg) noexcept {
     drop_waiting(ctx, st.failed, DropReason::kNoUnderlay);
     st.underlay_port = port;
     st.underlay_addr = addr;
+    st.neighbors_seen = ~uint64_t{0};
   }
   if (st.waiting.size() < ctx.pool.capacity()) st.waiting.resize(ctx.pool.capacity(), nullptr);
   return u != nullptr;
@@ -60,10 +61,42 @@ void release_waiting(WorkerContext& ctx, const UnderlayConfig& u, const std::vec
   }
 }
 
+// The resolutions other workers learned (underlay_neighbors.h) that are newer than what this worker's cache has for
+// the next hops it waits for or refreshes: learned, and the frames that waited sent.
+void adopt_shared(WorkerContext& ctx, const UnderlayConfig& u, const UnderlayNeighbors& nb) noexcept {
+  auto& st = ctx.overlay;
+  st.unconfirmed.clear();
+  try {
+    st.arp.unconfirmed(&st.unconfirmed);
+  } catch (...) {
+    st.neighbors_seen = ~uint64_t{0};  // allocation failure: look again next tick
+    return;
+  }
+  for (const auto& [ip, confirmed_ms] : st.unconfirmed) {
+    MacAddr mac;
+    uint64_t at = 0;
+    if (!nb.lookup(ip, &mac, &at) || at <= confirmed_ms) continue;
+    st.released.clear();
+    try {
+      st.arp.learn(ip, mac, at, /*create=*/false, &st.released);
+    } catch (...) {
+      continue;
+    }
+    release_waiting(ctx, u, st.released, mac);
+  }
+}
+
 void overlay_tick(WorkerContext& ctx, const DataplaneConfig& cfg, uint64_t now_ms) noexcept {
   auto& st = ctx.overlay;
   if (!overlay_sync(ctx, cfg)) return;
   const UnderlayConfig& u = *cfg.overlay.underlay;
+  if (const UnderlayNeighbors* nb = cfg.overlay.neighbors.get()) {
+    const uint64_t v = nb->version();
+    if (v != st.neighbors_seen) {
+      st.neighbors_seen = v;
+      adopt_shared(ctx, u, *nb);
+    }
+  }
   st.requests.clear();
   st.failed.clear();
   try {
@@ -145,7 +178,7 @@ NextSet UplinkInputStage::process(WorkerContext& ctx, const DataplaneConfig& cfg
     }
     if (p->flags & kIsArp) {
       st.released.clear();
-      UplinkArpVerdict v = uplink_arp(*p, *u, st.arp, now_ms, &st.released);
+      UplinkArpVerdict v = uplink_arp(*p, *u, st.arp, cfg.overlay.neighbors.get(), now_ms, &st.released);
       if (!st.released.empty()) {
         MacAddr mac;
         ArpCache::State s;

@@ -50,8 +50,10 @@ void release_waiting(WorkerContext& ctx, const UnderlayConfig& u, const std::vec
 // what waited in it). Returns false when there is no underlay.
 bool overlay_sync(WorkerContext& ctx, const DataplaneConfig& cfg) noexcept;
 
-// About every 10 ms from the worker loop: ARP retries and aging for the underlay; frames whose next hop failed are
-// dropped (underlay_arp_failed). Emits the ARP requests; the caller then runs run_pending() and flush_outputs().
+// About every 10 ms from the worker loop: resolutions other workers learned adopted (after the shared table's
+// version moved: OverlayConfig::neighbors, underlay_neighbors.h; the frames waiting for them sent), ARP retries and
+// aging for the underlay; frames whose next hop failed are dropped (underlay_arp_failed). Emits the ARP requests and
+// released frames; the caller then runs run_pending() and flush_outputs().
 void overlay_tick(WorkerContext& ctx, const DataplaneConfig& cfg, uint64_t now_ms) noexcept;
 
 }  // namespace vpcd::dp

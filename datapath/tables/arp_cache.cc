@@ -142,6 +142,12 @@ void ArpCache::clear(std::vector<uint32_t>* dropped) {
   queued_total_ = 0;
 }
 
+void ArpCache::unconfirmed(std::vector<std::pair<Ipv4Addr, uint64_t>>* out) const {
+  for (const auto& [ip, e] : entries_) {
+    if (e.state != State::kReachable) out->emplace_back(Ipv4Addr{ip}, e.confirmed_ms);
+  }
+}
+
 bool ArpCache::state(Ipv4Addr ip, State* s, MacAddr* mac) const {
   auto it = entries_.find(ip.v);
   if (it == entries_.end()) return false;

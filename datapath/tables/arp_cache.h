@@ -22,6 +22,7 @@
 #include <atomic>
 #include <cstdint>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "datapath/proto/types.h"
@@ -78,6 +79,11 @@ class ArpCache {
   // Retries and aging. Appends the IPs to send a request for to *requests and the tokens of failed resolutions to
   // *failed (the caller frees and counts them). Call about every 10 ms.
   void tick(uint64_t now_ms, std::vector<Ipv4Addr>* requests, std::vector<uint32_t>* failed);
+
+  // The entries that want a confirmation (incomplete, stale or failed), each with the time it was last confirmed (0:
+  // never), appended to *out: a worker looks them up in the resolutions other workers learned (underlay_neighbors.h)
+  // and learn()s the newer ones.
+  void unconfirmed(std::vector<std::pair<Ipv4Addr, uint64_t>>* out) const;
 
   // Drops every entry and returns every queued token in *dropped (snapshot changed the uplink, or shutdown).
   void clear(std::vector<uint32_t>* dropped);

@@ -175,7 +175,11 @@ def two_boxes(prefix, make_underlay, build):
     boxes = []
     try:
         make_underlay()
-        a, b = Box(prefix + "A").start(), Box(prefix + "B").start()
+        # Box A runs 2 workers and box B 1, so both the single-worker path and the sharing between workers (an ARP
+        # reply reaches one worker, every worker needs it: underlay_neighbors.h) are in every run.
+        # VPCD_TEST_WORKERS=A,B overrides (e.g. 1,1 or 2,2).
+        wa, wb = (int(x) for x in os.environ.get("VPCD_TEST_WORKERS", "2,1").split(","))
+        a, b = Box(prefix + "A", wa).start(), Box(prefix + "B", wb).start()
         boxes += [a, b]
         yield build(a, b)
     finally:

@@ -222,8 +222,9 @@ def test_uplink_capture_shows_the_vxlan_frames_on_the_wire(net):
     def run():
         c = NsHTTPS(a.ns, a.port, a.ctx)
         try:
-            # VPC1's VXLAN frames only (the other VPCs' guests may talk too): VNI in the UDP payload's bytes 4-6.
-            flt = "udp port 4789 and udp[12:4] = %d" % (VNI << 8)
+            # VPC1's VXLAN frames between A and B only: VNI in the UDP payload's bytes 4-6, B's address on one side.
+            # (The other VPCs' guests may talk too, and the kernel VTEP floods its guest's IPv6 chatter to A.)
+            flt = "udp port 4789 and udp[12:4] = %d and host 198.18.0.2" % (VNI << 8)
             c.request("GET", "/v1/uplinks/%s/capture?filter=%s&count=4&seconds=20" % (a.uplink_id, quote(flt)),
                       headers={"Authorization": "Bearer " + a.token})
             r = c.getresponse()

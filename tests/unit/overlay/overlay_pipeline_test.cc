@@ -122,6 +122,76 @@ TEST(OverlayPipeline, EncapResolvesNextHopQueuesThenSends) {
   EXPECT_EQ(n.cfg.ports[n.t1].rt->sum().tx_packets, 2u);
 }
 
+// Several workers: each resolves underlay next hops in its own cache, but the ARP reply reaches only the worker that
+// owns the uplink's RX queue. A worker whose frames wait for that next hop adopts the answer from the box's shared
+// table at its next tick (underlay_neighbors.h); without the shared table they would wait and fail.
+TEST(OverlayPipeline, ArpReplyOnAnotherWorkerReleasesTheFramesThisWorkerQueued) {
+  for (const bool shared : {true, false}) {
+    SCOPED_TRACE(shared ? "shared table" : "no shared table");
+    OverlayNet n;
+    if (shared) n.cfg.overlay.neighbors = std::make_shared<UnderlayNeighbors>();
+    WorkerContext w1;
+    w1.worker = 1;
+    auto inner = FrameBuilder().eth(kRemoteMac, kGuestMac).ipv4(kRemoteIp, kGuestIp).udp(1, 2).build();
+    n.receive(n.uplink, vxlan_datagram(kPeer, kVni, inner));  // kRemoteMac learned behind t1 (the VPC's table)
+    n.fakes[n.guest]->drain_bytes();
+    auto to_remote = FrameBuilder().eth(kGuestMac, kRemoteMac).ipv4(kGuestIp, kRemoteIp).udp(3, 4).build();
+    n.receive_on(w1, n.guest, to_remote);  // worker 1 sends: its frame waits, its ARP request goes out
+    auto out = n.fakes[n.uplink]->drain_bytes();
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(w1.overlay.arp.queued_total(), 1u);
+    n.receive(n.uplink, arp_reply_from_peer(kPeer));  // the reply arrives on worker 0
+    EXPECT_TRUE(n.fakes[n.uplink]->drain_bytes().empty());  // worker 0 had nothing waiting
+    ArpCache::State s;
+    EXPECT_TRUE(n.ctx.overlay.arp.state(kPeer, &s));
+    EXPECT_FALSE(w1.overlay.arp.state(kPeer, &s) && s == ArpCache::State::kReachable);
+    n.tick_on(w1, monotonic_ms());
+    out = n.fakes[n.uplink]->drain_bytes();
+    if (!shared) {
+      EXPECT_TRUE(out.empty());
+      EXPECT_EQ(w1.overlay.arp.queued_total(), 1u);
+      continue;
+    }
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(MacAddr::from_bytes(out[0].data()), kPeerMac);
+    ASSERT_EQ(out[0].size(), 50 + to_remote.size());
+    EXPECT_EQ(0, std::memcmp(out[0].data() + 50, to_remote.data(), to_remote.size()));
+    EXPECT_EQ(w1.overlay.arp.queued_total(), 0u);
+    EXPECT_EQ(w1.pool.available(), w1.pool.capacity());
+    // Resolved on worker 1 too: its next frame goes at once, no request.
+    n.receive_on(w1, n.guest, to_remote);
+    out = n.fakes[n.uplink]->drain_bytes();
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(MacAddr::from_bytes(out[0].data()), kPeerMac);
+  }
+}
+
+TEST(UnderlayNeighbors, KeepsTheNewestResolutionAndReplacesTheOldestWhenFull) {
+  UnderlayNeighbors nb;
+  MacAddr mac;
+  uint64_t at = 0;
+  EXPECT_FALSE(nb.lookup(kPeer, &mac, &at));
+  const uint64_t v0 = nb.version();
+  nb.learn(kPeer, kPeerMac, 100);
+  EXPECT_GT(nb.version(), v0);
+  ASSERT_TRUE(nb.lookup(kPeer, &mac, &at));
+  EXPECT_EQ(mac, kPeerMac);
+  EXPECT_EQ(at, 100u);
+  nb.learn(kPeer, kRemoteMac, 50);  // an older confirmation keeps the time, takes the MAC it names
+  ASSERT_TRUE(nb.lookup(kPeer, &mac, &at));
+  EXPECT_EQ(mac, kRemoteMac);
+  EXPECT_EQ(at, 100u);
+  const uint64_t v1 = nb.version();
+  nb.learn(Ipv4Addr{0}, kPeerMac, 200);                                       // ignored: no address
+  nb.learn(kRemoteIp, *MacAddr::parse("01:00:5e:00:00:01"), 200);             // ignored: multicast
+  EXPECT_EQ(nb.version(), v1);
+  EXPECT_FALSE(nb.lookup(kRemoteIp, &mac, &at));
+  for (uint32_t i = 1; i <= UnderlayNeighbors::kCapacity; ++i) nb.learn(Ipv4Addr{0x0a000000u + i}, kPeerMac, 1000 + i);
+  EXPECT_FALSE(nb.lookup(kPeer, &mac, &at));  // the oldest (time 100) made room
+  EXPECT_TRUE(nb.lookup(Ipv4Addr{0x0a000001u}, &mac, &at));
+  EXPECT_TRUE(nb.lookup(Ipv4Addr{0x0a000000u + UnderlayNeighbors::kCapacity}, &mac, &at));
+}
+
 TEST(OverlayPipeline, FloodReplicatesToEveryPeerButNeverBackIntoTheOverlay) {
   OverlayNet n;
   // Resolve both peers by answering the requests the first flood triggers.

@@ -89,11 +89,16 @@ struct OverlayNet {
   }
 
   void receive(uint16_t in, const std::vector<uint8_t>& frame, std::optional<virtio_net_hdr> vnet = std::nullopt) {
+    receive_on(ctx, in, frame, vnet);
+  }
+  // The same on another worker's context w (w.worker: its tx ring and counter slot).
+  void receive_on(WorkerContext& w, uint16_t in, const std::vector<uint8_t>& frame,
+                  std::optional<virtio_net_hdr> vnet = std::nullopt) {
     fakes[in]->inject(frame, vnet);
     std::vector<Packet> pkts(2);
     unsigned n = fakes[in]->rx_burst(0, pkts.data(), 2);
-    run_batch(ctx, cfg, in, std::span<Packet>(pkts.data(), n));
-    flush_outputs(ctx, cfg);
+    run_batch(w, cfg, in, std::span<Packet>(pkts.data(), n));
+    flush_outputs(w, cfg);
     fakes[in]->rx_release(0);
   }
   // Receives frames as one batch on port `in` (at most 64: one rx burst), as a worker does.
@@ -105,10 +110,11 @@ struct OverlayNet {
     flush_outputs(ctx, cfg);
     fakes[in]->rx_release(0);
   }
-  void tick(uint64_t now_ms) {
-    overlay_tick(ctx, cfg, now_ms);
-    run_pending(ctx, cfg);
-    flush_outputs(ctx, cfg);
+  void tick(uint64_t now_ms) { tick_on(ctx, now_ms); }
+  void tick_on(WorkerContext& w, uint64_t now_ms) {
+    overlay_tick(w, cfg, now_ms);
+    run_pending(w, cfg);
+    flush_outputs(w, cfg);
   }
   uint64_t drops(uint16_t port, DropReason r) const { return cfg.ports[port].rt->sum().drops[size_t(r)]; }
 

@@ -38,7 +38,7 @@ TEST(UplinkArp, AnswersRequestForOurAddressAndLearnsTheAsker) {
   auto f = FrameBuilder().eth(kPeerMac, kBroadcastMac).arp(1, kPeerMac, kPeer, MacAddr{}, kMe).pad_to(60).build();
   Packet p = parsed(f);
   std::vector<uint32_t> rel;
-  ASSERT_EQ(uplink_arp(p, underlay(), cache, 1000, &rel), UplinkArpVerdict::kReply);
+  ASSERT_EQ(uplink_arp(p, underlay(), cache, nullptr, 1000, &rel), UplinkArpVerdict::kReply);
   auto want = FrameBuilder().eth(kUplinkMac, kPeerMac).arp(2, kUplinkMac, kMe, kPeerMac, kPeer).pad_to(60).build();
   EXPECT_EQ(f, want);
   ArpCache::State s;
@@ -55,7 +55,7 @@ TEST(UplinkArp, ReplyToUsReleasesQueuedFrames) {
   auto f = FrameBuilder().eth(kPeerMac, kUplinkMac).arp(2, kPeerMac, kPeer, kUplinkMac, kMe).pad_to(60).build();
   Packet p = parsed(f);
   std::vector<uint32_t> rel;
-  EXPECT_EQ(uplink_arp(p, underlay(), cache, 10, &rel), UplinkArpVerdict::kConsumed);
+  EXPECT_EQ(uplink_arp(p, underlay(), cache, nullptr, 10, &rel), UplinkArpVerdict::kConsumed);
   EXPECT_EQ(rel, std::vector<uint32_t>{42});
 }
 
@@ -64,10 +64,10 @@ TEST(UplinkArp, OthersAreNotForUsAndCreateNothing) {
   std::vector<uint32_t> rel;
   auto req = FrameBuilder().eth(kPeerMac, kBroadcastMac).arp(1, kPeerMac, kPeer, MacAddr{}, kOther).pad_to(60).build();
   Packet p = parsed(req);
-  EXPECT_EQ(uplink_arp(p, underlay(), cache, 0, &rel), UplinkArpVerdict::kNotForUs);
+  EXPECT_EQ(uplink_arp(p, underlay(), cache, nullptr, 0, &rel), UplinkArpVerdict::kNotForUs);
   auto grat = FrameBuilder().eth(kPeerMac, kBroadcastMac).arp(1, kPeerMac, kMe, MacAddr{}, kMe).pad_to(60).build();
   Packet g = parsed(grat);  // someone else claiming our address: never answered
-  EXPECT_EQ(uplink_arp(g, underlay(), cache, 0, &rel), UplinkArpVerdict::kNotForUs);
+  EXPECT_EQ(uplink_arp(g, underlay(), cache, nullptr, 0, &rel), UplinkArpVerdict::kNotForUs);
   EXPECT_EQ(cache.size(), 0u);
 }
 
