@@ -774,19 +774,26 @@ void AfPacketPort::tx_commit_big(unsigned w, uint32_t frame_len) noexcept {
   tx_send_big_ring(t);
 }
 
-void AfPacketPort::tx_send_big_ring(TxQueue& t) noexcept {
-  TxQueue::BigRing& b = t.big;
-  if (::sendto(t.big_fd.get(), nullptr, 0, MSG_DONTWAIT, nullptr, 0) < 0) {
-    // The frames stay SEND_REQUEST (pending) and go out with the next flush, as on the small ring.
+namespace {
+// One sendto on the socket fd of ring r (TxQueue or its BigRing): the kernel sends the SEND_REQUEST frames from its
+// head on. On a refusal they stay SEND_REQUEST and go out with the next flush (r.pending stays set); the kernel also
+// stops early when the send buffer is full, and then the last frame is still waiting, so the next flush must call
+// sendto again even if nothing new was enqueued.
+template <class R>
+void kick_ring(int fd, R& r, std::atomic<uint64_t>& errors) noexcept {
+  if (::sendto(fd, nullptr, 0, MSG_DONTWAIT, nullptr, 0) < 0) {
     if (errno != EAGAIN && errno != ENOBUFS && errno != EINTR) {
-      t.errors.store(t.errors.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      errors.store(errors.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     }
     return;
   }
-  const uint32_t last = b.next == 0 ? b.frames - 1 : b.next - 1;
-  auto* h = reinterpret_cast<tpacket3_hdr*>(ring_slot(b, last));
-  b.pending = (load_acquire(h->tp_status) & TP_STATUS_SEND_REQUEST) != 0 ? 1 : 0;
+  const uint32_t last = r.next == 0 ? r.frames - 1 : r.next - 1;
+  auto* h = reinterpret_cast<tpacket3_hdr*>(ring_slot(r, last));
+  r.pending = (load_acquire(h->tp_status) & TP_STATUS_SEND_REQUEST) != 0 ? 1 : 0;
 }
+}  // namespace
+
+void AfPacketPort::tx_send_big_ring(TxQueue& t) noexcept { kick_ring(t.big_fd.get(), t.big, t.errors); }
 
 // A frame larger than a slot. With a big ring: copied into its next slot and sent from there (tx_commit_big). Else:
 // flush the ring (order), then one sendmsg on the ring-less socket; the kernel copies the frame once into an skb, as
@@ -832,18 +839,7 @@ void AfPacketPort::tx_flush(unsigned w) noexcept {
   // A big frame the kernel left behind went in before anything now in the small ring (tx_commit_big flushed that).
   if (t.big.pending) [[unlikely]] tx_send_big_ring(t);
   if (t.pending == 0) return;
-  if (::sendto(t.fd.get(), nullptr, 0, MSG_DONTWAIT, nullptr, 0) < 0) {
-    // The frames stay SEND_REQUEST and go out with the next flush.
-    if (errno != EAGAIN && errno != ENOBUFS && errno != EINTR) {
-      t.errors.store(t.errors.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    }
-    return;
-  }
-  // The kernel stops early when the send buffer is full; then the last frame is still waiting and the next flush
-  // must call sendto again even if nothing new was enqueued.
-  const uint32_t last = t.next == 0 ? t.frames - 1 : t.next - 1;
-  auto* h = reinterpret_cast<tpacket3_hdr*>(tx_slot(t, last));
-  t.pending = (load_acquire(h->tp_status) & TP_STATUS_SEND_REQUEST) != 0 ? 1 : 0;
+  kick_ring(t.fd.get(), t, t.errors);
 }
 
 namespace {
