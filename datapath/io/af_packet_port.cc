@@ -702,13 +702,9 @@ void AfPacketPort::rx_release(unsigned qi) noexcept {
 
 uint8_t* AfPacketPort::tx_slot(const TxQueue& t, uint32_t i) noexcept { return ring_slot(t, i); }
 
-bool AfPacketPort::tx_enqueue(unsigned w, const Packet& p) noexcept {
-  TxQueue& t = *tx_[w];
-  const uint32_t frame_len = p.prefix_len + p.len;
-  if (frame_len > kAfPacketMaxTxFrame || p.len < ETH_HLEN || p.len < p.wire_len) [[unlikely]] return false;
-  if (kTxDataOffset + kVnetBytes + frame_len > t.frame_bytes) return tx_send_big(w, p);
-  auto* h = reinterpret_cast<tpacket3_hdr*>(tx_slot(t, t.next));
-  if ((load_acquire(h->tp_status) & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING)) != 0) return false;  // full
+namespace {
+// Writes p into the TX slot whose header is at h: its vnet header (zeros without one), prefix and frame.
+void copy_into_slot(tpacket3_hdr* h, const Packet& p) noexcept {
   uint8_t* d = reinterpret_cast<uint8_t*>(h) + kTxDataOffset;
   if (p.flags & kHasVnet) {
     std::memcpy(d, &p.vnet, kVnetBytes);
@@ -717,6 +713,17 @@ bool AfPacketPort::tx_enqueue(unsigned w, const Packet& p) noexcept {
   }
   if (p.prefix_len) std::memcpy(d + kVnetBytes, p.prefix, p.prefix_len);
   std::memcpy(d + kVnetBytes + p.prefix_len, p.data, p.len);
+}
+}  // namespace
+
+bool AfPacketPort::tx_enqueue(unsigned w, const Packet& p) noexcept {
+  TxQueue& t = *tx_[w];
+  const uint32_t frame_len = p.prefix_len + p.len;
+  if (frame_len > kAfPacketMaxTxFrame || p.len < ETH_HLEN || p.len < p.wire_len) [[unlikely]] return false;
+  if (kTxDataOffset + kVnetBytes + frame_len > t.frame_bytes) return tx_send_big(w, p);
+  auto* h = reinterpret_cast<tpacket3_hdr*>(tx_slot(t, t.next));
+  if ((load_acquire(h->tp_status) & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING)) != 0) return false;  // full
+  copy_into_slot(h, p);
   tx_commit_next(t, h, frame_len);
   return true;
 }
@@ -806,14 +813,7 @@ bool AfPacketPort::tx_send_big(unsigned w, const Packet& p) noexcept {
     if (kTxDataOffset + kVnetBytes + frame_len > t.big.frame_bytes) [[unlikely]] return false;
     auto* h = reinterpret_cast<tpacket3_hdr*>(ring_slot(t.big, t.big.next));
     if ((load_acquire(h->tp_status) & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING)) != 0) return false;  // full
-    uint8_t* d = reinterpret_cast<uint8_t*>(h) + kTxDataOffset;
-    if (p.flags & kHasVnet) {
-      std::memcpy(d, &p.vnet, kVnetBytes);
-    } else {
-      std::memset(d, 0, kVnetBytes);
-    }
-    if (p.prefix_len) std::memcpy(d + kVnetBytes, p.prefix, p.prefix_len);
-    std::memcpy(d + kVnetBytes + p.prefix_len, p.data, p.len);
+    copy_into_slot(h, p);
     tx_commit_big(w, frame_len);
     return true;
   }

@@ -279,7 +279,14 @@ TEST(VhostUserAdversarial, EveryBadInputEndsInErrorOrACountedDropAndNothingLeaks
       if (!r.empty() && ++failures <= 5) ADD_FAILURE() << "session " << i << " case " << i % kCaseCount << ": " << r;
     }
     EXPECT_EQ(failures, 0);
-    EXPECT_EQ(open_fds(), fds0);
+    // The service closes a session's descriptors on its own thread, after the frontend saw the session end: on a
+    // loaded box the last one may still be open for a moment. A leak stays.
+    size_t fds1 = open_fds();
+    for (int i = 0; i < 300 && fds1 != fds0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      fds1 = open_fds();
+    }
+    EXPECT_EQ(fds1, fds0);
     const size_t rss1 = rss_kib();
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
