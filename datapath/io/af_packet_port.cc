@@ -728,14 +728,22 @@ bool AfPacketPort::tx_enqueue(unsigned w, const Packet& p) noexcept {
   return true;
 }
 
-// Hands the slot at t.next (h), filled with a vnet header and frame_len bytes of frame, to the kernel.
-void AfPacketPort::tx_commit_next(TxQueue& t, tpacket3_hdr* h, uint32_t frame_len) noexcept {
+namespace {
+// Hands the slot at r.next (header h) of ring r (TxQueue or its BigRing), filled with a vnet header and frame_len
+// bytes of frame, to the kernel; the next sendto on the ring's socket sends it.
+template <class R>
+void mark_send_request(R& r, tpacket3_hdr* h, uint32_t frame_len) noexcept {
   h->tp_len = kVnetBytes + frame_len;
   h->tp_snaplen = kVnetBytes + frame_len;
   h->tp_next_offset = 0;
   store_release(h->tp_status, TP_STATUS_SEND_REQUEST);
-  t.next = t.next + 1 == t.frames ? 0 : t.next + 1;
-  ++t.pending;
+  r.next = r.next + 1 == r.frames ? 0 : r.next + 1;
+  ++r.pending;
+}
+}  // namespace
+
+void AfPacketPort::tx_commit_next(TxQueue& t, tpacket3_hdr* h, uint32_t frame_len) noexcept {
+  mark_send_request(t, h, frame_len);
 }
 
 uint8_t* AfPacketPort::tx_slot_acquire(unsigned w, uint32_t max_len) noexcept {
@@ -771,13 +779,7 @@ void AfPacketPort::tx_commit_big(unsigned w, uint32_t frame_len) noexcept {
   TxQueue& t = *tx_[w];
   tx_flush(w);  // frames enqueued before this one go first (and a big frame still pending before them)
   TxQueue::BigRing& b = t.big;
-  auto* h = reinterpret_cast<tpacket3_hdr*>(ring_slot(b, b.next));
-  h->tp_len = kVnetBytes + frame_len;
-  h->tp_snaplen = kVnetBytes + frame_len;
-  h->tp_next_offset = 0;
-  store_release(h->tp_status, TP_STATUS_SEND_REQUEST);
-  b.next = b.next + 1 == b.frames ? 0 : b.next + 1;
-  ++b.pending;
+  mark_send_request(b, reinterpret_cast<tpacket3_hdr*>(ring_slot(b, b.next)), frame_len);
   tx_send_big_ring(t);
 }
 
