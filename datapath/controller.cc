@@ -34,7 +34,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <set>
+#include <stdexcept>
+#include <string>
 #include <system_error>
 
 #include "datapath/capture/capture_manager.h"
@@ -106,10 +109,26 @@ struct Controller::Impl {
     PortCounters removed_totals;
   };
 
+  // Refuses worker_cpus naming CPUs this process may not use, a CPU twice, or disagreeing with `workers`, before
+  // anything is created.
+  static Options checked(Options o) {
+    if (o.worker_cpus.empty()) return o;
+    check_worker_cpus(o.worker_cpus);
+    if (o.workers != 0 && o.workers != o.worker_cpus.size()) {
+      throw std::invalid_argument("workers (" + std::to_string(o.workers) + ") and worker-cpus (" +
+                                  std::to_string(o.worker_cpus.size()) + " CPUs) disagree: one worker per CPU listed");
+    }
+    return o;
+  }
+  // One worker per CPU of worker_cpus; otherwise `workers`.
+  static unsigned worker_count(const Options& o) {
+    return o.worker_cpus.empty() ? resolve_worker_count(o.workers) : unsigned(o.worker_cpus.size());
+  }
+
   explicit Impl(Options o)
-      : opts(std::move(o)),
+      : opts(checked(std::move(o))),
         vhost_service(std::make_unique<vhost::VhostUserService>(vhost_user_marker_dir(opts.run_dir))),
-        nworkers(resolve_worker_count(opts.workers)),
+        nworkers(worker_count(opts)),
         pub(nworkers),
         builder(nworkers),
         worker_load(nworkers, 0) {
@@ -123,7 +142,9 @@ struct Controller::Impl {
       workers.back()->set_icmp_error_rate(opts.icmp_error_rate, opts.icmp_error_burst);
     }
     builder.policy().set_conntrack_options(opts.conntrack);
-    for (auto& w : workers) w->start();
+    for (unsigned w = 0; w < nworkers; ++w) {
+      workers[w]->start(opts.worker_cpus.empty() ? std::nullopt : std::optional<unsigned>(opts.worker_cpus[w]));
+    }
     if (opts.ring_pool_nics > 0) {  // the layout of a netns NIC's port (netns_nic_device.cc)
       const unsigned queues =
           std::clamp<unsigned>(opts.netns_queues == 0 ? nworkers : opts.netns_queues, 1, nworkers);

@@ -30,6 +30,9 @@ namespace vpcd::dp {
 
 struct Options {
   unsigned workers = 0;  // 0 = cores - 1, at least 1
+  // Worker i runs only on CPU worker_cpus[i] (one worker per CPU listed; `workers` must be 0 or agree). Empty = the
+  // kernel's scheduler places the workers. The Controller refuses CPUs this process may not use (check_worker_cpus).
+  std::vector<unsigned> worker_cpus;
   // Distinguishes this vpcd's OS objects from another instance's on the same machine (an interface alias marker
   // "vpcd:<instance>:<nic id>" is put on every interface vpcd creates, so a restart can adopt or remove them).
   std::string instance = "default";

@@ -36,6 +36,7 @@ struct WorkerCounters {
   // Busy polling (busy-poll, worker_poll.h): loop turns that polled without sleeping and received no frame; adaptive
   // mode's switches from sleeping to polling (after frames) and back (budget passed since the last frame).
   uint64_t empty_polls = 0, spin_starts = 0, spin_stops = 0;
+  int cpu = -1;  // the CPU the worker is pinned to (worker-cpus); -1 = not pinned
   std::vector<uint64_t> stage_packets;  // [stage id] (datapath/pipeline/stage.h: stage_name(i)) packets processed
   uint64_t pool_exhausted = 0;          // generated frames not made: the worker's PacketPool was empty
   uint64_t icmp_rate_limited = 0;       // router ICMP errors not sent: over the worker's rate limit (icmp-error-*)

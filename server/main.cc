@@ -335,6 +335,7 @@ int run_daemon(const Config& cfg) {
 
   dp::Options dopts;
   dopts.workers = cfg.workers;
+  dopts.worker_cpus = cfg.worker_cpus;
   dopts.instance = instance;
   dopts.run_dir = "/run/vpcd/" + instance;
   dopts.poll = {cfg.busy_poll, cfg.busy_poll_us.value_or(dp::kDefaultBusyPollUs)};
@@ -354,7 +355,10 @@ int run_daemon(const Config& cfg) {
   dopts.vxlan_port = cfg.vxlan_port;
   dopts.vxlan_uso = cfg.vxlan_uso;
   dp::Controller controller(dopts);
-  log::info("datapath: " + std::to_string(controller.worker_count()) + " worker(s), busy-poll " +
+  std::string pinned;
+  for (unsigned c : cfg.worker_cpus) pinned += (pinned.empty() ? "" : ",") + std::to_string(c);
+  if (!pinned.empty()) pinned = (cfg.worker_cpus.size() == 1 ? " pinned to CPU " : " pinned to CPUs ") + pinned;
+  log::info("datapath: " + std::to_string(controller.worker_count()) + " worker(s)" + pinned + ", busy-poll " +
             std::string(dp::busy_poll_name(dopts.poll.mode)) +
             (dopts.poll.mode == dp::BusyPoll::kAdaptive ? " (" + std::to_string(dopts.poll.budget_us) + " us)" : ""));
 
@@ -423,6 +427,7 @@ int main(int argc, char** argv) {
   const char* kKeys[][2] = {{"state-dir", "state directory (database, TLS, lock); default ./state"},
                             {"listen", "HOST:PORT to serve on; default 127.0.0.1:8443"},
                             {"workers", "datapath worker threads; 0 = cores - 1"},
+                            {"worker-cpus", "pin worker i to the i-th CPU listed (\"2,3\", \"2-5\"): one worker per CPU"},
                             {"busy-poll", "off|on|adaptive: datapath workers sleep when idle, always spin, or spin "
                                           "for busy-poll-us after the last frame"},
                             {"busy-poll-us", "adaptive busy polling: microseconds a worker keeps polling after the "

@@ -5,7 +5,8 @@ iperf3 client/server, softirq threads) and, for vpcd's workers, by symbol.
 
 Run it on an idle machine: other load shows up in the system-wide profile and steals the worker's core.
 Usage (root): python3 bench/e2e/profile_tcp.py [--build-dir build] [--workers 1] [--streams 1] [--seconds 4]
-              [--vpcd-args "--rx-ring v3"] [--guest-threaded-napi] [--out /tmp/vpcd-tcp.perf]
+              [--vpcd-args "--rx-ring v3"] [--guest-threaded-napi] [--small] [--out /tmp/vpcd-tcp.perf]
+--small profiles compare.py's 64-byte phase instead (trafgen's UDP flood from guest 1 to guest 2).
 --guest-threaded-napi turns on GRO and threaded NAPI on both guests' eth0 (the receiving guest's stack then runs in a
 kernel thread instead of inside the worker's sendto); vpcd does the same itself with --vpcd-args "--guest-threaded-napi on"
 (rx-udp-gro-forwarding instead of rx-gro-list). Reuses compare.py's setup and cleanup (namespaces vbe<pid>*).
@@ -14,10 +15,32 @@ import argparse
 import os
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare as c  # noqa: E402
+
+
+def record(a):
+    subprocess.run(["perf", "record", "-e", "cpu-clock", "-a", "-g", "-o", a.out, "--", "sleep", str(a.seconds)],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=a.seconds + 60)
+
+
+def profile_iperf3(a):
+    server = subprocess.Popen(["ip", "netns", "exec", c.G2, "iperf3", "-s", "-1", "-B", c.IP2],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)
+        client = subprocess.Popen(f"ip netns exec {c.G1} timeout {a.seconds + 30} iperf3 -c {c.IP2} "
+                                  f"-t {a.seconds + 3} -P {a.streams}", shell=True,
+                                  stdout=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        record(a)
+        return client.communicate(timeout=a.seconds + 60)[0]
+    finally:
+        server.kill()
+        server.wait()
 
 
 def main():
@@ -28,6 +51,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--vpcd-args", default="")
     ap.add_argument("--guest-threaded-napi", action="store_true")
+    ap.add_argument("--small", action="store_true", help="profile the 64-byte flood instead of iperf3 TCP")
     ap.add_argument("--out", default="/tmp/vpcd-tcp.perf")
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -41,22 +65,18 @@ def main():
                     c.nsx(ns, "sh -c 'echo 1 > /sys/class/net/eth0/threaded'", check=False)
             if not c.wait_ping():
                 sys.exit("guests cannot ping each other")
-            server = subprocess.Popen(["ip", "netns", "exec", c.G2, "iperf3", "-s", "-1", "-B", c.IP2],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                time.sleep(0.3)
-                client = subprocess.Popen(f"ip netns exec {c.G1} timeout {a.seconds + 30} iperf3 -c {c.IP2} "
-                                          f"-t {a.seconds + 3} -P {a.streams}", shell=True,
-                                          stdout=subprocess.PIPE, text=True)
+            if a.small:
+                result = {}
+                flood = threading.Thread(target=lambda: result.update(
+                    c.measure_small_frames(a.seconds + 3, pids)))
+                flood.start()
                 time.sleep(1.5)
-                subprocess.run(["perf", "record", "-e", "cpu-clock", "-a", "-g", "-o", a.out, "--", "sleep",
-                                str(a.seconds)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=a.seconds + 60)
-                out = client.communicate(timeout=a.seconds + 60)[0]
-            finally:
-                server.kill()
-                server.wait()
-            print("\n".join(l for l in out.splitlines() if "receiver" in l))
+                record(a)
+                flood.join(timeout=a.seconds + 60)
+                out = f"64 B: {result}"
+            else:
+                out = profile_iperf3(a)
+            print("\n".join(l for l in out.splitlines() if "receiver" in l or "64 B" in l))
             print(f"vpcd pid {pids[0]}; perf data in {a.out}")
     finally:
         c.cleanup_namespaces()

@@ -4,12 +4,14 @@
 #include "datapath/stages/uplink_input.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <future>
 #include <new>
 #include <span>
 #include <stdexcept>
@@ -34,6 +36,33 @@ unsigned resolve_worker_count(unsigned requested) noexcept {
     n = cores > 1 ? cores - 1 : 1;
   }
   return std::clamp(n, 1u, kMaxWorkers);
+}
+
+void check_worker_cpus(const std::vector<unsigned>& cpus) {
+  if (cpus.size() > kMaxWorkers) {
+    throw std::invalid_argument("worker-cpus: " + std::to_string(cpus.size()) + " CPUs listed, at most " +
+                                std::to_string(kMaxWorkers) + " workers");
+  }
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (::sched_getaffinity(0, sizeof allowed, &allowed) != 0) {
+    throw std::system_error(errno, std::generic_category(), "worker-cpus: sched_getaffinity");
+  }
+  std::string may;  // the CPUs this process may run on, for the message
+  for (unsigned c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &allowed)) may += (may.empty() ? "" : ",") + std::to_string(c);
+  }
+  for (size_t i = 0; i < cpus.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (cpus[j] == cpus[i]) {
+        throw std::invalid_argument("worker-cpus: CPU " + std::to_string(cpus[i]) + " is listed twice");
+      }
+    }
+    if (cpus[i] >= CPU_SETSIZE || !CPU_ISSET(cpus[i], &allowed)) {
+      throw std::invalid_argument("worker-cpus: CPU " + std::to_string(cpus[i]) +
+                                  " is not one vpcd may run on (allowed: " + may + ")");
+    }
+  }
 }
 
 // The per-worker buffers (the packet pool, the overlay's USO and split buffers, the tcp-coalesce arena:
@@ -67,9 +96,33 @@ Worker::~Worker() {
   ::close(epfd_);
 }
 
-void Worker::start() {
+void Worker::start(std::optional<unsigned> cpu) {
   stop_.store(false, std::memory_order_relaxed);
-  thread_ = std::thread([this] { run(); });
+  cpu_.store(-1, std::memory_order_relaxed);
+  if (!cpu) {
+    thread_ = std::thread([this] { run(); });
+    return;
+  }
+  // The thread pins itself before its loop and reports the result: no frame is ever handled off its CPU.
+  std::promise<int> pinned;
+  std::future<int> result = pinned.get_future();
+  thread_ = std::thread([this, c = *cpu, &pinned] {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    int err = EINVAL;
+    if (c < CPU_SETSIZE) {
+      CPU_SET(c, &set);
+      err = ::pthread_setaffinity_np(::pthread_self(), sizeof set, &set);
+    }
+    pinned.set_value(err);
+    if (err == 0) run();
+  });
+  if (int err = result.get(); err != 0) {
+    thread_.join();
+    throw std::system_error(err, std::generic_category(),
+                            "datapath worker " + std::to_string(index_) + ": pinning to CPU " + std::to_string(*cpu));
+  }
+  cpu_.store(int(*cpu), std::memory_order_relaxed);
 }
 
 void Worker::stop() {
@@ -88,6 +141,7 @@ WorkerCounters Worker::counters() const noexcept {
   c.spin_starts = stats_.spin_starts.load(std::memory_order_relaxed);
   c.spin_stops = stats_.spin_stops.load(std::memory_order_relaxed);
   c.snapshot_generation = stats_.generation.load(std::memory_order_relaxed);
+  c.cpu = cpu_.load(std::memory_order_relaxed);
   c.stage_packets.resize(kStageCount);
   for (size_t s = 0; s < kStageCount; ++s) c.stage_packets[s] = ctx_.stage_packets[s].load(std::memory_order_relaxed);
   c.pool_exhausted = ctx_.pool_exhausted.load(std::memory_order_relaxed);

@@ -28,6 +28,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -58,6 +59,11 @@ using DatapathPublisher = SnapshotPublisher<DatapathSnapshot>;
 // The number of worker threads for Options::workers: 0 = online cores - 1, at least 1, at most kMaxWorkers.
 unsigned resolve_worker_count(unsigned requested) noexcept;
 
+// Options::worker_cpus (config worker-cpus): worker i runs only on cpus[i]. Throws std::invalid_argument naming the
+// problem when the list is longer than kMaxWorkers, names a CPU twice, or names a CPU this process may not run on
+// (sched_getaffinity: offline, or outside its cpuset / taskset); empty = workers not pinned.
+void check_worker_cpus(const std::vector<unsigned>& cpus);
+
 struct alignas(64) WorkerRuntimeCounters {
   std::atomic<uint64_t> batches{0};     // non-empty rx bursts run through the pipeline
   std::atomic<uint64_t> packets{0};     // packets in those bursts
@@ -87,7 +93,9 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  void start();
+  // Starts the thread; pinned to `cpu` (sched affinity) when given, before it runs its loop. Throws
+  // std::system_error when the thread cannot be created or pinned (then no thread is left running).
+  void start(std::optional<unsigned> cpu = std::nullopt);
   // Before start(): the router's ICMP error budget of this worker.
   void set_icmp_error_rate(uint32_t per_second, uint32_t burst) { ctx_.icmp_limiter = IcmpRateLimiter(per_second, burst); }
   // Before start(): how long refused frames are retried before they are discarded (default kTxRetryLimitMs).
@@ -117,6 +125,7 @@ class Worker {
   void collect_ring_drops() noexcept;
 
   const unsigned index_;
+  std::atomic<int> cpu_{-1};  // pinned CPU (start()), -1 = not pinned; read by counters()
   DatapathPublisher& pub_;
   const PollPolicy poll_;
   const std::chrono::nanoseconds spin_budget_;  // poll_.budget_us

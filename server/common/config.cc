@@ -93,6 +93,39 @@ std::vector<std::string> parse_patterns(std::string_view key, std::string_view v
   return out;
 }
 
+// "2", "2,3", "0-3", "0,2-3 5": CPU numbers and inclusive ranges, separated by commas or spaces; none twice. Empty:
+// not pinned (the documented default; lets a flag undo the file's setting).
+std::vector<unsigned> parse_cpu_list(std::string_view key, std::string_view v, std::string_view where) {
+  constexpr unsigned kMaxCpu = 1023;  // CPU_SETSIZE - 1
+  std::vector<unsigned> out;
+  auto number = [&](std::string_view t) { return parse_uint<unsigned>(key, t, 0, kMaxCpu, where); };
+  size_t i = 0;
+  while (i < v.size()) {
+    while (i < v.size() && (v[i] == ',' || v[i] == ' ' || v[i] == '\t')) ++i;
+    size_t j = i;
+    while (j < v.size() && v[j] != ',' && v[j] != ' ' && v[j] != '\t') ++j;
+    if (j == i) break;
+    std::string_view item = v.substr(i, j - i);
+    if (item.front() == '-' || item.back() == '-') {
+      fail(where, std::string(key) + ": expected CPU numbers or ranges (\"2,3\", \"2-5\"), got \"" +
+                      std::string(item) + "\"");
+    }
+    const size_t dash = item.find('-');
+    const unsigned lo = number(item.substr(0, dash));
+    const unsigned hi = dash == std::string_view::npos ? lo : number(item.substr(dash + 1));
+    if (hi < lo) fail(where, std::string(key) + ": range \"" + std::string(item) + "\" runs backwards");
+    for (unsigned c = lo; c <= hi; ++c) {
+      for (unsigned seen : out) {
+        if (seen == c) fail(where, std::string(key) + ": CPU " + std::to_string(c) + " is listed twice");
+      }
+      if (out.size() >= 64) fail(where, std::string(key) + ": more than 64 CPUs (one worker each)");
+      out.push_back(c);
+    }
+    i = j;
+  }
+  return out;
+}
+
 }  // namespace
 
 void config_parse_listen(Config& cfg, std::string_view v, std::string_view where) {
@@ -120,6 +153,8 @@ void config_set(Config& cfg, std::string_view key_in, std::string_view v, std::s
     config_parse_listen(cfg, v, where);
   } else if (key == "workers") {
     cfg.workers = parse_uint<unsigned>(key, v, 0, 64, where);
+  } else if (key == "worker-cpus") {
+    cfg.worker_cpus = parse_cpu_list(key, v, where);
   } else if (key == "http-threads") {
     cfg.http_threads = parse_uint<unsigned>(key, v, 1, 64, where);
   } else if (key == "web-root") {
@@ -253,6 +288,11 @@ void config_check(const Config& cfg) {
   if (cfg.admin_reserved_connections >= cfg.max_connections) {
     throw ConfigError("admin-reserved-connections (" + std::to_string(cfg.admin_reserved_connections) +
                       ") must be smaller than max-connections (" + std::to_string(cfg.max_connections) + ")");
+  }
+  if (!cfg.worker_cpus.empty() && cfg.workers != 0 && cfg.workers != cfg.worker_cpus.size()) {
+    throw ConfigError("workers (" + std::to_string(cfg.workers) + ") and worker-cpus (" +
+                      std::to_string(cfg.worker_cpus.size()) +
+                      " CPUs) disagree: vpcd runs one worker per CPU listed (leave workers unset)");
   }
   if (cfg.busy_poll_us && cfg.busy_poll != dp::BusyPoll::kAdaptive) {
     throw ConfigError("busy-poll-us (" + std::to_string(*cfg.busy_poll_us) +

@@ -27,6 +27,8 @@ struct Config {
   std::string listen_host = "127.0.0.1";
   uint16_t listen_port = 8443;
   unsigned workers = 0;        // datapath workers; 0 = cores - 1, at least 1
+  // Worker i pinned to CPU worker_cpus[i] ("2,3", "2-5"); one worker per CPU listed. Empty = not pinned.
+  std::vector<unsigned> worker_cpus;
   unsigned http_threads = 2;   // Beast io threads
   std::string web_root;        // "" = the built-in default (source tree in a dev build, /usr/share/vpcd/web)
   std::string migrations_dir;  // "" = the built-in default
@@ -81,7 +83,7 @@ void config_set(Config& cfg, std::string_view key, std::string_view value, std::
 void config_parse(Config& cfg, std::string_view text, std::string_view file_name);
 
 // Checks what no single key can: admin-reserved-connections < max-connections; busy-poll-us only with
-// busy-poll = adaptive. Throws ConfigError.
+// busy-poll = adaptive; workers (when set) equal to the number of worker-cpus. Throws ConfigError.
 void config_check(const Config& cfg);
 
 // Reads and parses a file; a file that cannot be read is a ConfigError naming it.

@@ -86,6 +86,7 @@ std::string stats_json(const dp::Stats& s, const ReconcilerStats& r) {
                        {"empty_polls", w.empty_polls},
                        {"spin_starts", w.spin_starts},
                        {"spin_stops", w.spin_stops},
+                       {"cpu", w.cpu < 0 ? nlohmann::json(nullptr) : nlohmann::json(w.cpu)},
                        {"snapshot_generation", w.snapshot_generation},
                        {"icmp_rate_limited", w.icmp_rate_limited},
                        {"pool_exhausted", w.pool_exhausted},

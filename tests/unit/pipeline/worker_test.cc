@@ -7,6 +7,9 @@
 
 #include <gtest/gtest.h>
 
+#include <sched.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -121,6 +124,81 @@ TEST(Worker, ResolvesWorkerCount) {
   EXPECT_EQ(resolve_worker_count(1000), kMaxWorkers);
   unsigned cores = std::thread::hardware_concurrency();
   EXPECT_EQ(resolve_worker_count(0), cores > 1 ? std::min(cores - 1, kMaxWorkers) : 1u);
+}
+
+// The CPUs (Cpus_allowed_list of /proc/self/task/TID/status, e.g. "0-1" or "1") of the thread named `name`; "" when
+// there is no such thread.
+std::string thread_cpus(const std::string& name) {
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(e.path() / "comm");
+    std::string n;
+    std::getline(comm, n);
+    if (n != name) continue;
+    std::ifstream status(e.path() / "status");
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("Cpus_allowed_list:", 0) == 0) return line.substr(line.find_first_not_of(" \t", 18));
+    }
+  }
+  return "";
+}
+
+// worker-cpus: each worker thread runs only on its CPU from before its loop (it has its name only then), and it
+// still forwards; a CPU the process may not use, or one listed twice, is refused with a message naming it.
+TEST(Worker, PinnedWorkersRunOnlyOnTheirCpu) {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  std::vector<unsigned> mine;
+  for (unsigned c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &allowed)) mine.push_back(c);
+  ASSERT_FALSE(mine.empty());
+  const unsigned last = mine.back();
+
+  Fixture fx;
+  DatapathPublisher pub(2);
+  Worker w0(0, pub), w1(1, pub);
+  w0.start(last);
+  w1.start(mine.front());
+  ASSERT_TRUE(wait_for([] { return !thread_cpus("vpcd-wk-0").empty() && !thread_cpus("vpcd-wk-1").empty(); }, 2s));
+  EXPECT_EQ(thread_cpus("vpcd-wk-0"), std::to_string(last));
+  EXPECT_EQ(thread_cpus("vpcd-wk-1"), std::to_string(mine.front()));
+  EXPECT_EQ(w0.counters().cpu, int(last));  // /v1/stats workers[i].cpu
+  uint64_t g = pub.publish(fx.snapshot({0, 1}, 2, pub.next_generation()));
+  ASSERT_TRUE(pub.wait_acked(g, 2s));
+  for (int i = 0; i < 3; ++i) fx.ports[0]->inject(frame_a_to_b());
+  EXPECT_EQ(drain_at_least(*fx.ports[1], 3).size(), 3u);
+  w0.stop();
+  w1.stop();
+
+  EXPECT_NO_THROW(check_worker_cpus({}));
+  EXPECT_NO_THROW(check_worker_cpus(mine));
+  unsigned foreign = 0;  // a CPU outside this process's affinity (the highest possible one when it has them all)
+  while (foreign < CPU_SETSIZE - 1 && CPU_ISSET(foreign, &allowed)) ++foreign;
+  try {
+    check_worker_cpus({last, foreign});
+    ADD_FAILURE() << "accepted CPU " << foreign;
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("CPU " + std::to_string(foreign) + " is not one vpcd may run on"),
+              std::string::npos)
+        << e.what();
+  }
+  try {
+    check_worker_cpus({last, last});
+    ADD_FAILURE() << "accepted CPU " << last << " twice";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("is listed twice"), std::string::npos) << e.what();
+  }
+  // Pinning a thread to a CPU the machine does not have fails in start(), which leaves no thread behind. (A CPU only
+  // outside the process's taskset could still be set: check_worker_cpus is what refuses that.)
+  const unsigned absent = unsigned(std::max(sysconf(_SC_NPROCESSORS_CONF), 1L));
+  auto tasks = [] {
+    return std::distance(std::filesystem::directory_iterator("/proc/self/task"), std::filesystem::directory_iterator());
+  };
+  Worker w2(0, pub);
+  const auto before = tasks();
+  EXPECT_THROW(w2.start(absent), std::system_error);
+  EXPECT_EQ(tasks(), before);
+  EXPECT_EQ(w2.counters().cpu, -1);
 }
 
 TEST(Worker, ForwardsBetweenPortsOwnedByDifferentWorkers) {

@@ -279,6 +279,53 @@ TEST(Config, ShippedExampleParses) {
   EXPECT_EQ(all.conntrack.timeout_s, Config{}.conntrack.timeout_s);
   EXPECT_EQ(all.conntrack.max_conns, Config{}.conntrack.max_conns);
   EXPECT_EQ(all.netns_allow, (std::vector<std::string>{"cni-*", "docker-*"}));
+  EXPECT_TRUE(all.worker_cpus.empty());  // documented default: workers not pinned
+  EXPECT_TRUE(dp::Options{}.worker_cpus.empty());
+}
+
+// worker-cpus: CPU numbers and ranges, one worker per CPU; bad lists and a disagreeing `workers` are refused with
+// the place, the key and what is wrong.
+TEST(Config, WorkerCpus) {
+  const std::pair<const char*, std::vector<unsigned>> kGood[] = {
+      {"1", {1}}, {"2,3", {2, 3}}, {"0-3", {0, 1, 2, 3}}, {"0,2-3 5", {0, 2, 3, 5}}, {" 7 , 4 ", {7, 4}},
+      {"3-3", {3}}, {"", {}}, {"1023", {1023}}};
+  for (const auto& [text, cpus] : kGood) {
+    Config c;
+    config_set(c, "worker-cpus", text, "--worker-cpus");
+    EXPECT_EQ(c.worker_cpus, cpus) << text;
+    EXPECT_NO_THROW(config_check(c)) << text;
+  }
+  const std::pair<const char*, const char*> kBad[] = {
+      {"worker-cpus = 1,1", "CPU 1 is listed twice"},  {"worker-cpus = 0-2,2", "CPU 2 is listed twice"},
+      {"worker-cpus = 3-1", "runs backwards"},         {"worker-cpus = a", "expected an integer"},
+      {"worker-cpus = 1-", "expected CPU numbers"},    {"worker-cpus = -1", "expected CPU numbers"},
+      {"worker-cpus = 1024", "0..1023"},               {"worker-cpus = 0-64", "more than 64 CPUs"},
+      {"worker-cpus = 1;2", "expected an integer"},    {"worker-cpus = 1--2", "expected an integer"}};
+  for (const auto& [line, why] : kBad) {
+    Config bad;
+    try {
+      config_parse(bad, line, "vpcd.conf");
+      ADD_FAILURE() << "accepted: " << line;
+    } catch (const ConfigError& e) {
+      const std::string msg = e.what();
+      EXPECT_EQ(msg.rfind("vpcd.conf:1: worker-cpus", 0), 0u) << msg;
+      EXPECT_NE(msg.find(why), std::string::npos) << line << ": " << msg;
+    }
+  }
+  Config agree;
+  config_parse(agree, "workers = 2\nworker-cpus = 4,5\n", "vpcd.conf");
+  EXPECT_NO_THROW(config_check(agree));
+  Config disagree;
+  config_parse(disagree, "workers = 3\nworker-cpus = 4,5\n", "vpcd.conf");
+  try {
+    config_check(disagree);
+    ADD_FAILURE() << "accepted workers 3 with 2 worker-cpus";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("workers (3) and worker-cpus (2 CPUs) disagree"), std::string::npos)
+        << e.what();
+  }
+  config_set(disagree, "worker-cpus", "", "--worker-cpus");  // a flag undoes the file's pinning
+  EXPECT_NO_THROW(config_check(disagree));
 }
 
 // busy-poll: off | on | adaptive (and the booleans it always took); busy-poll-us: the adaptive budget, 1..100000

@@ -234,6 +234,7 @@ TEST(StatsRender, JsonAndMetrics) {
   s.workers[1].empty_polls = 1234;
   s.workers[1].spin_starts = 7;
   s.workers[1].spin_stops = 6;
+  s.workers[1].cpu = 3;
   s.workers[1].stage_packets.assign(dp::kStageCount, 0);
   s.workers[1].stage_packets[size_t(dp::Next::kL2Switch)] = 8;
   ReconcilerStats r;
@@ -250,6 +251,8 @@ TEST(StatsRender, JsonAndMetrics) {
   EXPECT_NE(j.find(R"("empty_polls":1234)"), std::string::npos);
   EXPECT_NE(j.find(R"("spin_starts":7)"), std::string::npos);
   EXPECT_NE(j.find(R"("spin_stops":6)"), std::string::npos);
+  EXPECT_NE(j.find(R"("cpu":3)"), std::string::npos) << j;
+  EXPECT_NE(j.find(R"("cpu":null)"), std::string::npos) << j;  // worker 0: not pinned
   EXPECT_NE(j.find(R"("stage_packets":{"l2-switch":8})"), std::string::npos) << j;
   const auto m = metrics_text(s, r);
   EXPECT_NE(m.find("vpcd_nic_rx_packets_total{nic=\"n1\"} 5\n"), std::string::npos);
