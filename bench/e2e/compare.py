@@ -15,14 +15,17 @@ vpcd is measured with netns NICs and, with --nic-kinds netns,tap, with tap NICs:
 tap (bench/e2e/tap_guest_relay.c, compiled here with cc: it attaches to the tap like a hypervisor and relays frames,
 vnet header included, to a veth whose peer is the guest namespace's eth0; one extra hop a QEMU+vhost-net guest does not
 have, so tap figures are lower bounds). --workers 1,2 measures each vpcd variant with 1 and with 2 workers.
-Extra vpcd flags (e.g. --rx-ring v3, --busy-poll on) go through --vpcd-args "...".
+Extra vpcd flags (e.g. --rx-ring v3, --busy-poll on) go through --vpcd-args "...". --pin-workers yes pins vpcd's N
+workers to the machine's last N CPUs (--worker-cpus; labels end in -pin); both measures each variant unpinned and
+pinned in the same run; the issue 12 verdicts are printed for the unpinned variants and, when measured, the pinned.
 
 Everything it creates (namespaces vbe<pid>-*, OVS private run dir, a vpcd state dir) is removed at the end, also on
 failure. Traffic only flows between the namespaces it creates, to addresses that exist only there (10.77.0.0/24).
 
 Usage (root): python3 bench/e2e/compare.py [--build-dir build] [--switches vpcd,bridge,ovs,ovs-tso,ovs-afxdp]
                                            [--duration 5] [--runs 1] [--workers 1,2] [--nic-kinds netns,tap]
-                                           [--vpcd-args "--rx-ring v3"] [--json out.json]
+                                           [--vpcd-args "--rx-ring v3"] [--pin-workers no|yes|both]
+                                           [--json out.json]
 """
 import argparse
 import contextlib
@@ -245,6 +248,8 @@ def main():
     ap.add_argument("--workers", default="1,2", help="comma-separated worker counts for vpcd")
     ap.add_argument("--nic-kinds", default="netns,tap", help="vpcd NIC backends to measure: netns, tap")
     ap.add_argument("--vpcd-args", default="", help="extra vpcd flags, e.g. '--rx-ring v3'")
+    ap.add_argument("--pin-workers", choices=("no", "yes", "both"), default="no",
+                    help="vpcd's N workers on the last N CPUs (--worker-cpus): no, yes, or both variants")
     ap.add_argument("--json")
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -260,12 +265,19 @@ def main():
         if name != "vpcd":
             switches.append(name)
             continue
+        cpus = sorted(os.sched_getaffinity(0))
+        pins = {"no": (False,), "yes": (True,), "both": (False, True)}[a.pin_workers]
         for kind in a.nic_kinds.split(","):
             for w in (int(x) for x in a.workers.split(",")):
-                label = "vpcd" + ("" if kind == "netns" else "-tap") + ("" if w == 1 else f"-{w}w")
-                makers[label] = ((lambda w=w, kind=kind: switch_vpcd(a.build_dir, w, kind, a.vpcd_args.split(),
-                                                                      budget)), True)
-                switches.append(label)
+                for pin in pins:
+                    if pin and w > len(cpus):
+                        sys.exit(f"compare.py: --pin-workers with {w} workers needs {w} CPUs, vpcd may use {cpus}")
+                    label = ("vpcd" + ("" if kind == "netns" else "-tap") + ("" if w == 1 else f"-{w}w")
+                             + ("-pin" if pin else ""))
+                    args = a.vpcd_args.split() + (["--worker-cpus", ",".join(map(str, cpus[-w:]))] if pin else [])
+                    makers[label] = ((lambda w=w, kind=kind, args=args: switch_vpcd(a.build_dir, w, kind, args,
+                                                                                    budget)), True)
+                    switches.append(label)
     makers |= {
         "bridge": (switch_bridge, True),
         # Per PEERS.md: OVS netdev with AF_PACKET ports needs the guests' tx offload off, else TCP/UDP time out.
@@ -319,9 +331,11 @@ def main():
         ok = x <= factor * p if op == "<=" else x >= factor * p
         print(f"  {label:<52} {x / p:6.2f}x  {'met' if ok else 'MISSED'}")
 
-    if vpcds:
-        one = "vpcd" if "vpcd" in results else vpcds[0]
-        two = "vpcd-2w" if "vpcd-2w" in results else one
+    for suffix in ("", "-pin"):
+        if not any(v.endswith("-pin") == bool(suffix) for v in vpcds):
+            continue
+        one = "vpcd" + suffix if "vpcd" + suffix in results else next(v for v in vpcds if v.endswith("-pin") == bool(suffix))
+        two = "vpcd-2w" + suffix if "vpcd-2w" + suffix in results else one
         print(f"\nissue 12 targets ({one}; TCP4 with {two}):")
         target("ping <= 3x bridge", one, ("ping", "avg_ms"), "bridge", "<=", 3)
         target("ping below OVS AF_XDP", one, ("ping", "avg_ms"), "ovs-afxdp", "<=", 1)

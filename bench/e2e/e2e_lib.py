@@ -1,6 +1,7 @@
 """Measurement helpers shared by the bench/e2e scripts (compare.py: one switch between two guests; overlay.py: guest
 to guest across two boxes), so that every switch is measured the same way:
-  - TCP throughput: iperf3 client in one guest namespace, a one-shot server in the other, bounded by `timeout`;
+  - TCP throughput: iperf3 client in one guest namespace, a one-shot server in the other, bounded by `timeout`; the
+    guests use the host's default congestion control (bbr on this VM); E2E_IPERF3_ARGS="-C cubic" adds client flags;
   - 64-byte frames: trafgen (Debian netsniff-ng) on one core sends 60-byte UDP frames for a bounded time; delivered =
     the receiving guest's eth0 rx_packets delta, offered = the sender's eth0 tx_packets delta;
   - ping RTT (20 echoes, 50 ms apart);
@@ -133,7 +134,10 @@ def measure_tcp(client_ns, server_ns, server_ip, streams, duration, pids):
     try:
         time.sleep(0.3)
         with CpuMeter(pids) as cpu:
-            out = run_bounded(client_ns, ["iperf3", "-c", server_ip, "-t", str(duration), "-P", str(streams), "-J"],
+            # E2E_IPERF3_ARGS: extra client flags for experiments, e.g. "-C cubic" (the guests otherwise use the
+            # host's default congestion control, inherited by new namespaces: bbr on this VM)
+            out = run_bounded(client_ns, ["iperf3", "-c", server_ip, "-t", str(duration), "-P", str(streams), "-J"]
+                              + os.environ.get("E2E_IPERF3_ARGS", "").split(),
                               duration + 20)
         try:
             res = json.loads(out)
