@@ -15,6 +15,18 @@
 namespace vpcd {
 namespace {
 
+// The message of the ConfigError that one vpcd.conf line gets; a test failure (and "") when the line is accepted.
+std::string refusal_of(const std::string& line) {
+  Config bad;
+  try {
+    config_parse(bad, line, "vpcd.conf");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "accepted: " << line;
+  return "";
+}
+
 TEST(Config, DefaultsAreTheDevRun) {
   Config c;
   EXPECT_EQ(c.state_dir, "./state");
@@ -302,15 +314,9 @@ TEST(Config, WorkerCpus) {
       {"worker-cpus = 1024", "0..1023"},               {"worker-cpus = 0-64", "more than 64 CPUs"},
       {"worker-cpus = 1;2", "expected an integer"},    {"worker-cpus = 1--2", "expected an integer"}};
   for (const auto& [line, why] : kBad) {
-    Config bad;
-    try {
-      config_parse(bad, line, "vpcd.conf");
-      ADD_FAILURE() << "accepted: " << line;
-    } catch (const ConfigError& e) {
-      const std::string msg = e.what();
-      EXPECT_EQ(msg.rfind("vpcd.conf:1: worker-cpus", 0), 0u) << msg;
-      EXPECT_NE(msg.find(why), std::string::npos) << line << ": " << msg;
-    }
+    const std::string msg = refusal_of(line);
+    EXPECT_EQ(msg.rfind("vpcd.conf:1: worker-cpus", 0), 0u) << line << ": " << msg;
+    EXPECT_NE(msg.find(why), std::string::npos) << line << ": " << msg;
   }
   Config agree;
   config_parse(agree, "workers = 2\nworker-cpus = 4,5\n", "vpcd.conf");
@@ -354,17 +360,11 @@ TEST(Config, BusyPollModesAndBudget) {
   // Bad values: the message names where, the key and what it expects.
   for (const char* line : {"busy-poll = adaptve", "busy-poll = ", "busy-poll = ON", "busy-poll-us = 0",
                            "busy-poll-us = 100001", "busy-poll-us = -5", "busy-poll-us = 50us", "busy-poll-us = 1e3"}) {
-    Config bad;
-    try {
-      config_parse(bad, line, "vpcd.conf");
-      ADD_FAILURE() << "accepted: " << line;
-    } catch (const ConfigError& e) {
-      const std::string msg = e.what();
-      EXPECT_EQ(msg.rfind("vpcd.conf:1: busy-poll", 0), 0u) << msg;
-      EXPECT_NE(msg.find(std::string(line).find("-us") != std::string::npos ? "1..100000" : "off|on|adaptive"),
-                std::string::npos)
-          << msg;
-    }
+    const std::string msg = refusal_of(line);
+    EXPECT_EQ(msg.rfind("vpcd.conf:1: busy-poll", 0), 0u) << msg;
+    EXPECT_NE(msg.find(std::string(line).find("-us") != std::string::npos ? "1..100000" : "off|on|adaptive"),
+              std::string::npos)
+        << msg;
   }
 
   // A budget with busy-poll off or on would be ignored: refused, whichever came first (file or flag).
