@@ -426,7 +426,7 @@ int main(int argc, char** argv) {
   auto* config_opt = app.add_option("--config", config_path, "config file (default /etc/vpcd/vpcd.conf if present)");
   const char* kKeys[][2] = {{"state-dir", "state directory (database, TLS, lock); default ./state"},
                             {"listen", "HOST:PORT to serve on; default 127.0.0.1:8443"},
-                            {"workers", "datapath worker threads; 0 = cores - 1"},
+                            {"workers", "datapath worker threads (at most 16); 0 = cores - 1"},
                             {"worker-cpus", "pin worker i to the i-th CPU listed (\"2,3\", \"2-5\"): one worker per CPU"},
                             {"busy-poll", "off|on|adaptive: datapath workers sleep when idle, always spin, or spin "
                                           "for busy-poll-us after the last frame"},

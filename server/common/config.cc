@@ -8,6 +8,8 @@
 #include <limits>
 #include <sstream>
 
+#include "datapath/pipeline/counters.h"
+
 namespace vpcd {
 namespace {
 
@@ -118,7 +120,10 @@ std::vector<unsigned> parse_cpu_list(std::string_view key, std::string_view v, s
       for (unsigned seen : out) {
         if (seen == c) fail(where, std::string(key) + ": CPU " + std::to_string(c) + " is listed twice");
       }
-      if (out.size() >= 64) fail(where, std::string(key) + ": more than 64 CPUs (one worker each)");
+      if (out.size() >= dp::kMaxWorkers) {
+        fail(where, std::string(key) + ": more than " + std::to_string(dp::kMaxWorkers) +
+                        " CPUs (one worker each, at most " + std::to_string(dp::kMaxWorkers) + " workers)");
+      }
       out.push_back(c);
     }
     i = j;
@@ -152,7 +157,7 @@ void config_set(Config& cfg, std::string_view key_in, std::string_view v, std::s
   } else if (key == "listen") {
     config_parse_listen(cfg, v, where);
   } else if (key == "workers") {
-    cfg.workers = parse_uint<unsigned>(key, v, 0, 64, where);
+    cfg.workers = parse_uint<unsigned>(key, v, 0, dp::kMaxWorkers, where);  // not silently clamped
   } else if (key == "worker-cpus") {
     cfg.worker_cpus = parse_cpu_list(key, v, where);
   } else if (key == "http-threads") {

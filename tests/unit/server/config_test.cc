@@ -200,6 +200,7 @@ TEST(Config, ErrorsNameFileAndLine) {
       {"workers not a number", "workers = two\n", "f.conf:1: workers: expected an integer"},
       {"workers negative", "workers = -1\n", "f.conf:1: workers"},
       {"workers too big", "workers = 1000\n", "f.conf:1: workers"},
+      {"workers beyond the datapath's", "workers = 17\n", "f.conf:1: workers: expected an integer in 0..16"},
       {"port too big", "listen = 127.0.0.1:70000\n", "f.conf:1: listen port"},
       {"listen without port", "listen = localhost\n", "f.conf:1: listen: expected HOST:PORT"},
       {"ipv6 without brackets", "listen = ::1:80\n", "f.conf:1: listen: write an IPv6"},
@@ -311,7 +312,7 @@ TEST(Config, WorkerCpus) {
       {"worker-cpus = 1,1", "CPU 1 is listed twice"},  {"worker-cpus = 0-2,2", "CPU 2 is listed twice"},
       {"worker-cpus = 3-1", "runs backwards"},         {"worker-cpus = a", "expected an integer"},
       {"worker-cpus = 1-", "expected CPU numbers"},    {"worker-cpus = -1", "expected CPU numbers"},
-      {"worker-cpus = 1024", "0..1023"},               {"worker-cpus = 0-64", "more than 64 CPUs"},
+      {"worker-cpus = 1024", "0..1023"},               {"worker-cpus = 0-16", "more than 16 CPUs"},
       {"worker-cpus = 1;2", "expected an integer"},    {"worker-cpus = 1--2", "expected an integer"}};
   for (const auto& [line, why] : kBad) {
     const std::string msg = refusal_of(line);
