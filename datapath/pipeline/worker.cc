@@ -103,10 +103,11 @@ void Worker::start(std::optional<unsigned> cpu) {
     thread_ = std::thread([this] { run(); });
     return;
   }
-  // The thread pins itself before its loop and reports the result: no frame is ever handled off its CPU.
+  // The thread pins itself before its loop and reports the result: no frame is ever handled off its CPU. The
+  // promise lives in the thread's closure, so set_value never runs on an object start() has already destroyed.
   std::promise<int> pinned;
   std::future<int> result = pinned.get_future();
-  thread_ = std::thread([this, c = *cpu, &pinned] {
+  thread_ = std::thread([this, c = *cpu, pinned = std::move(pinned)]() mutable {
     cpu_set_t set;
     CPU_ZERO(&set);
     int err = EINVAL;
