@@ -742,7 +742,14 @@ void mark_send_request(R& r, tpacket3_hdr* h, uint32_t frame_len) noexcept {
 }
 }  // namespace
 
+// A small-ring frame (not GSO, at most kAfPacketTxLinearMax bytes) is marked as all header (vnet hdr_len = its
+// length): tpacket_snd then copies it whole into the skb's head instead of attaching the rest of the slot's page as a
+// zero-copy frag, which a veth or tap copies into a freshly allocated page before the frame crosses
+// (skb_orphan_frags -> skb_copy_ubufs) and the receiver then pulls its IP and UDP headers out of again
+// (__pskb_pull_tail). docs/STATUS.md issue 12, "Small frames copied whole into the skb".
 void AfPacketPort::tx_commit_next(TxQueue& t, tpacket3_hdr* h, uint32_t frame_len) noexcept {
+  auto* vh = reinterpret_cast<virtio_net_hdr*>(reinterpret_cast<uint8_t*>(h) + kTxDataOffset);
+  if (vh->gso_type == VIRTIO_NET_HDR_GSO_NONE && frame_len <= kAfPacketTxLinearMax) vh->hdr_len = uint16_t(frame_len);
   mark_send_request(t, h, frame_len);
 }
 

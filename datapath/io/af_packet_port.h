@@ -25,7 +25,11 @@
 // to the oldest, which is where the kernel's head waits. A frame larger than a slot (a GSO super-frame
 // with the default 2 KiB slots) is sent at once by one sendmsg on a second, ring-less socket of that worker, after
 // flushing the ring so frames keep their order. tx_slot_acquire/commit let a caller write a frame (software GSO
-// segments with their outer headers) straight into a slot.
+// segments with their outer headers) straight into a slot. A frame that is not GSO and at most kAfPacketTxLinearMax
+// bytes goes with its vnet header's hdr_len set to its length, so the kernel copies it whole into the skb's head:
+// left to tpacket_fill_skb's default (14 bytes copied, the rest a zero-copy frag of the slot's page), a veth or tap
+// copies that frag into a newly allocated page and the receiver pulls the headers back out of it; whole, 64-byte
+// frames went 17-25% faster (docs/STATUS.md issue 12).
 // Big TX ring (AfPacketOptions::tx_big_frames > 0; vpcd gives one only to uplinks, for USO frames, when
 // uplink-tx-big-frames is set: off by default, see Options::Rings::tx_big_frames): that second
 // socket then carries a ring of its own of large slots (the largest frame with its headers rounded up to whole
@@ -113,6 +117,9 @@ uint64_t af_packet_ring_bytes(const AfPacketOptions& o);
 
 // Largest frame (Ethernet header included, vnet header excluded) tx_enqueue accepts.
 inline constexpr uint32_t kAfPacketMaxTxFrame = 65536 + 64;
+// Frames of at most this many bytes (not GSO) are sent from the small TX ring copied whole into the skb's head, not
+// as a zero-copy frag of the ring's page (see tx_commit_next in af_packet_port.cc).
+inline constexpr uint32_t kAfPacketTxLinearMax = 2048;
 // Copy buffers per V2 RX queue for frames larger than a slot: at most this many super-frames per batch.
 inline constexpr unsigned kRxCopyBuffers = 8;
 
