@@ -21,8 +21,8 @@
 // Packet capture: a CaptureManager (its own thread and lock) does the work; start_capture() only looks the port up in
 // the view. Its reclamation asks for a no-op republish through try_lock(mu) (capture_quiesce below).
 //
-// Threading: every public method except stats(), nic_states() and start_capture() takes mu_ (one apply at a time).
-// stats(), nic_states() and start_capture() take only view_mu_, which apply() holds just long enough to swap in the new view, so the REST thread
+// Threading: every public method except stats(), nic_states(), uplink_states() and start_capture() takes mu_ (one apply at a time).
+// stats(), nic_states(), uplink_states() and start_capture() take only view_mu_, which apply() holds just long enough to swap in the new view, so the REST thread
 // never waits for OS operations. Workers are never stopped.
 #include "datapath/controller.h"
 
@@ -106,6 +106,7 @@ struct Controller::Impl {
     std::vector<std::pair<std::string, std::shared_ptr<PortRuntime>>> uplink_ports;  // by uplink id
     std::vector<std::pair<std::string, std::shared_ptr<PortRuntime>>> tunnel_ports;  // by tunnel_key()
     std::map<std::string, ViewNic> nics;
+    std::map<std::string, ViewNic> uplinks;  // the uplinks the datapath drives (role underlay or both)
     PortCounters removed_totals;
   };
 
@@ -440,8 +441,11 @@ struct Controller::Impl {
       v.nics.emplace(id, std::move(vn));
       if (nic.rt) v.ports.emplace_back(id, nic.rt);
     }
-    for (auto& [id, up] : uplinks)
+    for (auto& [id, up] : uplinks) {
       if (up.rt) v.uplink_ports.emplace_back(id, up.rt);
+      v.uplinks.emplace(id, ViewNic{up.spec.ifname, up.error, up.rt != nullptr, "uplink " + up.spec.ifname +
+                                    " has no carrier", nullptr, nullptr});
+    }
     for (auto& [key, t] : tunnels)
       if (t.rt) v.tunnel_ports.emplace_back(key, t.rt);
     v.removed_totals = removed_totals;
@@ -715,6 +719,17 @@ std::map<std::string, NicState> Controller::nic_states() const {
     else
       out.emplace(id, nic_state_now(n.host_ifname, n.error, n.has_port, n.no_carrier_detail));
   }
+  return out;
+}
+
+std::map<std::string, NicState> Controller::uplink_states() const {
+  std::map<std::string, Impl::ViewNic> ups;
+  {
+    std::scoped_lock lk(impl_->view_mu);
+    ups = impl_->view.uplinks;
+  }
+  std::map<std::string, NicState> out;
+  for (const auto& [id, u] : ups) out.emplace(id, nic_state_now(u.host_ifname, u.error, u.has_port, u.no_carrier_detail));
   return out;
 }
 

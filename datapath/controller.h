@@ -116,6 +116,10 @@ class Controller {
   void remove_vpc(const std::string& vpc_id);  // also removes its NICs
 
   std::map<std::string, NicState> nic_states() const;
+  // The uplinks the datapath drives (role underlay or both), by uplink id: kError with the reason when the interface
+  // could not be opened (missing, not an Ethernet device, ...; apply() tries again each time), kUp when its port is
+  // open and the link has carrier, kDown otherwise. host_ifname is the uplink's interface. Read now, like nic_states().
+  std::map<std::string, NicState> uplink_states() const;
   // Called (from a datapath thread, e.g. the vhost-user service) whenever a NIC's state changed on its own (a
   // front-end connected, negotiated, left or misbehaved), so the control plane can pick it up at once. It must only
   // signal (Reconciler::notify); nullptr clears it.

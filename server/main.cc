@@ -138,6 +138,9 @@ class StoreSource final : public reconcile::DesiredStateSource {
   void set_nic_state(const std::string& id, const dp::NicState& st) override {
     s_.set_nic_state(id, st.status, st.detail);
   }
+  void set_uplink_state(const std::string& id, const dp::NicState& st) override {
+    s_.set_uplink_state(id, st.status, st.detail);
+  }
 
  private:
   store::Store& s_;

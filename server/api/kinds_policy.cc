@@ -192,6 +192,10 @@ KindSpec uplink_kind() {
       {"role", schema::with_description(schema::enumeration({"underlay", "external", "both"}), "default both"), false,
        dp::Capability::kNatGateways, {"external"}},
   };
+  k.output_columns = {
+      {"state", schema::enumeration({"up", "down", "error"}), false, {}},
+      {"state_detail", schema::string(4096), false, {}},
+  };
   k.dependents = {{"nat-gateways", "SELECT id FROM nat_gateways WHERE uplink_id = ?1 ORDER BY created_at LIMIT 10"},
                   {"floating-ips", "SELECT id FROM floating_ips WHERE uplink_id = ?1 ORDER BY created_at LIMIT 10"}};
   k.normalize = [](Db& db, const std::string& id, const json& in, const json* old) {

@@ -13,6 +13,7 @@ class ControllerTarget final : public DatapathTarget {
  public:
   explicit ControllerTarget(dp::Controller& c) : c_(c) {}
   std::map<std::string, dp::NicState> apply(const dp::DesiredState& d) override;
+  std::map<std::string, dp::NicState> uplink_states() override;
   void remove_stale_os_objects() override;
 
  private:

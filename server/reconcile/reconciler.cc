@@ -10,6 +10,28 @@
 #include "server/common/log.h"
 
 namespace vpcd::reconcile {
+
+namespace {
+
+// Writes each state in `states` whose object the store still has (`wanted`) and that differs from what was last
+// written (`written`, updated; objects gone from the store are forgotten). Returns the number of writes.
+template <class Write>
+uint64_t write_back(const std::map<std::string, dp::NicState>& states, const std::set<std::string>& wanted,
+                    std::map<std::string, dp::NicState>& written, Write write) {
+  uint64_t writes = 0;
+  for (const auto& [id, st] : states) {
+    if (!wanted.count(id)) continue;  // the datapath reports an object the store no longer has
+    auto it = written.find(id);
+    if (it != written.end() && it->second == st) continue;
+    write(id, st);
+    written[id] = st;
+    ++writes;
+  }
+  for (auto it = written.begin(); it != written.end();) it = wanted.count(it->first) ? std::next(it) : written.erase(it);
+  return writes;
+}
+
+}  // namespace
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -92,17 +114,12 @@ bool Reconciler::run_pass() {
     const auto states = target_.apply(desired);
     std::set<std::string> wanted;
     for (const auto& nic : desired.nics) wanted.insert(nic.id);
-    for (const auto& [id, st] : states) {
-      if (!wanted.count(id)) continue;  // the datapath reports a NIC the store no longer has
-      auto it = written_.find(id);
-      if (it != written_.end() && it->second == st) continue;
-      source_.set_nic_state(id, st);
-      written_[id] = st;
-      ++writes;
-    }
-    for (auto it = written_.begin(); it != written_.end();) {
-      it = wanted.count(it->first) ? std::next(it) : written_.erase(it);
-    }
+    writes += write_back(states, wanted, written_,
+                         [&](const std::string& id, const dp::NicState& st) { source_.set_nic_state(id, st); });
+    std::set<std::string> wanted_uplinks;
+    for (const auto& u : desired.uplinks) wanted_uplinks.insert(u.id);
+    writes += write_back(target_.uplink_states(), wanted_uplinks, written_uplinks_,
+                         [&](const std::string& id, const dp::NicState& st) { source_.set_uplink_state(id, st); });
   } catch (const std::exception& e) {
     error = e.what();
   } catch (...) {

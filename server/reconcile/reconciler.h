@@ -1,6 +1,6 @@
 // The reconciler: turns the store's desired state into the datapath's state. Level-triggered and coalescing: notify()
 // (called by the API after each committed write) only sets a flag and wakes the reconciler thread; the thread then
-// loads the whole desired state, applies it to the datapath, and writes back each NIC's state when it changed. Many
+// loads the whole desired state, applies it to the datapath, and writes back each NIC's and uplink's state when it changed. Many
 // notifications during one pass cause exactly one more pass. A pass that fails (store busy, exception) is retried
 // after a back-off, and a periodic resync repairs drift (a namespace someone deleted, a NIC stuck in error).
 //
@@ -31,6 +31,7 @@ class DesiredStateSource {
   virtual ~DesiredStateSource() = default;
   virtual dp::DesiredState load_desired_state() = 0;
   virtual void set_nic_state(const std::string& nic_id, const dp::NicState& state) = 0;
+  virtual void set_uplink_state(const std::string& uplink_id, const dp::NicState& state) = 0;
 };
 
 // What the reconciler needs from the datapath (dp::Controller adapts to this; tests fake it).
@@ -38,6 +39,8 @@ class DatapathTarget {
  public:
   virtual ~DatapathTarget() = default;
   virtual std::map<std::string, dp::NicState> apply(const dp::DesiredState& desired) = 0;
+  // The state of each uplink the datapath drives, by id (read after apply()).
+  virtual std::map<std::string, dp::NicState> uplink_states() = 0;
   virtual void remove_stale_os_objects() = 0;
 };
 
@@ -50,7 +53,7 @@ struct ReconcilerStats {
   uint64_t passes = 0;         // completed passes (apply returned)
   uint64_t failed_passes = 0;  // passes that threw (store or datapath)
   uint64_t notifications = 0;  // notify() calls
-  uint64_t state_writes = 0;   // set_nic_state() calls
+  uint64_t state_writes = 0;   // set_nic_state() and set_uplink_state() calls
   uint64_t last_pass_us = 0;   // duration of the last completed pass
   uint64_t max_pass_us = 0;
   // Time from the oldest notify() not yet served to the end of the pass that served it.
@@ -98,7 +101,8 @@ class Reconciler {
   std::condition_variable idle_cv_;
 
   // Only touched by the reconciler thread (or start() before it exists).
-  std::map<std::string, dp::NicState> written_;  // the NIC states last written to the store
+  std::map<std::string, dp::NicState> written_;         // the NIC states last written to the store
+  std::map<std::string, dp::NicState> written_uplinks_;  // the uplink states last written to the store
   bool stale_removed_ = false;                   // remove_stale_os_objects() done after the first good pass
   std::thread thread_;
 };

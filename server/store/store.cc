@@ -232,6 +232,15 @@ bool Store::set_nic_state(const std::string& nic_id, dp::NicStatus status, const
   return s.db().changes() > 0;
 }
 
+bool Store::set_uplink_state(const std::string& uplink_id, dp::NicStatus status, const std::string& detail) {
+  auto s = session();
+  Query q(s.db(), "UPDATE uplinks SET state = ?, state_detail = ? WHERE id = ? AND (state != ? OR state_detail != ?)",
+          std::string(dp::nic_status_name(status)), detail, uplink_id, std::string(dp::nic_status_name(status)),
+          detail);
+  q.run();
+  return s.db().changes() > 0;
+}
+
 void Store::add_token(const TokenRecord& t) {
   auto s = session();
   Query q(s.db(), "INSERT INTO tokens (id, role, salt_hex, hash_hex, created_at) VALUES (?, ?, ?, ?, ?)", t.id,

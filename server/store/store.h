@@ -47,6 +47,7 @@ class Store {
   // Records what the reconciler observed; not a user change, so revision and updated_at stay. Unknown ids are ignored
   // (the NIC was deleted meanwhile). Returns whether a row changed.
   bool set_nic_state(const std::string& nic_id, dp::NicStatus status, const std::string& detail);
+  bool set_uplink_state(const std::string& uplink_id, dp::NicStatus status, const std::string& detail);
 
   void add_token(const TokenRecord& t);  // throws DbError (constraint) on a duplicate id or a bad role
   std::optional<TokenRecord> find_token(const std::string& id);

@@ -207,6 +207,13 @@ def test_interop_with_kernel_vxlan(net):
     assert ak > 0 and ka > 0
 
 
+def test_uplinks_show_state_up(net):
+    for box in (net["a"], net["b"]):
+        u = wait_for(lambda: (lambda u: u if u["state"] == "up" else None)(
+            box.call("GET", "/v1/uplinks/" + box.uplink_id)), 10, what="uplink up")
+        assert u["state_detail"] == "", u
+
+
 def test_per_vtep_counters(net):
     ping(ns("ga1"), "10.77.1.20", count=2)
     tunnels = net["a"].call("GET", "/v1/stats")["tunnels"]

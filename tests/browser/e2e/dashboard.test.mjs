@@ -3,8 +3,8 @@
 // the lists and the topology, ping between the guests and watch the counters rise, a bad CIDR's error next to its
 // field (VPC form and security-group rule form), a packet capture downloaded from a NIC, a security group with a rule
 // (or, while the datapath does not carry security groups, no form for them), a viewer without write controls whose
-// forced write shows 403, loading the page makes no write and logs no error (the role comes from GET /v1/whoami),
-// delete everything, no console errors.
+// forced write shows 403, loading the page makes no write and logs no error (the role comes from GET /v1/whoami), an
+// uplink on a missing interface shown in error with the reason, delete everything, no console errors.
 // Env: VPCD_URL, VPCD_ADMIN_TOKEN, VPCD_VIEWER_TOKEN, VPCD_SCREENSHOT_DIR. Needs root (ip netns).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -105,7 +105,7 @@ after(async () => {
   for (const p of pings) if (p.exitCode === null) p.kill('SIGKILL');
   // Objects this run created (named with its tag) are deleted children first, even when a step failed.
   if (api) {
-    for (const kind of ['nics', 'security-groups', 'subnets', 'vpcs']) {
+    for (const kind of ['nics', 'security-groups', 'subnets', 'vpcs', 'uplinks']) {
       const res = await api.get(`/v1/${kind}?limit=1000`).catch(() => null);
       const items = res && res.ok() ? (await res.json()).items : [];
       for (const o of items) if (String(o.name || '').startsWith(tag)) await api.delete(`/v1/${kind}/${o.id}`).catch(() => {});
@@ -323,6 +323,23 @@ test('dashboard end to end against a real vpcd', { skip, timeout: 240000 }, asyn
     assert.ok(overflow <= 1, `no horizontal scrolling on a narrow window (overflow ${overflow}px)`);
     await page.screenshot({ path: join(shots, 'vpc-narrow.png') });
     await page.setViewportSize({ width: 1280, height: 800 });
+  });
+
+  await t.test('an uplink on an interface that is not there shows its error and the reason on the overview', async () => {
+    const ifname = `${tag}nx`;  // never created: vpcd finds no such interface and says so (it touches nothing)
+    const res = await api.post('/v1/uplinks',
+      { data: { name: `${tag}-uplink`, ifname, address: '198.18.99.1/24', role: 'underlay' } });
+    assert.equal(res.status(), 201, await res.text());
+    const up = await res.json();
+    await page.getByRole('link', { name: 'Overview' }).first().click();
+    const row = page.locator('#uplinks tr', { hasText: ifname });
+    await until('the uplink in error with its reason', async () => {
+      const txt = await row.textContent({ timeout: 1000 }).catch(() => '');
+      return /error/.test(txt) && txt.includes(`uplink interface ${ifname} does not exist`) ? txt : null;
+    });
+    await page.screenshot({ path: join(shots, 'overview-uplink-error.png'), fullPage: true });
+    const del = await api.delete(`/v1/uplinks/${up.id}`);
+    assert.equal(del.status(), 204, await del.text());
   });
 
   await t.test('a viewer sees no write controls and a forced write shows 403', async () => {

@@ -41,6 +41,10 @@ class FakeStore : public DesiredStateSource {
     std::lock_guard lk(mu);
     writes.emplace_back(id, st);
   }
+  void set_uplink_state(const std::string& id, const dp::NicState& st) override {
+    std::lock_guard lk(mu);
+    uplink_writes.emplace_back(id, st);
+  }
   void set_desired(dp::DesiredState d) {
     std::lock_guard lk(mu);
     desired = std::move(d);
@@ -55,6 +59,7 @@ class FakeStore : public DesiredStateSource {
   int fail_loads = 0;
   int loads = 0;
   std::vector<std::pair<std::string, dp::NicState>> writes;
+  std::vector<std::pair<std::string, dp::NicState>> uplink_writes;
 };
 
 // Reports every NIC up, except those listed in `broken` (error with a detail). Can be made to block in apply().
@@ -78,6 +83,26 @@ class FakeDatapath : public DatapathTarget {
       out[n.id] = st;
     }
     out["ghost"] = dp::NicState{};  // a NIC the store does not have: never written back
+    uplinks.clear();
+    for (const auto& u : d.uplinks) uplinks.push_back(u.id);
+    return out;
+  }
+  // Every uplink of the last apply() up, except those in `broken_uplinks` (error), plus one the store does not have.
+  std::map<std::string, dp::NicState> uplink_states() override {
+    std::lock_guard lk(mu);
+    std::map<std::string, dp::NicState> out;
+    for (const auto& id : uplinks) {
+      dp::NicState st;
+      st.host_ifname = "up-" + id;
+      if (broken_uplinks.count(id)) {
+        st.status = dp::NicStatus::kError;
+        st.detail = "uplink interface up-" + id + " does not exist";
+      } else {
+        st.status = dp::NicStatus::kUp;
+      }
+      out[id] = st;
+    }
+    out["ghost-uplink"] = dp::NicState{};
     return out;
   }
   void remove_stale_os_objects() override {
@@ -106,6 +131,8 @@ class FakeDatapath : public DatapathTarget {
   int applies = 0;
   int stale_removed_after_apply = -1;
   std::set<std::string> broken;
+  std::set<std::string> broken_uplinks;
+  std::vector<std::string> uplinks;  // ids of the last apply()
 };
 
 TEST(Reconciler, StartAppliesThenRemovesStaleAndWritesStates) {
@@ -162,6 +189,62 @@ TEST(Reconciler, WritesOnlyChangedStates) {
   ASSERT_EQ(w.size(), 1u);
   EXPECT_EQ(w[0].first, "a");
   EXPECT_EQ(r.stats().state_writes, 4u);
+}
+
+// Uplink states are written back like NIC states: once, again only when they change, never for an uplink the store
+// no longer has (the fake datapath also reports "ghost-uplink"), and again after an uplink is removed and re-added.
+TEST(Reconciler, WritesUplinkStatesWhenTheyChange) {
+  FakeStore store;
+  FakeDatapath dpth;
+  dp::UplinkSpec u1, u2;
+  u1.id = "u1";
+  u2.id = "u2";
+  store.desired.uplinks = {u1, u2};
+  dpth.broken_uplinks = {"u2"};
+  Reconciler r(store, dpth, {100ms, 0ms});
+  ASSERT_TRUE(r.start());
+  std::vector<std::pair<std::string, dp::NicState>> w;
+  {
+    std::lock_guard lk(store.mu);
+    w = std::exchange(store.uplink_writes, {});
+  }
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_EQ(w[0].first, "u1");
+  EXPECT_EQ(w[0].second.status, dp::NicStatus::kUp);
+  EXPECT_EQ(w[1].first, "u2");
+  EXPECT_EQ(w[1].second.status, dp::NicStatus::kError);
+  EXPECT_EQ(w[1].second.detail, "uplink interface up-u2 does not exist");
+
+  r.notify();
+  ASSERT_TRUE(r.wait_idle(5s));
+  {
+    std::lock_guard lk(store.mu);
+    EXPECT_TRUE(store.uplink_writes.empty());  // nothing changed
+  }
+  {
+    std::lock_guard lk(dpth.mu);
+    dpth.broken_uplinks.clear();  // the interface appeared
+  }
+  dp::DesiredState d;
+  d.uplinks = {u2};
+  store.set_desired(d);  // u1 removed
+  r.notify();
+  ASSERT_TRUE(r.wait_idle(5s));
+  d.uplinks = {u1, u2};
+  store.set_desired(d);  // and added again: written again
+  r.notify();
+  ASSERT_TRUE(r.wait_idle(5s));
+  {
+    std::lock_guard lk(store.mu);
+    w = std::exchange(store.uplink_writes, {});
+  }
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_EQ(w[0].first, "u2");
+  EXPECT_EQ(w[0].second.status, dp::NicStatus::kUp);
+  EXPECT_EQ(w[1].first, "u1");
+  EXPECT_EQ(w[1].second.status, dp::NicStatus::kUp);
+  EXPECT_EQ(r.stats().state_writes, 4u);
+  r.stop();
 }
 
 TEST(Reconciler, NotificationsDuringAPassCoalesceIntoOne) {
