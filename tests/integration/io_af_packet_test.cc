@@ -44,8 +44,12 @@ class TwoGuests : public ::testing::Test {
   }
 
   std::unique_ptr<AfPacketPort> open_in_hub(const std::string& ifname, const AfPacketOptions& o) {
+    return open_in(hub_.name(), ifname, o);
+  }
+  // Opens `ifname` of namespace `ns` (the hub, or a guest's eth0 to see what arrives there).
+  std::unique_ptr<AfPacketPort> open_in(const std::string& ns, const std::string& ifname, const AfPacketOptions& o) {
     std::string err;
-    UniqueFd fd = netns_open(hub_.name(), &err);
+    UniqueFd fd = netns_open(ns, &err);
     EXPECT_TRUE(fd.valid()) << err;
     NetnsGuard g(fd.get());
     EXPECT_TRUE(g.ok()) << g.error();
@@ -462,16 +466,8 @@ TEST_F(TwoGuests, RefusedFlushStaysPendingUntilRetriedOrDiscarded) {
   o.tx_frames = 16;
   auto p2 = open_in_hub("h2", o);
   ASSERT_TRUE(p2);
-  std::string err;
-  UniqueFd b_fd = netns_open(b_.name(), &err);
-  ASSERT_TRUE(b_fd.valid()) << err;
-  std::unique_ptr<AfPacketPort> in_b;
-  {
-    NetnsGuard g(b_fd.get());
-    ASSERT_TRUE(g.ok()) << g.error();
-    in_b = AfPacketPort::open("eth0", AfPacketOptions{}, &err);
-  }
-  ASSERT_TRUE(in_b) << err;
+  auto in_b = open_in(b_.name(), "eth0", AfPacketOptions{});
+  ASSERT_TRUE(in_b);
   // Broadcast frames of a local experimental ethertype; the byte after the header tells them apart.
   auto frame = [](uint8_t tag) {
     std::vector<uint8_t> f(60, 0);
@@ -602,18 +598,10 @@ TEST_F(TwoGuests, SmallFramesOfEveryLengthArriveByteForByte) {
   ASSERT_TRUE(h1);
   ASSERT_EQ(sh("ip -n " + a_.name() + " link set eth0 mtu 4000"), 0);
   ASSERT_EQ(sh("ip -n " + hub_.name() + " link set h1 mtu 4000"), 0);
-  std::string err;
-  UniqueFd a_fd = netns_open(a_.name(), &err);
-  ASSERT_TRUE(a_fd.valid()) << err;
-  std::unique_ptr<AfPacketPort> in_a;
-  {
-    NetnsGuard g(a_fd.get());
-    ASSERT_TRUE(g.ok()) << g.error();
-    AfPacketOptions ro;
-    ro.rx_frame_bytes = 8192;
-    in_a = AfPacketPort::open("eth0", ro, &err);
-  }
-  ASSERT_TRUE(in_a) << err;
+  AfPacketOptions ro;
+  ro.rx_frame_bytes = 8192;
+  auto in_a = open_in(a_.name(), "eth0", ro);
+  ASSERT_TRUE(in_a);
 
   // Frame k: Ethernet (ethertype 0x0800) + IPv4 + UDP to port 9, payload bytes derived from (k, offset).
   auto make = [](uint32_t len, uint32_t k, bool partial) {

@@ -53,6 +53,10 @@ class FakeStore : public DesiredStateSource {
     std::lock_guard lk(mu);
     return std::exchange(writes, {});
   }
+  std::vector<std::pair<std::string, dp::NicState>> take_uplink_writes() {
+    std::lock_guard lk(mu);
+    return std::exchange(uplink_writes, {});
+  }
 
   std::mutex mu;
   dp::DesiredState desired;
@@ -135,6 +139,12 @@ class FakeDatapath : public DatapathTarget {
   std::vector<std::string> uplinks;  // ids of the last apply()
 };
 
+// One state written back: for object `id`, with `status`.
+void expect_write(const std::pair<std::string, dp::NicState>& w, const std::string& id, dp::NicStatus status) {
+  EXPECT_EQ(w.first, id);
+  EXPECT_EQ(w.second.status, status);
+}
+
 TEST(Reconciler, StartAppliesThenRemovesStaleAndWritesStates) {
   FakeStore store;
   FakeDatapath dpth;
@@ -146,10 +156,8 @@ TEST(Reconciler, StartAppliesThenRemovesStaleAndWritesStates) {
   EXPECT_EQ(dpth.stale_removed_after_apply, 1);
   auto w = store.take_writes();
   ASSERT_EQ(w.size(), 2u);
-  EXPECT_EQ(w[0].first, "a");
-  EXPECT_EQ(w[0].second.status, dp::NicStatus::kUp);
-  EXPECT_EQ(w[1].first, "b");
-  EXPECT_EQ(w[1].second.status, dp::NicStatus::kError);
+  expect_write(w[0], "a", dp::NicStatus::kUp);
+  expect_write(w[1], "b", dp::NicStatus::kError);
   EXPECT_EQ(w[1].second.detail, "namespace: permission denied");
   r.stop();
 }
@@ -174,8 +182,7 @@ TEST(Reconciler, WritesOnlyChangedStates) {
   ASSERT_TRUE(r.wait_idle(5s));
   auto w = store.take_writes();
   ASSERT_EQ(w.size(), 1u);
-  EXPECT_EQ(w[0].first, "a");
-  EXPECT_EQ(w[0].second.status, dp::NicStatus::kError);
+  expect_write(w[0], "a", dp::NicStatus::kError);
 
   // A NIC removed and re-created with the same id gets its state written again.
   store.set_desired({{}, {nic("b")}});
@@ -203,24 +210,15 @@ TEST(Reconciler, WritesUplinkStatesWhenTheyChange) {
   dpth.broken_uplinks = {"u2"};
   Reconciler r(store, dpth, {100ms, 0ms});
   ASSERT_TRUE(r.start());
-  std::vector<std::pair<std::string, dp::NicState>> w;
-  {
-    std::lock_guard lk(store.mu);
-    w = std::exchange(store.uplink_writes, {});
-  }
+  auto w = store.take_uplink_writes();
   ASSERT_EQ(w.size(), 2u);
-  EXPECT_EQ(w[0].first, "u1");
-  EXPECT_EQ(w[0].second.status, dp::NicStatus::kUp);
-  EXPECT_EQ(w[1].first, "u2");
-  EXPECT_EQ(w[1].second.status, dp::NicStatus::kError);
+  expect_write(w[0], "u1", dp::NicStatus::kUp);
+  expect_write(w[1], "u2", dp::NicStatus::kError);
   EXPECT_EQ(w[1].second.detail, "uplink interface up-u2 does not exist");
 
   r.notify();
   ASSERT_TRUE(r.wait_idle(5s));
-  {
-    std::lock_guard lk(store.mu);
-    EXPECT_TRUE(store.uplink_writes.empty());  // nothing changed
-  }
+  EXPECT_TRUE(store.take_uplink_writes().empty());  // nothing changed
   {
     std::lock_guard lk(dpth.mu);
     dpth.broken_uplinks.clear();  // the interface appeared
@@ -234,15 +232,10 @@ TEST(Reconciler, WritesUplinkStatesWhenTheyChange) {
   store.set_desired(d);  // and added again: written again
   r.notify();
   ASSERT_TRUE(r.wait_idle(5s));
-  {
-    std::lock_guard lk(store.mu);
-    w = std::exchange(store.uplink_writes, {});
-  }
+  w = store.take_uplink_writes();
   ASSERT_EQ(w.size(), 2u);
-  EXPECT_EQ(w[0].first, "u2");
-  EXPECT_EQ(w[0].second.status, dp::NicStatus::kUp);
-  EXPECT_EQ(w[1].first, "u1");
-  EXPECT_EQ(w[1].second.status, dp::NicStatus::kUp);
+  expect_write(w[0], "u2", dp::NicStatus::kUp);
+  expect_write(w[1], "u1", dp::NicStatus::kUp);
   EXPECT_EQ(r.stats().state_writes, 4u);
   r.stop();
 }
