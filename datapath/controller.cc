@@ -21,9 +21,9 @@
 // Packet capture: a CaptureManager (its own thread and lock) does the work; start_capture() only looks the port up in
 // the view. Its reclamation asks for a no-op republish through try_lock(mu) (capture_quiesce below).
 //
-// Threading: every public method except stats(), nic_states(), uplink_states() and start_capture() takes mu_ (one apply at a time).
-// stats(), nic_states(), uplink_states() and start_capture() take only view_mu_, which apply() holds just long enough to swap in the new view, so the REST thread
-// never waits for OS operations. Workers are never stopped.
+// Threading: every public method except stats(), nic_states(), uplink_states() and start_capture() takes mu_ (one
+// apply at a time). Those four take only view_mu_, which apply() holds just long enough to swap in the new view, so
+// the REST thread never waits for OS operations. Workers are never stopped.
 #include "datapath/controller.h"
 
 #include "datapath/control/overlay_builder.h"
@@ -729,7 +729,8 @@ std::map<std::string, NicState> Controller::uplink_states() const {
     ups = impl_->view.uplinks;
   }
   std::map<std::string, NicState> out;
-  for (const auto& [id, u] : ups) out.emplace(id, nic_state_now(u.host_ifname, u.error, u.has_port, u.no_carrier_detail));
+  for (const auto& [id, u] : ups)
+    out.emplace(id, nic_state_now(u.host_ifname, u.error, u.has_port, u.no_carrier_detail));
   return out;
 }
 

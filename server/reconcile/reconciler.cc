@@ -31,9 +31,6 @@ uint64_t write_back(const std::map<std::string, dp::NicState>& states, const std
   return writes;
 }
 
-}  // namespace
-namespace {
-
 using Clock = std::chrono::steady_clock;
 
 uint64_t micros_since(Clock::time_point t) {

@@ -1,8 +1,9 @@
 // The reconciler: turns the store's desired state into the datapath's state. Level-triggered and coalescing: notify()
 // (called by the API after each committed write) only sets a flag and wakes the reconciler thread; the thread then
-// loads the whole desired state, applies it to the datapath, and writes back each NIC's and uplink's state when it changed. Many
-// notifications during one pass cause exactly one more pass. A pass that fails (store busy, exception) is retried
-// after a back-off, and a periodic resync repairs drift (a namespace someone deleted, a NIC stuck in error).
+// loads the whole desired state, applies it to the datapath, and writes back each NIC's and uplink's state when it
+// changed. Many notifications during one pass cause exactly one more pass. A pass that fails (store busy, exception)
+// is retried after a back-off, and a periodic resync repairs drift (a namespace someone deleted, a NIC stuck in error,
+// an uplink whose interface appeared).
 //
 // start() runs the first pass synchronously (everything in the store is rebuilt before the API opens); after the first
 // successful pass, remove_stale_os_objects() cleans up what a crash left behind: a restart or a kill -9 loses nothing
