@@ -44,6 +44,8 @@
 #include "datapath/config/dataplane_config.h"
 #include "datapath/control/nic_device.h"
 #include "datapath/control/os_reaper.h"
+#include "datapath/control/policy_builder.h"
+#include "datapath/io/kernel_fastpath.h"
 #include "datapath/control/retry_backoff.h"
 #include "datapath/io/vhost_user/vhost_user_service.h"
 #include "datapath/control/snapshot_builder.h"
@@ -91,6 +93,11 @@ struct Controller::Impl {
     std::shared_ptr<PortRuntime> rt;  // counters only (no io)
     std::shared_ptr<PortRuntime> rt_pending_close;
     uint16_t port = kInvalidPort;
+  };
+  // A NIC the kernel fast path may carry (fastpath_candidates).
+  struct FpCandidate {
+    KernelFastPath::Port port;
+    std::weak_ptr<PortRuntime> rt;  // its capture list is checked at every push
   };
   // What stats()/nic_states() read.
   struct ViewNic {
@@ -155,6 +162,20 @@ struct Controller::Impl {
     capture = std::make_unique<CaptureManager>(nworkers, capture_quiesce(), [](const std::string& line) {
       std::fprintf(stderr, "vpcd: %s\n", line.c_str());
     });
+    if (opts.kernel_fastpath) {
+      std::string err;
+      fastpath = KernelFastPath::load(&err);
+      if (!fastpath) {
+        fastpath_error = err;
+        std::fprintf(stderr, "vpcd: kernel fast path off: %s\n", err.c_str());
+      } else {
+        // A capture on a NIC takes it off the fast path at once (the capture sees every frame), and back on after.
+        capture->set_hooks_listener([this] {
+          std::scoped_lock lk(fp_mu);
+          push_fastpath_locked();
+        });
+      }
+    }
   }
 
   ~Impl() {
@@ -171,7 +192,7 @@ struct Controller::Impl {
   std::string alias_for(const std::string& nic_id) const { return alias_prefix() + nic_id; }
   DeviceContext device_context(const DesiredState& d, const std::string& nic_id) const {
     return DeviceContext{opts, nworkers, d, alias_for(nic_id), vhost_service.get(), [this] { state_changed(); },
-                         ring_pool.get()};
+                         ring_pool.get(), fastpath};
   }
 
   // A device changed state on its own (vhost-user service thread): tell the control plane.
@@ -546,7 +567,63 @@ struct Controller::Impl {
     }
   }
 
+  // ---- kernel fast path (Options::kernel_fastpath) ----
+  // The NICs `d` lets the fast path carry: netns NICs whose host end has the program, with a port every worker has
+  // (activated), port security on, in a VPC without firewall stages; grouped by subnet.
+  std::vector<FpCandidate> fastpath_candidates(const DesiredState& d) {
+    std::vector<FpCandidate> out;
+    if (!fastpath) return out;
+    const std::set<std::string> firewalled = firewalled_vpcs(d);
+    for (const auto& n : d.nics) {
+      auto it = nics.find(n.id);
+      if (it == nics.end()) continue;
+      const Nic& nic = it->second;
+      if (!nic.rt || !nic.dev || !nic.activated || !nic.backend_error.empty() || nic.spec != n) continue;
+      const int ifindex = nic.dev->fastpath_ifindex();
+      if (ifindex <= 0 || !n.port_security || !has_vpc(d, n.vpc_id) || firewalled.count(n.vpc_id)) continue;
+      auto [g, fresh] = fp_groups.try_emplace(n.vpc_id + "/" + n.subnet_id, fp_next_group);
+      if (fresh) ++fp_next_group;
+      out.push_back({KernelFastPath::Port{ifindex, n.mac, g->second, n.ips}, nic.rt});
+    }
+    return out;
+  }
+
+  // Before `d`'s snapshot is published: of the NICs on the fast path, only those `d` keeps unchanged stay.
+  void fastpath_before_publish(const DesiredState& d) {
+    if (!fastpath) return;
+    auto next = fastpath_candidates(d);
+    std::scoped_lock lk(fp_mu);
+    std::erase_if(next, [&](const FpCandidate& c) {
+      return std::none_of(fp_candidates.begin(), fp_candidates.end(),
+                          [&](const FpCandidate& o) { return o.port == c.port && o.rt.lock() == c.rt.lock(); });
+    });
+    fp_candidates = std::move(next);
+    push_fastpath_locked();
+  }
+
+  // Once every worker has `d`'s snapshot: everything `d` allows.
+  void fastpath_after_publish(const DesiredState& d) {
+    if (!fastpath) return;
+    auto next = fastpath_candidates(d);
+    std::scoped_lock lk(fp_mu);
+    fp_candidates = std::move(next);
+    push_fastpath_locked();
+  }
+
+  // fp_candidates without the NICs a capture runs on, into the kernel's maps (fp_mu held).
+  void push_fastpath_locked() {
+    std::vector<KernelFastPath::Port> ports;
+    for (const auto& c : fp_candidates) {
+      auto rt = c.rt.lock();
+      if (rt && rt->capture.load(std::memory_order_acquire) == nullptr) ports.push_back(c.port);
+    }
+    std::string err;
+    if (!fastpath->set_ports(ports, &err)) std::fprintf(stderr, "vpcd: kernel fast path: %s\n", err.c_str());
+  }
+
   std::map<std::string, NicState> apply(const DesiredState& d) {
+    // 0. Nothing `d` no longer allows stays on the kernel fast path while the snapshot that enforces it is published.
+    fastpath_before_publish(d);
     // 1. Removals and recreations: unpublish, wait, close, remove OS objects.
     std::map<std::string, const NicSpec*> want;
     for (const auto& n : d.nics) want[n.id] = &n;
@@ -606,6 +683,7 @@ struct Controller::Impl {
           nic.dev->activate();
           nic.activated = true;
         }
+    fastpath_after_publish(d);
     refresh_view();
     std::map<std::string, NicState> out;
     for (const auto& [id, nic] : nics) out.emplace(id, nic.state);
@@ -638,6 +716,15 @@ struct Controller::Impl {
   mutable std::mutex listener_mu;
   std::function<void()> listener;  // guarded by listener_mu; called by state_changed()
   std::unique_ptr<CaptureManager> capture;  // set in the constructor; thread-safe
+
+  // Kernel fast path: null when off or not loaded (fastpath_error says why). Declared after `capture`, whose thread
+  // calls push_fastpath_locked, and destroyed before it (the destructor empties the maps).
+  std::shared_ptr<KernelFastPath> fastpath;
+  std::string fastpath_error;
+  std::map<std::string, uint32_t> fp_groups;  // "VPC id/subnet id" -> group (control thread)
+  uint32_t fp_next_group = 1;
+  mutable std::mutex fp_mu;  // guards fp_candidates and the pushes into the maps (control and capture threads)
+  std::vector<FpCandidate> fp_candidates;
 };
 
 Controller::Controller(Options opts) : impl_(std::make_unique<Impl>(std::move(opts))) {
@@ -768,6 +855,9 @@ Stats Controller::stats() const {
   for (const auto& w : impl_->workers) st.workers.push_back(w->counters());
   st.snapshot_generation = impl_->pub.generation();
   st.capture = impl_->capture->stats();
+  st.fastpath.enabled = impl_->fastpath != nullptr;
+  st.fastpath.error = impl_->fastpath_error;
+  if (impl_->fastpath) st.fastpath.ports = impl_->fastpath->port_count();
   return st;
 }
 

@@ -49,6 +49,13 @@ struct WorkerCounters {
   uint64_t vxlan_uso_tx_superframes = 0, vxlan_uso_tx_frames = 0, vxlan_uso_tx_segments = 0, vxlan_uso_tx_fallbacks = 0;
 };
 
+// The kernel fast path (Options::kernel_fastpath).
+struct FastPathStats {
+  bool enabled = false;  // configured on and loaded
+  std::string error;     // why it is off although configured on (the kernel refused the programs)
+  uint64_t ports = 0;    // NICs it carries now
+};
+
 struct Stats {
   std::map<std::string, PortCounters> nics;     // by NIC id
   std::map<std::string, PortCounters> uplinks;  // by uplink id
@@ -57,6 +64,7 @@ struct Stats {
   PortCounters totals;  // all ports, including removed ones' history
   uint64_t snapshot_generation = 0;
   CaptureStats capture;  // packet capture sessions and their frame counts
+  FastPathStats fastpath;
 };
 
 }  // namespace vpcd::dp

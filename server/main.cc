@@ -351,6 +351,7 @@ int run_daemon(const Config& cfg) {
   dopts.netns_queues = cfg.netns_queues;
   dopts.ring_pool_nics = cfg.ring_pool_nics;
   dopts.guest_threaded_napi = cfg.guest_threaded_napi;
+  dopts.kernel_fastpath = cfg.kernel_fastpath;
   dopts.netns_allow = cfg.netns_allow;
   dopts.conntrack = cfg.conntrack;
   dopts.icmp_error_rate = cfg.icmp_error_rate;
@@ -438,6 +439,8 @@ int main(int argc, char** argv) {
                             {"rx-ring", "v2|v3: AF_PACKET RX ring layout"},
                             {"netns-queues", "RX queues per netns NIC (fanout over workers); 0 = one per worker"},
                             {"guest-threaded-napi", "on|off: GRO and threaded NAPI on netns NICs' guest ends"},
+                            {"kernel-fastpath", "on|off: frames between netns NICs of one subnet forwarded by a BPF "
+                                                "program where the pipeline would pass them unchanged"},
                             {"uplink-tx-big-frames", "big TX ring slots per uplink and worker for USO frames "
                                                      "(68 KiB each); default 0: none, USO frames through sendmsg"},
                             {"web-root", "dashboard directory"},

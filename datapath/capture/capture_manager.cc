@@ -127,6 +127,11 @@ CaptureManager::~CaptureManager() {
   retired_.clear();
 }
 
+void CaptureManager::set_hooks_listener(std::function<void()> fn) {
+  std::scoped_lock lk(mu_);
+  hooks_listener_ = std::move(fn);
+}
+
 CaptureManager::StartResult CaptureManager::start(const std::shared_ptr<PortRuntime>& port,
                                                   const std::string& object_id, const CaptureSpec& spec) {
   if (spec.max_frames == 0 || spec.max_frames > kCaptureMaxFrames)
@@ -179,6 +184,7 @@ CaptureManager::StartResult CaptureManager::start(const std::shared_ptr<PortRunt
     sessions_.push_back(s);
     ++active_;
     ++started_;
+    if (hooks_listener_) hooks_listener_();
   }
   cv_.notify_all();
   return std::shared_ptr<CaptureSession>(std::make_shared<Handle>(s));
@@ -218,6 +224,7 @@ void CaptureManager::end_locked(const std::shared_ptr<Session>& s, const char* r
       retired_.push_back(std::move(r));
     }
     if (h.taps.empty()) ports_.erase(it);
+    if (hooks_listener_) hooks_listener_();
   }
   auto r = std::make_unique<Retired>();
   r->gen = q_.next_generation();  // after the store above: see the header

@@ -70,6 +70,11 @@ class CaptureManager {
 
   CaptureStats stats() const;
 
+  // Called whenever a session was hooked into or unhooked from a port (any thread: the caller of start(), or the
+  // capture thread, with this manager's lock held: it must not call back into the manager). Set before the first
+  // start().
+  void set_hooks_listener(std::function<void()> fn);
+
   struct Session;  // defined in capture_manager.cc
 
  private:
@@ -88,6 +93,7 @@ class CaptureManager {
   const size_t ring_bytes_;
 
   mutable std::mutex mu_;
+  std::function<void()> hooks_listener_;  // guarded by mu_
   std::condition_variable cv_;
   bool stop_ = false;                                   // guarded by mu_
   std::vector<std::shared_ptr<Session>> sessions_;       // guarded by mu_: hooked, being drained

@@ -27,6 +27,7 @@ namespace vpcd::dp {
 
 struct Options;
 class AfPacketRingPool;
+class KernelFastPath;
 namespace vhost {
 class VhostUserService;
 }
@@ -40,6 +41,7 @@ struct DeviceContext {
   vhost::VhostUserService* vhost_service = nullptr;  // the controller's vhost-user socket thread
   std::function<void()> state_changed;  // a device whose state changes on its own calls this (any thread)
   AfPacketRingPool* ring_pool = nullptr;  // sockets of the guest ring layout set up ahead (null: none)
+  std::shared_ptr<KernelFastPath> fastpath;  // the kernel fast path (null: off, or it failed to load)
 };
 
 class NicDevice {
@@ -73,6 +75,8 @@ class NicDevice {
   virtual std::function<NicState()> state_reader() const { return nullptr; }
   // The port is about to be closed (every worker has let go of it): stop feeding it from other threads.
   virtual void before_close() {}
+  // The host interface the kernel fast path is attached to (kernel_fastpath.h), 0 when it is not.
+  virtual int fastpath_ifindex() const { return 0; }
 };
 
 // The device for nic's backend type.

@@ -24,6 +24,14 @@ std::shared_ptr<const RouteTable> build_route_table(const VpcSpec& vpc, const st
   return std::make_shared<const RouteTable>(in);
 }
 
+std::set<std::string> firewalled_vpcs(const DesiredState& d) {
+  std::set<std::string> out;
+  for (const auto& n : d.nics)
+    if (!n.security_group_ids.empty() || !n.port_security) out.insert(n.vpc_id);
+  for (const auto& r : d.routes) out.insert(r.vpc_id);
+  return out;
+}
+
 namespace {
 SgRule to_rule(const SecurityRuleSpec& r) {
   SgRule o;
@@ -44,10 +52,7 @@ void PolicyBuilder::build(const DesiredState& d, DataplaneConfig& cfg,
                           const std::map<std::string, uint16_t>& vpc_slots) {
   std::unordered_map<std::string, const NicSpec*> nics;
   for (const auto& n : d.nics) nics.emplace(n.id, &n);
-  std::set<std::string> firewalled;  // VPC ids
-  for (const auto& n : d.nics)
-    if (!n.security_group_ids.empty() || !n.port_security) firewalled.insert(n.vpc_id);
-  for (const auto& r : d.routes) firewalled.insert(r.vpc_id);
+  const std::set<std::string> firewalled = firewalled_vpcs(d);
 
   for (const auto& v : d.vpcs) {
     auto slot = vpc_slots.find(v.id);

@@ -18,12 +18,18 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "datapath/config/dataplane_config.h"
 #include "datapath/spec.h"
 
 namespace vpcd::dp {
+
+// The VPCs whose guest ports get the firewall stages: a NIC with security groups or with port security off, or a
+// route. In the others every frame between two NICs with port security on is allowed (the default policy), which
+// the kernel fast path relies on (kernel_fastpath.h).
+std::set<std::string> firewalled_vpcs(const DesiredState& d);
 
 class PolicyBuilder {
  public:

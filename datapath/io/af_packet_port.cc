@@ -11,6 +11,8 @@
 // kernel's ring head and blocks every later frame; with it the kernel skips the frame.
 #include "datapath/io/af_packet_port.h"
 
+#include "datapath/io/kernel_fastpath.h"
+
 #include <arpa/inet.h>
 #include <climits>
 #include <linux/if_ether.h>
@@ -192,7 +194,7 @@ std::unique_ptr<AfPacketPort> AfPacketPort::open(const std::string& ifname, cons
     for (auto& t : helpers) t.join();
   }
   for (unsigned i = 0; i < n && ok[i]; ++i) {
-    ok[i] = i < o.rx_queues ? port->bind_rx(*port->rx_[i], &errs[i])
+    ok[i] = i < o.rx_queues ? port->bind_rx(*port->rx_[i], o.rx_filter_fd, &errs[i])
                             : port->bind_tx(*port->tx_[i - o.rx_queues], &errs[i]);
   }
   for (unsigned i = 0; i < n; ++i) {
@@ -292,7 +294,12 @@ bool AfPacketPort::prepare_rx(RxQueue& q, const AfPacketOptions& o, std::string*
   return true;
 }
 
-bool AfPacketPort::bind_rx(RxQueue& q, std::string* err) {
+bool AfPacketPort::bind_rx(RxQueue& q, int filter_fd, std::string* err) {
+  // The filter first: from the bind on, every frame the socket takes has passed it.
+  if (filter_fd >= 0 && ::setsockopt(q.fd.get(), SOL_SOCKET, SO_ATTACH_BPF, &filter_fd, sizeof filter_fd) != 0) {
+    *err = errno_text("SO_ATTACH_BPF", errno);
+    return false;
+  }
   sockaddr_ll sll{};
   sll.sll_family = AF_PACKET;
   sll.sll_protocol = htons(ETH_P_ALL);
@@ -434,7 +441,19 @@ AfPacketPort::Ring::~Ring() {
   if (base) ::munmap(base, bytes);
 }
 
-AfPacketPort::~AfPacketPort() = default;  // each queue's Ring unmaps itself, then its sockets close
+// Each queue's Ring unmaps itself, then its sockets close.
+AfPacketPort::~AfPacketPort() {
+  if (fastpath_) fastpath_->forget(ifindex_);
+}
+
+void AfPacketPort::add_offloaded(PortCounters& out) const noexcept {
+  if (!fastpath_) return;
+  PortCounters k = fastpath_->counters(ifindex_);
+  out.rx_packets += k.rx_packets;
+  out.rx_bytes += k.rx_bytes;
+  out.tx_packets += k.tx_packets;
+  out.tx_bytes += k.tx_bytes;
+}
 
 // ---- AfPacketRingPool ----
 

@@ -110,6 +110,9 @@ struct AfPacketOptions {
   uint32_t tx_frames = 256;
   // Big TX ring per worker (see above): slot count, 0 = none (frames larger than a small slot go through sendmsg).
   uint32_t tx_big_frames = 0;
+  // A BPF socket filter (SO_ATTACH_BPF) put on every RX socket before its bind, e.g. the kernel fast path's (which
+  // turns away the frames the kernel forwards itself, kernel_fastpath.h); -1 = none. Not part of the ring layout.
+  int rx_filter_fd = -1;
 };
 
 // Bytes of packet_mmap ring a port opened with `o` pins (RX for every queue + TX for every worker).
@@ -124,6 +127,7 @@ inline constexpr uint32_t kAfPacketTxLinearMax = 2048;
 inline constexpr unsigned kRxCopyBuffers = 8;
 
 class AfPacketRingPool;
+class KernelFastPath;
 
 class AfPacketPort final : public PortIo {
  public:
@@ -159,6 +163,10 @@ class AfPacketPort final : public PortIo {
   uint64_t rx_ring_drops(unsigned q) noexcept override;
   // Failed sendto calls on worker w's ring (the kernel skips frames it rejects: PACKET_LOSS).
   uint64_t tx_errors(unsigned w) const noexcept;
+  // The kernel fast path attached to this port's interface: its counters are added to the port's, and freed when
+  // the port closes. Call before the port is published.
+  void set_fastpath(std::shared_ptr<KernelFastPath> fp) { fastpath_ = std::move(fp); }
+  void add_offloaded(PortCounters& out) const noexcept override;
 
  private:
   friend class AfPacketRingPool;
@@ -220,7 +228,7 @@ class AfPacketPort final : public PortIo {
   AfPacketPort() = default;
   // prepare_*: socket, options, ring and mapping (no interface yet); bind_*: to this port's interface.
   static bool prepare_rx(RxQueue& q, const AfPacketOptions& o, std::string* err);
-  bool bind_rx(RxQueue& q, std::string* err);
+  bool bind_rx(RxQueue& q, int filter_fd, std::string* err);
   static bool join_fanout(int fd, int fanout_id, int* fanout_out, std::string* err);
   static bool prepare_tx(TxQueue& t, const AfPacketOptions& o, std::string* err);
   static bool prepare_big_ring(TxQueue& t, uint32_t frames, uint32_t page, std::string* err);
@@ -238,6 +246,7 @@ class AfPacketPort final : public PortIo {
   std::string ifname_;
   int ifindex_ = 0;
   uint64_t ring_bytes_ = 0;
+  std::shared_ptr<KernelFastPath> fastpath_;  // null: none attached
   std::vector<std::unique_ptr<RxQueue>> rx_;
   std::vector<std::unique_ptr<TxQueue>> tx_;
 };

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "datapath/pipeline/packet.h"
+#include "datapath/stats.h"
 
 namespace vpcd::dp {
 
@@ -65,6 +66,9 @@ class PortIo {
   // Drops the port counted itself, before frames reached the pipeline (a vhost-user guest's malformed descriptors),
   // added by reason into `drops`. Any thread (relaxed reads of single-writer counters).
   virtual void add_io_drops(std::array<uint64_t, size_t(DropReason::kCount)>& /*drops*/) const noexcept {}
+  // Frames the kernel forwarded for this port without the pipeline (the kernel fast path, kernel_fastpath.h), added
+  // into `out`'s rx/tx counters. Any thread.
+  virtual void add_offloaded(PortCounters& /*out*/) const noexcept {}
 };
 
 }  // namespace vpcd::dp

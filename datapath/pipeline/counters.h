@@ -66,7 +66,10 @@ struct PortRuntime {
   PortCounters sum() const noexcept {
     PortCounters out;
     for (const auto& c : counters) c.accumulate(out);
-    if (io) io->add_io_drops(out.drops);
+    if (io) {
+      io->add_io_drops(out.drops);
+      io->add_offloaded(out);
+    }
     return out;
   }
 };

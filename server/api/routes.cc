@@ -369,7 +369,19 @@ json stats_schema() {
           {"properties",
            {{"workers", {{"type", "array"}, {"description", "one per datapath worker"}, {"items", worker}}},
             {"uplinks", {{"type", "object"}, {"additionalProperties", uplink}}},
-            {"tunnels", {{"type", "object"}, {"additionalProperties", tunnel}}}}}};
+            {"tunnels", {{"type", "object"}, {"additionalProperties", tunnel}}},
+            {"fastpath",
+             {{"type", "object"},
+              {"description",
+               "the kernel fast path (config kernel-fastpath): frames between netns NICs of one subnet forwarded by a "
+               "BPF program; the NICs' counters include them"},
+              {"properties",
+               {{"enabled", {{"type", "boolean"}, {"description", "configured on and loaded"}}},
+                {"error",
+                 {{"type", "string"}, {"description", "why it is off although configured on (empty otherwise)"}}},
+                {"ports", {{"type", "integer"}, {"minimum", 0}, {"description", "NICs it carries now"}}}}},
+              {"required", {"enabled", "error", "ports"}},
+              {"additionalProperties", false}}}}}};
 }
 
 RouteDoc events_doc() {

@@ -208,6 +208,8 @@ void config_set(Config& cfg, std::string_view key_in, std::string_view v, std::s
     cfg.netns_queues = parse_uint<unsigned>(key, v, 0, 64, where);
   } else if (key == "guest-threaded-napi") {
     cfg.guest_threaded_napi = parse_bool(key, v, where);
+  } else if (key == "kernel-fastpath") {
+    cfg.kernel_fastpath = parse_bool(key, v, where);
   } else if (key == "ring-pool-nics") {
     cfg.ring_pool_nics = parse_uint<unsigned>(key, v, 0, 64, where);
   } else if (key == "rx-frame-bytes" || key == "tx-frame-bytes") {

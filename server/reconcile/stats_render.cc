@@ -120,6 +120,8 @@ std::string stats_json(const dp::Stats& s, const ReconcilerStats& r) {
       {"workers", std::move(workers)},
       {"snapshot_generation", s.snapshot_generation},
       {"capture", capture_json(s.capture)},
+      {"fastpath",
+       {{"enabled", s.fastpath.enabled}, {"error", s.fastpath.error}, {"ports", s.fastpath.ports}}},
       {"reconciler",
        {{"passes", r.passes},
         {"failed_passes", r.failed_passes},

@@ -100,6 +100,7 @@ TEST(Config, ParsesEveryKey) {
                "netns-queues = 0\n"
                "ring-pool-nics = 0\n"
                "guest-threaded-napi = on\n"
+               "kernel-fastpath = on\n"
                "netns_allow = cni-*, ctr-?? ,podman\n",
                "vpcd.conf");
   EXPECT_EQ(c.busy_poll, dp::BusyPoll::kAdaptive);
@@ -118,6 +119,7 @@ TEST(Config, ParsesEveryKey) {
   EXPECT_EQ(c.netns_queues, 0u);
   EXPECT_EQ(c.ring_pool_nics, 0u);
   EXPECT_TRUE(c.guest_threaded_napi);
+  EXPECT_TRUE(c.kernel_fastpath);
   EXPECT_NE(Config{}.ring_pool_nics, 0u);
   EXPECT_EQ(c.state_dir, "/var/lib/vpcd");
   EXPECT_EQ(c.listen_host, "0.0.0.0");
@@ -289,6 +291,8 @@ TEST(Config, ShippedExampleParses) {
   EXPECT_EQ(Config{}.ring_pool_nics, dp::Options{}.ring_pool_nics);
   EXPECT_EQ(all.guest_threaded_napi, Config{}.guest_threaded_napi);
   EXPECT_EQ(Config{}.guest_threaded_napi, dp::Options{}.guest_threaded_napi);
+  EXPECT_EQ(all.kernel_fastpath, Config{}.kernel_fastpath);
+  EXPECT_EQ(Config{}.kernel_fastpath, dp::Options{}.kernel_fastpath);
   EXPECT_EQ(all.conntrack.timeout_s, Config{}.conntrack.timeout_s);
   EXPECT_EQ(all.conntrack.max_conns, Config{}.conntrack.max_conns);
   EXPECT_EQ(all.netns_allow, (std::vector<std::string>{"cni-*", "docker-*"}));
@@ -386,7 +390,7 @@ TEST(Config, BusyPollModesAndBudget) {
 TEST(Config, BadDatapathValuesAreRefused) {
   for (const char* line : {"rx-ring = v4", "busy-poll = maybe", "guest-rx-frames = 0", "rx-frame-bytes = 2050",
                            "tx-frame-bytes = 100", "netns-queues = 65", "ring-pool-nics = 65",
-                           "ring-pool-nics = -1", "guest-threaded-napi = maybe", "guest-rx-queue-bytes = 64K",
+                           "ring-pool-nics = -1", "guest-threaded-napi = maybe", "kernel-fastpath = yes please", "guest-rx-queue-bytes = 64K",
                            "uplink-rx-queue-bytes = 2G", "guest-rx-queue-bytes = 8X",
                            "uplink-tx-big-frames = 4097"}) {
     Config c;

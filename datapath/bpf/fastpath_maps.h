@@ -1,0 +1,31 @@
+// The maps' keys and values of datapath/bpf/fastpath.bpf.c, shared with the loader (datapath/io/kernel_fastpath.cc).
+// Plain C, fixed-width kernel types, no padding the two compilers could lay out differently.
+#pragma once
+
+#include <linux/types.h>
+
+#define FP_MAX_PORTS 65536
+#define FP_MAX_SOURCES 262144
+
+// A NIC the fast path may carry (both ends of a frame must be listed).
+struct fp_port {
+  __u8 mac[6];  // the NIC's MAC: the only source MAC it may send from
+  __u16 pad;
+  __u32 group;  // its VPC subnet: frames pass only between NICs of one group
+};
+
+struct fp_mac_key {
+  __u32 group;
+  __u8 mac[6];
+  __u16 pad;
+};
+
+// One of a NIC's own IPv4 addresses (network byte order).
+struct fp_src_key {
+  __u32 ifindex;
+  __u32 addr;
+};
+
+struct fp_counters {
+  __u64 rx_packets, rx_bytes, tx_packets, tx_bytes;
+};
