@@ -31,9 +31,12 @@ constexpr uint32_t kTcPriority = 0xf00d;
 
 std::string errno_text(const std::string& what, int e) { return what + ": " + std::strerror(e); }
 
+// Set while this thread makes a request whose failure is expected (detach() where nothing is attached).
+thread_local bool libbpf_quiet = false;
+
 // libbpf prints its warnings and debug lines to stderr by default; only its warnings are worth a line in our log.
 int libbpf_log(enum libbpf_print_level level, const char* fmt, va_list args) {
-  if (level != LIBBPF_WARN) return 0;
+  if (level != LIBBPF_WARN || libbpf_quiet) return 0;
   std::fputs("vpcd: libbpf: ", stderr);
   return std::vfprintf(stderr, fmt, args);
 }
@@ -156,7 +159,9 @@ void KernelFastPath::detach(int ifindex) {
   bpf_tc_hook hook = ingress_hook(ifindex);
   bpf_tc_opts o = tc_opts(0);
   libbpf_set_print(libbpf_log);
-  bpf_tc_detach(&hook, &o);  // ENOENT when there is none: nothing to do
+  libbpf_quiet = true;
+  bpf_tc_detach(&hook, &o);  // fails when there is none (no clsact qdisc, no program): nothing to do
+  libbpf_quiet = false;
 }
 
 // Order, so that no frame takes the fast path between NICs that are not both fully listed: first the ports that

@@ -15,6 +15,7 @@
 #include <set>
 #include <thread>
 
+#include "datapath/control/nic_device.h"
 #include "datapath/control/os_reaper.h"
 #include "datapath/controller.h"
 #include "datapath/io/netns_nic.h"
@@ -131,6 +132,17 @@ class DatapathTest : public ::testing::Test {
   void static_neigh(const std::string& ns, const char* addr, const char* lladdr) {
     auto r = in_ns(ns, {"ip", "neigh", "replace", addr, "lladdr", lladdr, "dev", "eth0", "nud", "permanent"});
     EXPECT_EQ(r.exit_code, 0) << r.output;
+  }
+
+  void expect_spoofing_dropped();
+  // A new Controller with the kernel fast path on (after removing what the fixture's made).
+  void with_fastpath() {
+    ctl_->apply(DesiredState{});
+    ctl_->wait_background();
+    Options o = ctl_->options();
+    o.kernel_fastpath = true;
+    ctl_ = std::make_unique<Controller>(o);
+    ASSERT_TRUE(ctl_->stats().fastpath.enabled) << ctl_->stats().fastpath.error;
   }
 
   std::string pid_;
@@ -339,7 +351,9 @@ TEST_F(DatapathTest, TapGuestExchangesArpAndEchoWithNetnsGuest) {
   EXPECT_EQ(np.total_drops() - np0.total_drops(), 0u);
 }
 
-TEST_F(DatapathTest, SpoofedMacAndIpAreDroppedAndCounted) {
+// MAC and IP spoofing guests are dropped under the right reason (with or without the kernel fast path: the frames it
+// must not take go to the pipeline).
+void DatapathTest::expect_spoofing_dropped() {
   VpcSpec v = vpc("vpc-s", 400);
   std::string g1 = ns_name("s1"), g2 = ns_name("s2");
   DesiredState d;
@@ -381,6 +395,8 @@ TEST_F(DatapathTest, SpoofedMacAndIpAreDroppedAndCounted) {
   EXPECT_EQ(ns_link_stat(g2, "eth0", "rx_packets"), g2_rx0);
   EXPECT_EQ(s2.nics["s2"].tx_packets, s0.nics["s2"].tx_packets);
 }
+
+TEST_F(DatapathTest, SpoofedMacAndIpAreDroppedAndCounted) { expect_spoofing_dropped(); }
 
 TEST_F(DatapathTest, AddingAndRemovingNicsLeavesNothingBehind) {
   VpcSpec v = vpc("vpc-c", 500);
@@ -509,6 +525,7 @@ TEST_F(DatapathTest, RemoveStaleOsObjectsDeletesOnlyUnnamedOnes) {
   EXPECT_EQ(ctl_->nic_states()["keep"].status, NicStatus::kUp);
 }
 
+
 }  // namespace
 }  // namespace vpcd::dp
 
@@ -547,6 +564,7 @@ TEST_F(DatapathTest, StatsAndStatesAreSafeDuringApply) {
   EXPECT_GE(s.totals.rx_packets, s.nics["keep"].rx_packets + 10);
   EXPECT_GE(s.totals.tx_packets, s.nics["keep"].tx_packets + 10);
 }
+
 
 }  // namespace
 }  // namespace vpcd::dp
@@ -593,6 +611,7 @@ TEST_F(DatapathTest, NetnsNicChangesMacIpAndMtuInPlace) {
   EXPECT_EQ(ping_received(r.output), 2) << r.output;
 }
 
+
 }  // namespace
 }  // namespace vpcd::dp
 
@@ -638,6 +657,155 @@ TEST_F(DatapathTest, TapNicChangesMacAndIpWithTheHypervisorAttached) {
   peer = guest.arp_resolve(ip("10.0.0.6"), 3s);
   ASSERT_TRUE(peer.has_value());
   EXPECT_EQ(guest.ping(*peer, ip("10.0.0.6"), 3, 1s), 3u);
+}
+
+
+// ---- the kernel fast path (Options::kernel_fastpath, datapath/io/kernel_fastpath.h) ----
+
+uint64_t worker_packets(const Stats& st) {
+  uint64_t n = 0;
+  for (const auto& w : st.workers) n += w.packets;
+  return n;
+}
+
+// Two quiet guests of one subnet with static neighbours, on a Controller with the fast path on.
+class FastPathTest : public DatapathTest {
+ protected:
+  void SetUp() override {
+    DatapathTest::SetUp();
+    if (IsSkipped()) return;
+    with_fastpath();
+    v_ = vpc("vpc-f", 500);
+    g1_ = ns_name("f1");
+    g2_ = ns_name("f2");
+    d_.vpcs = {v_};
+    d_.nics = {netns_nic("f1", v_, g1_, "02:00:00:00:03:02", "10.0.0.2"),
+               netns_nic("f2", v_, g2_, "02:00:00:00:03:03", "10.0.0.3")};
+    apply_up(d_);
+    quiet_guest(g1_);
+    quiet_guest(g2_);
+    static_neigh(g1_, "10.0.0.3", "02:00:00:00:03:03");
+    static_neigh(g2_, "10.0.0.2", "02:00:00:00:03:02");
+    settle({g1_, g2_});
+  }
+
+  int ping(int n) {
+    auto r = in_ns(g1_, {"ping", "-c", std::to_string(n), "-i", "0.2", "-W", "1", "10.0.0.3"}, 15s);
+    return ping_received(r.output);
+  }
+
+  // Waits (at most 3 s) until the fast path carries n NICs.
+  bool fastpath_ports(uint64_t n) {
+    for (auto deadline = std::chrono::steady_clock::now() + 3s; std::chrono::steady_clock::now() < deadline;) {
+      if (ctl_->stats().fastpath.ports == n) return true;
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
+  }
+
+  VpcSpec v_;
+  std::string g1_, g2_;
+  DesiredState d_;
+};
+
+// Echoes and a TCP stream (GSO super-frames) between the two guests cross without a worker touching them, and the
+// NICs' counters count them as if the pipeline had.
+TEST_F(FastPathTest, ForwardsPingAndTcpOutsideThePipelineAndCountsThem) {
+  EXPECT_TRUE(fastpath_ports(2));
+  Stats s0 = ctl_->stats();
+  EXPECT_EQ(ping(5), 5);
+  Stats s1 = ctl_->stats();
+  EXPECT_EQ(worker_packets(s1), worker_packets(s0));
+  EXPECT_EQ(s1.nics["f1"].rx_packets - s0.nics["f1"].rx_packets, 5u);
+  EXPECT_EQ(s1.nics["f1"].tx_packets - s0.nics["f1"].tx_packets, 5u);
+  EXPECT_EQ(s1.nics["f2"].rx_packets - s0.nics["f2"].rx_packets, 5u);
+  EXPECT_EQ(s1.nics["f2"].tx_packets - s0.nics["f2"].tx_packets, 5u);
+  EXPECT_EQ(s1.nics["f1"].rx_bytes - s0.nics["f1"].rx_bytes, 5u * 98);  // 14 + 20 + 8 + 56
+
+  auto server = std::async(std::launch::async, [&] { return in_ns(g2_, {"iperf3", "-s", "-1", "-B", "10.0.0.3"}, 20s); });
+  std::this_thread::sleep_for(500ms);
+  auto c = in_ns(g1_, {"iperf3", "-c", "10.0.0.3", "-t", "2", "--connect-timeout", "2000"}, 15s);
+  EXPECT_EQ(c.exit_code, 0) << c.output;
+  EXPECT_EQ(server.get().exit_code, 0);
+  Stats s2 = ctl_->stats();
+  EXPECT_EQ(worker_packets(s2), worker_packets(s1));
+  EXPECT_GT(s2.nics["f1"].rx_bytes - s1.nics["f1"].rx_bytes, 10u << 20);
+  EXPECT_EQ(s2.nics["f1"].rx_bytes - s1.nics["f1"].rx_bytes, s2.nics["f2"].tx_bytes - s1.nics["f2"].tx_bytes);
+  EXPECT_EQ(s2.totals.total_drops(), s0.totals.total_drops());
+}
+
+// What the fast path must not take (another source MAC, another source address) goes to the pipeline and is dropped
+// there, as without it.
+TEST_F(DatapathTest, FastPathLeavesSpoofedFramesToThePipeline) {
+  with_fastpath();
+  expect_spoofing_dropped();
+}
+
+// A security group on one NIC puts the whole VPC on the firewall stages: the fast path lets go of its NICs before that
+// snapshot is published, the group's verdict holds (no ingress rule: the echoes are denied), and the NICs come back
+// once the group is gone.
+TEST_F(FastPathTest, StepsAsideForSecurityGroups) {
+  EXPECT_TRUE(fastpath_ports(2));
+  EXPECT_EQ(ping(2), 2);
+  SecurityGroupSpec g;
+  g.id = "sg-deny-in";
+  g.vpc_id = v_.id;
+  g.rules.push_back(SecurityRuleSpec{RuleDirection::kEgress, RuleProtocol::kAny, 0, 65535, Ipv4Prefix::parse("0.0.0.0/0"), ""});
+  d_.security_groups = {g};
+  d_.nics[1].security_group_ids = {g.id};
+  apply_up(d_);
+  EXPECT_EQ(ctl_->stats().fastpath.ports, 0u);
+  Stats s0 = ctl_->stats();
+  EXPECT_EQ(ping(3), 0);
+  Stats s1 = ctl_->stats();
+  EXPECT_EQ(drops(s1.nics["f2"], DropReason::kDeniedByRule) - drops(s0.nics["f2"], DropReason::kDeniedByRule), 3u);
+
+  d_.security_groups.clear();
+  d_.nics[1].security_group_ids.clear();
+  apply_up(d_);
+  EXPECT_TRUE(fastpath_ports(2));
+  Stats s2 = ctl_->stats();
+  EXPECT_EQ(ping(3), 3);
+  EXPECT_EQ(worker_packets(ctl_->stats()), worker_packets(s2));
+}
+
+// A capture on a NIC takes both directions of its traffic off the fast path while it runs: the capture sees every
+// echo; once it ends the NIC is carried again.
+TEST_F(FastPathTest, StepsAsideForACapture) {
+  EXPECT_TRUE(fastpath_ports(2));
+  CaptureSpec spec;
+  spec.filter = "icmp";
+  auto r = ctl_->start_capture("f2", spec);
+  auto* session = std::get_if<std::shared_ptr<CaptureSession>>(&r);
+  ASSERT_NE(session, nullptr);
+  EXPECT_EQ(ctl_->stats().fastpath.ports, 1u);
+  EXPECT_EQ(ping(4), 4);
+  for (auto deadline = std::chrono::steady_clock::now() + 3s;
+       (*session)->frames() < 8 && std::chrono::steady_clock::now() < deadline;)
+    std::this_thread::sleep_for(20ms);
+  EXPECT_EQ((*session)->frames(), 8u);  // 4 requests in, 4 replies out
+  (*session)->stop();
+  EXPECT_TRUE(fastpath_ports(2));
+  Stats s0 = ctl_->stats();
+  EXPECT_EQ(ping(2), 2);
+  EXPECT_EQ(worker_packets(ctl_->stats()), worker_packets(s0));
+}
+
+// A vpcd started with the fast path off that adopts the interfaces of one that had it on removes its program: the
+// frames go through the pipeline again (no stale program forwards what this vpcd cannot see).
+TEST_F(FastPathTest, ControllerWithoutItRemovesTheProgramItAdopts) {
+  EXPECT_EQ(ping(2), 2);
+  Options o = ctl_->options();
+  ctl_.reset();  // leaves the OS objects in place, as a stopping vpcd does
+  o.kernel_fastpath = false;
+  ctl_ = std::make_unique<Controller>(o);
+  apply_up(d_);
+  Stats s0 = ctl_->stats();
+  EXPECT_FALSE(s0.fastpath.enabled);
+  EXPECT_EQ(ping(3), 3);
+  EXPECT_EQ(worker_packets(ctl_->stats()) - worker_packets(s0), 6u);
+  auto tc = run_cmd({"tc", "filter", "show", "dev", netns_host_ifname("f1"), "ingress"}, 5000ms);
+  EXPECT_EQ(tc.output.find("bpf"), std::string::npos) << tc.output;
 }
 
 }  // namespace
