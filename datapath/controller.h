@@ -89,7 +89,7 @@ struct Options {
   // firewall stages (policy_builder.h firewalled_vpcs), both with port security on and no capture running, that the
   // pipeline would forward unchanged, are forwarded by a BPF program from one veth to the other, without the copies
   // through vpcd. When the programs cannot be loaded the datapath runs without it (Stats::fastpath says why).
-  bool kernel_fastpath = false;
+  bool kernel_fastpath = true;
 };
 
 class Controller {

@@ -7,6 +7,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 build_pkgs=(build-essential cmake ninja-build pkg-config git
   libboost-dev libssl-dev libsqlite3-dev libnl-3-dev libnl-route-3-dev nlohmann-json3-dev uuid-dev libpcap-dev libnftables-dev
+  libbpf-dev clang
   libcpprest-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   iproute2 openssl ca-certificates procps)
 # dpdk-dev: dpdk-testpmd (DPDK's virtio-user), the vhost-user front-end of tests/slow/test_vhost_user.py and

@@ -47,6 +47,7 @@ class DatapathTest : public ::testing::Test {
     // Smaller rings than the daemon's default: these tests open many ports.
     o.guest_rings.rx_frames = 256;
     o.guest_rings.tx_frames = 64;
+    o.kernel_fastpath = false;  // the pipeline is what these tests look at (FastPathTest turns it on)
     ctl_ = std::make_unique<Controller>(o);
   }
 

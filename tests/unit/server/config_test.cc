@@ -100,7 +100,7 @@ TEST(Config, ParsesEveryKey) {
                "netns-queues = 0\n"
                "ring-pool-nics = 0\n"
                "guest-threaded-napi = on\n"
-               "kernel-fastpath = on\n"
+               "kernel-fastpath = off\n"
                "netns_allow = cni-*, ctr-?? ,podman\n",
                "vpcd.conf");
   EXPECT_EQ(c.busy_poll, dp::BusyPoll::kAdaptive);
@@ -119,7 +119,7 @@ TEST(Config, ParsesEveryKey) {
   EXPECT_EQ(c.netns_queues, 0u);
   EXPECT_EQ(c.ring_pool_nics, 0u);
   EXPECT_TRUE(c.guest_threaded_napi);
-  EXPECT_TRUE(c.kernel_fastpath);
+  EXPECT_FALSE(c.kernel_fastpath);
   EXPECT_NE(Config{}.ring_pool_nics, 0u);
   EXPECT_EQ(c.state_dir, "/var/lib/vpcd");
   EXPECT_EQ(c.listen_host, "0.0.0.0");
