@@ -39,6 +39,7 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <unordered_map>
 
 #include "datapath/capture/capture_manager.h"
 #include "datapath/config/dataplane_config.h"
@@ -593,9 +594,11 @@ struct Controller::Impl {
     if (!fastpath) return;
     auto next = fastpath_candidates(d);
     std::scoped_lock lk(fp_mu);
+    std::unordered_map<int, const FpCandidate*> had;  // by ifindex (a thousand NICs: no quadratic pass per apply)
+    for (const auto& c : fp_candidates) had.emplace(c.port.ifindex, &c);
     std::erase_if(next, [&](const FpCandidate& c) {
-      return std::none_of(fp_candidates.begin(), fp_candidates.end(),
-                          [&](const FpCandidate& o) { return o.port == c.port && o.rt.lock() == c.rt.lock(); });
+      auto h = had.find(c.port.ifindex);
+      return h == had.end() || !(h->second->port == c.port) || h->second->rt.lock() != c.rt.lock();
     });
     fp_candidates = std::move(next);
     push_fastpath_locked();

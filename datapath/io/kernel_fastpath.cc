@@ -35,7 +35,7 @@ std::string errno_text(const std::string& what, int e) { return what + ": " + st
 thread_local bool libbpf_quiet = false;
 
 // libbpf prints its warnings and debug lines to stderr by default; only its warnings are worth a line in our log.
-int libbpf_log(enum libbpf_print_level level, const char* fmt, va_list args) {
+[[gnu::format(printf, 2, 0)]] int libbpf_log(enum libbpf_print_level level, const char* fmt, va_list args) {
   if (level != LIBBPF_WARN || libbpf_quiet) return 0;
   std::fputs("vpcd: libbpf: ", stderr);
   return std::vfprintf(stderr, fmt, args);
