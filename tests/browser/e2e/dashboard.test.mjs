@@ -311,6 +311,8 @@ test('dashboard end to end against a real vpcd', { skip, timeout: 240000 }, asyn
     await page.getByRole('link', { name: 'Overview' }).first().click();
     await page.locator('#kpi-nics').filter({ hasText: '2 up' }).waitFor();
     await page.locator('#kpi-drops').waitFor();
+    // Both netns NICs of the subnet (no security group left) are on the kernel fast path.
+    await page.locator('#kpi-fastpath').filter({ hasText: '2 NICs forwarded in the kernel' }).waitFor();
     await page.locator('#vpc-list a', { hasText: `${tag}-vpc` }).waitFor();
     await until('box-wide traffic and its chart while the ping runs', async () =>
       /[1-9][\d.]* [kM]?pkt\/s/.test(await page.locator('#box-traffic').textContent()) &&

@@ -67,6 +67,11 @@ export async function render_overview(root, ctx) {
       : drops.span_ms < 1000 ? 'counting from now' : `last ${Math.round(drops.span_ms / 1000)} s`;
     const workers = box.workers.length;
     const reconcile_error = typeof stats?.reconciler?.last_error === 'string' ? stats.reconciler.last_error : '';
+    // The kernel fast path (config kernel-fastpath): on and how many NICs it carries, or why it is off.
+    const fp = stats?.fastpath && typeof stats.fastpath === 'object' ? stats.fastpath : null;
+    const fastpath = fp ? [kpi('Fast path', fp.enabled ? 'on' : 'off', fp.error ? 'warn' : '',
+      fp.enabled ? `${format_count(fp.ports || 0)} NIC${fp.ports === 1 ? '' : 's'} forwarded in the kernel`
+        : fp.error || 'kernel-fastpath = off', 'kpi-fastpath')] : [];
     clear(health_box).append(
       kpi('Box', health.status === 'ok' ? 'healthy' : health.status || 'unknown',
         health.status !== 'ok' ? 'bad' : reconcile_error ? 'warn' : 'ok',
@@ -77,7 +82,7 @@ export async function render_overview(root, ctx) {
         `${by_state.up} up, ${by_state.down} down, ${by_state.error} error`, 'kpi-nics'),
       kpi('Uplinks', format_count(uplinks.length), '', uplinks.map((u) => u.ifname).join(', ') || 'none'),
       kpi('Drops', stats ? format_count(drops.count) : 'n/a', drops.count ? 'warn' : '', stats ? window : 'no stats',
-        'kpi-drops'));
+        'kpi-drops'), ...fastpath);
 
     // Uplink counters appear when the server reports them (GET /v1/stats "uplinks"); until then the cells say "-".
     const uplink_hist = (u) =>
