@@ -569,7 +569,7 @@ struct Controller::Impl {
   }
 
   // ---- kernel fast path (Options::kernel_fastpath) ----
-  // The NICs `d` lets the fast path carry: netns NICs whose host end has the program, with a port every worker has
+  // The NICs `d` lets the fast path carry: netns and tap NICs whose host interface has the program, with a port every worker has
   // (activated), port security on, in a VPC without firewall stages; grouped by subnet.
   std::vector<FpCandidate> fastpath_candidates(const DesiredState& d) {
     std::vector<FpCandidate> out;
@@ -584,7 +584,7 @@ struct Controller::Impl {
       if (ifindex <= 0 || !n.port_security || !has_vpc(d, n.vpc_id) || firewalled.count(n.vpc_id)) continue;
       auto [g, fresh] = fp_groups.try_emplace(n.vpc_id + "/" + n.subnet_id, fp_next_group);
       if (fresh) ++fp_next_group;
-      out.push_back({KernelFastPath::Port{ifindex, n.mac, g->second, n.ips}, nic.rt});
+      out.push_back({KernelFastPath::Port{ifindex, n.mac, g->second, n.ips, nic.dev->fastpath_to_peer()}, nic.rt});
     }
     return out;
   }

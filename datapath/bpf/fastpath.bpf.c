@@ -1,11 +1,12 @@
-// The kernel fast path (datapath/io/kernel_fastpath.h): frames between two netns NICs of one VPC subnet whose
-// forwarding decision is known in advance go from one veth host end straight to the other guest's end
-// (bpf_redirect_peer), without the AF_PACKET copy into vpcd and back out.
+// The kernel fast path (datapath/io/kernel_fastpath.h): frames between two guest NICs (netns or tap) of one VPC
+// subnet whose forwarding decision is known in advance go from the sender's host interface straight to the receiver
+// (a netns NIC's guest end by bpf_redirect_peer, a tap's hypervisor by bpf_redirect out of the tap), without the
+// AF_PACKET copies into vpcd and back out.
 //
 // Two programs, one decision (fp_decide):
-//   - fp_ingress (tc ingress, clsact, direct action) on every netns NIC's host end: a frame fp_decide takes is
-//     counted (fp_stats: rx on the input, tx on the output) and redirected to the peer of the output host end; any
-//     other frame passes (TC_ACT_OK).
+//   - fp_ingress (tc ingress, clsact, direct action) on every such NIC's host interface (veth host end, tap): a frame
+//     fp_decide takes is counted (fp_stats: rx on the input, tx on the output) and redirected; any other frame passes
+//     (TC_ACT_OK).
 //   - fp_sock (socket filter, SO_ATTACH_BPF) on the NIC's AF_PACKET RX sockets: returns 0 (the socket does not take
 //     the frame) for a frame fp_decide takes, so vpcd does not forward it a second time. Packet taps run before tc
 //     ingress in __netif_receive_skb_core, so the socket sees every frame first.
@@ -64,8 +65,8 @@ struct {
 #define FP_IPV4_OFF 14
 #define FP_L4_OFF (FP_IPV4_OFF + 20)
 
-// The output host end's ifindex when the frame takes the fast path, else 0.
-static __always_inline __u32 fp_decide(struct __sk_buff* skb) {
+// The output host end's ifindex when the frame takes the fast path, else 0; *to_peer: how it leaves.
+static __always_inline __u32 fp_decide(struct __sk_buff* skb, int* to_peer) {
   if (skb->vlan_present) return 0;
   __u32 in = skb->ifindex;
   struct fp_port* port = bpf_map_lookup_elem(&fp_ports, &in);
@@ -89,6 +90,7 @@ static __always_inline __u32 fp_decide(struct __sk_buff* skb) {
   __u32 out_ifindex = *out;
   struct fp_port* dst = bpf_map_lookup_elem(&fp_ports, &out_ifindex);
   if (!dst || dst->group != port->group) return 0;
+  *to_peer = dst->flags & FP_TO_PEER;
 
   __u8 ip[20];
   if (bpf_skb_load_bytes(skb, FP_IPV4_OFF, ip, sizeof ip) < 0) return 0;
@@ -138,16 +140,18 @@ static __always_inline void fp_count(__u32 ifindex, __u64 bytes, int tx) {
 
 SEC("tc")
 int fp_ingress(struct __sk_buff* skb) {
-  __u32 out = fp_decide(skb);
+  int to_peer = 0;
+  __u32 out = fp_decide(skb, &to_peer);
   if (!out) return TC_ACT_OK;
   fp_count(skb->ifindex, skb->len, 0);
   fp_count(out, skb->len, 1);
-  return bpf_redirect_peer(out, 0);
+  return to_peer ? bpf_redirect_peer(out, 0) : bpf_redirect(out, 0);
 }
 
 SEC("socket")
 int fp_sock(struct __sk_buff* skb) {
-  return fp_decide(skb) ? 0 : (int)skb->len;
+  int to_peer = 0;
+  return fp_decide(skb, &to_peer) ? 0 : (int)skb->len;
 }
 
 char _license[] SEC("license") = "GPL";

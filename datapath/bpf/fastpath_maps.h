@@ -8,9 +8,11 @@
 #define FP_MAX_SOURCES 262144
 
 // A NIC the fast path may carry (both ends of a frame must be listed).
+#define FP_TO_PEER 1  // frames for this NIC go into its veth peer's ingress (bpf_redirect_peer), else out of it
+
 struct fp_port {
   __u8 mac[6];  // the NIC's MAC: the only source MAC it may send from
-  __u16 pad;
+  __u16 flags;  // FP_TO_PEER
   __u32 group;  // its VPC subnet: frames pass only between NICs of one group
 };
 

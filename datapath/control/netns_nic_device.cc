@@ -8,7 +8,6 @@
 #include "datapath/control/nic_device.h"
 #include "datapath/controller.h"
 #include "datapath/io/af_packet_port.h"
-#include "datapath/io/kernel_fastpath.h"
 #include "datapath/io/netns_nic.h"
 
 namespace vpcd::dp {
@@ -57,14 +56,12 @@ class NetnsNic final : public NicDevice {
     // Several fanout queues spread one guest's flows over the workers (PACKET_FANOUT_HASH: a flow stays on one).
     const unsigned queues = std::clamp<unsigned>(ctx.opts.netns_queues == 0 ? ctx.workers : ctx.opts.netns_queues, 1,
                                                  ctx.workers);
-    AfPacketOptions o = af_packet_options(ctx.opts, queues, ctx.workers);
-    if (ctx.fastpath) o.rx_filter_fd = ctx.fastpath->socket_filter_fd();
-    auto port = AfPacketPort::open(host_, o, &e, ctx.ring_pool);
+    auto port = AfPacketPort::open(host_, af_packet_options(ctx, queues), &e, ctx.ring_pool);
     if (!port) {
       *err = "af_packet on " + host_ + ": " + e;
       return nullptr;
     }
-    attach_fastpath(*port, ctx);
+    fastpath_ifindex_ = attach_fastpath(*port, ctx);
     return port;
   }
 
@@ -118,24 +115,6 @@ class NetnsNic final : public NicDevice {
   int fastpath_ifindex() const override { return fastpath_ifindex_; }
 
  private:
-  // The kernel fast path's program on the host end (a failure leaves the NIC on the pipeline alone, logged); with
-  // the fast path off, a program a previous vpcd left there is removed.
-  void attach_fastpath(AfPacketPort& port, const DeviceContext& ctx) {
-    fastpath_ifindex_ = 0;
-    if (!ctx.fastpath) {
-      KernelFastPath::detach(port.ifindex());
-      return;
-    }
-    std::string e;
-    if (!ctx.fastpath->attach(port.ifindex(), &e)) {
-      std::fprintf(stderr, "vpcd: %s: kernel fast path not attached (%s); the NIC forwards through the pipeline\n",
-                   host_.c_str(), e.c_str());
-      return;
-    }
-    port.set_fastpath(ctx.fastpath);
-    fastpath_ifindex_ = port.ifindex();
-  }
-
   // What the guest side must look like under ctx.desired (nullopt with *err when the spec cannot work).
   std::optional<NetnsNicParams> params(const NicSpec& n, const DeviceContext& ctx, std::string* err) const {
     const VpcSpec* vpc = find_vpc(ctx.desired, n.vpc_id);

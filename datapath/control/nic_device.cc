@@ -5,6 +5,7 @@
 
 #include "datapath/controller.h"
 #include "datapath/io/af_packet_port.h"
+#include "datapath/io/kernel_fastpath.h"
 #include "datapath/io/netlink.h"
 
 namespace vpcd::dp {
@@ -90,6 +91,27 @@ AfPacketOptions af_packet_options(const Options& opts, unsigned rx_queues, unsig
   ao.tx_frames = rings.tx_frames;
   ao.tx_big_frames = rings.tx_big_frames;
   return ao;
+}
+
+AfPacketOptions af_packet_options(const DeviceContext& ctx, unsigned rx_queues) {
+  AfPacketOptions ao = af_packet_options(ctx.opts, rx_queues, ctx.workers);
+  if (ctx.fastpath) ao.rx_filter_fd = ctx.fastpath->socket_filter_fd();
+  return ao;
+}
+
+int attach_fastpath(AfPacketPort& port, const DeviceContext& ctx) {
+  if (!ctx.fastpath) {
+    KernelFastPath::detach(port.ifindex());
+    return 0;
+  }
+  std::string e;
+  if (!ctx.fastpath->attach(port.ifindex(), &e)) {
+    std::fprintf(stderr, "vpcd: %s: kernel fast path not attached (%s); the NIC forwards through the pipeline\n",
+                 port.ifname().c_str(), e.c_str());
+    return 0;
+  }
+  port.set_fastpath(ctx.fastpath);
+  return port.ifindex();
 }
 
 }  // namespace vpcd::dp

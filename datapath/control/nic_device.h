@@ -28,6 +28,7 @@ namespace vpcd::dp {
 struct Options;
 class AfPacketRingPool;
 class KernelFastPath;
+class AfPacketPort;
 namespace vhost {
 class VhostUserService;
 }
@@ -77,6 +78,9 @@ class NicDevice {
   virtual void before_close() {}
   // The host interface the kernel fast path is attached to (kernel_fastpath.h), 0 when it is not.
   virtual int fastpath_ifindex() const { return 0; }
+  // How frames for this NIC leave the fast path: true = into the veth peer's ingress (the guest end of a netns NIC),
+  // false = out of the interface itself (a tap: to the hypervisor).
+  virtual bool fastpath_to_peer() const { return true; }
 };
 
 // The device for nic's backend type.
@@ -106,5 +110,11 @@ std::string netns_host_ifname(const std::string& nic_id);
 // (guest NIC: opts.guest_rings; uplink: opts.uplink_rings).
 struct AfPacketOptions;
 AfPacketOptions af_packet_options(const Options& opts, unsigned rx_queues, unsigned workers, bool uplink = false);
+// A guest NIC's port options: af_packet_options plus the kernel fast path's socket filter when it runs.
+AfPacketOptions af_packet_options(const DeviceContext& ctx, unsigned rx_queues);
+// Puts the kernel fast path's program on a guest NIC's host interface and ties its counters to the port: the ifindex,
+// or 0 when the fast path is off or the attach failed (logged; the NIC then forwards through the pipeline alone).
+// With the fast path off, a program a previous vpcd left on the interface is removed.
+int attach_fastpath(AfPacketPort& port, const DeviceContext& ctx);
 
 }  // namespace vpcd::dp

@@ -26,11 +26,12 @@ class TapNic final : public NicDevice {
       return nullptr;
     }
     const unsigned queues = std::clamp<unsigned>(b_.queues, 1, ctx.workers);
-    auto port = AfPacketPort::open(b_.ifname, af_packet_options(ctx.opts, queues, ctx.workers), &e, ctx.ring_pool);
+    auto port = AfPacketPort::open(b_.ifname, af_packet_options(ctx, queues), &e, ctx.ring_pool);
     if (!port) {
       *err = "af_packet on " + b_.ifname + ": " + e;
       return nullptr;
     }
+    fastpath_ifindex_ = attach_fastpath(*port, ctx);
     return port;
   }
 
@@ -45,10 +46,14 @@ class TapNic final : public NicDevice {
   }
 
   std::string no_carrier_detail() const override { return "no carrier (no hypervisor attached)"; }
+  int fastpath_ifindex() const override { return fastpath_ifindex_; }
+  // Frames for the guest leave by the tap's transmit (to the hypervisor's queue).
+  bool fastpath_to_peer() const override { return false; }
 
  private:
   TapBackend b_;
   std::string alias_;  // this NIC's ownership marker (set by up())
+  int fastpath_ifindex_ = 0;  // the tap carries the kernel fast path's program
 };
 
 }  // namespace

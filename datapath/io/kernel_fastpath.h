@@ -58,6 +58,7 @@ class KernelFastPath {
     MacAddr mac;      // the NIC's MAC (the only source it may send from; frames to it are looked up by it)
     uint32_t group = 0;  // frames pass only between ports of one group (a VPC subnet)
     std::vector<Ipv4Addr> ips;  // the sources it may send from
+    bool to_peer = true;  // frames for it: into the veth peer's ingress (netns NIC); false: out of it (tap)
     friend bool operator==(const Port&, const Port&) = default;
   };
   // Makes the maps list exactly `ports` (ifindex and (group, mac) unique; duplicates are left out). false with *err

@@ -792,6 +792,51 @@ TEST_F(FastPathTest, StepsAsideForACapture) {
   EXPECT_EQ(worker_packets(ctl_->stats()), worker_packets(s0));
 }
 
+// A tap guest (the hypervisor's side played by TapGuest) and a netns guest of the subnet: ARP goes through the
+// pipeline, the echoes both ways go tap -> veth peer and veth -> out of the tap in the kernel, counted on both NICs.
+TEST_F(FastPathTest, CarriesTapNicsBothWays) {
+  std::string tap = "wkft" + pid_;
+  guard_->add_link(tap);
+  NicSpec t;
+  t.id = "ft";
+  t.vpc_id = v_.id;
+  t.subnet_id = v_.subnets[0].id;
+  t.mac = mac("02:00:00:00:03:05");
+  t.ips = {ip("10.0.0.5")};
+  t.backend = TapBackend{tap, 1, std::nullopt, std::nullopt};
+  d_.nics.push_back(t);
+  apply_up(d_, {"ft"});
+  test::TapGuest guest(tap, t.mac, t.ips[0]);
+  ASSERT_TRUE(guest.ok()) << guest.error();
+  EXPECT_TRUE(fastpath_ports(3));
+  static_neigh(g1_, "10.0.0.5", "02:00:00:00:03:05");
+  auto m = guest.arp_resolve(ip("10.0.0.2"), 2s);  // answered by the pipeline's ARP responder
+  ASSERT_TRUE(m.has_value());
+  // The worker counts its batch after sending the answer: wait until its count stands still.
+  Stats s0 = ctl_->stats();
+  for (int i = 0; i < 50; ++i) {
+    std::this_thread::sleep_for(20ms);
+    Stats again = ctl_->stats();
+    if (worker_packets(again) == worker_packets(s0)) break;
+    s0 = again;
+  }
+  EXPECT_EQ(guest.ping(*m, ip("10.0.0.2"), 5, 1s), 5u);
+  std::atomic<bool> done{false};
+  auto pinger = std::async(std::launch::async, [&] {
+    auto r = in_ns(g1_, {"ping", "-c", "5", "-i", "0.2", "-W", "1", "10.0.0.5"}, 15s);
+    done = true;
+    return r;
+  });
+  EXPECT_TRUE(guest.serve_until([&] { return done.load(); }, 16s));
+  auto r = pinger.get();
+  EXPECT_EQ(ping_received(r.output), 5) << r.output;
+  Stats s1 = ctl_->stats();
+  EXPECT_EQ(worker_packets(s1), worker_packets(s0));
+  EXPECT_EQ(s1.nics["ft"].rx_packets - s0.nics["ft"].rx_packets, 10u);  // 5 requests, 5 replies
+  EXPECT_EQ(s1.nics["ft"].tx_packets - s0.nics["ft"].tx_packets, 10u);
+  EXPECT_EQ(s1.nics["f1"].rx_packets - s0.nics["f1"].rx_packets, 10u);
+}
+
 // A vpcd started with the fast path off that adopts the interfaces of one that had it on removes its program: the
 // frames go through the pipeline again (no stale program forwards what this vpcd cannot see).
 TEST_F(FastPathTest, ControllerWithoutItRemovesTheProgramItAdopts) {
