@@ -584,7 +584,9 @@ struct Controller::Impl {
       if (ifindex <= 0 || !n.port_security || !has_vpc(d, n.vpc_id) || firewalled.count(n.vpc_id)) continue;
       auto [g, fresh] = fp_groups.try_emplace(n.vpc_id + "/" + n.subnet_id, fp_next_group);
       if (fresh) ++fp_next_group;
-      out.push_back({KernelFastPath::Port{ifindex, n.mac, g->second, n.ips, nic.dev->fastpath_to_peer()}, nic.rt});
+      const auto v = std::find_if(d.vpcs.begin(), d.vpcs.end(), [&](const VpcSpec& x) { return x.id == n.vpc_id; });
+      out.push_back({KernelFastPath::Port{ifindex, n.mac, g->second, n.ips, nic.dev->fastpath_to_peer(), v->mtu},
+                     nic.rt});
     }
     return out;
   }

@@ -15,7 +15,7 @@
 // the control plane (kernel_fastpath.cc) lists only NICs of VPCs without firewall stages (policy_builder.h), with
 // port security on and no capture running; the program itself checks what the parse and port-security stages
 // check for the frames it takes: untagged Ethernet from the NIC's own MAC to the MAC of a listed NIC of the same
-// subnet, IPv4 without options, not a fragment, from one of the NIC's own addresses, carrying TCP (a valid header
+// subnet, at most the receiver's MTU unless GSO, IPv4 without options, not a fragment, from one of the NIC's own addresses, carrying TCP (a valid header
 // length), UDP (a valid length, or UDP GSO) or an ICMP echo request or reply. Everything else (ARP, broadcast, the
 // router's MAC, IPv6, options, fragments, other ICMP, anything malformed) goes to vpcd as before.
 //
@@ -90,6 +90,7 @@ static __always_inline __u32 fp_decide(struct __sk_buff* skb, int* to_peer) {
   __u32 out_ifindex = *out;
   struct fp_port* dst = bpf_map_lookup_elem(&fp_ports, &out_ifindex);
   if (!dst || dst->group != port->group) return 0;
+  if (!skb->gso_size && skb->len > dst->mtu + 14) return 0;
   *to_peer = dst->flags & FP_TO_PEER;
 
   __u8 ip[20];

@@ -14,6 +14,7 @@ struct fp_port {
   __u8 mac[6];  // the NIC's MAC: the only source MAC it may send from
   __u16 flags;  // FP_TO_PEER
   __u32 group;  // its VPC subnet: frames pass only between NICs of one group
+  __u32 mtu;    // its VPC's MTU: a larger frame that is not GSO is the pipeline's (dropped there as too_big)
 };
 
 struct fp_mac_key {

@@ -46,6 +46,7 @@ fp_port to_value(const KernelFastPath::Port& p) {
   std::memcpy(v.mac, p.mac.b.data(), 6);
   v.group = p.group;
   v.flags = p.to_peer ? FP_TO_PEER : 0;
+  v.mtu = p.mtu;
   return v;
 }
 

@@ -1,11 +1,12 @@
-// KernelFastPath: frames between two netns NICs of one VPC subnet that vpcd's pipeline would forward unchanged go
-// from one veth host end to the other guest's end inside the kernel (a tc ingress BPF program calling
-// bpf_redirect_peer), instead of being copied into an AF_PACKET ring, switched by a worker and copied out again. The
+// KernelFastPath: frames between two netns or tap NICs of one VPC subnet that vpcd's pipeline would forward unchanged
+// go from the sender's host interface to the receiver inside the kernel (a tc ingress BPF program calling
+// bpf_redirect_peer into a veth's guest end, or bpf_redirect out of a tap), instead of being copied into an AF_PACKET
+// ring, switched by a worker and copied out again. The
 // BPF side, what it takes and why: datapath/bpf/fastpath.bpf.c. Which NICs it may carry is the control plane's
 // decision (Controller, `kernel-fastpath` in vpcd.conf): set_ports() lists them; a frame passes only between two
 // listed NICs of one group.
 //
-// Life: load() once per Controller; attach() on each netns NIC's host end when its device comes up (replacing the
+// Life: load() once per Controller; attach() on each netns NIC's host end and tap when its device comes up (replacing the
 // program a previous vpcd left there), and the socket filter (socket_filter_fd) on the NIC's AF_PACKET RX sockets so
 // vpcd does not forward a frame the kernel forwards; set_ports() after every published snapshot and whenever a
 // capture starts or ends; the destructor empties the maps, so the programs left on the interfaces forward nothing
@@ -59,6 +60,7 @@ class KernelFastPath {
     uint32_t group = 0;  // frames pass only between ports of one group (a VPC subnet)
     std::vector<Ipv4Addr> ips;  // the sources it may send from
     bool to_peer = true;  // frames for it: into the veth peer's ingress (netns NIC); false: out of it (tap)
+    uint32_t mtu = 1500;  // its VPC's MTU (a frame for it that is larger and not GSO is left to the pipeline)
     friend bool operator==(const Port&, const Port&) = default;
   };
   // Makes the maps list exactly `ports` (ifindex and (group, mac) unique; duplicates are left out). false with *err

@@ -373,7 +373,7 @@ json stats_schema() {
             {"fastpath",
              {{"type", "object"},
               {"description",
-               "the kernel fast path (config kernel-fastpath): frames between netns NICs of one subnet forwarded by a "
+               "the kernel fast path (config kernel-fastpath): frames between netns/tap NICs of one subnet forwarded by a "
                "BPF program; the NICs' counters include them"},
               {"properties",
                {{"enabled", {{"type", "boolean"}, {"description", "configured on and loaded"}}},

@@ -61,7 +61,7 @@ struct Config {
   uint32_t tx_frame_bytes = 2048;
   unsigned netns_queues = 1;  // RX queues per netns NIC (fanout over workers); 0 = one per worker
   bool guest_threaded_napi = false;  // GRO + threaded NAPI on netns NICs' guest ends (dp::Options)
-  bool kernel_fastpath = true;       // BPF forwarding between netns NICs (dp::Options::kernel_fastpath)
+  bool kernel_fastpath = true;       // BPF forwarding between netns/tap NICs (dp::Options::kernel_fastpath)
   unsigned ring_pool_nics = 2;  // NICs' worth of AF_PACKET sockets kept ready with rings (dp::Options); 0 = no pool
   uint16_t vxlan_port = 4789;      // UDP port of VXLAN on the underlay uplink (RFC 7348; Linux's old default was 8472)
   bool vxlan_uso = true;           // GSO super-frames to tunnels as UDP segmentation offload frames (dp::Options)
