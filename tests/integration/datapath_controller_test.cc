@@ -88,6 +88,12 @@ class DatapathTest : public ::testing::Test {
     return n;
   }
 
+  NicSpec tap_nic(const std::string& id, const VpcSpec& v, const std::string& ifname, const char* m, const char* a) {
+    NicSpec n = netns_nic(id, v, "", m, a);
+    n.backend = TapBackend{ifname, 1, std::nullopt, std::nullopt};
+    return n;
+  }
+
   // Applies, expects every NIC up (or the listed exceptions down), records host links for cleanup.
   std::map<std::string, NicState> apply_up(const DesiredState& d, const std::set<std::string>& may_be_down = {}) {
     auto states = ctl_->apply(d);
@@ -260,13 +266,7 @@ TEST_F(DatapathTest, TapGuestExchangesArpAndEchoWithNetnsGuest) {
   std::string n1 = ns_name("n1");
   std::string tap = "wkt" + pid_;
   guard_->add_link(tap);
-  NicSpec t;
-  t.id = "tap1";
-  t.vpc_id = v.id;
-  t.subnet_id = v.subnets[0].id;
-  t.mac = mac("02:00:00:00:01:05");
-  t.ips = {ip("10.0.0.5")};
-  t.backend = TapBackend{tap, 1, std::nullopt, std::nullopt};
+  NicSpec t = tap_nic("tap1", v, tap, "02:00:00:00:01:05", "10.0.0.5");
   DesiredState d;
   d.vpcs = {v};
   d.nics = {t, netns_nic("n1", v, n1, "02:00:00:00:01:06", "10.0.0.6")};
@@ -626,13 +626,7 @@ TEST_F(DatapathTest, TapNicChangesMacAndIpWithTheHypervisorAttached) {
   std::string n1 = ns_name("tn1");
   std::string tap = "wkc" + pid_;
   guard_->add_link(tap);
-  NicSpec t;
-  t.id = "tap1";
-  t.vpc_id = v.id;
-  t.subnet_id = v.subnets[0].id;
-  t.mac = mac("02:00:00:00:02:05");
-  t.ips = {ip("10.0.0.5")};
-  t.backend = TapBackend{tap, 1, std::nullopt, std::nullopt};
+  NicSpec t = tap_nic("tap1", v, tap, "02:00:00:00:02:05", "10.0.0.5");
   DesiredState d;
   d.vpcs = {v};
   d.nics = {t, netns_nic("n1", v, n1, "02:00:00:00:02:06", "10.0.0.6")};
@@ -797,13 +791,7 @@ TEST_F(FastPathTest, StepsAsideForACapture) {
 TEST_F(FastPathTest, CarriesTapNicsBothWays) {
   std::string tap = "wkft" + pid_;
   guard_->add_link(tap);
-  NicSpec t;
-  t.id = "ft";
-  t.vpc_id = v_.id;
-  t.subnet_id = v_.subnets[0].id;
-  t.mac = mac("02:00:00:00:03:05");
-  t.ips = {ip("10.0.0.5")};
-  t.backend = TapBackend{tap, 1, std::nullopt, std::nullopt};
+  NicSpec t = tap_nic("ft", v_, tap, "02:00:00:00:03:05", "10.0.0.5");
   d_.nics.push_back(t);
   apply_up(d_, {"ft"});
   test::TapGuest guest(tap, t.mac, t.ips[0]);
