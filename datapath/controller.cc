@@ -569,25 +569,29 @@ struct Controller::Impl {
   }
 
   // ---- kernel fast path (Options::kernel_fastpath) ----
-  // The NICs `d` lets the fast path carry: netns and tap NICs whose host interface has the program, with a port every worker has
-  // (activated), port security on, in a VPC without firewall stages; grouped by subnet.
+  // The NICs `d` lets the fast path carry: netns and tap NICs whose host interface has the program, with a port
+  // every worker has (activated), port security on, in a VPC without firewall stages; grouped by subnet (a group id
+  // stays the same while its subnet exists).
   std::vector<FpCandidate> fastpath_candidates(const DesiredState& d) {
     std::vector<FpCandidate> out;
     if (!fastpath) return out;
     const std::set<std::string> firewalled = firewalled_vpcs(d);
+    std::set<std::string> groups_used;
     for (const auto& n : d.nics) {
       auto it = nics.find(n.id);
       if (it == nics.end()) continue;
       const Nic& nic = it->second;
       if (!nic.rt || !nic.dev || !nic.activated || !nic.backend_error.empty() || nic.spec != n) continue;
       const int ifindex = nic.dev->fastpath_ifindex();
-      if (ifindex <= 0 || !n.port_security || !has_vpc(d, n.vpc_id) || firewalled.count(n.vpc_id)) continue;
+      const auto v = std::find_if(d.vpcs.begin(), d.vpcs.end(), [&](const VpcSpec& x) { return x.id == n.vpc_id; });
+      if (ifindex <= 0 || !n.port_security || v == d.vpcs.end() || firewalled.count(n.vpc_id)) continue;
       auto [g, fresh] = fp_groups.try_emplace(n.vpc_id + "/" + n.subnet_id, fp_next_group);
       if (fresh) ++fp_next_group;
-      const auto v = std::find_if(d.vpcs.begin(), d.vpcs.end(), [&](const VpcSpec& x) { return x.id == n.vpc_id; });
+      groups_used.insert(g->first);
       out.push_back({KernelFastPath::Port{ifindex, n.mac, g->second, n.ips, nic.dev->fastpath_to_peer(), v->mtu},
                      nic.rt});
     }
+    std::erase_if(fp_groups, [&](const auto& e) { return !groups_used.count(e.first); });
     return out;
   }
 

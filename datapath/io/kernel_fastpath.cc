@@ -7,11 +7,11 @@
 #include <linux/pkt_cls.h>
 #include <net/if.h>
 
+#include <array>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
-#include <array>
 
 extern "C" {
 #include "datapath/bpf/fastpath_maps.h"
