@@ -230,6 +230,10 @@ def test_package_lifecycle(debs):
         assert tap["state"] == "up" or "carrier" in tap["state_detail"], tap
         assert ns_has_link(NS, TAP), "the tap is not in vpcd's namespace"
         assert ns_has_link(GUEST_NS, "eth0"), "the guest namespace is not visible to the host"
+        # The kernel fast path (on by default) loads and attaches with these capabilities too: both NICs carried.
+        code, body = d.curl("/v1/stats", token=token)
+        assert code == 200, body
+        assert json.loads(body)["fastpath"] == {"enabled": True, "error": "", "ports": 2}, body
     finally:
         d.stop()
 
