@@ -167,6 +167,18 @@ int ping_received(const std::string& out) {
   return std::stoi(out.substr(b + 1, p - b - 1));
 }
 
+// 5 pings from namespace `ns` to `addr` while the tap guest answers them (it reads only while serving).
+test::CmdResult ping_serving(test::TapGuest& guest, const std::string& ns, const char* addr) {
+  std::atomic<bool> done{false};
+  auto pinger = std::async(std::launch::async, [&] {
+    auto r = in_ns(ns, {"ping", "-c", "5", "-i", "0.2", "-W", "1", addr}, 15s);
+    done = true;
+    return r;
+  });
+  EXPECT_TRUE(guest.serve_until([&] { return done.load(); }, 16s));
+  return pinger.get();
+}
+
 // A netns NIC with one fanout queue per worker (netns_queues = 0): the first ping is answered (the guest side came up
 // only after both workers polled both queues).
 TEST_F(DatapathTest, NetnsNicWithAQueuePerWorkerForwards) {
@@ -330,14 +342,7 @@ TEST_F(DatapathTest, TapGuestExchangesArpAndEchoWithNetnsGuest) {
   EXPECT_EQ(guest.ping(*m, ip("10.0.0.6"), 5, 1s), 5u);
 
   // The netns guest pings the tap guest, which answers.
-  std::atomic<bool> done{false};
-  auto pinger = std::async(std::launch::async, [&] {
-    auto r = in_ns(n1, {"ping", "-c", "5", "-i", "0.2", "-W", "1", "10.0.0.5"}, 15s);
-    done = true;
-    return r;
-  });
-  EXPECT_TRUE(guest.serve_until([&] { return done.load(); }, 16s));
-  auto r = pinger.get();
+  auto r = ping_serving(guest, n1, "10.0.0.5");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(ping_received(r.output), 5) << r.output;
   drain();  // read anything still in flight
@@ -825,14 +830,7 @@ TEST_F(FastPathTest, CarriesTapNicsBothWays) {
     s0 = again;
   }
   EXPECT_EQ(guest.ping(*m, ip("10.0.0.2"), 5, 1s), 5u);
-  std::atomic<bool> done{false};
-  auto pinger = std::async(std::launch::async, [&] {
-    auto r = in_ns(g1_, {"ping", "-c", "5", "-i", "0.2", "-W", "1", "10.0.0.5"}, 15s);
-    done = true;
-    return r;
-  });
-  EXPECT_TRUE(guest.serve_until([&] { return done.load(); }, 16s));
-  auto r = pinger.get();
+  auto r = ping_serving(guest, g1_, "10.0.0.5");
   EXPECT_EQ(ping_received(r.output), 5) << r.output;
   Stats s1 = ctl_->stats();
   EXPECT_EQ(worker_packets(s1), worker_packets(s0));
