@@ -190,14 +190,18 @@ bool KernelFastPath::set_ports(const std::vector<Port>& ports, std::string* err)
     uint32_t k = uint32_t(ifx);
     if (bpf_map_delete_elem(ports_fd_, &k) != 0 && errno != ENOENT) fail("fast path ports");
   }
-  for (int ifx : gone) {
-    const Port& p = listed_.at(ifx);
+  // A port's MAC and source entries, out (left behind, a MAC entry could later send frames to whatever port reuses
+  // its ifindex in the same group).
+  auto remove_entries = [&](const Port& p) {
     fp_mac_key mk = mac_key(p);
     if (bpf_map_delete_elem(macs_fd_, &mk) != 0 && errno != ENOENT) fail("fast path MACs");
     for (Ipv4Addr a : p.ips) {
-      fp_src_key sk = src_key(ifx, a);
+      fp_src_key sk = src_key(p.ifindex, a);
       if (bpf_map_delete_elem(srcs_fd_, &sk) != 0 && errno != ENOENT) fail("fast path sources");
     }
+  };
+  for (int ifx : gone) {
+    remove_entries(listed_.at(ifx));
     listed_.erase(ifx);
   }
   for (const auto& [ifx, p] : want) {
@@ -217,6 +221,7 @@ bool KernelFastPath::set_ports(const std::vector<Port>& ports, std::string* err)
     uint32_t k = uint32_t(ifx);
     if (bpf_map_update_elem(ports_fd_, &k, &v, BPF_ANY) != 0) {
       fail("fast path ports");
+      remove_entries(p);  // not listed: nothing of it stays in the maps (the next call tries again)
       continue;
     }
     listed_.emplace(ifx, p);
