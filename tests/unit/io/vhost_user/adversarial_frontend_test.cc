@@ -280,13 +280,14 @@ TEST(VhostUserAdversarial, EveryBadInputEndsInErrorOrACountedDropAndNothingLeaks
     }
     EXPECT_EQ(failures, 0);
     // The service closes a session's descriptors on its own thread, after the frontend saw the session end: on a
-    // loaded box the last one may still be open for a moment. A leak stays.
+    // loaded box the last one may still be open for a moment, at either count (CI once saw the warm-up's last session
+    // still open at fds0: 14 before, 13 after). A leak of even one descriptor per session stays: thousands more.
     size_t fds1 = open_fds();
-    for (int i = 0; i < 300 && fds1 != fds0; ++i) {
+    for (int i = 0; i < 300 && fds1 > fds0; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
       fds1 = open_fds();
     }
-    EXPECT_EQ(fds1, fds0);
+    EXPECT_LE(fds1, fds0);
     const size_t rss1 = rss_kib();
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
