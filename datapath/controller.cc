@@ -47,6 +47,7 @@
 #include "datapath/control/os_reaper.h"
 #include "datapath/control/policy_builder.h"
 #include "datapath/io/kernel_fastpath.h"
+#include "datapath/router_mac.h"
 #include "datapath/control/retry_backoff.h"
 #include "datapath/io/vhost_user/vhost_user_service.h"
 #include "datapath/control/snapshot_builder.h"
@@ -585,11 +586,20 @@ struct Controller::Impl {
       const int ifindex = nic.dev->fastpath_ifindex();
       const auto v = std::find_if(d.vpcs.begin(), d.vpcs.end(), [&](const VpcSpec& x) { return x.id == n.vpc_id; });
       if (ifindex <= 0 || !n.port_security || v == d.vpcs.end() || firewalled.count(n.vpc_id)) continue;
+      const auto s = std::find_if(v->subnets.begin(), v->subnets.end(),
+                                  [&](const SubnetSpec& x) { return x.id == n.subnet_id; });
+      if (s == v->subnets.end()) continue;
       auto [g, fresh] = fp_groups.try_emplace(n.vpc_id + "/" + n.subnet_id, fp_next_group);
       if (fresh) ++fp_next_group;
       groups_used.insert(g->first);
-      out.push_back({KernelFastPath::Port{ifindex, n.mac, g->second, n.ips, nic.dev->fastpath_to_peer(), v->mtu},
-                     nic.rt});
+      KernelFastPath::Port p{.ifindex = ifindex, .mac = n.mac, .group = g->second, .vpc = v->vni,
+                             .router_mac = router_mac_for(v->vni), .ips = {}, .to_peer = nic.dev->fastpath_to_peer(),
+                             .mtu = v->mtu};
+      // Only addresses the pipeline routes to this NIC: inside its subnet, not the gateway (the API refuses others;
+      // a stored state from elsewhere is not trusted to).
+      for (Ipv4Addr a : n.ips)
+        if (s->cidr.contains(a) && a != s->gateway) p.ips.push_back(a);
+      out.push_back({std::move(p), nic.rt});
     }
     std::erase_if(fp_groups, [&](const auto& e) { return !groups_used.count(e.first); });
     return out;

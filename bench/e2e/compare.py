@@ -22,15 +22,20 @@ pinned in the same run; the issue 12 verdicts are printed for the unpinned varia
 Everything it creates (namespaces vbe<pid>-*, OVS private run dir, a vpcd state dir) is removed at the end, also on
 failure. Traffic only flows between the namespaces it creates, to addresses that exist only there (10.77.0.0/24).
 
+--routed puts guest 2 in a second subnet (10.77.1.0/24, each guest's default route via its subnet's .1): vpcd's router
+(VPC with two subnets, netns NICs) against the kernel's own IPv4 forwarding in a namespace ("router"); the 64-byte
+frames go to the MAC guest 1 resolved for its gateway.
+
 Usage (root): python3 bench/e2e/compare.py [--build-dir build] [--switches vpcd,bridge,ovs,ovs-tso,ovs-afxdp]
                                            [--duration 5] [--runs 1] [--workers 1,2] [--nic-kinds netns,tap]
                                            [--vpcd-args "--rx-ring v3"] [--pin-workers no|yes|both]
-                                           [--json out.json]
+                                           [--routed] [--json out.json]
 """
 import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,6 +51,9 @@ G1, G2, SW = f"vbe{PID}g1", f"vbe{PID}g2", f"vbe{PID}sw"
 IP1, IP2, PREFIX = "10.77.0.2", "10.77.0.3", 24  # .1 is the vpcd subnet gateway
 MAC1, MAC2 = "02:77:00:00:00:01", "02:77:00:00:00:02"
 MTU = 1500
+# --routed: guest 2 in another subnet (10.77.1.0/24), each guest's default route via its subnet's .1
+ROUTED = False
+GW1, GW2 = "10.77.0.1", "10.77.1.1"
 
 
 sh, nsx, counter, CpuMeter = lib.sh, lib.nsx, lib.counter, lib.CpuMeter
@@ -70,7 +78,14 @@ def measure_tcp(streams, duration, pids):
 
 
 def measure_small_frames(duration, pids):
-    return lib.measure_small_frames(G1, G2, MAC1, MAC2, IP1, IP2, duration, pids)
+    # routed: to the MAC guest 1 resolved for its gateway (the router's), as its own stack would send
+    dst_mac = MAC2
+    if ROUTED:
+        m = re.search(r"lladdr (\S+)", nsx(G1, f"ip neigh show {GW1} dev eth0"))
+        if not m:
+            raise RuntimeError("guest 1 has no neighbour entry for its gateway")
+        dst_mac = m.group(1)
+    return lib.measure_small_frames(G1, G2, MAC1, dst_mac, IP1, IP2, duration, pids)
 
 
 def measure_ping():
@@ -92,6 +107,9 @@ def make_guests_with_switch_ns():
         nsx(ns, "ip link set lo up")
         nsx(SW, f"ip link set vbe{PID}s{i} mtu {MTU} up")
         nsx(SW, f"sysctl -qw net.ipv6.conf.vbe{PID}s{i}.disable_ipv6=1", check=False)
+    if ROUTED:
+        for ns, gw in ((G1, GW1), (G2, GW2)):
+            nsx(ns, f"ip route add default via {gw}")
 
 
 def set_guest_tx_offload(on):
@@ -106,6 +124,20 @@ def switch_bridge():
     for i in (1, 2):
         nsx(SW, f"ip link set vbe{PID}s{i} master br0")
     nsx(SW, "ip link set br0 up")
+    try:
+        yield []
+    finally:
+        cleanup_namespaces()
+
+
+@contextlib.contextmanager
+def switch_router():
+    """--routed's peer: the kernel's own IPv4 forwarding in the switch namespace (a Linux router between the two
+    subnets)."""
+    make_guests_with_switch_ns()
+    nsx(SW, "sysctl -qw net.ipv4.ip_forward=1")
+    for i, gw in ((1, GW1), (2, GW2)):
+        nsx(SW, f"ip addr add {gw}/{PREFIX} dev vbe{PID}s{i}")
     try:
         yield []
     finally:
@@ -172,13 +204,15 @@ def switch_vpcd(build_dir, workers, nic_kind="netns", extra_args=(), budget_s=60
         api = d.client()
         vpc = api.call("POST", "/v1/vpcs", {"cidrs": ["10.77.0.0/16"], "mtu": MTU})
         sub = api.call("POST", "/v1/subnets", {"vpc_id": vpc["id"], "cidr": f"10.77.0.0/{PREFIX}"})
+        # --routed: guest 2 in a second subnet, reached through the VPC's router
+        sub2 = api.call("POST", "/v1/subnets", {"vpc_id": vpc["id"], "cidr": f"10.77.1.0/{PREFIX}"}) if ROUTED else sub
         nics = []
         if nic_kind == "tap":
             make_tap_guests()
         for i, (ns, ip, mac) in enumerate(((G1, IP1, MAC1), (G2, IP2, MAC2)), start=1):
             backend = ({"type": "tap", "ifname": f"vbe{PID}t{i}"} if nic_kind == "tap"
                        else {"type": "netns", "netns": ns, "ifname": "eth0"})
-            nics.append(api.call("POST", "/v1/nics", {"subnet_id": sub["id"], "mac": mac, "ips": [ip],
+            nics.append(api.call("POST", "/v1/nics", {"subnet_id": (sub if i == 1 else sub2)["id"], "mac": mac, "ips": [ip],
                                                       "backend": backend}))
         if nic_kind == "tap":  # the hypervisor stand-ins attach once vpcd has created the taps
             deadline = time.monotonic() + 20
@@ -250,8 +284,21 @@ def main():
     ap.add_argument("--vpcd-args", default="", help="extra vpcd flags, e.g. '--rx-ring v3'")
     ap.add_argument("--pin-workers", choices=("no", "yes", "both"), default="no",
                     help="vpcd's N workers on the last N CPUs (--worker-cpus): no, yes, or both variants")
+    ap.add_argument("--routed", action="store_true",
+                    help="guest 2 in another subnet: vpcd's router against the kernel's (--switches vpcd,router)")
     ap.add_argument("--json")
     a = ap.parse_args()
+    global ROUTED, IP2
+    if a.routed:
+        ROUTED, IP2 = True, "10.77.1.3"
+        if a.switches == ap.get_default("switches"):
+            a.switches = "vpcd,router"
+        if any(x not in ("vpcd", "router") for x in a.switches.split(",")):
+            sys.exit("compare.py: --routed compares vpcd with the kernel's router only (--switches vpcd,router)")
+        if a.nic_kinds == ap.get_default("nic_kinds"):
+            a.nic_kinds = "netns"
+        if "tap" in a.nic_kinds.split(","):
+            sys.exit("compare.py: --routed measures netns NICs only (--nic-kinds netns)")
     if os.geteuid() != 0:
         sys.exit("compare.py: run as root")
     for tool in ("iperf3", "trafgen", "ovs-vswitchd", "ethtool", "ping"):
@@ -280,6 +327,7 @@ def main():
                     switches.append(label)
     makers |= {
         "bridge": (switch_bridge, True),
+        "router": (switch_router, True),
         # Per PEERS.md: OVS netdev with AF_PACKET ports needs the guests' tx offload off, else TCP/UDP time out.
         "ovs": (lambda: switch_ovs("system", tso=False), False),
         "ovs-tso": (lambda: switch_ovs("system", tso=True), True),
@@ -331,7 +379,7 @@ def main():
         ok = x <= factor * p if op == "<=" else x >= factor * p
         print(f"  {label:<52} {x / p:6.2f}x  {'met' if ok else 'MISSED'}")
 
-    for suffix in ("", "-pin"):
+    for suffix in ("", "-pin") if not ROUTED else ():
         if not any(v.endswith("-pin") == bool(suffix) for v in vpcds):
             continue
         one = "vpcd" + suffix if "vpcd" + suffix in results else next(v for v in vpcds if v.endswith("-pin") == bool(suffix))

@@ -13,8 +13,11 @@
 struct fp_port {
   __u8 mac[6];  // the NIC's MAC: the only source MAC it may send from
   __u16 flags;  // FP_TO_PEER
-  __u32 group;  // its VPC subnet: frames pass only between NICs of one group
+  __u32 group;  // its VPC subnet: frames to a NIC's MAC pass only between NICs of one group
   __u32 mtu;    // its VPC's MTU: a larger frame that is not GSO is the pipeline's (dropped there as too_big)
+  __u8 router_mac[6];  // its VPC's router: frames to it are routed to the NIC holding the destination (fp_hosts)
+  __u16 pad;
+  __u32 vpc;  // its VPC (the VNI): frames are routed only between NICs of one VPC
 };
 
 struct fp_mac_key {
@@ -26,6 +29,12 @@ struct fp_mac_key {
 // One of a NIC's own IPv4 addresses (network byte order).
 struct fp_src_key {
   __u32 ifindex;
+  __u32 addr;
+};
+
+// One of a NIC's own IPv4 addresses in its VPC (network byte order): where a routed frame to it goes.
+struct fp_host_key {
+  __u32 vpc;
   __u32 addr;
 };
 

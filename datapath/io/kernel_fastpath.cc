@@ -7,6 +7,7 @@
 #include <linux/pkt_cls.h>
 #include <net/if.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdarg>
@@ -47,6 +48,8 @@ fp_port to_value(const KernelFastPath::Port& p) {
   v.group = p.group;
   v.flags = p.to_peer ? FP_TO_PEER : 0;
   v.mtu = p.mtu;
+  std::memcpy(v.router_mac, p.router_mac.b.data(), 6);
+  v.vpc = p.vpc;
   return v;
 }
 
@@ -60,6 +63,13 @@ fp_mac_key mac_key(const KernelFastPath::Port& p) {
 fp_src_key src_key(int ifindex, Ipv4Addr a) {
   fp_src_key k{};
   k.ifindex = uint32_t(ifindex);
+  k.addr = htonl(a.v);
+  return k;
+}
+
+fp_host_key host_key(uint32_t vpc, Ipv4Addr a) {
+  fp_host_key k{};
+  k.vpc = vpc;
   k.addr = htonl(a.v);
   return k;
 }
@@ -113,8 +123,9 @@ bool KernelFastPath::load_object(std::string* err) {
   ports_fd_ = map_fd("fp_ports");
   macs_fd_ = map_fd("fp_macs");
   srcs_fd_ = map_fd("fp_srcs");
+  hosts_fd_ = map_fd("fp_hosts");
   stats_fd_ = map_fd("fp_stats");
-  if (tc_fd_ < 0 || sock_fd_ < 0 || ports_fd_ < 0 || macs_fd_ < 0 || srcs_fd_ < 0 || stats_fd_ < 0) {
+  if (tc_fd_ < 0 || sock_fd_ < 0 || ports_fd_ < 0 || macs_fd_ < 0 || srcs_fd_ < 0 || hosts_fd_ < 0 || stats_fd_ < 0) {
     *err = "the BPF object lacks a program or map";
     return false;
   }
@@ -167,14 +178,20 @@ void KernelFastPath::detach(int ifindex) {
 }
 
 // Order, so that no frame takes the fast path between NICs that are not both fully listed: first the ports that
-// leave or change are taken out of fp_ports (a frame needs both of its ends there), then their sources and MACs;
-// then the new sources and MACs are put in, and the new ports last.
+// leave or change are taken out of fp_ports (a frame needs both of its ends there), then their sources, MACs and
+// routed addresses; then the new sources, MACs and addresses are put in, and the new ports last.
 bool KernelFastPath::set_ports(const std::vector<Port>& ports, std::string* err) {
   std::scoped_lock lk(mu_);
   std::map<int, Port> want;
   std::set<std::pair<uint32_t, std::array<uint8_t, 6>>> macs;
+  std::set<std::pair<uint32_t, uint32_t>> hosts;
   for (const auto& p : ports) {
-    if (p.ifindex <= 0 || want.count(p.ifindex) || !macs.emplace(p.group, p.mac.b).second) continue;
+    if (p.ifindex <= 0 || want.count(p.ifindex) || macs.count({p.group, p.mac.b})) continue;
+    std::set<std::pair<uint32_t, uint32_t>> own;
+    for (Ipv4Addr a : p.ips) own.insert({p.vpc, a.v});
+    if (std::any_of(own.begin(), own.end(), [&](const auto& h) { return hosts.count(h) != 0; })) continue;
+    macs.insert({p.group, p.mac.b});
+    hosts.insert(own.begin(), own.end());
     want.emplace(p.ifindex, p);
   }
   bool ok = true;
@@ -198,6 +215,8 @@ bool KernelFastPath::set_ports(const std::vector<Port>& ports, std::string* err)
     for (Ipv4Addr a : p.ips) {
       fp_src_key sk = src_key(p.ifindex, a);
       if (bpf_map_delete_elem(srcs_fd_, &sk) != 0 && errno != ENOENT) fail("fast path sources");
+      fp_host_key hk = host_key(p.vpc, a);
+      if (bpf_map_delete_elem(hosts_fd_, &hk) != 0 && errno != ENOENT) fail("fast path addresses");
     }
   };
   for (int ifx : gone) {
@@ -211,8 +230,12 @@ bool KernelFastPath::set_ports(const std::vector<Port>& ports, std::string* err)
       uint8_t one = 1;
       if (bpf_map_update_elem(srcs_fd_, &sk, &one, BPF_ANY) != 0) fail("fast path sources");
     }
-    fp_mac_key mk = mac_key(p);
     uint32_t out = uint32_t(ifx);
+    for (Ipv4Addr a : p.ips) {
+      fp_host_key hk = host_key(p.vpc, a);
+      if (bpf_map_update_elem(hosts_fd_, &hk, &out, BPF_ANY) != 0) fail("fast path addresses");
+    }
+    fp_mac_key mk = mac_key(p);
     if (bpf_map_update_elem(macs_fd_, &mk, &out, BPF_ANY) != 0) fail("fast path MACs");
   }
   for (const auto& [ifx, p] : want) {

@@ -1,5 +1,5 @@
-// KernelFastPath: frames between two netns or tap NICs of one VPC subnet that vpcd's pipeline would forward unchanged
-// go from the sender's host interface to the receiver inside the kernel (a tc ingress BPF program calling
+// KernelFastPath: frames between two netns or tap NICs of one VPC subnet that vpcd's pipeline would forward unchanged,
+// and frames between two such NICs of one VPC that its router would forward (MACs and TTL rewritten), go from the sender's host interface to the receiver inside the kernel (a tc ingress BPF program calling
 // bpf_redirect_peer into a veth's guest end, or bpf_redirect out of a tap), instead of being copied into an AF_PACKET
 // ring, switched by a worker and copied out again. The
 // BPF side, what it takes and why: datapath/bpf/fastpath.bpf.c. Which NICs it may carry is the control plane's
@@ -57,13 +57,16 @@ class KernelFastPath {
   struct Port {
     int ifindex = 0;  // host end
     MacAddr mac;      // the NIC's MAC (the only source it may send from; frames to it are looked up by it)
-    uint32_t group = 0;  // frames pass only between ports of one group (a VPC subnet)
-    std::vector<Ipv4Addr> ips;  // the sources it may send from
+    uint32_t group = 0;  // frames to a port's MAC pass only between ports of one group (a VPC subnet)
+    uint32_t vpc = 0;    // frames to the router's MAC are routed only between ports of one VPC (its VNI)
+    MacAddr router_mac;  // its VPC's router (router_mac.h): frames to it are routed by their destination address
+    std::vector<Ipv4Addr> ips;  // the sources it may send from, and the destinations routed to it
     bool to_peer = true;  // frames for it: into the veth peer's ingress (netns NIC); false: out of it (tap)
     uint32_t mtu = 1500;  // its VPC's MTU (a frame for it that is larger and not GSO is left to the pipeline)
     friend bool operator==(const Port&, const Port&) = default;
   };
-  // Makes the maps list exactly `ports` (ifindex and (group, mac) unique; duplicates are left out). false with *err
+  // Makes the maps list exactly `ports` (ifindex, (group, mac) and (vpc, address) unique: a port that repeats one is
+  // left out). false with *err
   // when the kernel refused an update (what was done stays; the next call tries again).
   bool set_ports(const std::vector<Port>& ports, std::string* err);
   size_t port_count() const;
@@ -79,7 +82,7 @@ class KernelFastPath {
 
   bpf_object* obj_ = nullptr;
   int tc_fd_ = -1, sock_fd_ = -1;
-  int ports_fd_ = -1, macs_fd_ = -1, srcs_fd_ = -1, stats_fd_ = -1;
+  int ports_fd_ = -1, macs_fd_ = -1, srcs_fd_ = -1, hosts_fd_ = -1, stats_fd_ = -1;
   int ncpus_ = 1;
 
   mutable std::mutex mu_;

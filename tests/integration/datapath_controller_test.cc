@@ -861,6 +861,58 @@ TEST_F(FastPathTest, CarriesTapNicsBothWays) {
   EXPECT_EQ(s2.nics["f1"].tx_packets, s1.nics["f1"].tx_packets);
 }
 
+// Between two subnets of one VPC the fast path routes as the pipeline's router does (to the receiver's MAC from the
+// router's, TTL one less: the echo replies arrive with 63), outside the workers and counted on both NICs; a TCP stream
+// too. A second VPC holding the same addresses and MACs gets none of it. A frame whose TTL would run out is the
+// pipeline's (time exceeded from the gateway).
+TEST_F(FastPathTest, RoutesBetweenSubnetsOfAVpcOutsideThePipeline) {
+  d_.vpcs[0].subnets.push_back(SubnetSpec{"vpc-f-sn2", *Ipv4Prefix::parse("10.0.1.0/24"), ip("10.0.1.1")});
+  const std::string g3 = ns_name("f3"), g4 = ns_name("f4"), g5 = ns_name("f5");
+  NicSpec f3 = netns_nic("f3", d_.vpcs[0], g3, "02:00:00:00:03:04", "10.0.1.2");
+  f3.subnet_id = "vpc-f-sn2";
+  VpcSpec other = vpc("vpc-g", 501);
+  other.subnets.push_back(SubnetSpec{"vpc-g-sn2", *Ipv4Prefix::parse("10.0.1.0/24"), ip("10.0.1.1")});
+  NicSpec f4 = netns_nic("f4", other, g4, "02:00:00:00:03:04", "10.0.1.2");
+  f4.subnet_id = "vpc-g-sn2";
+  NicSpec f5 = netns_nic("f5", other, g5, "02:00:00:00:03:02", "10.0.0.2");
+  d_.vpcs.push_back(other);
+  d_.nics.insert(d_.nics.end(), {f3, f4, f5});
+  apply_up(d_);
+  for (const auto& ns : {g3, g4, g5}) quiet_guest(ns);
+  EXPECT_TRUE(fastpath_ports(5));
+  // The first echo resolves the gateway through the pipeline's ARP responder on both sides.
+  EXPECT_EQ(ping_received(in_ns(g1_, {"ping", "-c", "1", "-W", "2", "10.0.1.2"}, 10s).output), 1);
+  settle({g1_, g3, g4, g5});
+  Stats s0 = ctl_->stats();
+  const uint64_t g4_rx = ns_link_stat(g4, "eth0", "rx_packets");
+  auto r = in_ns(g1_, {"ping", "-c", "5", "-i", "0.2", "-W", "1", "10.0.1.2"}, 15s);
+  EXPECT_EQ(ping_received(r.output), 5) << r.output;
+  EXPECT_NE(r.output.find("ttl=63"), std::string::npos) << r.output;
+  Stats s1 = ctl_->stats();
+  EXPECT_EQ(worker_packets(s1), worker_packets(s0));
+  EXPECT_EQ(s1.nics["f1"].rx_packets - s0.nics["f1"].rx_packets, 5u);
+  EXPECT_EQ(s1.nics["f3"].tx_packets - s0.nics["f3"].tx_packets, 5u);
+  EXPECT_EQ(s1.nics["f3"].rx_packets - s0.nics["f3"].rx_packets, 5u);
+  EXPECT_EQ(s1.nics["f1"].tx_packets - s0.nics["f1"].tx_packets, 5u);
+  EXPECT_EQ(s1.nics["f4"].tx_packets, s0.nics["f4"].tx_packets);
+  EXPECT_EQ(ns_link_stat(g4, "eth0", "rx_packets"), g4_rx);
+
+  auto server = std::async(std::launch::async, [&] { return in_ns(g3, {"iperf3", "-s", "-1", "-B", "10.0.1.2"}, 20s); });
+  std::this_thread::sleep_for(500ms);
+  auto c = in_ns(g1_, {"iperf3", "-c", "10.0.1.2", "-t", "2", "--connect-timeout", "2000"}, 15s);
+  EXPECT_EQ(c.exit_code, 0) << c.output;
+  EXPECT_EQ(server.get().exit_code, 0);
+  Stats s2 = ctl_->stats();
+  EXPECT_EQ(worker_packets(s2), worker_packets(s1));
+  EXPECT_GT(s2.nics["f1"].rx_bytes - s1.nics["f1"].rx_bytes, 10u << 20);
+  EXPECT_EQ(s2.nics["f1"].rx_bytes - s1.nics["f1"].rx_bytes, s2.nics["f3"].tx_bytes - s1.nics["f3"].tx_bytes);
+  EXPECT_EQ(s2.totals.total_drops(), s0.totals.total_drops());
+
+  auto t = in_ns(g1_, {"ping", "-c", "1", "-t", "1", "-W", "2", "10.0.1.2"}, 10s);
+  EXPECT_NE(t.output.find("Time to live exceeded"), std::string::npos) << t.output;
+  EXPECT_EQ(drops(ctl_->stats().nics["f1"], DropReason::kTtlExceeded) - drops(s2.nics["f1"], DropReason::kTtlExceeded), 1u);
+}
+
 // A vpcd started with the fast path off that adopts the interfaces of one that had it on removes its program: the
 // frames go through the pipeline again (no stale program forwards what this vpcd cannot see).
 TEST_F(FastPathTest, ControllerWithoutItRemovesTheProgramItAdopts) {
