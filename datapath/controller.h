@@ -85,10 +85,11 @@ struct Options {
   // GRO and threaded NAPI on each netns NIC's guest end (datapath/io/guest_napi.h): the receiving guest's stack runs
   // on a kernel thread instead of inside the worker's sendmsg of a super-frame.
   bool guest_threaded_napi = false;
-  // The kernel fast path (datapath/io/kernel_fastpath.h): frames between two netns or tap NICs of one subnet of a VPC
-  // without firewall stages (policy_builder.h firewalled_vpcs), both with port security on and no capture running,
-  // that the pipeline would forward unchanged, are forwarded by a BPF program from one interface to the other,
-  // without the copies through vpcd. When the programs cannot be loaded the datapath runs without it (Stats::fastpath says why).
+  // The kernel fast path (datapath/io/kernel_fastpath.h): frames between two netns or tap NICs of a VPC without
+  // firewall stages (policy_builder.h firewalled_vpcs), both with port security on and no capture running, that the
+  // pipeline would forward unchanged within a subnet or route between two subnets, are forwarded (routed ones
+  // rewritten as the router stage does) by a BPF program from one interface to the other, without the copies through
+  // vpcd. When the programs cannot be loaded the datapath runs without it (Stats::fastpath says why).
   bool kernel_fastpath = true;
 };
 

@@ -373,8 +373,9 @@ json stats_schema() {
             {"fastpath",
              {{"type", "object"},
               {"description",
-               "the kernel fast path (config kernel-fastpath): frames between netns/tap NICs of one subnet forwarded by a "
-               "BPF program; the NICs' counters include them"},
+               "the kernel fast path (config kernel-fastpath): frames between netns/tap NICs of a VPC without firewall "
+               "stages, within a subnet or routed between two, forwarded by a BPF program; the NICs' counters include "
+               "them"},
               {"properties",
                {{"enabled", {{"type", "boolean"}, {"description", "configured on and loaded"}}},
                 {"error",
