@@ -47,6 +47,7 @@
 #include "datapath/control/os_reaper.h"
 #include "datapath/control/policy_builder.h"
 #include "datapath/io/kernel_fastpath.h"
+#include "datapath/io/link_monitor.h"
 #include "datapath/router_mac.h"
 #include "datapath/control/retry_backoff.h"
 #include "datapath/io/vhost_user/vhost_user_service.h"
@@ -178,9 +179,17 @@ struct Controller::Impl {
         });
       }
     }
+    // Carrier and up/down changes of the interfaces the datapath drives reach the control plane at once.
+    links = std::make_unique<LinkMonitor>([this](const std::string& ifname) { return watches(ifname); },
+                                          [this] { state_changed(); });
+    if (std::string err; !links->start(&err)) {
+      std::fprintf(stderr, "vpcd: link notifications off (link states follow at the next pass): %s\n", err.c_str());
+      links.reset();
+    }
   }
 
   ~Impl() {
+    links.reset();  // its thread reads the view and calls the listener
     reaper.wait_idle();  // removals of deleted NICs finish; only live NICs' objects stay for a restart
     for (auto& w : workers) w->stop();  // workers drop their snapshot references; the publisher still holds them
     workers.clear();
@@ -197,7 +206,17 @@ struct Controller::Impl {
                          ring_pool.get(), fastpath};
   }
 
-  // A device changed state on its own (vhost-user service thread): tell the control plane.
+  // Whether `ifname` is a NIC's host interface or an uplink's (LinkMonitor's thread).
+  bool watches(const std::string& ifname) const {
+    std::scoped_lock lk(view_mu);
+    for (const auto& [id, n] : view.nics)
+      if (n.host_ifname == ifname) return true;
+    for (const auto& [id, u] : view.uplinks)
+      if (u.host_ifname == ifname) return true;
+    return false;
+  }
+
+  // A device changed state on its own (vhost-user service thread, LinkMonitor): tell the control plane.
   void state_changed() const {
     std::scoped_lock lk(listener_mu);
     if (listener) listener();
@@ -734,6 +753,7 @@ struct Controller::Impl {
 
   mutable std::mutex listener_mu;
   std::function<void()> listener;  // guarded by listener_mu; called by state_changed()
+  std::unique_ptr<LinkMonitor> links;  // null when the kernel refused its socket; stopped first by ~Impl
   std::unique_ptr<CaptureManager> capture;  // set in the constructor; thread-safe
 
   // Kernel fast path: null when off or not loaded (fastpath_error says why). Declared after `capture`, whose thread

@@ -126,9 +126,10 @@ class Controller {
   // could not be opened (missing, not an Ethernet device, ...; apply() tries again each time), kUp when its port is
   // open and the link has carrier, kDown otherwise. host_ifname is the uplink's interface. Read now, like nic_states().
   std::map<std::string, NicState> uplink_states() const;
-  // Called (from a datapath thread, e.g. the vhost-user service) whenever a NIC's state changed on its own (a
-  // front-end connected, negotiated, left or misbehaved), so the control plane can pick it up at once. It must only
-  // signal (Reconciler::notify); nullptr clears it.
+  // Called (from a datapath thread: the vhost-user service, the link monitor) whenever a NIC's or an uplink's state
+  // changed on its own (a vhost-user front-end connected, negotiated, left or misbehaved; a tap's hypervisor attached
+  // or left; a guest took its veth end down or up; an uplink's carrier or up/down changed: datapath/io/link_monitor.h),
+  // so the control plane can pick it up at once. It must only signal (Reconciler::notify); nullptr clears it.
   void set_state_listener(std::function<void()> fn);
   Stats stats() const;
 

@@ -222,9 +222,8 @@ def switch_vpcd(build_dir, workers, nic_kind="netns", extra_args=(), budget_s=60
                 time.sleep(0.05)
             relays = start_relays(build_relay(d.state_dir), budget_s)
         deadline = time.monotonic() + 20
-        # A tap NIC's stored state follows the carrier only at the next reconcile pass: for taps, the ping in
-        # run_one is the readiness check.
-        while nic_kind != "tap" and any(api.call("GET", f"/v1/nics/{n['id']}")["state"] != "up" for n in nics):
+        # (a tap NIC is up once its hypervisor stand-in has attached: vpcd hears the carrier change at once)
+        while any(api.call("GET", f"/v1/nics/{n['id']}")["state"] != "up" for n in nics):
             if time.monotonic() > deadline:
                 raise RuntimeError("NICs did not come up: " + json.dumps([api.call("GET", f"/v1/nics/{n['id']}")
                                                                           for n in nics]))

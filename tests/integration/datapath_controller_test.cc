@@ -477,6 +477,58 @@ TEST_F(DatapathTest, AddingAndRemovingNicsLeavesNothingBehind) {
 }
 
 // A pass reads every NIC's carrier from one link dump (refresh_view): each NIC's state still follows its own host link.
+// The state listener hears, at once and without an apply(), when a tap's hypervisor attaches and leaves and when a
+// guest takes its veth end down and up; link changes of an interface that is not vpcd's wake nobody.
+TEST_F(DatapathTest, LinkChangesOfItsInterfacesWakeTheStateListener) {
+  VpcSpec v = vpc("vpc-l", 610);
+  const std::string g1 = ns_name("l1"), tap = "wklt" + pid_, other = "wklo" + pid_;
+  guard_->add_link(tap);
+  guard_->add_link(other);
+  DesiredState d;
+  d.vpcs = {v};
+  d.nics = {netns_nic("l1", v, g1, "02:00:00:00:06:02", "10.0.0.2"),
+            tap_nic("lt", v, tap, "02:00:00:00:06:03", "10.0.0.3")};
+  apply_up(d, {"lt"});
+  auto calls = std::make_shared<std::atomic<int>>(0);
+  ctl_->set_state_listener([calls] { ++*calls; });
+  // Waits (at most 3 s) for a call after `before`, then for `id`'s state.
+  auto heard = [&](int before, const std::string& id, NicStatus want) {
+    for (auto deadline = std::chrono::steady_clock::now() + 3s; std::chrono::steady_clock::now() < deadline;) {
+      if (calls->load() > before && ctl_->nic_states()[id].status == want) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  };
+  EXPECT_EQ(ctl_->nic_states()["lt"].status, NicStatus::kDown);
+  int c = calls->load();
+  {
+    test::TapGuest guest(tap, d.nics[1].mac, d.nics[1].ips[0]);
+    ASSERT_TRUE(guest.ok()) << guest.error();
+    EXPECT_TRUE(heard(c, "lt", NicStatus::kUp)) << "hypervisor attached";
+    c = calls->load();
+  }
+  EXPECT_TRUE(heard(c, "lt", NicStatus::kDown)) << "hypervisor left";
+
+  c = calls->load();
+  EXPECT_EQ(in_ns(g1, {"ip", "link", "set", "eth0", "down"}).exit_code, 0);
+  EXPECT_TRUE(heard(c, "l1", NicStatus::kDown)) << "guest took its link down";
+  c = calls->load();
+  EXPECT_EQ(in_ns(g1, {"ip", "link", "set", "eth0", "up"}).exit_code, 0);
+  EXPECT_TRUE(heard(c, "l1", NicStatus::kUp)) << "guest brought it up";
+
+  // A veth pair of the test's own in vpcd's namespace: its changes (up, carrier, down) are nobody's business.
+  std::this_thread::sleep_for(300ms);
+  c = calls->load();
+  guard_->add_link(other + "p");
+  ASSERT_EQ(run_cmd({"ip", "link", "add", other, "type", "veth", "peer", "name", other + "p"}, 5000ms).exit_code, 0);
+  for (const char* state : {"up", "down"})
+    for (const auto& dev : {other, other + "p"})
+      EXPECT_EQ(run_cmd({"ip", "link", "set", dev, state}, 5000ms).exit_code, 0);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(calls->load(), c);
+  ctl_->set_state_listener(nullptr);
+}
+
 TEST_F(DatapathTest, NicStatesFollowEachHostLinkFromOneDump) {
   VpcSpec v = vpc("vpc-s", 700);
   DesiredState d;
