@@ -2,6 +2,8 @@
 import os
 import subprocess
 import sys
+import threading
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import qemu_guest  # noqa: E402
@@ -24,9 +26,40 @@ def test_qemu_guest_on_tap_pings_netns_guest(guest_images, vpcd_factory):
         vt.wait_for(lambda: c.call("GET", f"/v1/nics/{peer['id']}")["state"] == "up", what="netns NIC up")
         # The tap exists (persistent) before any hypervisor opens it; it is down until one attaches.
         assert os.path.exists(f"/sys/class/net/{tap}")
-        res = qemu_guest.run(kernel, initrd,
-                             ["-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no,vhost=off"],
-                             mac="52:54:00:61:01:05", ip="10.61.1.5/24", gw="10.61.1.1", peer="10.61.1.2", count=5)
+        vt.wait_for(lambda: c.call("GET", f"/v1/nics/{vm['id']}")["state"] == "down", what="tap NIC down")
+        # While the VM runs: when the tap's carrier comes up (QEMU attached), the NIC's stored state must follow at
+        # once (the link monitor wakes the reconciler; the periodic pass alone would take up to 30 s).
+        seen = {}
+        stop = threading.Event()
+
+        def watch():
+            while not stop.is_set() and "api_up" not in seen:
+                try:
+                    with open(f"/sys/class/net/{tap}/carrier") as f:
+                        carrier = f.read().strip() == "1"
+                except OSError:  # EINVAL while the device is administratively down
+                    carrier = False
+                if carrier and "carrier" not in seen:
+                    seen["carrier"] = time.monotonic()
+                if c.call("GET", f"/v1/nics/{vm['id']}")["state"] == "up":
+                    seen["api_up"] = time.monotonic()
+                time.sleep(0.05)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            res = qemu_guest.run(kernel, initrd,
+                                 ["-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no,vhost=off"],
+                                 mac="52:54:00:61:01:05", ip="10.61.1.5/24", gw="10.61.1.1", peer="10.61.1.2",
+                                 count=5)
+        finally:
+            stop.set()
+            watcher.join(timeout=30)
+        assert "carrier" in seen and "api_up" in seen, seen
+        assert seen["api_up"] - seen["carrier"] < 3, seen
+        # QEMU has exited: the tap lost its carrier, and the NIC shows it without any write.
+        vt.wait_for(lambda: c.call("GET", f"/v1/nics/{vm['id']}")["state"] == "down", timeout=5,
+                    what="tap NIC down after the VM left")
         assert res.line, "guest printed no result:\n" + res.console[-3000:]
         assert (res.transmitted, res.received) == (5, 5), res.line
         stats = c.call("GET", f"/v1/nics/{vm['id']}/stats")
