@@ -46,6 +46,8 @@ class KernelFastPath {
 
   // The socket filter for the RX sockets of an attached NIC (AfPacketOptions::rx_filter_fd). Owned here.
   int socket_filter_fd() const { return sock_fd_; }
+  // The tc program, for tests that run it on crafted frames (BPF_PROG_TEST_RUN). Owned here.
+  int tc_program_fd() const { return tc_fd_; }
 
   // Puts the tc ingress program on `ifindex` (a clsact qdisc is added when absent; a program at the fast path's
   // handle and priority, e.g. one a previous vpcd left, is replaced) and zeroes the interface's counters.
