@@ -771,6 +771,34 @@ class FastPathTest : public DatapathTest {
     return false;
   }
 
+  // n echoes from g1_ (NIC f1) to NIC `to` and their replies, between `s0` and `s1`: no worker packet, each frame
+  // counted once on both NICs.
+  void expect_echoes_outside_workers(const Stats& s0, const Stats& s1, const std::string& to, uint64_t n) {
+    EXPECT_EQ(worker_packets(s1), worker_packets(s0));
+    for (const std::string nic : {"f1", to.c_str()}) {
+      EXPECT_EQ(s1.nics.at(nic).rx_packets - s0.nics.at(nic).rx_packets, n) << nic;
+      EXPECT_EQ(s1.nics.at(nic).tx_packets - s0.nics.at(nic).tx_packets, n) << nic;
+    }
+  }
+
+  // An iperf3 stream from g1_ (NIC f1) to `addr` served in `server_ns` (NIC `to_nic`): no worker packet after `s1`,
+  // at least 10 MiB counted alike on both NICs, no drop since `s0`. Returns the stats after it.
+  Stats expect_stream_outside_workers(const std::string& server_ns, const std::string& addr, const std::string& to_nic,
+                                      const Stats& s0, const Stats& s1) {
+    auto server =
+        std::async(std::launch::async, [&] { return in_ns(server_ns, {"iperf3", "-s", "-1", "-B", addr}, 20s); });
+    std::this_thread::sleep_for(500ms);
+    auto c = in_ns(g1_, {"iperf3", "-c", addr, "-t", "2", "--connect-timeout", "2000"}, 15s);
+    EXPECT_EQ(c.exit_code, 0) << c.output;
+    EXPECT_EQ(server.get().exit_code, 0);
+    Stats s2 = ctl_->stats();
+    EXPECT_EQ(worker_packets(s2), worker_packets(s1));
+    EXPECT_GT(s2.nics["f1"].rx_bytes - s1.nics.at("f1").rx_bytes, 10u << 20);
+    EXPECT_EQ(s2.nics["f1"].rx_bytes - s1.nics.at("f1").rx_bytes, s2.nics[to_nic].tx_bytes - s1.nics.at(to_nic).tx_bytes);
+    EXPECT_EQ(s2.totals.total_drops(), s0.totals.total_drops());
+    return s2;
+  }
+
   VpcSpec v_;
   std::string g1_, g2_;
   DesiredState d_;
@@ -783,23 +811,10 @@ TEST_F(FastPathTest, ForwardsPingAndTcpOutsideThePipelineAndCountsThem) {
   Stats s0 = ctl_->stats();
   EXPECT_EQ(ping(5), 5);
   Stats s1 = ctl_->stats();
-  EXPECT_EQ(worker_packets(s1), worker_packets(s0));
-  EXPECT_EQ(s1.nics["f1"].rx_packets - s0.nics["f1"].rx_packets, 5u);
-  EXPECT_EQ(s1.nics["f1"].tx_packets - s0.nics["f1"].tx_packets, 5u);
-  EXPECT_EQ(s1.nics["f2"].rx_packets - s0.nics["f2"].rx_packets, 5u);
-  EXPECT_EQ(s1.nics["f2"].tx_packets - s0.nics["f2"].tx_packets, 5u);
+  expect_echoes_outside_workers(s0, s1, "f2", 5);
   EXPECT_EQ(s1.nics["f1"].rx_bytes - s0.nics["f1"].rx_bytes, 5u * 98);  // 14 + 20 + 8 + 56
 
-  auto server = std::async(std::launch::async, [&] { return in_ns(g2_, {"iperf3", "-s", "-1", "-B", "10.0.0.3"}, 20s); });
-  std::this_thread::sleep_for(500ms);
-  auto c = in_ns(g1_, {"iperf3", "-c", "10.0.0.3", "-t", "2", "--connect-timeout", "2000"}, 15s);
-  EXPECT_EQ(c.exit_code, 0) << c.output;
-  EXPECT_EQ(server.get().exit_code, 0);
-  Stats s2 = ctl_->stats();
-  EXPECT_EQ(worker_packets(s2), worker_packets(s1));
-  EXPECT_GT(s2.nics["f1"].rx_bytes - s1.nics["f1"].rx_bytes, 10u << 20);
-  EXPECT_EQ(s2.nics["f1"].rx_bytes - s1.nics["f1"].rx_bytes, s2.nics["f2"].tx_bytes - s1.nics["f2"].tx_bytes);
-  EXPECT_EQ(s2.totals.total_drops(), s0.totals.total_drops());
+  expect_stream_outside_workers(g2_, "10.0.0.3", "f2", s0, s1);
 }
 
 // What the fast path must not take (another source MAC, another source address) goes to the pipeline and is dropped
@@ -941,24 +956,11 @@ TEST_F(FastPathTest, RoutesBetweenSubnetsOfAVpcOutsideThePipeline) {
   EXPECT_EQ(ping_received(r.output), 5) << r.output;
   EXPECT_NE(r.output.find("ttl=63"), std::string::npos) << r.output;
   Stats s1 = ctl_->stats();
-  EXPECT_EQ(worker_packets(s1), worker_packets(s0));
-  EXPECT_EQ(s1.nics["f1"].rx_packets - s0.nics["f1"].rx_packets, 5u);
-  EXPECT_EQ(s1.nics["f3"].tx_packets - s0.nics["f3"].tx_packets, 5u);
-  EXPECT_EQ(s1.nics["f3"].rx_packets - s0.nics["f3"].rx_packets, 5u);
-  EXPECT_EQ(s1.nics["f1"].tx_packets - s0.nics["f1"].tx_packets, 5u);
+  expect_echoes_outside_workers(s0, s1, "f3", 5);
   EXPECT_EQ(s1.nics["f4"].tx_packets, s0.nics["f4"].tx_packets);
   EXPECT_EQ(ns_link_stat(g4, "eth0", "rx_packets"), g4_rx);
 
-  auto server = std::async(std::launch::async, [&] { return in_ns(g3, {"iperf3", "-s", "-1", "-B", "10.0.1.2"}, 20s); });
-  std::this_thread::sleep_for(500ms);
-  auto c = in_ns(g1_, {"iperf3", "-c", "10.0.1.2", "-t", "2", "--connect-timeout", "2000"}, 15s);
-  EXPECT_EQ(c.exit_code, 0) << c.output;
-  EXPECT_EQ(server.get().exit_code, 0);
-  Stats s2 = ctl_->stats();
-  EXPECT_EQ(worker_packets(s2), worker_packets(s1));
-  EXPECT_GT(s2.nics["f1"].rx_bytes - s1.nics["f1"].rx_bytes, 10u << 20);
-  EXPECT_EQ(s2.nics["f1"].rx_bytes - s1.nics["f1"].rx_bytes, s2.nics["f3"].tx_bytes - s1.nics["f3"].tx_bytes);
-  EXPECT_EQ(s2.totals.total_drops(), s0.totals.total_drops());
+  Stats s2 = expect_stream_outside_workers(g3, "10.0.1.2", "f3", s0, s1);
 
   auto t = in_ns(g1_, {"ping", "-c", "1", "-t", "1", "-W", "2", "10.0.1.2"}, 10s);
   EXPECT_NE(t.output.find("Time to live exceeded"), std::string::npos) << t.output;
