@@ -67,7 +67,6 @@ bool LinkMonitor::start(std::string* err) {
 
 int LinkMonitor::on_message(nl_msg* msg, void* self_ptr) {
   auto* self = static_cast<LinkMonitor*>(self_ptr);
-  self->messages_.fetch_add(1, std::memory_order_relaxed);
   nlmsghdr* h = nlmsg_hdr(msg);
   if (h->nlmsg_type != RTM_NEWLINK && h->nlmsg_type != RTM_DELLINK) return NL_OK;
   nlattr* tb[IFLA_MAX + 1];
@@ -100,7 +99,8 @@ void LinkMonitor::run() {
       return;
     }
     if (fds[1].revents) return;
-    if (!(fds[0].revents & POLLIN)) continue;
+    // POLLERR too: an overrun (ENOBUFS) is reported as a socket error, cleared only by reading it.
+    if (!fds[0].revents) continue;
     for (;;) {
       const int r = nl_recvmsgs_default(sock_);
       if (r >= 0) continue;
@@ -109,7 +109,6 @@ void LinkMonitor::run() {
     }
     if (pending_) {
       pending_ = false;
-      wakeups_.fetch_add(1, std::memory_order_relaxed);
       changed_();
     }
   }

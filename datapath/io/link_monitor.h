@@ -12,7 +12,6 @@
 // Threading: one thread of its own ("vpcd-links"), started by start() and joined by the destructor.
 #pragma once
 
-#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -38,10 +37,6 @@ class LinkMonitor {
   // then sees changes at its periodic pass, as before).
   bool start(std::string* err);
 
-  // Notifications seen and wake-ups given, for tests and the log.
-  uint64_t messages() const noexcept { return messages_.load(std::memory_order_relaxed); }
-  uint64_t wakeups() const noexcept { return wakeups_.load(std::memory_order_relaxed); }
-
  private:
   void run();
   // One link message (libnl's valid-message callback): sets pending_ when `changed` should be called.
@@ -55,7 +50,6 @@ class LinkMonitor {
   std::unordered_map<int, unsigned> flags_;  // ifindex -> the IFF_UP | IFF_LOWER_UP last seen (monitor thread only)
   bool pending_ = false;                     // monitor thread only
   bool priming_ = false;                     // start(): the initial dump only records
-  std::atomic<uint64_t> messages_{0}, wakeups_{0};
 };
 
 }  // namespace vpcd::dp
