@@ -439,8 +439,9 @@ int main(int argc, char** argv) {
                             {"rx-ring", "v2|v3: AF_PACKET RX ring layout"},
                             {"netns-queues", "RX queues per netns NIC (fanout over workers); 0 = one per worker"},
                             {"guest-threaded-napi", "on|off: GRO and threaded NAPI on netns NICs' guest ends"},
-                            {"kernel-fastpath", "on|off: frames between netns/tap NICs of a VPC forwarded by a BPF program "
-                                                "where the pipeline would switch or route them without a firewall"},
+                            {"kernel-fastpath", "on|off: frames between netns/tap NICs of a VPC forwarded by a BPF "
+                                                "program where the pipeline would switch or route them without a "
+                                                "firewall"},
                             {"uplink-tx-big-frames", "big TX ring slots per uplink and worker for USO frames "
                                                      "(68 KiB each); default 0: none, USO frames through sendmsg"},
                             {"web-root", "dashboard directory"},

@@ -20,7 +20,8 @@ workers to the machine's last N CPUs (--worker-cpus; labels end in -pin); both m
 pinned in the same run; the issue 12 verdicts are printed for the unpinned variants and, when measured, the pinned.
 
 Everything it creates (namespaces vbe<pid>-*, OVS private run dir, a vpcd state dir) is removed at the end, also on
-failure. Traffic only flows between the namespaces it creates, to addresses that exist only there (10.77.0.0/24).
+failure. Traffic only flows between the namespaces it creates, to addresses that exist only there (10.77.0.0/24, and
+10.77.1.0/24 with --routed).
 
 --routed puts guest 2 in a second subnet (10.77.1.0/24, each guest's default route via its subnet's .1): vpcd's router
 (VPC with two subnets, netns NICs) against the kernel's own IPv4 forwarding in a namespace ("router"); the 64-byte
@@ -212,7 +213,8 @@ def switch_vpcd(build_dir, workers, nic_kind="netns", extra_args=(), budget_s=60
         for i, (ns, ip, mac) in enumerate(((G1, IP1, MAC1), (G2, IP2, MAC2)), start=1):
             backend = ({"type": "tap", "ifname": f"vbe{PID}t{i}"} if nic_kind == "tap"
                        else {"type": "netns", "netns": ns, "ifname": "eth0"})
-            nics.append(api.call("POST", "/v1/nics", {"subnet_id": (sub if i == 1 else sub2)["id"], "mac": mac, "ips": [ip],
+            subnet = sub if i == 1 else sub2
+            nics.append(api.call("POST", "/v1/nics", {"subnet_id": subnet["id"], "mac": mac, "ips": [ip],
                                                       "backend": backend}))
         if nic_kind == "tap":  # the hypervisor stand-ins attach once vpcd has created the taps
             deadline = time.monotonic() + 20

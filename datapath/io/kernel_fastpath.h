@@ -1,10 +1,10 @@
 // KernelFastPath: frames between two netns or tap NICs of one VPC subnet that vpcd's pipeline would forward unchanged,
-// and frames between two such NICs of one VPC that its router would forward (MACs and TTL rewritten), go from the sender's host interface to the receiver inside the kernel (a tc ingress BPF program calling
-// bpf_redirect_peer into a veth's guest end, or bpf_redirect out of a tap), instead of being copied into an AF_PACKET
-// ring, switched by a worker and copied out again. The
-// BPF side, what it takes and why: datapath/bpf/fastpath.bpf.c. Which NICs it may carry is the control plane's
-// decision (Controller, `kernel-fastpath` in vpcd.conf): set_ports() lists them; a frame passes only between two
-// listed NICs of one group.
+// and frames between two such NICs of one VPC that its router would forward (MACs and TTL rewritten), go from the
+// sender's host interface to the receiver inside the kernel (a tc ingress BPF program calling bpf_redirect_peer into a
+// veth's guest end, or bpf_redirect out of a tap), instead of being copied into an AF_PACKET ring, switched by a worker
+// and copied out again. The BPF side, what it takes and why: datapath/bpf/fastpath.bpf.c. Which NICs it may carry is
+// the control plane's decision (Controller, `kernel-fastpath` in vpcd.conf): set_ports() lists them; a frame passes
+// only between two listed NICs (of one subnet, or routed within one VPC).
 //
 // Life: load() once per Controller; attach() on each netns NIC's host end and tap when its device comes up (replacing the
 // program a previous vpcd left there), and the socket filter (socket_filter_fd) on the NIC's AF_PACKET RX sockets so

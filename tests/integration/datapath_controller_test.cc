@@ -794,7 +794,8 @@ class FastPathTest : public DatapathTest {
     Stats s2 = ctl_->stats();
     EXPECT_EQ(worker_packets(s2), worker_packets(s1));
     EXPECT_GT(s2.nics["f1"].rx_bytes - s1.nics.at("f1").rx_bytes, 10u << 20);
-    EXPECT_EQ(s2.nics["f1"].rx_bytes - s1.nics.at("f1").rx_bytes, s2.nics[to_nic].tx_bytes - s1.nics.at(to_nic).tx_bytes);
+    EXPECT_EQ(s2.nics["f1"].rx_bytes - s1.nics.at("f1").rx_bytes,
+              s2.nics[to_nic].tx_bytes - s1.nics.at(to_nic).tx_bytes);
     EXPECT_EQ(s2.totals.total_drops(), s0.totals.total_drops());
     return s2;
   }
